@@ -1,0 +1,77 @@
+"""Throughput of `clvstream score` next to a bare loop over the same file, same run.
+
+    python -m bench.throughput [--customers 7000 --days 730 --repeats 3]
+
+The bare loop is `json.loads` of each line plus a per-customer counter update. The
+scorer is timed as the real command (a subprocess: start-up, parsing, transition,
+due re-scores, refits, CSV), wall clock from start to exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+
+def bare_loop(path: Path) -> tuple[int, float]:
+    started = time.perf_counter()
+    counts: Counter = Counter()
+    with open(path, "rb") as lines:
+        for line in lines:
+            counts[json.loads(line)["customer_id"]] += 1
+    return sum(counts.values()), time.perf_counter() - started
+
+
+def clvstream_score(path: Path, out: Path, extra: list[str]) -> float:
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "streams.cli", "score", str(path), "--out", str(out), *extra]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=7000)
+    parser.add_argument("--days", type=int, default=730)
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--events", type=Path, help="use this events file instead")
+    parser.add_argument("scorer_options", nargs="*", help="extra options for clvstream score")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="clv-throughput-"))
+    events = args.events or work / "events.jsonl"
+    if not args.events:
+        subprocess.run(
+            [sys.executable, "-m", "streams.cli", "simulate", "--customers", str(args.customers),
+             "--days", str(args.days), "--seed", str(args.seed), "--out", str(events)],
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+    bare_rates, score_rates, ratios = [], [], []
+    for repeat in range(args.repeats):
+        n, bare_seconds = bare_loop(events)
+        score_seconds = clvstream_score(events, work / "scores.csv", args.scorer_options)
+        bare_rates.append(n / bare_seconds)
+        score_rates.append(n / score_seconds)
+        ratios.append(score_rates[-1] / bare_rates[-1])
+        print(
+            f"run {repeat + 1}: {n:,} events  bare loop {bare_rates[-1]:,.0f}/s  "
+            f"clvstream score {score_rates[-1]:,.0f}/s ({score_seconds:.1f} s)  "
+            f"ratio {ratios[-1]:.3f}"
+        )
+    print(
+        f"median: bare loop {statistics.median(bare_rates):,.0f}/s  clvstream score "
+        f"{statistics.median(score_rates):,.0f}/s  ratio {statistics.median(ratios):.3f} "
+        f"(required >= 0.10, goal 0.30)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

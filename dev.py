@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Set up clvstream on a fresh machine (Python 3.11+ and pip only) and run it.
+
+    python3 dev.py demo     the main job
+    python3 dev.py test     every test (lint, unit, integration)
+    python3 dev.py shell    print how to activate the environment
+
+The virtual environment `.venv` is created on first use and refreshed when
+pyproject.toml changes; everything installs from the project's own files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".clvstream-installed"
+
+
+def _fingerprint() -> str:
+    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+
+
+def ensure_environment() -> None:
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may run under an older python3
+        sys.exit(f"clvstream needs Python 3.11 or newer, this is {sys.version.split()[0]}")
+    if STAMP.exists() and STAMP.read_text() == _fingerprint():
+        return
+    if not (BIN / "python").exists():
+        print("creating .venv ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print("installing clvstream and its dependencies into .venv ...", flush=True)
+    pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True)
+    STAMP.write_text(_fingerprint())
+
+
+def run(command: list[str]) -> int:
+    return subprocess.run(command, cwd=ROOT).returncode
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("demo", "test", "shell"):
+        print(__doc__)
+        return 2
+    ensure_environment()
+    action, rest = argv[0], argv[1:]
+    if action == "demo":
+        return run([str(BIN / "clvstream"), "demo", *rest])
+    if action == "test":
+        lint = run([str(BIN / "ruff"), "check", "."])
+        fmt = run([str(BIN / "ruff"), "format", "--check", "--quiet", "."])
+        tests = run([str(BIN / "python"), "-m", "pytest", *rest])
+        return lint or fmt or tests
+    print(f"source {BIN / 'activate'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

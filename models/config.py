@@ -1,0 +1,87 @@
+"""Domain configuration: one frozen, validated object passed to every scorer.
+
+>>> cfg = ScoringConfig()
+>>> cfg.horizon_days, cfg.churn_window_days, cfg.value_model
+(365, 90, 'pareto_nbd')
+>>> from pydantic import ValidationError
+>>> try:
+...     ScoringConfig(churn_window_days=0)
+... except ValidationError as error:
+...     print(error.errors()[0]["loc"], error.errors()[0]["type"])
+('churn_window_days',) greater_than
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+PositiveDays = Annotated[int, Field(gt=0, le=3650)]
+
+
+class ScoringConfig(BaseModel):
+    """What the transition needs to know; built once, never changed at run time."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    value_model: Literal["pareto_nbd", "bg_nbd"] = Field(
+        "pareto_nbd", description="Chosen by CDNOW holdout accuracy (see README)."
+    )
+    time_unit_days: float = Field(7.0, gt=0, description="Model time unit; 7 = weeks.")
+    horizon_days: PositiveDays = 365
+    churn_window_days: PositiveDays = 90
+    annual_discount_rate: float = Field(0.10, ge=0, le=1)
+    clv_steps_per_year: int = Field(12, ge=1, le=365)
+    margin_rate: float = Field(1.0, gt=0, le=1, description="Share of revenue counted as value.")
+    base_currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    fx_rates: dict[str, float] = Field(
+        default_factory=lambda: {"USD": 1.0},
+        description="Units of base currency per unit of each accepted currency.",
+    )
+    allowed_lateness_seconds: float = Field(86_400.0, ge=0)
+    dedupe_window: int = Field(32, ge=1, le=1024, description="Recent event ids kept per customer.")
+    rescore_after_days: tuple[int, ...] = Field(
+        (14, 30, 60, 90, 180, 365),
+        description="Silent customers are re-scored this many days after their last event.",
+    )
+    refit_interval_days: PositiveDays = 30
+    refit_install_delay_days: int = Field(
+        30,
+        ge=0,
+        le=365,
+        description=(
+            "A scheduled refit takes effect this many days of event time later: the fit "
+            "runs meanwhile, off the hot path (population parameters move slowly)."
+        ),
+    )
+    min_customers_for_fit: int = Field(500, ge=10)
+    min_fit_history_days: int = Field(
+        120, ge=1, description="Observed span needed before dropout is identifiable."
+    )
+    min_repeat_customers_for_spend_fit: int = Field(100, ge=10)
+    new_customer_days: PositiveDays = 30
+    at_risk_churn_probability: float = Field(0.6, gt=0, lt=1)
+    lost_p_alive: float = Field(0.15, gt=0, lt=1)
+
+    @field_validator("fx_rates")
+    @classmethod
+    def _positive_rates(cls, rates: dict[str, float]) -> dict[str, float]:
+        for code, rate in rates.items():
+            if not (rate > 0 and rate < 1e9):
+                raise ValueError(f"fx rate of {code} must be positive and finite")
+        return rates
+
+    @field_validator("rescore_after_days")
+    @classmethod
+    def _increasing(cls, days: tuple[int, ...]) -> tuple[int, ...]:
+        if list(days) != sorted(set(days)) or (days and days[0] <= 0):
+            raise ValueError("rescore_after_days must be strictly increasing positive days")
+        return days
+
+    def to_base(self, amount: float, currency: str) -> float | None:
+        """Amount in the base currency, or None when the currency has no rate."""
+        if currency == self.base_currency:
+            return amount
+        rate = self.fx_rates.get(currency)
+        return None if rate is None else amount * rate

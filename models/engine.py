@@ -1,0 +1,281 @@
+"""One partition's scoring loop (or one offline replay's): pure, no I/O.
+
+It owns the event clock, the customers' states (any mutable mapping: a dict
+offline, a table-backed mapping in the service), the due-time heap of silent
+customers, the population refit schedule and the counters. Callers feed raw
+inputs or parsed events and get outputs back; they decide where outputs go.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Iterator, MutableMapping
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+from models.clock import EventClock
+from models.config import ScoringConfig
+from models.errors import FitError
+from models.ids import deterministic_id
+from models.refit import PopulationStats, collect_statistics, fit_value_params
+from models.refit_schedule import FitOutcome, RefitSchedule
+from models.scorer import Scorer
+from models.state import CustomerState
+from models.timeline import date_of_day, day_of, iso_utc, start_of_day
+from models.transition import Output, Status, Step, Stream, apply_event, due_cause, rescore
+from models.value import PRIOR_PARAMS, ValueParams
+from schemas.common import MAX_PAYLOAD_BYTES
+from schemas.outputs import DeadLetterReason, Origin
+from schemas.parsing import Event, Rejected, parse_event
+
+OriginInfo = dict[str, str | int]
+"""Where an input came from: {"source": "file", "file": ..., "line": ...} or
+{"source": "kafka", "topic": ..., "partition": ..., "offset": ...}. Validated as an
+`Origin` only when a dead letter needs it (the happy path stays cheap)."""
+
+
+@dataclass
+class Counters:
+    read: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    rescored: int = 0
+    erased: int = 0
+    dead_lettered: Counter = field(default_factory=Counter)
+    after_until: int = 0
+    refits: int = 0
+    failed_refits: int = 0
+
+    def as_dict(self) -> dict:
+        return {
+            "read": self.read,
+            "applied": self.applied,
+            "duplicates": self.duplicates,
+            "late": self.dead_lettered.get(DeadLetterReason.LATE.value, 0),
+            "dead_lettered": sum(self.dead_lettered.values()),
+            "dead_lettered_by_reason": dict(sorted(self.dead_lettered.items())),
+            "rescored": self.rescored,
+            "erased": self.erased,
+            "ignored_after_as_of": self.after_until,
+            "refits": self.refits,
+            "failed_refits": self.failed_refits,
+        }
+
+
+class ScoringEngine:
+    def __init__(
+        self,
+        config: ScoringConfig,
+        params: ValueParams = PRIOR_PARAMS,
+        states: MutableMapping[str, CustomerState] | None = None,
+        *,
+        refit: bool = True,
+        fit_executor: Executor | None = None,
+    ) -> None:
+        self.config = config
+        self.scorer = Scorer(config, params)
+        self.states: MutableMapping[str, CustomerState] = {} if states is None else states
+        self.clock = EventClock(config.allowed_lateness_seconds)
+        self.counters = Counters()
+        self.refit_enabled = refit
+        self._due: list[tuple[int, str]] = []
+        self._refits = RefitSchedule(config, fit_executor)
+        self.rebuild_due_heap()
+
+    # -- inputs ---------------------------------------------------------------------
+    def process_raw(
+        self, raw: bytes | str, origin: OriginInfo, until: float | None = None
+    ) -> list[Output]:
+        """Parse and apply one raw input; bad input becomes a dead-letter output.
+
+        Events after `until` (event time) are counted and skipped.
+        """
+        self.counters.read += 1
+        parsed = parse_event(raw)
+        if isinstance(parsed, Rejected):
+            reason, detail = parsed.reason, parsed.detail
+            return [self._dead_letter(raw, origin, reason, detail, parsed.customer_id)]
+        if until is not None and parsed.occurred_at.timestamp() > until:  # rare: offline only
+            self.counters.after_until += 1
+            return []
+        return self.process_event(parsed, raw, origin)
+
+    def process_event(self, event: Event, raw: bytes | str, origin: OriginInfo) -> list[Output]:
+        customer_id = event.customer_id
+        at = event.occurred_at.timestamp()
+        try:
+            state = self.states.get(customer_id)
+            step = apply_event(state, event, self.clock.watermark, self.scorer, at)
+        except Exception as error:  # a bug must not stop the partition: dead-letter it
+            detail = f"{type(error).__name__}: {error}"
+            reason = DeadLetterReason.PROCESSING_ERROR
+            return [self._dead_letter(raw, origin, reason, detail, customer_id)]
+        outputs = list(step.outputs)
+        if step.reason is not None:
+            outputs.append(self._dead_letter(raw, origin, step.reason, step.detail, customer_id))
+            return outputs
+        if step.status is Status.DUPLICATE:
+            self.counters.duplicates += 1
+            return outputs
+        self._store(customer_id, step)
+        self.counters.applied += 1
+        self.clock.observe(at)
+        outputs.extend(self.on_clock())
+        return outputs
+
+    # -- time -----------------------------------------------------------------------
+    def advance_watermark(self, ts: float) -> list[Output]:
+        """Move the watermark to `ts` (end of a replay; idle partitions in live mode)."""
+        self.clock.advance_watermark_to(ts)
+        return self.on_clock()
+
+    def on_clock(self, max_rescores: int | None = None) -> list[Output]:
+        """Re-score silent customers whose due time the watermark has passed, then refit."""
+        watermark = self.clock.watermark
+        outputs: list[Output] = []
+        if not self._due or start_of_day(self._due[0][0]) > watermark:
+            return self._maybe_refit(outputs)
+        budget = max_rescores if max_rescores is not None else len(self._due)
+        while self._due and budget > 0 and start_of_day(self._due[0][0]) <= watermark:
+            due_day, customer_id = heapq.heappop(self._due)
+            state = self.states.get(customer_id)
+            if state is None or state.due_day != due_day:
+                continue  # stale heap entry: rescheduled or erased since
+            step = rescore(
+                state, customer_id, start_of_day(due_day), due_cause(due_day), self.scorer
+            )
+            self._store(customer_id, step)
+            self.counters.rescored += 1
+            outputs.extend(step.outputs)
+            budget -= 1
+        return self._maybe_refit(outputs)
+
+    def rebuild_due_heap(self) -> None:
+        """Rebuild timers from the states (after restoring them, or to drop stale entries)."""
+        self._due = [(s.due_day, cid) for cid, s in self.states.items() if s.due_day is not None]
+        heapq.heapify(self._due)
+
+    def _store(self, customer_id: str, step: Step) -> None:
+        state = step.state
+        if state is None:
+            self.states.pop(customer_id, None)
+            self.counters.erased += 1
+            return
+        previous = self.states.get(customer_id)
+        self.states[customer_id] = state
+        if state.due_day is not None and (previous is None or previous.due_day != state.due_day):
+            heapq.heappush(self._due, (state.due_day, customer_id))
+            if len(self._due) > 4 * len(self.states) + 1024:
+                self.rebuild_due_heap()
+
+    # -- population refit -----------------------------------------------------------
+    def _maybe_refit(self, outputs: list[Output]) -> list[Output]:
+        if not self.refit_enabled or not self.clock.started:
+            return outputs
+        outcomes = self._refits.step(day_of(self.clock.watermark), self._fit_inputs)
+        outputs.extend(self._apply_fit(outcome) for outcome in outcomes)
+        return outputs
+
+    def _fit_inputs(self) -> tuple[PopulationStats, ValueParams]:
+        return self.statistics(self.current_day), self.scorer.params
+
+    @property
+    def current_day(self) -> int:
+        """The latest day the data covers: the max event time or the watermark floor."""
+        return day_of(max(self.clock.max_event_time, self.clock.watermark))
+
+    def statistics(self, through_day: int) -> PopulationStats:
+        return collect_statistics(self.states.values(), through_day)
+
+    def refit(self, through_day: int) -> Output:
+        """Fit the value model on all states now, precisely, and install it (a final or
+        on-demand refit); a scheduled refit still pending is dropped."""
+        self._refits.cancel()
+        previous = self.scorer.params
+        try:
+            stats = self.statistics(through_day)
+            params = fit_value_params(stats, self.config, previous, precise=True)
+        except FitError as error:
+            return self._apply_fit(FitOutcome(through_day, through_day, None, str(error)))
+        return self._apply_fit(FitOutcome(through_day, through_day, params, None))
+
+    def _apply_fit(self, outcome: FitOutcome) -> Output:
+        if outcome.params is None:
+            self.counters.failed_refits += 1
+            return self._model_event(
+                outcome.install_day, "fit_failed", f"kept previous: {outcome.error}"
+            )
+        params = outcome.params
+        self.install(params)
+        self.counters.refits += 1
+        detail = f"fitted on {params.n_customers} customers through {params.fitted_through}"
+        if params.notes:
+            detail += "; " + "; ".join(params.notes)
+        return self._model_event(outcome.install_day, "fitted", detail)
+
+    def install(self, params: ValueParams) -> None:
+        if params.version != self.scorer.model_version:
+            self.scorer = self.scorer.with_params(params)
+
+    def _model_event(self, day: int, status: str, detail: str) -> Output:
+        params = self.scorer.params
+        names = (
+            ("r", "alpha", "s", "beta")
+            if params.model == "pareto_nbd"
+            else ("r", "alpha", "a", "b")
+        )
+        parameters = dict(
+            zip((*names, "p", "q", "v"), (*params.purchase, *params.spend), strict=True)
+        )
+        value = {
+            "event_type": "model_health",
+            "schema_version": 1,
+            "event_id": deterministic_id(
+                "model", "value", status, date_of_day(day), params.version
+            ),
+            "occurred_at": iso_utc(start_of_day(day)),
+            "model": "value",
+            "model_version": params.version,
+            "status": status,
+            "detail": detail,
+            "parameters": parameters,
+            "metrics": {
+                "log_likelihood": params.log_likelihood or 0.0,
+                "customers": params.n_customers,
+            },
+        }
+        return Output(Stream.MODEL_HEALTH, None, value)
+
+    # -- outputs --------------------------------------------------------------------
+    def score_rows(self, at: float) -> Iterator[dict]:
+        """Every customer's scores as of `at`, by customer id (nothing is emitted)."""
+        for customer_id in sorted(self.states):
+            yield self.scorer.scores_of(self.states[customer_id], at).as_row(customer_id)
+
+    def _dead_letter(
+        self,
+        raw: bytes | str,
+        origin: OriginInfo,
+        reason: DeadLetterReason,
+        detail: str,
+        customer_id: str | None,
+    ) -> Output:
+        self.counters.dead_lettered[reason.value] += 1
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        if len(text) > MAX_PAYLOAD_BYTES:
+            text = text[:MAX_PAYLOAD_BYTES]
+            detail += f" (raw input truncated to {MAX_PAYLOAD_BYTES} characters)"
+        where = Origin.model_validate(origin)
+        origin_fields = where.model_dump(exclude_none=True)
+        value = {
+            "event_type": "dead_letter",
+            "schema_version": 1,
+            "event_id": deterministic_id("dead-letter", repr(origin_fields), reason.value, text),
+            "reason": reason.value,
+            "detail": detail,
+            "origin": origin_fields,
+            "raw": text,
+            "customer_id": customer_id,
+        }
+        return Output(Stream.DEAD_LETTER, customer_id, value)

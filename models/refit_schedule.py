@@ -1,0 +1,96 @@
+"""When population refits start and when their results take effect, in event time.
+
+A refit starts when the watermark passes a multiple of `refit_interval_days` and
+takes effect when it passes `refit_install_delay_days` later. Fitting may run in
+another process (an `Executor`) meanwhile, off the hot path; the install point does
+not depend on how long the fit took (the caller waits if it is not done), so replays
+stay deterministic whether or not an executor is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+
+from models.config import ScoringConfig
+from models.errors import FitError
+from models.refit import PopulationStats, fit_value_params
+from models.value import ValueParams
+
+
+@dataclass(frozen=True, slots=True)
+class PendingFit:
+    future: Future
+    through_day: int
+    install_day: int
+
+
+@dataclass(frozen=True, slots=True)
+class FitOutcome:
+    """A finished refit: new parameters, or the reason none were installed."""
+
+    through_day: int
+    install_day: int
+    params: ValueParams | None
+    error: str | None
+
+
+class RefitSchedule:
+    def __init__(self, config: ScoringConfig, executor: Executor | None = None) -> None:
+        self.interval = config.refit_interval_days
+        self.delay = config.refit_install_delay_days
+        self.config = config
+        self.executor = executor
+        self.next_day: int | None = None
+        self.pending: PendingFit | None = None
+
+    def step(
+        self,
+        watermark_day: int,
+        fit_inputs: Callable[[], tuple[PopulationStats, ValueParams]],
+    ) -> list[FitOutcome]:
+        """Install what is due, then start a refit if one is due; returns the outcomes."""
+        if (
+            self.next_day is not None
+            and watermark_day < self.next_day
+            and (self.pending is None or watermark_day < self.pending.install_day)
+        ):
+            return []  # the common case, once per event: nothing to do
+        outcomes = []
+        if self.pending is not None and watermark_day >= self.pending.install_day:
+            outcomes.append(self._finish())
+        if self.next_day is None:
+            self.next_day = (watermark_day // self.interval + 1) * self.interval
+        elif watermark_day >= self.next_day:
+            self.next_day = (watermark_day // self.interval + 1) * self.interval
+            if self.pending is not None:  # a slow or long-delayed fit: finish it first
+                outcomes.append(self._finish())
+            stats, previous = fit_inputs()
+            self._start(stats, previous, watermark_day)
+        return outcomes
+
+    def _start(self, stats: PopulationStats, previous: ValueParams, day: int) -> None:
+        if self.executor is None:
+            future: Future = Future()
+            try:
+                future.set_result(fit_value_params(stats, self.config, previous))
+            except FitError as error:
+                future.set_exception(error)
+        else:
+            future = self.executor.submit(fit_value_params, stats, self.config, previous)
+        self.pending = PendingFit(future, stats.through_day, day + self.delay)
+
+    def _finish(self) -> FitOutcome:
+        pending, self.pending = self.pending, None
+        try:
+            params = pending.future.result()
+        except FitError as error:
+            return FitOutcome(pending.through_day, pending.install_day, None, str(error))
+        return FitOutcome(pending.through_day, pending.install_day, params, None)
+
+    def cancel(self) -> None:
+        """Drop a fit not yet due (e.g. a final refit replaces it)."""
+        if self.pending is not None:
+            self.pending.future.cancel()
+            self.pending = None

@@ -1,0 +1,262 @@
+"""Per-customer state: the value model's sufficient statistics and what scoring needs.
+
+Purchases are merged per UTC calendar day (BTYD convention). Amounts are in the
+base currency. The state serializes to a compact, versioned msgpack array.
+
+>>> s = CustomerState.new(first_seen=0.0)
+>>> s.add_purchase(day=10, amount=20.0); s.add_purchase(day=10, amount=5.0)
+>>> s.add_purchase(day=17, amount=30.0)
+>>> s.repeat_days, s.first_day, s.last_day, s.spend_first, s.spend_repeat
+(1, 10, 17, 25.0, 30.0)
+>>> CustomerState.from_bytes(s.to_bytes()) == s
+True
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from collections.abc import Iterable
+
+import msgpack
+
+from models.errors import ClvError
+
+_FORMAT_VERSION = 1
+_CONSENT_FLAGS = ("marketing_email", "marketing_sms", "marketing_phone", "profiling")
+
+
+class StateFormatError(ClvError):
+    """Serialized state that this version cannot read."""
+
+
+class CustomerState:
+    """Mutable record owned by one transition at a time (see `copy`)."""
+
+    __slots__ = (
+        "consent",
+        "country",
+        "due_day",
+        "first_day",
+        "first_seen",
+        "last_day",
+        "last_event_at",
+        "purchase_count",
+        "recent_days",
+        "recent_ids",
+        "refund_count",
+        "refund_total",
+        "repeat_days",
+        "rescore_step",
+        "scored_at",
+        "segment",
+        "segment_since",
+        "spend_first",
+        "spend_repeat",
+    )
+
+    def __init__(self) -> None:
+        self.first_seen = 0.0  # event time of the customer's first event of any kind
+        self.last_event_at = 0.0
+        self.first_day: int | None = None  # first purchase day (UTC epoch day)
+        self.last_day = 0
+        self.repeat_days = 0  # x: purchase days after the first
+        self.recent_days: list[int] = []  # purchase days still open to late events
+        self.spend_first = 0.0
+        self.spend_repeat = 0.0
+        self.refund_total = 0.0
+        self.refund_count = 0
+        self.purchase_count = 0
+        self.recent_ids: list[int] = []  # fingerprints of recent event ids, oldest first
+        self.consent: dict[str, bool] = {}
+        self.country: str | None = None
+        self.scored_at = 0.0
+        self.segment: str | None = None
+        self.segment_since = 0.0
+        self.due_day: int | None = None
+        self.rescore_step = 0
+
+    @classmethod
+    def new(cls, first_seen: float) -> CustomerState:
+        state = cls()
+        state.first_seen = state.last_event_at = state.scored_at = first_seen
+        return state
+
+    def copy(self) -> CustomerState:
+        """An independent copy (explicit assignments: this is on the hot path)."""
+        twin = CustomerState.__new__(CustomerState)
+        twin.consent = dict(self.consent)
+        twin.country = self.country
+        twin.due_day = self.due_day
+        twin.first_day = self.first_day
+        twin.first_seen = self.first_seen
+        twin.last_day = self.last_day
+        twin.last_event_at = self.last_event_at
+        twin.purchase_count = self.purchase_count
+        twin.recent_days = list(self.recent_days)
+        twin.recent_ids = list(self.recent_ids)
+        twin.refund_count = self.refund_count
+        twin.refund_total = self.refund_total
+        twin.repeat_days = self.repeat_days
+        twin.rescore_step = self.rescore_step
+        twin.scored_at = self.scored_at
+        twin.segment = self.segment
+        twin.segment_since = self.segment_since
+        twin.spend_first = self.spend_first
+        twin.spend_repeat = self.spend_repeat
+        return twin
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CustomerState):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"CustomerState({fields})"
+
+    # -- value-model statistics ---------------------------------------------------
+    @property
+    def has_purchased(self) -> bool:
+        return self.first_day is not None
+
+    @property
+    def gross_spend(self) -> float:
+        return self.spend_first + self.spend_repeat
+
+    @property
+    def net_spend(self) -> float:
+        return max(0.0, self.gross_spend - self.refund_total)
+
+    @property
+    def mean_repeat_spend(self) -> float:
+        """Mean spend per repeat purchase day, scaled down by the refunded share."""
+        return self.spend_summary()[0]
+
+    def spend_summary(self) -> tuple[float, float]:
+        """(mean repeat spend, net spend) in one pass (the scorer needs both)."""
+        gross = self.spend_first + self.spend_repeat
+        net = gross - self.refund_total
+        if net <= 0.0:
+            return 0.0, 0.0
+        if self.repeat_days == 0:
+            return 0.0, net
+        return self.spend_repeat / self.repeat_days * (net / gross), net
+
+    def add_purchase(self, day: int, amount: float) -> None:
+        """Count a purchase; same-day purchases merge into one purchase day."""
+        self.purchase_count += 1
+        if self.first_day is None:
+            self.first_day = self.last_day = day
+            self.spend_first = amount
+            self.recent_days = [day]
+            return
+        if day == self.first_day:
+            self.spend_first += amount
+            return
+        if day < self.first_day:  # an earlier (late but allowed) purchase becomes the first
+            self.spend_repeat += self.spend_first
+            self.spend_first = amount
+            self.repeat_days += 1
+            self.first_day = day
+            bisect.insort(self.recent_days, day)
+            return
+        self.spend_repeat += amount
+        if day == self.last_day or day in self.recent_days:
+            return
+        self.repeat_days += 1
+        self.last_day = max(self.last_day, day)
+        bisect.insort(self.recent_days, day)
+
+    def add_refund(self, amount: float) -> None:
+        """Refunds reduce value; they are not purchases and never count as activity."""
+        self.refund_total += amount
+        self.refund_count += 1
+
+    def forget_days_before(self, day: int) -> None:
+        """Drop purchase days no late event can reach any more (keeps the state small)."""
+        days = self.recent_days
+        if days and days[0] < day:
+            cut = bisect.bisect_left(days, day)
+            # The last purchase day is always kept: it is t_x.
+            self.recent_days = days[cut:] or [days[-1]]
+
+    # -- de-duplication -----------------------------------------------------------
+    def has_seen(self, fingerprint: int) -> bool:
+        return fingerprint in self.recent_ids
+
+    def remember(self, fingerprint: int, window: int) -> None:
+        ids = self.recent_ids
+        ids.append(fingerprint)
+        if len(ids) > window:
+            del ids[: len(ids) - window]
+
+    def update_consent(self, flags: Iterable[tuple[str, bool | None]]) -> None:
+        for name, granted in flags:
+            if granted is not None:
+                self.consent[name] = granted
+
+    # -- serialization ------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        consent = [self.consent.get(name) for name in _CONSENT_FLAGS]
+        return msgpack.packb(
+            [
+                _FORMAT_VERSION,
+                self.first_seen,
+                self.last_event_at,
+                self.first_day,
+                self.last_day,
+                self.repeat_days,
+                self.recent_days,
+                self.spend_first,
+                self.spend_repeat,
+                self.refund_total,
+                self.refund_count,
+                self.purchase_count,
+                struct.pack(f"<{len(self.recent_ids)}q", *self.recent_ids),
+                consent,
+                self.country,
+                self.scored_at,
+                self.segment,
+                self.segment_since,
+                self.due_day,
+                self.rescore_step,
+            ],
+            use_bin_type=True,
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> CustomerState:
+        fields = msgpack.unpackb(data, raw=False)
+        if not fields or fields[0] != _FORMAT_VERSION:
+            raise StateFormatError(f"unknown state format {fields[:1]!r}")
+        state = cls.__new__(cls)
+        (
+            _,
+            state.first_seen,
+            state.last_event_at,
+            state.first_day,
+            state.last_day,
+            state.repeat_days,
+            state.recent_days,
+            state.spend_first,
+            state.spend_repeat,
+            state.refund_total,
+            state.refund_count,
+            state.purchase_count,
+            packed_ids,
+            consent,
+            state.country,
+            state.scored_at,
+            state.segment,
+            state.segment_since,
+            state.due_day,
+            state.rescore_step,
+        ) = fields
+        state.recent_ids = list(struct.unpack(f"<{len(packed_ids) // 8}q", packed_ids))
+        state.consent = {
+            name: flag
+            for name, flag in zip(_CONSENT_FLAGS, consent, strict=True)
+            if flag is not None
+        }
+        return state

@@ -1,0 +1,186 @@
+"""`clvstream`: the command line of the service and its offline tools."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+from models.errors import ClvError
+from streams.settings import Settings, load_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CDNOW_FILE = REPO_ROOT / "data" / "cdnow" / "CDNOW_master.txt"
+
+DESCRIPTION = """\
+clvstream keeps every customer's value (CLV), churn risk and segment up to date
+from transaction and interaction events.
+
+Start here:
+  clvstream demo                         score the bundled CDNOW data, print a summary
+  clvstream simulate --customers 1000 --days 365 --out events.jsonl
+  clvstream score events.jsonl --out scores.csv
+"""
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from error
+
+
+def _scoring_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--horizon-days", type=int, help="CLV / expected-purchase horizon (365)")
+    parser.add_argument("--churn-window-days", type=int, help="churn = no purchase within W (90)")
+    parser.add_argument("--value-model", choices=("pareto_nbd", "bg_nbd"), help="(pareto_nbd)")
+    parser.add_argument("--lateness-hours", type=float, help="allowed lateness of events (24)")
+    parser.add_argument("--config", type=Path, help="TOML settings file")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    changes = {
+        "horizon_days": args.horizon_days,
+        "churn_window_days": args.churn_window_days,
+        "value_model": args.value_model,
+        "allowed_lateness_seconds": args.lateness_hours * 3600 if args.lateness_hours else None,
+    }
+    scoring = {key: value for key, value in changes.items() if value is not None}
+    return load_settings(args.config, **({"scoring": scoring} if scoring else {}))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clvstream", description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="score the bundled CDNOW data and print a summary")
+    demo.add_argument("--out-dir", type=Path, default=Path("out"), help="where files go (out/)")
+    _scoring_options(demo)
+
+    score = commands.add_parser("score", help="score an events file (JSON Lines) into a CSV")
+    score.add_argument("events", type=Path, help="input events, one JSON object per line")
+    score.add_argument("--out", type=Path, required=True, help="scores CSV, one row per customer")
+    score.add_argument("--as-of", type=_date, help="score as of this UTC date (last event's date)")
+    score.add_argument("--emitted", type=Path, help="also write every emitted event (JSON Lines)")
+    score.add_argument("--dead-letter", type=Path, help="also write rejected inputs (JSON Lines)")
+    score.add_argument(
+        "--no-final-refit", action="store_true", help="keep the scheduled fit at the as-of date"
+    )
+    _scoring_options(score)
+
+    importer = commands.add_parser("import", help="convert an external data set into events")
+    importer.add_argument("format", choices=("cdnow",), help="source format")
+    importer.add_argument("source", type=Path, help="source file, e.g. CDNOW_master.txt")
+    importer.add_argument("--out", type=Path, required=True, help="events file to write")
+
+    schemas = commands.add_parser("schemas", help="write (or check) the JSON Schema files")
+    schemas.add_argument("--check", action="store_true", help="fail if the files are stale")
+
+    _add_simulate(commands)
+    return parser
+
+
+def _add_simulate(commands: argparse._SubParsersAction) -> None:
+    simulate = commands.add_parser("simulate", help="generate a synthetic population's events")
+    simulate.add_argument("--customers", type=int, required=True)
+    simulate.add_argument("--days", type=int, required=True)
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--start", type=_date, help="first day (2024-01-01)")
+    simulate.add_argument("--out", type=Path, required=True, help="events file (JSON Lines)")
+    simulate.add_argument("--truth", type=Path, help="latent truth per customer (CSV)")
+    simulate.add_argument("--no-interactions", action="store_true")
+    simulate.add_argument("--duplicate-rate", type=float, default=0.0)
+    simulate.add_argument("--malformed-rate", type=float, default=0.0)
+    simulate.add_argument("--late-rate", type=float, default=0.0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ClvError as error:
+        print(f"clvstream: {error}", file=sys.stderr)
+        return 2
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    from streams.offline import format_summary, score_file
+
+    settings = _settings(args)
+    result = score_file(
+        args.events,
+        args.out,
+        settings.scoring,
+        as_of=args.as_of,
+        emitted_path=args.emitted,
+        dead_letter_path=args.dead_letter,
+        final_refit=not args.no_final_refit,
+    )
+    print(format_summary(result))
+    print(f"scores: {args.out}")
+    return 0
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    from streams.importers import import_cdnow
+
+    summary = import_cdnow(args.source, args.out)
+    print(f"{summary.rows:,} rows -> {summary.events:,} events in {args.out}")
+    for problem in summary.skipped[:20]:
+        print(f"  skipped {problem}", file=sys.stderr)
+    return 0 if not summary.skipped else 1
+
+
+def _run_schemas(args: argparse.Namespace) -> int:
+    from schemas.export import SCHEMA_DIR, stale_schemas, write_schemas
+
+    if args.check:
+        stale = stale_schemas()
+        for name in stale:
+            print(f"stale: {SCHEMA_DIR / name}", file=sys.stderr)
+        return 1 if stale else 0
+    for path in write_schemas():
+        print(path)
+    return 0
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    from models.simulation import SimulationConfig
+    from streams.simulate import write_simulation
+
+    options = {
+        "customers": args.customers,
+        "days": args.days,
+        "seed": args.seed,
+        "interactions": not args.no_interactions,
+        "duplicate_rate": args.duplicate_rate,
+        "malformed_rate": args.malformed_rate,
+        "late_rate": args.late_rate,
+    }
+    if args.start:
+        options["start"] = args.start
+    summary = write_simulation(SimulationConfig(**options), args.out, args.truth)
+    print(f"wrote {args.out}: {summary}")
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from streams.demo import run_offline_demo
+
+    return run_offline_demo(_settings(args), CDNOW_FILE, args.out_dir)
+
+
+COMMANDS = {
+    "demo": _run_demo,
+    "score": _run_score,
+    "import": _run_import,
+    "schemas": _run_schemas,
+    "simulate": _run_simulate,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""BTYD formulas: known properties, closed forms and a Monte Carlo check of the latent process."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.btyd.bg_nbd import BGNBD
+from models.btyd.gamma_gamma import GammaGamma
+from models.btyd.pareto_nbd import ParetoNBD
+
+PNBD = ParetoNBD(r=0.5974, alpha=11.59, s=0.5222, beta=8.828)
+BG = BGNBD(r=0.2516, alpha=4.789, a=0.7234, b=2.161)
+# alpha < beta takes the other branch of the hypergeometric closed form.
+PNBD_OTHER_BRANCH = ParetoNBD(r=0.8, alpha=3.0, s=1.4, beta=25.0)
+
+customers = st.tuples(st.integers(0, 40), st.floats(0, 78), st.floats(0, 78)).map(
+    lambda t: (t[0], min(t[1], t[2]) if t[0] > 0 else 0.0, max(t[1], t[2]))
+)
+
+
+@pytest.mark.parametrize("model", [PNBD, PNBD_OTHER_BRANCH, BG])
+@given(customer=customers, t=st.floats(0.5, 104))
+@settings(max_examples=150, deadline=None)
+def test_probabilities_are_probabilities_and_consistent(model, customer, t):
+    x, t_x, T = customer
+    p_alive = model.p_alive(x, t_x, T)
+    p_none = model.p_no_purchase(x, t_x, T, t)
+    expected = model.expected_purchases(x, t_x, T, t)
+    assert 0.0 <= p_alive <= 1.0
+    assert 0.0 <= p_none <= 1.0 + 1e-12
+    assert p_none >= 1.0 - p_alive - 1e-9  # the dead never buy
+    assert expected >= 0.0
+    # More time, more purchases expected and less chance of none.
+    assert model.expected_purchases(x, t_x, T, 2 * t) >= expected - 1e-12
+    assert model.p_no_purchase(x, t_x, T, 2 * t) <= p_none + 1e-12
+
+
+@pytest.mark.parametrize("model", [PNBD, PNBD_OTHER_BRANCH])
+@given(x=st.integers(1, 30), t_x=st.floats(0, 50), gap=st.floats(0.5, 50))
+@settings(max_examples=100, deadline=None)
+def test_silence_lowers_p_alive(model, x, t_x, gap):
+    """For a fixed history, a longer silence since the last purchase means less alive."""
+    assert model.p_alive(x, t_x, t_x + 2 * gap) <= model.p_alive(x, t_x, t_x + gap) + 1e-12
+
+
+def test_a_purchase_at_the_observation_end_means_alive():
+    assert PNBD.p_alive(5, 39.0, 39.0) == pytest.approx(1.0)
+    assert BG.p_alive(5, 39.0, 39.0) < 1.0  # BG/NBD can drop out right after buying
+
+
+def test_bg_nbd_flaw_and_its_remedy():
+    """BG/NBD says P(alive)=1 without repeats, yet P(no purchase) still ranks them."""
+    assert BG.p_alive(0, 0.0, 39.0) == 1.0 == BG.p_alive(0, 0.0, 5.0)
+    assert BG.p_no_purchase(0, 0.0, 39.0, 39.0) > BG.p_no_purchase(0, 0.0, 5.0, 39.0)
+
+
+@pytest.mark.parametrize("model", [PNBD, PNBD_OTHER_BRANCH])
+def test_pareto_nbd_new_customer_matches_the_unconditional_closed_forms(model):
+    """At T=0 the posterior is the prior: E[X(t)] and P(X(t)=0) have textbook forms."""
+    r, alpha, s, beta = model.r, model.alpha, model.s, model.beta
+    t = 30.0
+    expected = r * beta / (alpha * (s - 1)) * (1 - (beta / (beta + t)) ** (s - 1))
+    assert model.expected_purchases(0, 0.0, 0.0, t) == pytest.approx(expected, rel=1e-12)
+    # P(X(t)=0) = E[e^{-(l+m)t}] + E[m/(l+m)(1-e^{-(l+m)t})] over the gamma priors.
+    rng = np.random.default_rng(3)
+    lam = rng.gamma(r, 1 / alpha, 2_000_000)
+    mu = rng.gamma(s, 1 / beta, 2_000_000)
+    decay = np.exp(-(lam + mu) * t)
+    value = np.mean(decay + mu / (lam + mu) * (1 - decay))
+    assert model.p_no_purchase(0, 0.0, 0.0, t) == pytest.approx(value, abs=2e-3)
+
+
+def test_conditional_forecasts_match_a_simulation_of_the_latent_process():
+    """Simulate Pareto/NBD customers; among those with the same (x, t_x, T), compare
+    observed future purchases and P(none) with the conditional formulas."""
+    rng = np.random.default_rng(7)
+    n, T, horizon = 400_000, 26.0, 13.0
+    lam = rng.gamma(PNBD.r, 1 / PNBD.alpha, n)
+    mu = rng.gamma(PNBD.s, 1 / PNBD.beta, n)
+    death = rng.exponential(1 / mu)
+    active_cal = np.minimum(death, T)
+    x = rng.poisson(lam * active_cal)
+    future = rng.poisson(lam * np.clip(np.minimum(death, T + horizon) - T, 0, None))
+    # Customers with no repeat purchase (t_x = 0) form one big comparable group.
+    group = x == 0
+    observed_none = np.mean(future[group] == 0)
+    observed_mean = np.mean(future[group])
+    assert PNBD.p_no_purchase(0, 0.0, T, horizon) == pytest.approx(observed_none, abs=0.004)
+    assert PNBD.expected_purchases(0, 0.0, T, horizon) == pytest.approx(observed_mean, rel=0.05)
+    assert PNBD.p_alive(0, 0.0, T) == pytest.approx(np.mean(death[group] > T), abs=0.004)
+
+
+def test_gamma_gamma_shrinks_towards_the_population_mean():
+    gg = GammaGamma(p=6.275, q=3.624, v=14.98)
+    assert gg.expected_spend(0, 0.0) == pytest.approx(gg.population_mean)
+    few, many = gg.expected_spend(1, 100.0), gg.expected_spend(50, 100.0)
+    assert gg.population_mean < few < many < 100.0
+    assert gg.expected_spend(1000, 100.0) == pytest.approx(100.0, rel=0.01)

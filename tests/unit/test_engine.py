@@ -1,0 +1,152 @@
+"""The partition engine: watermark lateness, due-time re-scoring, refits, dead letters."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from models.config import ScoringConfig
+from models.engine import ScoringEngine
+from models.timeline import SECONDS_PER_DAY, day_of
+from models.transition import Stream
+from schemas.outputs import DeadLetter
+from tests.factories import BASE, interaction, purchase, raw
+
+DAY = SECONDS_PER_DAY
+T0 = BASE.timestamp()
+
+
+def origin(line: int) -> dict:
+    return {"source": "file", "file": "events.jsonl", "line": line}
+
+
+def feed(engine, events):
+    outputs = []
+    for number, event in enumerate(events, 1):
+        outputs += engine.process_raw(raw(event), origin(number))
+    return outputs
+
+
+def by_stream(outputs, stream):
+    return [o for o in outputs if o.stream is stream]
+
+
+def test_events_behind_the_watermark_are_dead_lettered_as_late():
+    engine = ScoringEngine(ScoringConfig(allowed_lateness_seconds=2 * DAY))
+    feed(engine, [purchase("a", 10), purchase("b", 9)])  # within lateness
+    outputs = feed(engine, [purchase("c", 7.5)])  # 2.5 days behind the max
+    [letter] = by_stream(outputs, Stream.DEAD_LETTER)
+    parsed = DeadLetter.model_validate(letter.value)
+    assert parsed.reason == "late" and parsed.customer_id == "c"
+    assert parsed.origin.line == 1 and '"c"' in parsed.raw
+    assert engine.counters.as_dict()["late"] == 1 and "c" not in engine.states
+
+
+def test_malformed_input_is_dead_lettered_with_its_origin_and_counted():
+    engine = ScoringEngine(ScoringConfig())
+    outputs = engine.process_raw(b'{"event_type": "transaction"', origin(7))
+    [letter] = outputs
+    assert letter.value["reason"] == "malformed_json"
+    assert letter.value["origin"] == {"source": "file", "file": "events.jsonl", "line": 7}
+    assert engine.counters.as_dict()["dead_lettered_by_reason"] == {"malformed_json": 1}
+    again = engine.process_raw(b'{"event_type": "transaction"', origin(7))
+    assert again[0].value["event_id"] == letter.value["event_id"]
+
+
+def test_a_silent_customer_is_rescored_when_the_clock_passes_its_due_day():
+    config = ScoringConfig(rescore_after_days=(14, 30), allowed_lateness_seconds=0)
+    engine = ScoringEngine(config, refit=False)
+    feed(engine, [purchase("quiet", 0), purchase("busy", 0)])
+    due = engine.states["quiet"].due_day
+    assert due == day_of(T0) + 14
+    # "busy" keeps the clock moving; "quiet" says nothing.
+    before = feed(engine, [interaction("busy", 13.5)])
+    assert not [o for o in by_stream(before, Stream.SCORES) if o.key == "quiet"]
+    after = feed(engine, [interaction("busy", 14.2)])
+    [rescored] = [o for o in by_stream(after, Stream.SCORES) if o.key == "quiet"]
+    assert rescored.value["cause"] == "due:2024-01-15"
+    assert rescored.value["tenure_days"] == 14
+    assert engine.states["quiet"].due_day == day_of(T0) + 30
+    later = feed(engine, [interaction("busy", 40)])
+    assert [o.value["cause"] for o in by_stream(later, Stream.SCORES) if o.key == "quiet"] == [
+        "due:2024-01-31"
+    ]
+    assert engine.states["quiet"].due_day is None  # schedule exhausted
+    assert engine.counters.rescored == 2
+
+
+def test_advancing_the_watermark_fires_due_rescores_once():
+    engine = ScoringEngine(ScoringConfig(rescore_after_days=(7,)), refit=False)
+    feed(engine, [purchase(f"c{i}", i) for i in range(5)])
+    first = engine.advance_watermark(T0 + 100 * DAY)
+    assert len(by_stream(first, Stream.SCORES)) == 5
+    assert engine.advance_watermark(T0 + 200 * DAY) == []
+
+
+def test_a_failed_refit_keeps_the_previous_model_and_says_so():
+    engine = ScoringEngine(ScoringConfig(refit_interval_days=30))
+    version = engine.scorer.model_version
+    outputs = feed(engine, [purchase(f"c{i}", i) for i in range(75)])  # refit day 30, live 60
+    [health] = by_stream(outputs, Stream.MODEL_HEALTH)
+    assert health.value["status"] == "fit_failed"
+    assert "kept previous" in health.value["detail"]
+    assert health.value["model_version"] == version == engine.scorer.model_version
+    assert engine.counters.failed_refits == 1
+
+
+def test_a_processing_error_is_dead_lettered_and_the_engine_goes_on(monkeypatch):
+    engine = ScoringEngine(ScoringConfig(), refit=False)
+
+    def broken(*args):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(engine.scorer, "value_scores", broken)
+    [letter] = feed(engine, [purchase("a", 0)])
+    assert letter.value["reason"] == "processing_error" and "boom" in letter.value["detail"]
+    monkeypatch.undo()
+    assert by_stream(feed(engine, [purchase("b", 1)]), Stream.SCORES)
+
+
+def random_history(customers: int, days: int, seed: int = 5) -> list[dict]:
+    rng = random.Random(seed)
+    events = []
+    for number in range(customers):
+        start = rng.uniform(0, days / 2)
+        # Heterogeneous customers: own purchase rate, own dropout rate, own spend level.
+        rate = rng.gammavariate(0.8, 0.06)
+        lifetime = rng.expovariate(rng.gammavariate(0.7, 1 / 100))
+        spend_level = rng.gammavariate(3, 15)
+        t = start
+        while t < min(days, start + lifetime):
+            events.append(purchase(f"c{number}", t, round(rng.gammavariate(4, spend_level / 4), 2)))
+            t += rng.expovariate(rate)
+        events.append(interaction(f"c{number}", rng.uniform(start, days)))
+    return sorted(events, key=lambda e: e["occurred_at"])
+
+
+@pytest.mark.parametrize("refit", [False, True])
+def test_same_input_same_output(refit):
+    config = ScoringConfig(
+        min_customers_for_fit=100, min_fit_history_days=60, min_repeat_customers_for_spend_fit=20
+    )
+    events = random_history(600, 300)
+
+    def outputs():
+        engine = ScoringEngine(config, refit=refit)
+        return [(o.stream, o.key, o.value) for o in feed(engine, events)]
+
+    first = outputs()
+    assert first == outputs()
+    if refit:
+        statuses = [v["status"] for s, _, v in first if s is Stream.MODEL_HEALTH]
+        assert "fitted" in statuses
+
+
+def test_restoring_states_rebuilds_the_due_timers():
+    engine = ScoringEngine(ScoringConfig(rescore_after_days=(7,)), refit=False)
+    feed(engine, [purchase("a", 0), purchase("b", 1)])
+    restored = ScoringEngine(ScoringConfig(rescore_after_days=(7,)), states=dict(engine.states))
+    restored.clock.observe(engine.clock.max_event_time)
+    rescored = by_stream(restored.advance_watermark(T0 + 30 * DAY), Stream.SCORES)
+    assert sorted(o.key for o in rescored) == ["a", "b"]

@@ -1,0 +1,142 @@
+"""The offline scorer: file in, scores out; deterministic; robust to bad and repeated lines."""
+
+from __future__ import annotations
+
+import csv
+from datetime import date
+
+import orjson
+import pytest
+
+from models.config import ScoringConfig
+from streams.cli import main
+from streams.offline import SCORE_COLUMNS, score_file
+from tests.factories import interaction, jsonl, purchase, refund
+from tests.unit.test_engine import random_history
+
+CONFIG = ScoringConfig(
+    min_customers_for_fit=100, min_fit_history_days=60, min_repeat_customers_for_spend_fit=20
+)
+
+
+@pytest.fixture(scope="module")
+def history():
+    return random_history(300, 200, seed=11)
+
+
+def score(tmp_path, lines: bytes, name: str = "run", **options):
+    events = tmp_path / f"{name}.jsonl"
+    events.write_bytes(lines)
+    out = tmp_path / f"{name}.csv"
+    emitted = tmp_path / f"{name}.emitted.jsonl"
+    options.setdefault("fit_in_background", False)
+    result = score_file(events, out, CONFIG, emitted_path=emitted, show_progress=False, **options)
+    return result, out, emitted
+
+
+def rows(path):
+    with open(path, encoding="utf-8") as source:
+        return list(csv.DictReader(source))
+
+
+def test_same_input_gives_byte_identical_outputs(tmp_path, history):
+    _, out_a, emitted_a = score(tmp_path, jsonl(history), "a")
+    _, out_b, emitted_b = score(tmp_path, jsonl(history), "b")
+    assert out_a.read_bytes() == out_b.read_bytes()
+    assert emitted_a.read_bytes() == emitted_b.read_bytes()
+    header = out_a.read_text().splitlines()[0].split(",")
+    assert header == list(SCORE_COLUMNS)
+
+
+def test_background_refits_give_the_same_output_as_inline_refits(tmp_path, history):
+    inline, out_inline, emitted_inline = score(
+        tmp_path, jsonl(history), "in", fit_in_background=False
+    )
+    _, out_bg, emitted_bg = score(tmp_path, jsonl(history), "bg", fit_in_background=True)
+    assert inline.counters["refits"] >= 3
+    assert out_inline.read_bytes() == out_bg.read_bytes()
+    assert emitted_inline.read_bytes() == emitted_bg.read_bytes()
+
+
+def test_duplicated_lines_change_nothing(tmp_path, history):
+    doubled = []
+    for number, event in enumerate(history):
+        doubled.append(event)
+        if number % 3 == 0:
+            doubled.append(event)
+    clean, out_clean, _ = score(tmp_path, jsonl(history), "clean")
+    noisy, out_noisy, _ = score(tmp_path, jsonl(doubled), "noisy")
+    assert out_clean.read_bytes() == out_noisy.read_bytes()
+    assert noisy.counters["duplicates"] == len(doubled) - len(history)
+    assert noisy.counters["applied"] == clean.counters["applied"]
+
+
+def test_malformed_lines_never_stop_the_run(tmp_path, history):
+    lines = jsonl(history[:50]) + b"{broken\n\n" + b'{"event_type":"x"}\n' + jsonl(history[50:])
+    result, out, _ = score(tmp_path, lines, "bad", dead_letter_path=tmp_path / "dl.jsonl")
+    _, clean_out, _ = score(tmp_path, jsonl(history), "good")
+    assert out.read_bytes() == clean_out.read_bytes()
+    letters = [orjson.loads(line) for line in (tmp_path / "dl.jsonl").read_bytes().splitlines()]
+    assert [(d["reason"], d["origin"]["line"]) for d in letters] == [
+        ("malformed_json", 51),
+        ("unknown_event_type", 53),
+    ]
+    assert result.counters["dead_lettered"] == 2
+
+
+def test_events_after_the_as_of_date_are_ignored(tmp_path):
+    events = [
+        purchase("a", 0, 10.0),
+        purchase("a", 9.99, 10.0),  # 2024-01-10 23:58: on the as-of date, included
+        purchase("a", 10.01, 99.0),  # 2024-01-11: after it
+        interaction("b", 11),
+    ]
+    result, out, _ = score(tmp_path, jsonl(events), as_of=date(2024, 1, 10))
+    [row] = rows(out)
+    assert row["customer_id"] == "a" and row["frequency"] == "1"
+    assert row["tenure_days"] == "9" and float(row["total_spend"]) == 20.0
+    assert result.counters["ignored_after_as_of"] == 2 and result.as_of == "2024-01-10"
+
+
+def test_rows_have_the_documented_columns_and_meanings(tmp_path):
+    events = [
+        purchase("a", 0, 30.0),
+        purchase("a", 0.5, 10.0),  # same day: merged
+        interaction("prospect", 3),
+        purchase("a", 20, 50.0),
+        refund("a", 21, 10.0),
+    ]
+    _, out, emitted = score(tmp_path, jsonl(events), as_of=date(2024, 2, 10))
+    a, prospect = rows(out)
+    assert (a["frequency"], a["recency_days"], a["tenure_days"]) == ("1", "20", "40")
+    assert float(a["monetary_value"]) == pytest.approx(50.0 * 80 / 90)
+    assert float(a["total_spend"]) == 80.0 and float(a["refund_total"]) == 10.0
+    for column in ("p_alive", "expected_purchases", "predicted_value", "clv", "churn_probability"):
+        assert float(a[column]) > 0
+    assert prospect["segment"] == "prospect" and prospect["clv"] == ""
+    envelopes = [orjson.loads(line) for line in emitted.read_bytes().splitlines()]
+    assert {e["stream"] for e in envelopes} >= {"scores", "segment-changes"}
+
+
+def test_cli_score_and_help(tmp_path, capsys, history):
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(jsonl(history))
+    code = main(
+        [
+            "score",
+            str(events),
+            "--out",
+            str(tmp_path / "s.csv"),
+            "--churn-window-days",
+            "60",
+            "--horizon-days",
+            "180",
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "events read" in printed and "s.csv" in printed
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert "demo" in capsys.readouterr().out

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+
+from models.errors import ConfigError
+from streams.settings import load_settings
+
+
+def test_precedence_file_then_environment_then_overrides(tmp_path, monkeypatch):
+    config = tmp_path / "clv.toml"
+    config.write_text(
+        'topic_prefix = "shop."\n[scoring]\nchurn_window_days = 45\nhorizon_days = 200\n'
+    )
+    settings = load_settings(config)
+    assert (settings.topic_prefix, settings.scoring.churn_window_days) == ("shop.", 45)
+    monkeypatch.setenv("CLVSTREAM_SCORING__CHURN_WINDOW_DAYS", "60")
+    settings = load_settings(config)
+    assert settings.scoring.churn_window_days == 60 and settings.scoring.horizon_days == 200
+    settings = load_settings(config, scoring={"churn_window_days": 7})
+    assert settings.scoring.churn_window_days == 7 and settings.scoring.horizon_days == 200
+
+
+def test_secrets_are_not_printed(monkeypatch):
+    monkeypatch.setenv("CLVSTREAM_REDIS_URL", "redis://:hunter2@cache:6379/0")
+    settings = load_settings()
+    assert isinstance(settings.redis_url, SecretStr)
+    assert "hunter2" not in repr(settings) and "hunter2" not in str(settings.model_dump())
+
+
+def test_invalid_settings_are_reported(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match="churn_window_days"):
+        load_settings(scoring={"churn_window_days": -1})
+    with pytest.raises(ConfigError):
+        load_settings(unknown_option=1)

@@ -1,0 +1,115 @@
+"""Customer state: BTYD statistics, refunds, de-duplication memory, serialization."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.state import CustomerState
+
+
+def test_same_day_purchases_merge_and_repeat_days_count():
+    s = CustomerState.new(0.0)
+    for day, amount in [(10, 20.0), (10, 5.0), (12, 7.0), (12, 3.0), (20, 10.0)]:
+        s.add_purchase(day, amount)
+    assert (s.first_day, s.last_day, s.repeat_days) == (10, 20, 2)
+    assert (s.spend_first, s.spend_repeat, s.purchase_count) == (25.0, 20.0, 5)
+    assert s.mean_repeat_spend == 10.0
+
+
+def test_a_late_purchase_before_the_first_becomes_the_first():
+    s = CustomerState.new(0.0)
+    s.add_purchase(10, 20.0)
+    s.add_purchase(8, 5.0)
+    assert (s.first_day, s.last_day, s.repeat_days) == (8, 10, 1)
+    assert (s.spend_first, s.spend_repeat) == (5.0, 20.0)
+
+
+def test_a_late_purchase_on_a_known_day_merges():
+    s = CustomerState.new(0.0)
+    for day in (10, 12, 14):
+        s.add_purchase(day, 10.0)
+    s.add_purchase(12, 1.0)  # out of order, same day as an earlier purchase
+    assert s.repeat_days == 2
+    s.add_purchase(13, 1.0)  # out of order, a new day
+    assert s.repeat_days == 3 and s.last_day == 14
+
+
+def test_refunds_reduce_value_but_are_not_purchases():
+    s = CustomerState.new(0.0)
+    s.add_purchase(1, 50.0)
+    s.add_purchase(5, 50.0)
+    before = s.mean_repeat_spend
+    s.add_refund(25.0)
+    assert s.repeat_days == 1 and s.purchase_count == 2
+    assert s.net_spend == 75.0
+    assert s.mean_repeat_spend == before * 0.75
+    s.add_refund(500.0)
+    assert s.net_spend == 0.0 and s.mean_repeat_spend == 0.0
+
+
+def test_forgetting_old_days_keeps_the_last_purchase_day():
+    s = CustomerState.new(0.0)
+    for day in (1, 3, 5):
+        s.add_purchase(day, 1.0)
+    s.forget_days_before(4)
+    assert s.recent_days == [5]
+    s.forget_days_before(100)
+    assert s.recent_days == [5] and s.last_day == 5
+
+
+def test_dedupe_memory_is_bounded_and_fifo():
+    s = CustomerState.new(0.0)
+    for fingerprint in range(40):
+        s.remember(fingerprint, window=32)
+    assert len(s.recent_ids) == 32
+    assert not s.has_seen(7) and s.has_seen(8) and s.has_seen(39)
+
+
+def test_copy_covers_every_slot_and_is_independent():
+    s = CustomerState.new(5.0)
+    for name in CustomerState.__slots__:
+        if getattr(s, name) is None:
+            setattr(s, name, 1)
+    twin = s.copy()
+    assert twin == s
+    twin.recent_ids.append(1)
+    twin.recent_days.append(1)
+    twin.consent["profiling"] = False
+    assert twin != s and s.recent_ids == [] and s.consent == {}
+
+
+finite = st.floats(0, 1e6, allow_nan=False)
+
+
+@given(
+    purchases=st.lists(st.tuples(st.integers(0, 2000), finite), max_size=30),
+    refunds=st.lists(finite, max_size=5),
+    ids=st.lists(st.integers(-(2**63), 2**63 - 1), max_size=40),
+    consent=st.dictionaries(
+        st.sampled_from(["marketing_email", "marketing_sms", "profiling"]), st.booleans()
+    ),
+    segment=st.none() | st.sampled_from(["new", "active"]),
+)
+@settings(max_examples=200, deadline=None)
+def test_serialization_round_trip(purchases, refunds, ids, consent, segment):
+    s = CustomerState.new(1.7e9)
+    for day, amount in purchases:
+        s.add_purchase(day, amount)
+    for amount in refunds:
+        s.add_refund(amount)
+    for fingerprint in ids:
+        s.remember(fingerprint, 32)
+    s.consent.update(consent)
+    s.segment, s.due_day = segment, 20_000
+    assert CustomerState.from_bytes(s.to_bytes()) == s
+
+
+def test_serialized_state_is_compact():
+    s = CustomerState.new(1.7e9)
+    for day in range(0, 300, 10):
+        s.add_purchase(19_000 + day, 42.5)
+    for fingerprint in range(32):
+        s.remember(fingerprint * 7919, 32)
+    s.segment = "active"
+    assert len(s.to_bytes()) < 450  # 32 ids x 8 bytes + about 150 bytes of statistics
