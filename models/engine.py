@@ -8,7 +8,7 @@ inputs or parsed events and get outputs back; they decide where outputs go.
 
 from __future__ import annotations
 
-import heapq
+import math
 from collections import Counter
 from collections.abc import Iterator, MutableMapping
 from concurrent.futures import Executor
@@ -23,6 +23,7 @@ from models.refit_schedule import FitOutcome, RefitSchedule
 from models.scorer import Scorer
 from models.state import CustomerState
 from models.timeline import date_of_day, day_of, iso_utc, start_of_day
+from models.timers import DayTimers
 from models.transition import Output, Status, Step, Stream, apply_event, due_cause, rescore
 from models.value import PRIOR_PARAMS, ValueParams
 from schemas.common import MAX_PAYLOAD_BYTES
@@ -79,9 +80,10 @@ class ScoringEngine:
         self.clock = EventClock(config.allowed_lateness_seconds)
         self.counters = Counters()
         self.refit_enabled = refit
-        self._due: list[tuple[int, str]] = []
+        self._timers = DayTimers()
         self._refits = RefitSchedule(config, fit_executor)
-        self.rebuild_due_heap()
+        self._next_work_at = -math.inf
+        self.rebuild_timers()
 
     # -- inputs ---------------------------------------------------------------------
     def process_raw(
@@ -104,14 +106,15 @@ class ScoringEngine:
     def process_event(self, event: Event, raw: bytes | str, origin: OriginInfo) -> list[Output]:
         customer_id = event.customer_id
         at = event.occurred_at.timestamp()
+        clock = self.clock
         try:
             state = self.states.get(customer_id)
-            step = apply_event(state, event, self.clock.watermark, self.scorer, at)
+            step = apply_event(state, event, clock.watermark, self.scorer, at)
         except Exception as error:  # a bug must not stop the partition: dead-letter it
             detail = f"{type(error).__name__}: {error}"
             reason = DeadLetterReason.PROCESSING_ERROR
             return [self._dead_letter(raw, origin, reason, detail, customer_id)]
-        outputs = list(step.outputs)
+        outputs = step.outputs
         if step.reason is not None:
             outputs.append(self._dead_letter(raw, origin, step.reason, step.detail, customer_id))
             return outputs
@@ -120,8 +123,9 @@ class ScoringEngine:
             return outputs
         self._store(customer_id, step)
         self.counters.applied += 1
-        self.clock.observe(at)
-        outputs.extend(self.on_clock())
+        clock.observe(at)
+        if clock.watermark >= self._next_work_at:
+            outputs.extend(self.on_clock())
         return outputs
 
     # -- time -----------------------------------------------------------------------
@@ -131,43 +135,81 @@ class ScoringEngine:
         return self.on_clock()
 
     def on_clock(self, max_rescores: int | None = None) -> list[Output]:
-        """Re-score silent customers whose due time the watermark has passed, then refit."""
+        """Re-score silent customers whose due time the watermark has passed (at most
+        `max_rescores` of them), then refit."""
         watermark = self.clock.watermark
+        timers = self._timers
         outputs: list[Output] = []
-        if not self._due or start_of_day(self._due[0][0]) > watermark:
-            return self._maybe_refit(outputs)
-        budget = max_rescores if max_rescores is not None else len(self._due)
-        while self._due and budget > 0 and start_of_day(self._due[0][0]) <= watermark:
-            due_day, customer_id = heapq.heappop(self._due)
-            state = self.states.get(customer_id)
-            if state is None or state.due_day != due_day:
-                continue  # stale heap entry: rescheduled or erased since
-            step = rescore(
-                state, customer_id, start_of_day(due_day), due_cause(due_day), self.scorer
-            )
-            self._store(customer_id, step)
-            self.counters.rescored += 1
-            outputs.extend(step.outputs)
-            budget -= 1
-        return self._maybe_refit(outputs)
+        budget = max_rescores if max_rescores is not None else math.inf
+        while budget > 0:
+            day = timers.next_day()
+            if day is None or start_of_day(day) > watermark:
+                break
+            day, customer_ids = timers.pop_day()
+            for index, customer_id in enumerate(customer_ids):
+                if budget <= 0:  # the rest stay due
+                    for rest in customer_ids[index:]:
+                        timers.add(day, rest)
+                    break
+                budget -= self._fire(day, customer_id, outputs)
+        outputs = self._maybe_refit(outputs)
+        self._plan_next_work()
+        return outputs
 
-    def rebuild_due_heap(self) -> None:
-        """Rebuild timers from the states (after restoring them, or to drop stale entries)."""
-        self._due = [(s.due_day, cid) for cid, s in self.states.items() if s.due_day is not None]
-        heapq.heapify(self._due)
+    def _fire(self, day: int, customer_id: str, outputs: list[Output]) -> int:
+        """Handle one timer; returns 1 when the customer was re-scored."""
+        state = self.states.get(customer_id)
+        if state is None or state.timer_day != day:
+            return 0  # erased, or superseded by an earlier timer
+        if state.due_day is None or state.due_day > day:
+            # Newer events moved the due time later: follow it now, lazily.
+            self._set_timer(state, customer_id, state.due_day)
+            return 0
+        step = rescore(state, customer_id, start_of_day(day), due_cause(day), self.scorer)
+        self._store(customer_id, step)
+        self._set_timer(step.state, customer_id, step.state.due_day)
+        self.counters.rescored += 1
+        outputs.extend(step.outputs)
+        return 1
+
+    def rebuild_timers(self) -> None:
+        """Rebuild timers from the states (after restoring them, or to drop stale ones)."""
+        self._timers.clear()
+        for customer_id, state in self.states.items():
+            self._set_timer(state, customer_id, state.due_day)
+        self._plan_next_work()
+
+    def _set_timer(self, state: CustomerState, customer_id: str, day: int | None) -> None:
+        state.timer_day = day
+        if day is not None:
+            self._timers.add(day, customer_id)
+
+    def _plan_next_work(self) -> None:
+        """The watermark at which `on_clock` next has something to do (checked per event)."""
+        next_day = self._timers.next_day()
+        next_at = math.inf if next_day is None else start_of_day(next_day)
+        if self.refit_enabled:
+            refit_day = self._refits.next_work_day
+            next_at = min(next_at, -math.inf if refit_day is None else start_of_day(refit_day))
+        self._next_work_at = next_at
 
     def _store(self, customer_id: str, step: Step) -> None:
+        """Keep the new state. Each customer has one live timer; a due time
+        that moved earlier gets a new one, one that moved later is followed lazily when the
+        old timer fires (events move it on almost every time, so this saves heap work)."""
         state = step.state
         if state is None:
             self.states.pop(customer_id, None)
             self.counters.erased += 1
             return
-        previous = self.states.get(customer_id)
         self.states[customer_id] = state
-        if state.due_day is not None and (previous is None or previous.due_day != state.due_day):
-            heapq.heappush(self._due, (state.due_day, customer_id))
-            if len(self._due) > 4 * len(self.states) + 1024:
-                self.rebuild_due_heap()
+        due_day = state.due_day
+        if due_day is not None and (state.timer_day is None or due_day < state.timer_day):
+            self._set_timer(state, customer_id, due_day)
+            if start_of_day(due_day) < self._next_work_at:
+                self._next_work_at = start_of_day(due_day)
+            if len(self._timers) > 2 * len(self.states) + 1024:
+                self.rebuild_timers()
 
     # -- population refit -----------------------------------------------------------
     def _maybe_refit(self, outputs: list[Output]) -> list[Output]:

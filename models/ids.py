@@ -20,6 +20,9 @@ def deterministic_id(*parts: str) -> str:
     return blake2b(_SEPARATOR.join(parts).encode(), digest_size=16).hexdigest()
 
 
-def event_fingerprint(event_id: str) -> int:
-    """A signed 64-bit fingerprint of an event id, kept for de-duplication."""
-    return int.from_bytes(blake2b(event_id.encode(), digest_size=8).digest(), "big", signed=True)
+FINGERPRINT_BYTES = 8
+
+
+def event_fingerprint(event_id: str) -> bytes:
+    """A 64-bit fingerprint of an event id, kept for de-duplication."""
+    return blake2b(event_id.encode(), digest_size=FINGERPRINT_BYTES).digest()

@@ -21,9 +21,11 @@ from models.value import ValueParams
 
 @dataclass(frozen=True, slots=True)
 class PendingFit:
-    future: Future
+    future: Future | None  # None: fit in-process when the result is due
     through_day: int
     install_day: int
+    stats: PopulationStats
+    previous: ValueParams
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,15 @@ class RefitSchedule:
         self.executor = executor
         self.next_day: int | None = None
         self.pending: PendingFit | None = None
+
+    @property
+    def next_work_day(self) -> int | None:
+        """The watermark day from which `step` has work to do; None: it has not started."""
+        if self.next_day is None:
+            return None
+        if self.pending is None:
+            return self.next_day
+        return min(self.next_day, self.pending.install_day)
 
     def step(
         self,
@@ -71,26 +82,34 @@ class RefitSchedule:
         return outcomes
 
     def _start(self, stats: PopulationStats, previous: ValueParams, day: int) -> None:
-        if self.executor is None:
-            future: Future = Future()
+        future = None
+        if self.executor is not None:
             try:
-                future.set_result(fit_value_params(stats, self.config, previous))
-            except FitError as error:
-                future.set_exception(error)
-        else:
-            future = self.executor.submit(fit_value_params, stats, self.config, previous)
-        self.pending = PendingFit(future, stats.through_day, day + self.delay)
+                future = self.executor.submit(fit_value_params, stats, self.config, previous)
+            except RuntimeError:  # executor shut down or broken: fit in-process instead
+                future = None
+        self.pending = PendingFit(future, stats.through_day, day + self.delay, stats, previous)
 
     def _finish(self) -> FitOutcome:
         pending, self.pending = self.pending, None
         try:
-            params = pending.future.result()
+            params = self._result(pending)
         except FitError as error:
             return FitOutcome(pending.through_day, pending.install_day, None, str(error))
         return FitOutcome(pending.through_day, pending.install_day, params, None)
 
+    def _result(self, pending: PendingFit) -> ValueParams:
+        if pending.future is not None:
+            try:
+                return pending.future.result()
+            except FitError:
+                raise
+            except Exception:  # the fit process died (e.g. OOM-killed): same fit, in-process
+                pass
+        return fit_value_params(pending.stats, self.config, pending.previous)
+
     def cancel(self) -> None:
         """Drop a fit not yet due (e.g. a final refit replaces it)."""
-        if self.pending is not None:
+        if self.pending is not None and self.pending.future is not None:
             self.pending.future.cancel()
-            self.pending = None
+        self.pending = None

@@ -10,7 +10,7 @@ from models.config import ScoringConfig
 from models.segments import lifecycle, lifecycle_reason
 from models.state import CustomerState
 from models.timeline import day_of, iso_utc
-from models.value import ValueModel, ValueParams, ValueScores
+from models.value import ValueModel, ValueParams
 
 
 class Scorer:
@@ -22,9 +22,6 @@ class Scorer:
 
     def with_params(self, params: ValueParams) -> Scorer:
         return Scorer(self.config, params)
-
-    def value_scores(self, x: int, t_x_days: int, T_days: int, mean_spend: float) -> ValueScores:
-        return self.value_model.score(x, t_x_days, T_days, mean_spend)
 
     def scores_of(self, state: CustomerState, at: float) -> ScoreFields:
         """Scores of `state` as of event time `at` (whole UTC days for the BTYD clock)."""
@@ -65,7 +62,7 @@ class ScoreFields:
         self.values = (
             None
             if first is None
-            else scorer.value_scores(
+            else scorer.value_model.score(
                 self.frequency, self.recency_days, day - first, self.monetary_value
             )
         )

@@ -15,14 +15,14 @@ True
 from __future__ import annotations
 
 import bisect
-import struct
 from collections.abc import Iterable
 
 import msgpack
 
 from models.errors import ClvError
+from models.ids import FINGERPRINT_BYTES
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: event fingerprints are raw 8-byte digests
 _CONSENT_FLAGS = ("marketing_email", "marketing_sms", "marketing_phone", "profiling")
 
 
@@ -53,6 +53,7 @@ class CustomerState:
         "segment_since",
         "spend_first",
         "spend_repeat",
+        "timer_day",
     )
 
     def __init__(self) -> None:
@@ -67,7 +68,9 @@ class CustomerState:
         self.refund_total = 0.0
         self.refund_count = 0
         self.purchase_count = 0
-        self.recent_ids: list[int] = []  # fingerprints of recent event ids, oldest first
+        # Fingerprints of recent event ids, oldest first, 8 bytes each in one immutable
+        # blob: compact, shared by copies, searched in C.
+        self.recent_ids = b""
         self.consent: dict[str, bool] = {}
         self.country: str | None = None
         self.scored_at = 0.0
@@ -75,6 +78,9 @@ class CustomerState:
         self.segment_since = 0.0
         self.due_day: int | None = None
         self.rescore_step = 0
+        # Engine bookkeeping, not customer data: the day of this customer's live timer
+        # in the engine's timers (never serialized; rebuilt from `due_day` on restore).
+        self.timer_day: int | None = None
 
     @classmethod
     def new(cls, first_seen: float) -> CustomerState:
@@ -94,7 +100,7 @@ class CustomerState:
         twin.last_event_at = self.last_event_at
         twin.purchase_count = self.purchase_count
         twin.recent_days = list(self.recent_days)
-        twin.recent_ids = list(self.recent_ids)
+        twin.recent_ids = self.recent_ids
         twin.refund_count = self.refund_count
         twin.refund_total = self.refund_total
         twin.repeat_days = self.repeat_days
@@ -104,15 +110,16 @@ class CustomerState:
         twin.segment_since = self.segment_since
         twin.spend_first = self.spend_first
         twin.spend_repeat = self.spend_repeat
+        twin.timer_day = self.timer_day
         return twin
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CustomerState):
             return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+        return all(getattr(self, n) == getattr(other, n) for n in _DATA_SLOTS)
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in _DATA_SLOTS)
         return f"CustomerState({fields})"
 
     # -- value-model statistics ---------------------------------------------------
@@ -182,14 +189,20 @@ class CustomerState:
             self.recent_days = days[cut:] or [days[-1]]
 
     # -- de-duplication -----------------------------------------------------------
-    def has_seen(self, fingerprint: int) -> bool:
-        return fingerprint in self.recent_ids
-
-    def remember(self, fingerprint: int, window: int) -> None:
+    def has_seen(self, fingerprint: bytes) -> bool:
         ids = self.recent_ids
-        ids.append(fingerprint)
-        if len(ids) > window:
-            del ids[: len(ids) - window]
+        at = ids.find(fingerprint)
+        while at >= 0:
+            if at % FINGERPRINT_BYTES == 0:  # a match across two fingerprints does not count
+                return True
+            at = ids.find(fingerprint, at + 1)
+        return False
+
+    def remember(self, fingerprint: bytes, window: int) -> None:
+        ids = self.recent_ids + fingerprint
+        if len(ids) > window * FINGERPRINT_BYTES:
+            ids = ids[len(ids) - window * FINGERPRINT_BYTES :]
+        self.recent_ids = ids
 
     def update_consent(self, flags: Iterable[tuple[str, bool | None]]) -> None:
         for name, granted in flags:
@@ -213,7 +226,7 @@ class CustomerState:
                 self.refund_total,
                 self.refund_count,
                 self.purchase_count,
-                struct.pack(f"<{len(self.recent_ids)}q", *self.recent_ids),
+                self.recent_ids,
                 consent,
                 self.country,
                 self.scored_at,
@@ -253,10 +266,14 @@ class CustomerState:
             state.due_day,
             state.rescore_step,
         ) = fields
-        state.recent_ids = list(struct.unpack(f"<{len(packed_ids) // 8}q", packed_ids))
+        state.timer_day = None
+        state.recent_ids = bytes(packed_ids)
         state.consent = {
             name: flag
             for name, flag in zip(_CONSENT_FLAGS, consent, strict=True)
             if flag is not None
         }
         return state
+
+
+_DATA_SLOTS = tuple(name for name in CustomerState.__slots__ if name != "timer_day")

@@ -9,12 +9,12 @@ wall clock, and every output id derives from its cause.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from enum import StrEnum
 from typing import NamedTuple
 
+from models.config import ScoringConfig
 from models.ids import deterministic_id, event_fingerprint
-from models.scorer import Scorer
+from models.scorer import ScoreFields, Scorer
 from models.state import CustomerState
 from models.timeline import date_of_day, day_of, iso_utc
 from schemas.outputs import DeadLetterReason
@@ -42,24 +42,15 @@ class Stream(StrEnum):
 
 class Output:
     """An emitted event on a logical stream, keyed by customer. A `None` value is a
-    tombstone (the customer was erased). Score payloads are built on first read, so a
-    run that does not emit them does not pay for them; the content is the same."""
+    tombstone (the customer was erased)."""
 
-    __slots__ = ("_build", "_value", "key", "stream")
+    __slots__ = ("_value", "key", "stream")
 
-    def __init__(
-        self,
-        stream: Stream,
-        key: str | None,
-        value: dict | None = None,
-        build: Callable[[], dict] | None = None,
-    ) -> None:
-        self.stream, self.key, self._value, self._build = stream, key, value, build
+    def __init__(self, stream: Stream, key: str | None, value: dict | None = None) -> None:
+        self.stream, self.key, self._value = stream, key, value
 
     @property
     def value(self) -> dict | None:
-        if self._build is not None:
-            self._value, self._build = self._build(), None
         return self._value
 
     def __eq__(self, other: object) -> bool:
@@ -71,9 +62,30 @@ class Output:
         return f"Output({self.stream.value!r}, {self.key!r}, {self.value!r})"
 
 
+class ScoreOutput(Output):
+    """A score update whose payload is built on first read, so a run that does not emit
+    scores does not pay for them; the content is the same either way."""
+
+    __slots__ = ("_cause", "_config", "_fields")
+
+    def __init__(
+        self, customer_id: str, fields: ScoreFields, cause: str, config: ScoringConfig
+    ) -> None:
+        self.stream, self.key, self._value = Stream.SCORES, customer_id, None
+        self._fields, self._cause, self._config = fields, cause, config
+
+    @property
+    def value(self) -> dict:
+        if self._value is None:
+            customer_id, cause = self.key, self._cause
+            score_id = deterministic_id("score", customer_id, cause)
+            self._value = self._fields.as_event(customer_id, score_id, cause, self._config)
+        return self._value
+
+
 class Step(NamedTuple):
     state: CustomerState | None
-    outputs: tuple[Output, ...]
+    outputs: list[Output]  # a fresh list: the caller may extend it
     status: Status
     reason: DeadLetterReason | None = None
     detail: str = ""
@@ -89,22 +101,22 @@ def apply_event(
     """Apply one validated input event (occurring at epoch time `at`) to a customer's state."""
     fingerprint = event_fingerprint(event.event_id)
     if state is not None and state.has_seen(fingerprint):
-        return Step(state, (), Status.DUPLICATE)
+        return Step(state, [], Status.DUPLICATE)
     if at is None:
         at = event.occurred_at.timestamp()
     if at < watermark:
         detail = f"event time {iso_utc(at)} is before the watermark {iso_utc(watermark)}"
-        return Step(state, (), Status.LATE, DeadLetterReason.LATE, detail)
+        return Step(state, [], Status.LATE, DeadLetterReason.LATE, detail)
     customer_id = event.customer_id
     if event.event_type == "customer" and event.kind == "erasure":
-        return Step(None, (Output(Stream.SCORES, customer_id, None),), Status.ERASED)
+        return Step(None, [Output(Stream.SCORES, customer_id, None)], Status.ERASED)
 
     new = state.copy() if state is not None else CustomerState.new(at)
     if event.event_type == "transaction":
         amount = scorer.config.to_base(event.amount, event.currency)
         if amount is None:
             detail = f"no exchange rate from {event.currency} to {scorer.config.base_currency}"
-            return Step(state, (), Status.REJECTED, DeadLetterReason.UNSUPPORTED_CURRENCY, detail)
+            return Step(state, [], Status.REJECTED, DeadLetterReason.UNSUPPORTED_CURRENCY, detail)
         if event.kind == "purchase":
             new.add_purchase(day_of(at), amount)
             new.forget_days_before(day_of(max(watermark, 0.0)))
@@ -149,16 +161,11 @@ def _schedule_rescore(state: CustomerState, scorer: Scorer) -> None:
 
 def _score(
     state: CustomerState, customer_id: str, at: float, cause: str, scorer: Scorer
-) -> tuple[Output, ...]:
+) -> list[Output]:
     fields = scorer.scores_of(state, at)
     state.scored_at = at
     config = scorer.config
-
-    def score_event() -> dict:
-        score_id = deterministic_id("score", customer_id, cause)
-        return fields.as_event(customer_id, score_id, cause, config)
-
-    outputs = [Output(Stream.SCORES, customer_id, build=score_event)]
+    outputs = [ScoreOutput(customer_id, fields, cause, config)]
     if fields.segment != state.segment:
         outputs.append(
             Output(
@@ -180,4 +187,4 @@ def _score(
         )
         state.segment = fields.segment
         state.segment_since = at
-    return tuple(outputs)
+    return outputs

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import partial
 
 from models.btyd.bg_nbd import BGNBD
 from models.btyd.gamma_gamma import GammaGamma
@@ -23,6 +23,7 @@ from models.config import ScoringConfig
 from models.ids import deterministic_id
 
 _DAYS_PER_YEAR = 365.25
+_MEMO_LIMIT = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +142,6 @@ class ValueModel:
             self.purchases = BGNBD(*params.purchase)
         self.spend = GammaGamma(*params.spend)
         self._unit = unit
-        self._horizon = config.horizon_days / unit
         self._window = config.churn_window_days / unit
         steps = max(1, round(config.horizon_days * config.clv_steps_per_year / _DAYS_PER_YEAR))
         step_days = config.horizon_days / steps
@@ -151,17 +151,35 @@ class ValueModel:
             (1.0 + rate) ** (-((k - 0.5) * step_days) / _DAYS_PER_YEAR) for k in range(1, steps + 1)
         ]
         self._margin = config.margin_rate
-        # Cached: neither depends on spend, and customers with the same (x, t_x, T),
-        # e.g. every one-time buyer of the same age, share them.
-        self._survival = lru_cache(maxsize=1 << 16)(self._survival_uncached)
-        self._horizon = lru_cache(maxsize=1 << 16)(self._horizon_uncached)
+        # Memoized: neither depends on spend, and customers with the same (x, t_x, T),
+        # e.g. every one-time buyer of the same age, share them. Bounded: cleared when full.
+        self._survivals: dict[tuple[int, float, float], tuple[float, float]] = {}
+        self._horizons: dict[tuple[int, float, float], tuple[float, float]] = {}
 
     def score(self, x: int, t_x_days: float, T_days: float, mean_spend: float) -> ValueScores:
         """Scores of a customer with `x` repeat purchase days, last at `t_x_days`, age `T_days`."""
         key = (x, t_x_days, T_days)
-        p_alive, p_none = self._survival(*key)
+        survival = self._survivals.get(key) or self._survival(key)
         spend = self.spend.expected_spend(x, mean_spend)
-        return ValueScores(p_alive, p_none, spend, lambda: self._horizon(*key), self._margin)
+        return ValueScores(
+            survival[0], survival[1], spend, partial(self._horizon, key), self._margin
+        )
+
+    def _survival(self, key: tuple[int, float, float]) -> tuple[float, float]:
+        survival = self._survivals.get(key)
+        if survival is None:
+            if len(self._survivals) >= _MEMO_LIMIT:
+                self._survivals.clear()
+            survival = self._survivals[key] = self._survival_uncached(*key)
+        return survival
+
+    def _horizon(self, key: tuple[int, float, float]) -> tuple[float, float]:
+        horizon = self._horizons.get(key)
+        if horizon is None:
+            if len(self._horizons) >= _MEMO_LIMIT:
+                self._horizons.clear()
+            horizon = self._horizons[key] = self._horizon_uncached(*key)
+        return horizon
 
     def _survival_uncached(self, x: int, t_x_days: float, T_days: float) -> tuple[float, float]:
         p_alive, p_none = self.purchases.survival(
@@ -173,7 +191,7 @@ class ValueModel:
 
     def _horizon_uncached(self, x: int, t_x_days: float, T_days: float) -> tuple[float, float]:
         """(expected purchases, discounted purchases) in the horizon."""
-        p_alive = self._survival(x, t_x_days, T_days)[0]
+        p_alive = self._survival((x, t_x_days, T_days))[0]
         cumulative = self.purchases.cumulative(x, T_days / self._unit, p_alive, self._step_ends)
         discounted, previous = 0.0, 0.0
         for total, discount in zip(cumulative, self._discounts, strict=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -98,7 +99,14 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
     simulate.add_argument("--late-rate", type=float, default=0.0)
 
 
+_SINGLE_THREADED_MATH = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # Population fits are small vector operations: BLAS worker threads only spin and
+    # take the core the scorer needs. Set before numpy loads (here and in fit workers).
+    for name in _SINGLE_THREADED_MATH:
+        os.environ.setdefault(name, "1")
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

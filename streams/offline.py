@@ -130,8 +130,13 @@ def score_file(
 
 
 def _fit_executor() -> ProcessPoolExecutor:
-    """One worker process for population refits, so they run beside the replay."""
-    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver"))
+    """One worker process for population refits, so they run beside the replay. It is
+    started (and imports the fitter) now, while the replay's first weeks are read."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["models.refit"])
+    executor = ProcessPoolExecutor(max_workers=1, mp_context=context)
+    executor.submit(abs, 0)
+    return executor
 
 
 def write_scores(engine: ScoringEngine, at: float, path: Path) -> int:

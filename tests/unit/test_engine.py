@@ -101,7 +101,7 @@ def test_a_processing_error_is_dead_lettered_and_the_engine_goes_on(monkeypatch)
     def broken(*args):
         raise ZeroDivisionError("boom")
 
-    monkeypatch.setattr(engine.scorer, "value_scores", broken)
+    monkeypatch.setattr(engine.scorer.value_model, "score", broken)
     [letter] = feed(engine, [purchase("a", 0)])
     assert letter.value["reason"] == "processing_error" and "boom" in letter.value["detail"]
     monkeypatch.undo()

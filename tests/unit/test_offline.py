@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import csv
+from concurrent.futures import Executor, Future
+from concurrent.futures.process import BrokenProcessPool
 from datetime import date
 
 import orjson
 import pytest
 
 from models.config import ScoringConfig
+from models.engine import ScoringEngine
 from streams.cli import main
 from streams.offline import SCORE_COLUMNS, score_file
 from tests.factories import interaction, jsonl, purchase, refund
@@ -56,6 +59,30 @@ def test_background_refits_give_the_same_output_as_inline_refits(tmp_path, histo
     assert inline.counters["refits"] >= 3
     assert out_inline.read_bytes() == out_bg.read_bytes()
     assert emitted_inline.read_bytes() == emitted_bg.read_bytes()
+
+
+class _DyingExecutor(Executor):
+    """Every submitted fit fails the way a killed worker process does."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future: Future = Future()
+        future.set_exception(BrokenProcessPool("worker killed"))
+        return future
+
+
+def test_a_dead_fit_worker_falls_back_to_the_same_fit_in_process(history):
+    def replay(executor):
+        engine = ScoringEngine(CONFIG, fit_executor=executor)
+        outputs = []
+        for number, event in enumerate(history):
+            outputs += engine.process_raw(orjson.dumps(event), {"source": "file", "line": number})
+        return engine, [(o.stream, o.key, o.value) for o in outputs]
+
+    inline, inline_outputs = replay(None)
+    dying, dying_outputs = replay(_DyingExecutor())
+    assert inline.counters.refits >= 3
+    assert dying.counters.as_dict() == inline.counters.as_dict()
+    assert dying_outputs == inline_outputs
 
 
 def test_duplicated_lines_change_nothing(tmp_path, history):

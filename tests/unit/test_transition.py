@@ -44,14 +44,14 @@ def test_duplicates_change_nothing():
     state, _ = run([first, purchase("c1", 5, 10.0)])
     again = apply_event(state, parse_event(raw(first)), NO_WATERMARK, SCORER)
     assert again.status is Status.DUPLICATE
-    assert again.outputs == () and again.state is state
+    assert again.outputs == [] and again.state is state
 
 
 def test_late_events_are_refused_with_reason_late():
     state, _ = run([purchase("c1", 0)])
     late = apply_event(state, parse_event(raw(purchase("c1", 1))), 1.8e9, SCORER)
     assert late.status is Status.LATE and late.reason is DeadLetterReason.LATE
-    assert late.state is state and late.outputs == ()
+    assert late.state is state and late.outputs == []
 
 
 def test_refunds_lower_value_and_do_not_count_as_purchases():
