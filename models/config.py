@@ -63,6 +63,19 @@ class ScoringConfig(BaseModel):
     new_customer_days: PositiveDays = 30
     at_risk_churn_probability: float = Field(0.6, gt=0, lt=1)
     lost_p_alive: float = Field(0.15, gt=0, lt=1)
+    churn_model: bool = Field(True, description="Learn the online churn model (else value only).")
+    churn_snapshot_interval_days: PositiveDays = Field(
+        30, description="At most one churn-feature snapshot per customer per this many days."
+    )
+    churn_warmup_labels: int = Field(
+        2000, ge=1, description="Labels after which the churn model has half the say."
+    )
+    churn_learning_rate: float = Field(0.02, gt=0, le=1)
+
+    @property
+    def max_snapshots(self) -> int:
+        """Open snapshots per customer: enough for every one a window can hold."""
+        return -(-self.churn_window_days // self.churn_snapshot_interval_days) + 1
 
     @field_validator("fx_rates")
     @classmethod

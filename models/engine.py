@@ -14,6 +14,7 @@ from collections.abc import Iterator, MutableMapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
+from models.churn_learning import ChurnLearning
 from models.clock import EventClock
 from models.config import ScoringConfig
 from models.errors import FitError
@@ -24,7 +25,16 @@ from models.scorer import Scorer
 from models.state import CustomerState
 from models.timeline import date_of_day, day_of, iso_utc, start_of_day
 from models.timers import DayTimers
-from models.transition import Output, Status, Step, Stream, apply_event, due_cause, rescore
+from models.transition import (
+    Output,
+    Status,
+    Step,
+    Stream,
+    apply_event,
+    due_cause,
+    rescore,
+    resolve_expired,
+)
 from models.value import PRIOR_PARAMS, ValueParams
 from schemas.common import MAX_PAYLOAD_BYTES
 from schemas.outputs import DeadLetterReason, Origin
@@ -81,6 +91,7 @@ class ScoringEngine:
         self.counters = Counters()
         self.refit_enabled = refit
         self._timers = DayTimers()
+        self._learning = ChurnLearning(config, self.scorer.churn)
         self._refits = RefitSchedule(config, fit_executor)
         self._next_work_at = -math.inf
         self.rebuild_timers()
@@ -140,6 +151,7 @@ class ScoringEngine:
         watermark = self.clock.watermark
         timers = self._timers
         outputs: list[Output] = []
+        self._resolve_labels(watermark)
         budget = max_rescores if max_rescores is not None else math.inf
         while budget > 0:
             day = timers.next_day()
@@ -153,8 +165,22 @@ class ScoringEngine:
                     break
                 budget -= self._fire(day, customer_id, outputs)
         outputs = self._maybe_refit(outputs)
+        if self.clock.started:
+            report = self._learning.report(day_of(watermark))
+            if report is not None:
+                outputs.append(Output(Stream.MODEL_HEALTH, None, report))
         self._plan_next_work()
         return outputs
+
+    def _resolve_labels(self, watermark: float) -> None:
+        """Label as churned every snapshot whose window the watermark has passed."""
+        window = self.config.churn_window_days
+        for customer_id in self._learning.due_customers(watermark):
+            state = self.states.get(customer_id)
+            if state is not None and state.snapshots:
+                step = resolve_expired(state, watermark, window)
+                if step.labels:
+                    self._store(customer_id, step)
 
     def _fire(self, day: int, customer_id: str, outputs: list[Output]) -> int:
         """Handle one timer; returns 1 when the customer was re-scored."""
@@ -177,6 +203,7 @@ class ScoringEngine:
         self._timers.clear()
         for customer_id, state in self.states.items():
             self._set_timer(state, customer_id, state.due_day)
+        self._learning.rebuild((cid, s.snapshots) for cid, s in self.states.items())
         self._plan_next_work()
 
     def _set_timer(self, state: CustomerState, customer_id: str, day: int | None) -> None:
@@ -191,6 +218,11 @@ class ScoringEngine:
         if self.refit_enabled:
             refit_day = self._refits.next_work_day
             next_at = min(next_at, -math.inf if refit_day is None else start_of_day(refit_day))
+        if self._learning.model is not None:
+            learning_day = self._learning.next_day()
+            next_at = min(
+                next_at, -math.inf if learning_day is None else start_of_day(learning_day)
+            )
         self._next_work_at = next_at
 
     def _store(self, customer_id: str, step: Step) -> None:
@@ -203,13 +235,20 @@ class ScoringEngine:
             self.counters.erased += 1
             return
         self.states[customer_id] = state
+        if step.labels:
+            self._learning.learn(step.labels)
+        if step.snapshot_at is not None:
+            self._wake_by(self._learning.schedule(customer_id, step.snapshot_at))
         due_day = state.due_day
         if due_day is not None and (state.timer_day is None or due_day < state.timer_day):
             self._set_timer(state, customer_id, due_day)
-            if start_of_day(due_day) < self._next_work_at:
-                self._next_work_at = start_of_day(due_day)
+            self._wake_by(due_day)
             if len(self._timers) > 2 * len(self.states) + 1024:
                 self.rebuild_timers()
+
+    def _wake_by(self, day: int) -> None:
+        if start_of_day(day) < self._next_work_at:
+            self._next_work_at = start_of_day(day)
 
     # -- population refit -----------------------------------------------------------
     def _maybe_refit(self, outputs: list[Output]) -> list[Output]:

@@ -20,22 +20,32 @@ LIFECYCLE_SEGMENTS = ("prospect", "new", "active", "at_risk", "lost")
 
 
 def lifecycle(
-    scores: ValueScores | None, repeat_days: int, tenure_days: int, config: ScoringConfig
+    scores: ValueScores | None,
+    repeat_days: int,
+    tenure_days: int,
+    config: ScoringConfig,
+    churn_probability: float | None = None,
 ) -> str:
-    """The lifecycle segment of a customer; `scores` is None before the first purchase."""
+    """The lifecycle segment of a customer; `scores` is None before the first purchase.
+    Risk is `churn_probability` (default: the value model's P(no purchase))."""
     if scores is None:
         return "prospect"
     if repeat_days == 0 and tenure_days <= config.new_customer_days:
         return "new"
     if scores.p_alive < config.lost_p_alive:
         return "lost"
-    if scores.p_no_purchase >= config.at_risk_churn_probability:
+    risk = scores.p_no_purchase if churn_probability is None else churn_probability
+    if risk >= config.at_risk_churn_probability:
         return "at_risk"
     return "active"
 
 
 def lifecycle_reason(
-    segment: str, scores: ValueScores | None, tenure_days: int, config: ScoringConfig
+    segment: str,
+    scores: ValueScores | None,
+    tenure_days: int,
+    config: ScoringConfig,
+    churn_probability: float | None = None,
 ) -> str:
     """Why `lifecycle` chose `segment` (built only when a change is announced)."""
     if segment == "prospect":
@@ -46,4 +56,5 @@ def lifecycle_reason(
         return f"p_alive {scores.p_alive:.2f} < {config.lost_p_alive:.2f}"
     threshold = config.at_risk_churn_probability
     relation = ">=" if segment == "at_risk" else "<"
-    return f"churn_probability {scores.p_no_purchase:.2f} {relation} {threshold:.2f}"
+    risk = scores.p_no_purchase if churn_probability is None else churn_probability
+    return f"churn_probability {risk:.2f} {relation} {threshold:.2f}"

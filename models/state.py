@@ -15,15 +15,26 @@ True
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections.abc import Iterable
 
 import msgpack
 
+from models.engagement import Engagement
 from models.errors import ClvError
 from models.ids import FINGERPRINT_BYTES
 
-_FORMAT_VERSION = 2  # 2: event fingerprints are raw 8-byte digests
+_FORMAT_VERSION = 3  # 2: raw 8-byte event fingerprints; 3: engagement, snapshots
 _CONSENT_FLAGS = ("marketing_email", "marketing_sms", "marketing_phone", "profiling")
+
+
+Snapshot = tuple[float, float, array]
+
+
+def _vector(packed: bytes) -> array:
+    vector = array("d")
+    vector.frombytes(packed)
+    return vector
 
 
 class StateFormatError(ClvError):
@@ -37,6 +48,7 @@ class CustomerState:
         "consent",
         "country",
         "due_day",
+        "engagement",
         "first_day",
         "first_seen",
         "last_day",
@@ -51,6 +63,7 @@ class CustomerState:
         "scored_at",
         "segment",
         "segment_since",
+        "snapshots",
         "spend_first",
         "spend_repeat",
         "timer_day",
@@ -78,6 +91,10 @@ class CustomerState:
         self.segment_since = 0.0
         self.due_day: int | None = None
         self.rescore_step = 0
+        self.engagement = Engagement()  # immutable: shared by copies
+        # Churn-feature snapshots awaiting their label, oldest first (immutable tuple):
+        # (event time taken, probability served then, feature vector).
+        self.snapshots: tuple[Snapshot, ...] = ()
         # Engine bookkeeping, not customer data: the day of this customer's live timer
         # in the engine's timers (never serialized; rebuilt from `due_day` on restore).
         self.timer_day: int | None = None
@@ -94,6 +111,8 @@ class CustomerState:
         twin.consent = dict(self.consent)
         twin.country = self.country
         twin.due_day = self.due_day
+        twin.engagement = self.engagement
+        twin.snapshots = self.snapshots
         twin.first_day = self.first_day
         twin.first_seen = self.first_seen
         twin.last_day = self.last_day
@@ -234,6 +253,8 @@ class CustomerState:
                 self.segment_since,
                 self.due_day,
                 self.rescore_step,
+                self.engagement.to_list(),
+                [[at, served, vector.tobytes()] for at, served, vector in self.snapshots],
             ],
             use_bin_type=True,
         )
@@ -265,7 +286,11 @@ class CustomerState:
             state.segment_since,
             state.due_day,
             state.rescore_step,
+            engagement,
+            snapshots,
         ) = fields
+        state.engagement = Engagement.from_list(engagement)
+        state.snapshots = tuple((at, served, _vector(packed)) for at, served, packed in snapshots)
         state.timer_day = None
         state.recent_ids = bytes(packed_ids)
         state.consent = {

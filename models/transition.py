@@ -9,6 +9,7 @@ wall clock, and every output id derives from its cause.
 
 from __future__ import annotations
 
+from array import array
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -16,7 +17,7 @@ from models.config import ScoringConfig
 from models.ids import deterministic_id, event_fingerprint
 from models.scorer import ScoreFields, Scorer
 from models.state import CustomerState
-from models.timeline import date_of_day, day_of, iso_utc
+from models.timeline import SECONDS_PER_DAY, date_of_day, day_of, iso_utc
 from schemas.outputs import DeadLetterReason
 from schemas.parsing import Event
 
@@ -89,6 +90,18 @@ class Step(NamedTuple):
     status: Status
     reason: DeadLetterReason | None = None
     detail: str = ""
+    labels: tuple[Label, ...] = ()  # churn labels resolved by this step, for learning
+    snapshot_at: float | None = None  # event time of a churn snapshot this step took
+
+
+class Label(NamedTuple):
+    """A resolved churn label: the snapshot's features, the probability served when it
+    was taken, and whether the customer churned (no purchase within the window)."""
+
+    vector: array
+    served: float
+    churned: bool
+    taken_at: float  # event time of the snapshot
 
 
 def apply_event(
@@ -112,6 +125,7 @@ def apply_event(
         return Step(None, [Output(Stream.SCORES, customer_id, None)], Status.ERASED)
 
     new = state.copy() if state is not None else CustomerState.new(at)
+    labels: tuple[Label, ...] = ()
     if event.event_type == "transaction":
         amount = scorer.config.to_base(event.amount, event.currency)
         if amount is None:
@@ -120,9 +134,12 @@ def apply_event(
         if event.kind == "purchase":
             new.add_purchase(day_of(at), amount)
             new.forget_days_before(day_of(max(watermark, 0.0)))
+            if new.snapshots:
+                labels = _resolve_by_purchase(new, at, scorer.config.churn_window_days)
         else:
             new.add_refund(amount)
     elif event.event_type == "interaction":
+        new.engagement = new.engagement.observe(event.kind, at, event.value)
         if event.kind == "unsubscribe":
             new.consent["marketing_email"] = False
     else:
@@ -136,8 +153,8 @@ def apply_event(
     new.rescore_step = 0
     _schedule_rescore(new, scorer)
     scored_at = max(new.scored_at, at)
-    outputs = _score(new, customer_id, scored_at, event.event_id, scorer)
-    return Step(new, outputs, Status.APPLIED)
+    outputs, snapshot_at = _score(new, customer_id, scored_at, event.event_id, scorer)
+    return Step(new, outputs, Status.APPLIED, labels=labels, snapshot_at=snapshot_at)
 
 
 def rescore(state: CustomerState, customer_id: str, at: float, cause: str, scorer: Scorer) -> Step:
@@ -145,8 +162,37 @@ def rescore(state: CustomerState, customer_id: str, at: float, cause: str, score
     new = state.copy()
     new.rescore_step += 1
     _schedule_rescore(new, scorer)
-    outputs = _score(new, customer_id, max(new.scored_at, at), cause, scorer)
-    return Step(new, outputs, Status.RESCORED)
+    outputs, snapshot_at = _score(new, customer_id, max(new.scored_at, at), cause, scorer)
+    return Step(new, outputs, Status.RESCORED, snapshot_at=snapshot_at)
+
+
+def resolve_expired(state: CustomerState, watermark: float, window_days: int) -> Step:
+    """Label 1 (churned) every snapshot whose window ended before the watermark: no
+    purchase inside it can arrive any more. Nothing else changes; no outputs."""
+    window = window_days * SECONDS_PER_DAY
+    expired = [s for s in state.snapshots if s[0] + window < watermark]
+    if not expired:
+        return Step(state, [], Status.RESCORED)
+    new = state.copy()
+    new.snapshots = tuple(s for s in state.snapshots if s[0] + window >= watermark)
+    labels = tuple(Label(vector, served, True, at) for at, served, vector in expired)
+    return Step(new, [], Status.RESCORED, labels=labels)
+
+
+def label_day(snapshot_at: float, window_days: int) -> int:
+    """The first day whose start is after the snapshot's window: its label is due then."""
+    return day_of(snapshot_at + window_days * SECONDS_PER_DAY) + 1
+
+
+def _resolve_by_purchase(state: CustomerState, at: float, window_days: int) -> tuple[Label, ...]:
+    """A purchase at `at` inside a snapshot's window labels it 0 (stayed). Snapshots whose
+    window ended before `at` wait for the clock: an earlier, late purchase may still come."""
+    window = window_days * SECONDS_PER_DAY
+    stayed = [s for s in state.snapshots if s[0] < at <= s[0] + window]
+    if not stayed:
+        return ()
+    state.snapshots = tuple(s for s in state.snapshots if not (s[0] < at <= s[0] + window))
+    return tuple(Label(vector, served, False, at) for at, served, vector in stayed)
 
 
 def due_cause(day: int) -> str:
@@ -161,11 +207,21 @@ def _schedule_rescore(state: CustomerState, scorer: Scorer) -> None:
 
 def _score(
     state: CustomerState, customer_id: str, at: float, cause: str, scorer: Scorer
-) -> list[Output]:
+) -> tuple[list[Output], float | None]:
+    """Score the state (updating it) and take a churn snapshot when one is due."""
     fields = scorer.scores_of(state, at)
     state.scored_at = at
     config = scorer.config
-    outputs = [ScoreOutput(customer_id, fields, cause, config)]
+    outputs: list[Output] = [ScoreOutput(customer_id, fields, cause, config)]
+    snapshot_at = None
+    vector = fields.churn_vector
+    if vector is not None:
+        snapshots = state.snapshots
+        interval = config.churn_snapshot_interval_days * SECONDS_PER_DAY
+        if not snapshots or at - snapshots[-1][0] >= interval:
+            snapshot = (at, fields.churn_probability, array("d", vector))
+            state.snapshots = (*snapshots, snapshot)[-config.max_snapshots :]
+            snapshot_at = at
     if fields.segment != state.segment:
         outputs.append(
             Output(
@@ -187,4 +243,4 @@ def _score(
         )
         state.segment = fields.segment
         state.segment_since = at
-    return outputs
+    return outputs, snapshot_at

@@ -81,7 +81,17 @@ class ScoreUpdate(OutputContract):
         description="Expected spend in the horizon, undiscounted."
     )
     clv: float | None = Field(description="Discounted expected value over the horizon.")
-    churn_probability: float | None = Field(description="P(no purchase within the churn window).")
+    churn_probability: float | None = Field(
+        description="P(no purchase within the churn window): the online churn model blended "
+        "with the value model's answer while it has few labels."
+    )
+    value_churn_probability: float | None = Field(
+        None, description="The value model's own P(no purchase within the churn window)."
+    )
+    churn_reasons: list[str] = Field(
+        default_factory=list,
+        description="Top factors raising the churn risk, in plain words (largest first).",
+    )
     segment: str
     model_version: str
     currency: str

@@ -37,6 +37,8 @@ SCORE_COLUMNS = (
     "predicted_value",
     "clv",
     "churn_probability",
+    "value_churn_probability",
+    "churn_reasons",
     "segment",
     "model_version",
 )
@@ -157,6 +159,8 @@ def _cell(value: object) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.6f}"
+    if isinstance(value, list):
+        return "; ".join(value)
     return str(value)
 
 
@@ -178,4 +182,13 @@ def format_summary(result: OfflineResult) -> str:
         f"refits {counts['refits']} (failed {counts['failed_refits']})"
     )
     lines.append(f"value model {engine.scorer.model_version}")
+    churn = engine.scorer.churn
+    if churn is not None:
+        health = churn.health()
+        lines.append(
+            f"churn model {churn.version}: {health['labels']:,.0f} labels learned "
+            f"(churn rate {health['churn_rate']:.2f}, model weight {health['model_weight']:.2f}); "
+            f"rolling AUC {health['rolling_auc']:.3f}, log loss {health['rolling_log_loss']:.3f}, "
+            f"Brier {health['rolling_brier']:.3f}; drifts detected {health['drifts_detected']:.0f}"
+        )
     return "\n".join(lines)

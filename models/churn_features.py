@@ -1,0 +1,118 @@
+"""The churn model's features of one customer at one instant, and their plain names.
+
+Features are a tuple in `FEATURES` order (compact in snapshots); `as_dict` gives the
+River-style dict. Missing information has a neutral, documented value.
+
+>>> from models.state import CustomerState
+>>> s = CustomerState.new(0.0)
+>>> s.add_purchase(day=0, amount=20.0)
+>>> f = churn_features(s, at=50 * 86_400.0, p_alive=0.9, p_no_purchase=0.4)
+>>> dict(zip(FEATURES, f))["recency_days"], dict(zip(FEATURES, f))["days_since_login"]
+(50.0, 365.0)
+>>> describe("complaints_30d", 2.0), describe("days_since_login", 41.0)
+('2 complaints in 30 days', 'no login for 41 days')
+"""
+
+from __future__ import annotations
+
+import math
+
+from models.state import CustomerState
+from models.timeline import SECONDS_PER_DAY
+
+NEVER_DAYS = 365.0  # "days since" for a kind never seen, and the cap
+NEUTRAL_SURVEY = 7.0  # a customer who never answered counts as a typical answer
+
+FEATURES = (
+    "recency_days",
+    "log_frequency",
+    "tenure_days",
+    "log_monetary",
+    "p_alive",
+    "value_p_no_purchase",
+    "logins_30d",
+    "page_views_30d",
+    "email_opens_30d",
+    "email_clicks_30d",
+    "cart_abandons_30d",
+    "days_since_login",
+    "days_since_page_view",
+    "days_since_email_open",
+    "tickets_30d",
+    "complaints_30d",
+    "last_survey",
+    "answered_survey",
+    "unsubscribed",
+    "log_refunds",
+)
+
+_DESCRIPTIONS = {
+    "recency_days": "no purchase for {:.0f} days",
+    "log_frequency": "{:.0f} repeat purchase days",
+    "tenure_days": "customer for {:.0f} days",
+    "log_monetary": "spends {:.2f} per purchase day",
+    "p_alive": "P(alive) {:.2f}",
+    "value_p_no_purchase": "value model: P(no purchase in the window) {:.2f}",
+    "logins_30d": "{:.1f} logins lately (decayed 30-day count)",
+    "page_views_30d": "{:.1f} page views lately (decayed 30-day count)",
+    "email_opens_30d": "{:.1f} e-mail opens lately (decayed 30-day count)",
+    "email_clicks_30d": "{:.1f} e-mail clicks lately (decayed 30-day count)",
+    "cart_abandons_30d": "{:.1f} abandoned carts lately (decayed 30-day count)",
+    "days_since_login": "no login for {:.0f} days",
+    "days_since_page_view": "no page view for {:.0f} days",
+    "days_since_email_open": "no e-mail opened for {:.0f} days",
+    "tickets_30d": "{:.0f} support tickets in 30 days",
+    "complaints_30d": "{:.0f} complaints in 30 days",
+    "last_survey": "last survey score {:.0f}/10",
+    "answered_survey": "answered a survey: {:.0f}",
+    "unsubscribed": "unsubscribed from marketing e-mail",
+    "log_refunds": "{:.0f} refunds",
+}
+_UNDO_LOG = {"log_frequency", "log_monetary", "log_refunds"}
+
+
+def churn_features(
+    state: CustomerState, at: float, p_alive: float, p_no_purchase: float
+) -> tuple[float, ...]:
+    """The feature vector of a purchasing customer as of event time `at`."""
+    day = at / SECONDS_PER_DAY
+    engagement = state.engagement
+    mean_spend, _ = state.spend_summary()
+    survey = engagement.last_survey
+    return (
+        min(NEVER_DAYS * 3, max(0.0, day - state.last_day)),
+        math.log1p(state.repeat_days),
+        max(0.0, day - state.first_day),
+        math.log1p(mean_spend),
+        p_alive,
+        p_no_purchase,
+        engagement.decayed_count("login", at),
+        engagement.decayed_count("page_view", at),
+        engagement.decayed_count("email_open", at),
+        engagement.decayed_count("email_click", at),
+        engagement.decayed_count("cart_abandon", at),
+        _days_since(engagement.days_since("login", at)),
+        _days_since(engagement.days_since("page_view", at)),
+        _days_since(engagement.days_since("email_open", at)),
+        float(engagement.issues_within("support_ticket", at, 30.0)),
+        float(engagement.issues_within("complaint", at, 30.0)),
+        NEUTRAL_SURVEY if survey is None else survey,
+        0.0 if survey is None else 1.0,
+        1.0 if state.consent.get("marketing_email") is False else 0.0,
+        math.log1p(state.refund_count),
+    )
+
+
+def _days_since(days: float | None) -> float:
+    return NEVER_DAYS if days is None else min(days, NEVER_DAYS)
+
+
+def describe(name: str, value: float) -> str:
+    """A feature and its value in words, for explanations."""
+    if name in _UNDO_LOG:
+        value = math.expm1(value)
+    if name == "days_since_login" and value >= NEVER_DAYS:
+        return "no login in the last year"
+    if name == "answered_survey":
+        return "never answered a survey" if value == 0.0 else "answered a survey"
+    return _DESCRIPTIONS[name].format(value)

@@ -1,0 +1,128 @@
+"""A customer's engagement, kept in the state for the churn model.
+
+Per tracked interaction kind: an exponentially decayed count (event-time half-life)
+and the time of the last one; the days of recent support tickets and complaints
+(bounded), for exact "N in the last 30 days" counts; the last survey score.
+Everything is plain numbers in one `array('d')`, so copies are cheap and small.
+
+>>> e = Engagement()
+>>> e = e.observe("login", 0.0); e = e.observe("login", 30 * 86_400.0)
+>>> round(e.decayed_count("login", 30 * 86_400.0), 3)  # 1 (halved) + 1
+1.5
+>>> e.days_since("login", 41 * 86_400.0), e.days_since("email_open", 0.0)
+(11.0, None)
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+
+from models.timeline import SECONDS_PER_DAY
+
+TRACKED_KINDS = (
+    "login",
+    "page_view",
+    "email_open",
+    "email_click",
+    "support_ticket",
+    "complaint",
+    "cart_abandon",
+)
+ISSUE_KINDS = ("support_ticket", "complaint")
+HALF_LIFE_DAYS = 30.0
+MAX_RECENT_ISSUES = 8
+_NONE = -1.0  # "never" in the array (event times are >= 0: 1970 onwards)
+_KIND_INDEX = {kind: index for index, kind in enumerate(TRACKED_KINDS)}
+_K = len(TRACKED_KINDS)
+# layout: [decayed_at, last_survey, counts x K, last_at x K]
+_COUNTS, _LAST = 2, 2 + _K
+_LN2_PER_SECOND = math.log(2.0) / (HALF_LIFE_DAYS * SECONDS_PER_DAY)
+
+
+class Engagement:
+    """Immutable: `observe` returns a new value (states stay cheap to copy)."""
+
+    __slots__ = ("_issues", "_values")
+
+    def __init__(self, values: array | None = None, issues: tuple[float, ...] = ()) -> None:
+        if values is None:
+            values = array("d", [_NONE, _NONE] + [0.0] * _K + [_NONE] * _K)
+        self._values = values
+        self._issues = issues  # (time, kind index) pairs, flattened, oldest first
+
+    def observe(self, kind: str, at: float, value: float | None = None) -> Engagement:
+        """The engagement after an interaction of `kind` at event time `at`."""
+        values = array("d", self._values)
+        issues = self._issues
+        if kind == "survey" and value is not None:
+            values[1] = value
+        index = _KIND_INDEX.get(kind)
+        if index is not None:
+            _decay_to(values, at)
+            values[_COUNTS + index] += 1.0
+            values[_LAST + index] = max(values[_LAST + index], at)
+            if kind in ISSUE_KINDS:
+                issues = (*issues, at, float(index))[-2 * MAX_RECENT_ISSUES :]
+        return Engagement(values, issues)
+
+    def decayed_count(self, kind: str, at: float) -> float:
+        """Events of `kind`, each weighted 2^(-age / half-life), as of `at`."""
+        values = self._values
+        count = values[_COUNTS + _KIND_INDEX[kind]]
+        if count == 0.0 or at <= values[0]:
+            return count
+        return count * math.exp(-(at - values[0]) * _LN2_PER_SECOND)
+
+    def days_since(self, kind: str, at: float) -> float | None:
+        last = self._values[_LAST + _KIND_INDEX[kind]]
+        return None if last == _NONE else max(0.0, (at - last) / SECONDS_PER_DAY)
+
+    def issues_within(self, kind: str, at: float, days: float) -> int:
+        """Exact count of `kind` (a support ticket or complaint) in (at - days, at]."""
+        issues = self._issues
+        if not issues:
+            return 0
+        index, since = float(_KIND_INDEX[kind]), at - days * SECONDS_PER_DAY
+        return sum(
+            1
+            for k in range(0, len(issues), 2)
+            if issues[k + 1] == index and since < issues[k] <= at
+        )
+
+    @property
+    def last_survey(self) -> float | None:
+        return None if self._values[1] == _NONE else self._values[1]
+
+    def to_list(self) -> list:
+        return [self._values.tobytes(), list(self._issues)]
+
+    @classmethod
+    def from_list(cls, data: list) -> Engagement:
+        values = array("d")
+        values.frombytes(data[0])
+        return cls(values, tuple(data[1]))
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Engagement)
+            and self._values == other._values
+            and self._issues == other._issues
+        )
+
+    def __repr__(self) -> str:
+        return f"Engagement({list(self._values)!r}, {self._issues!r})"
+
+
+def _decay_to(values: array, at: float) -> None:
+    """Bring every decayed count to time `at` (never backwards: a late event adds at
+    full weight, a small and bounded overcount)."""
+    if values[0] == _NONE:
+        values[0] = at
+        return
+    if at <= values[0]:
+        return
+    factor = math.exp(-(at - values[0]) * _LN2_PER_SECOND)
+    for index in range(_COUNTS, _COUNTS + _K):
+        values[index] *= factor
+    values[0] = at

@@ -1,0 +1,186 @@
+"""The online churn model: delayed labels without leakage, cold start, checkpoints,
+explanations, engagement features."""
+
+from __future__ import annotations
+
+import pickle
+import random
+from datetime import datetime
+
+import orjson
+
+from models.churn import ChurnModel
+from models.churn_features import FEATURES
+from models.config import ScoringConfig
+from models.engagement import Engagement
+from models.engine import ScoringEngine
+from models.state import CustomerState
+from models.transition import Stream
+from tests.factories import BASE, interaction, purchase
+
+DAY = 86_400.0
+T0 = BASE.timestamp()
+WINDOW = 90
+
+
+def feed(engine, events):
+    outputs = []
+    for number, event in enumerate(events):
+        outputs += engine.process_raw(orjson.dumps(event), {"source": "file", "line": number})
+    return outputs
+
+
+def spy_on_labels(engine):
+    """Record (watermark, latest event time seen, label) whenever the engine learns."""
+    seen, current = [], [float("-inf")]
+    learn, process_event = engine._learning.learn, engine.process_event
+
+    def recording(labels):
+        latest = max(engine.clock.max_event_time, current[0])
+        seen.extend((engine.clock.watermark, latest, label) for label in labels)
+        learn(labels)
+
+    def processing(event, raw, origin):
+        current[0] = event.occurred_at.timestamp()
+        return process_event(event, raw, origin)
+
+    engine._learning.learn, engine.process_event = recording, processing
+    return seen
+
+
+def history(customers: int = 300, days: int = 400, seed: int = 3) -> list[dict]:
+    rng = random.Random(seed)
+    events = []
+    for number in range(customers):
+        t, end = rng.uniform(0, 60), rng.uniform(30, days)
+        while t < end:
+            events.append(purchase(f"c{number}", t))
+            for _ in range(rng.randint(0, 3)):
+                events.append(interaction(f"c{number}", t + rng.uniform(0, 20)))
+            t += rng.expovariate(1 / 25)
+    return sorted(events, key=lambda e: e["occurred_at"])
+
+
+def test_no_label_is_learned_before_its_window_closed_or_a_purchase_resolved_it():
+    engine = ScoringEngine(ScoringConfig(churn_window_days=WINDOW), refit=False)
+    seen = spy_on_labels(engine)
+    events = history()
+    feed(engine, events)
+    engine.advance_watermark(T0 + 600 * DAY)
+    purchases = sorted(_ts(e["occurred_at"]) for e in events if e["event_type"] == "transaction")
+    assert len(seen) > 500
+    assert {label.churned for _, _, label in seen} == {True, False}
+    for watermark, latest, label in seen:
+        window_end = label.taken_at + WINDOW * DAY
+        if label.churned:  # only once no purchase inside the window can still arrive
+            assert watermark > window_end
+        else:  # only once a purchase inside the window has been seen
+            assert any(label.taken_at < p <= min(window_end, latest) for p in purchases)
+    assert purchases  # the scenario had purchases to resolve labels with
+
+
+def _ts(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def test_a_silent_customer_is_labelled_churned_only_after_the_window():
+    engine = ScoringEngine(ScoringConfig(churn_window_days=WINDOW), refit=False)
+    seen = spy_on_labels(engine)
+    feed(engine, [purchase("a", 0)])
+    engine.advance_watermark(T0 + (WINDOW - 1) * DAY)
+    assert seen == []
+    engine.advance_watermark(T0 + (WINDOW + 1) * DAY)
+    assert [label.churned for _, _, label in seen] == [True]
+
+
+def test_a_purchase_inside_the_window_labels_the_snapshot_stayed():
+    engine = ScoringEngine(ScoringConfig(churn_window_days=WINDOW), refit=False)
+    seen = spy_on_labels(engine)
+    feed(engine, [purchase("a", 0), purchase("a", 40)])
+    assert [(label.churned, label.taken_at) for _, _, label in seen] == [(False, T0)]
+
+
+def test_cold_start_serves_the_value_models_answer():
+    engine = ScoringEngine(ScoringConfig(), refit=False)
+    [score] = [o for o in feed(engine, [purchase("a", 0)]) if o.stream is Stream.SCORES]
+    assert engine.scorer.churn.labels == 0
+    value = score.value
+    assert value["churn_probability"] == value["value_churn_probability"]
+    assert value["churn_reasons"] == []
+
+
+def test_the_model_learns_and_blends_in_as_labels_arrive():
+    engine = ScoringEngine(ScoringConfig(churn_warmup_labels=100), refit=False)
+    feed(engine, history())
+    model = engine.scorer.churn
+    assert model.labels > 100 and 0.5 < model.weight() < 1
+    health = model.health()
+    assert 0.5 < health["rolling_auc"] <= 1 and health["rolling_log_loss"] > 0
+
+
+def test_a_checkpointed_model_predicts_exactly_like_one_that_never_stopped():
+    rng = random.Random(1)
+    rows = [({name: rng.gauss(0, 1) for name in FEATURES}, rng.random() < 0.4) for _ in range(400)]
+    never_stopped = ChurnModel(warmup_labels=50)
+    for x, y in rows[:200]:
+        never_stopped.learn_one(x, y)
+    restored = pickle.loads(pickle.dumps(never_stopped))
+    for x, y in rows[200:]:
+        never_stopped.learn_one(x, y)
+        restored.learn_one(x, y)
+    for x, _ in rows[:50]:
+        vector = tuple(x[name] for name in FEATURES)
+        assert restored.probability(vector, 0.5) == never_stopped.probability(vector, 0.5)
+        assert restored.predict_proba_one(x) == never_stopped.predict_proba_one(x)
+
+
+def test_the_fast_path_matches_rivers_prediction():
+    rng = random.Random(2)
+    model = ChurnModel(warmup_labels=1)
+    for _ in range(640):  # a multiple of the refresh interval: the copy is current
+        x = {name: rng.gauss(0, 1) for name in FEATURES}
+        model.learn_one(x, x["recency_days"] + rng.gauss(0, 0.5) > 0)
+    x = {name: rng.gauss(0, 1) for name in FEATURES}
+    vector = tuple(x[name] for name in FEATURES)
+    assert abs(model.model_probability(vector) - model.predict_proba_one(x)[True]) < 1e-9
+
+
+def test_explanations_name_the_factors_that_push_risk_up():
+    rng = random.Random(4)
+    model = ChurnModel(warmup_labels=1)
+    base = {name: 1.0 for name in FEATURES}
+    for _ in range(3000):
+        complaints = float(rng.randint(0, 3))
+        x = {**base, "complaints_30d": complaints, "logins_30d": rng.uniform(0, 5)}
+        model.learn_one(x, rng.random() < 0.1 + 0.25 * complaints)
+    vector = tuple({**base, "complaints_30d": 2.0, "logins_30d": 2.5}[n] for n in FEATURES)
+    reasons = model.reasons(vector)
+    assert reasons[0] == "2 complaints in 30 days"
+    contributions = model.contributions(vector)
+    assert [c for _, _, c in contributions] == sorted(
+        (c for _, _, c in contributions), reverse=True
+    )
+    calm = tuple({**base, "complaints_30d": 0.0, "logins_30d": 2.5}[n] for n in FEATURES)
+    assert "0 complaints in 30 days" not in model.reasons(calm)
+
+
+def test_engagement_decays_and_counts_recent_issues_exactly():
+    e = Engagement()
+    for day in (0, 10, 35):
+        e = e.observe("complaint", T0 + day * DAY)
+    e = e.observe("survey", T0 + 36 * DAY, 3.0)
+    at = T0 + 39.5 * DAY
+    assert e.issues_within("complaint", at, 30.0) == 2  # days 10 and 35
+    assert e.issues_within("support_ticket", at, 30.0) == 0
+    assert e.last_survey == 3.0
+    expected = 2 ** (-39.5 / 30) + 2 ** (-29.5 / 30) + 2 ** (-4.5 / 30)
+    assert abs(e.decayed_count("complaint", at) - expected) < 1e-9
+    assert e.days_since("complaint", at) == 4.5 and e.days_since("login", at) is None
+
+
+def test_engagement_and_snapshots_survive_serialization():
+    engine = ScoringEngine(ScoringConfig(), refit=False)
+    feed(engine, [purchase("a", 0), interaction("a", 3, "complaint"), purchase("a", 50)])
+    state = engine.states["a"]
+    assert state.snapshots and state.engagement.issues_within("complaint", T0 + 4 * DAY, 30)
+    assert CustomerState.from_bytes(state.to_bytes()) == state
