@@ -29,7 +29,7 @@ FEATURES = (
     "tenure_days",
     "log_monetary",
     "p_alive",
-    "value_p_no_purchase",
+    "value_logit_no_purchase",
     "logins_30d",
     "page_views_30d",
     "email_opens_30d",
@@ -52,7 +52,7 @@ _DESCRIPTIONS = {
     "tenure_days": "customer for {:.0f} days",
     "log_monetary": "spends {:.2f} per purchase day",
     "p_alive": "P(alive) {:.2f}",
-    "value_p_no_purchase": "value model: P(no purchase in the window) {:.2f}",
+    "value_logit_no_purchase": "value model: P(no purchase in the window) {:.2f}",
     "logins_30d": "{:.1f} logins lately (decayed 30-day count)",
     "page_views_30d": "{:.1f} page views lately (decayed 30-day count)",
     "email_opens_30d": "{:.1f} e-mail opens lately (decayed 30-day count)",
@@ -85,7 +85,7 @@ def churn_features(
         max(0.0, day - state.first_day),
         math.log1p(mean_spend),
         p_alive,
-        p_no_purchase,
+        _logit(p_no_purchase),
         engagement.decayed_count("login", at),
         engagement.decayed_count("page_view", at),
         engagement.decayed_count("email_open", at),
@@ -103,6 +103,11 @@ def churn_features(
     )
 
 
+def _logit(p: float) -> float:
+    p = min(1.0 - 1e-6, max(1e-6, p))
+    return math.log(p / (1.0 - p))
+
+
 def _days_since(days: float | None) -> float:
     return NEVER_DAYS if days is None else min(days, NEVER_DAYS)
 
@@ -111,6 +116,8 @@ def describe(name: str, value: float) -> str:
     """A feature and its value in words, for explanations."""
     if name in _UNDO_LOG:
         value = math.expm1(value)
+    elif name == "value_logit_no_purchase":
+        value = 1.0 / (1.0 + math.exp(-value))
     if name == "days_since_login" and value >= NEVER_DAYS:
         return "no login in the last year"
     if name == "answered_survey":

@@ -70,7 +70,7 @@ class ScoringConfig(BaseModel):
     churn_warmup_labels: int = Field(
         2000, ge=1, description="Labels after which the churn model has half the say."
     )
-    churn_learning_rate: float = Field(0.02, gt=0, le=1)
+    churn_learning_rate: float = Field(0.005, gt=0, le=1)
 
     @property
     def max_snapshots(self) -> int:
