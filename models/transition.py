@@ -29,6 +29,7 @@ class Status(StrEnum):
     REJECTED = "rejected"
     ERASED = "erased"
     RESCORED = "rescored"
+    LABELLED = "labelled"
 
 
 class Stream(StrEnum):
@@ -172,11 +173,11 @@ def resolve_expired(state: CustomerState, watermark: float, window_days: int) ->
     window = window_days * SECONDS_PER_DAY
     expired = [s for s in state.snapshots if s[0] + window < watermark]
     if not expired:
-        return Step(state, [], Status.RESCORED)
+        return Step(state, [], Status.LABELLED)
     new = state.copy()
     new.snapshots = tuple(s for s in state.snapshots if s[0] + window >= watermark)
     labels = tuple(Label(vector, served, True, at) for at, served, vector in expired)
-    return Step(new, [], Status.RESCORED, labels=labels)
+    return Step(new, [], Status.LABELLED, labels=labels)
 
 
 def label_day(snapshot_at: float, window_days: int) -> int:

@@ -166,20 +166,10 @@ class ValueModel:
         )
 
     def _survival(self, key: tuple[int, float, float]) -> tuple[float, float]:
-        survival = self._survivals.get(key)
-        if survival is None:
-            if len(self._survivals) >= _MEMO_LIMIT:
-                self._survivals.clear()
-            survival = self._survivals[key] = self._survival_uncached(*key)
-        return survival
+        return _memoized(self._survivals, key, self._survival_uncached)
 
     def _horizon(self, key: tuple[int, float, float]) -> tuple[float, float]:
-        horizon = self._horizons.get(key)
-        if horizon is None:
-            if len(self._horizons) >= _MEMO_LIMIT:
-                self._horizons.clear()
-            horizon = self._horizons[key] = self._horizon_uncached(*key)
-        return horizon
+        return _memoized(self._horizons, key, self._horizon_uncached)
 
     def _survival_uncached(self, x: int, t_x_days: float, T_days: float) -> tuple[float, float]:
         p_alive, p_none = self.purchases.survival(
@@ -200,3 +190,13 @@ class ValueModel:
         if not math.isfinite(discounted):
             raise ArithmeticError(f"non-finite horizon for x={x} t_x={t_x_days} T={T_days}")
         return cumulative[-1], discounted
+
+
+def _memoized(memo: dict, key: tuple, compute: Callable[..., tuple[float, float]]):
+    """`memo[key]`, computed on a miss; the memo is cleared when full (bounded memory)."""
+    value = memo.get(key)
+    if value is None:
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        value = memo[key] = compute(*key)
+    return value
