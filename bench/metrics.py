@@ -1,8 +1,12 @@
-"""Evaluation metrics shared by the benchmark scripts (numpy only)."""
+"""Evaluation metrics shared by the benchmark scripts (numpy and scipy), and a batch
+logistic regression to compare online models with."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
+from scipy.special import expit
 from scipy.stats import rankdata
 
 
@@ -40,3 +44,63 @@ def expected_calibration_error(probability: np.ndarray, label: np.ndarray, bins:
         ece += members.mean() * abs(mean_p - observed)
         table.append((f"{edges[b]:.1f}-{edges[b + 1]:.1f}", int(members.sum()), mean_p, observed))
     return float(ece), table
+
+
+class LogisticFit(NamedTuple):
+    """A standardized logistic regression: column means and scales, then the intercept
+    and one weight per column (on the standardized scale)."""
+
+    means: np.ndarray
+    scales: np.ndarray
+    weights: np.ndarray
+
+
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, l2: float = 1.0, iterations: int = 100
+) -> LogisticFit:
+    """L2-penalized logistic regression on standardized columns, by Newton's method
+    (IRLS). `l2` multiplies half the squared weights (not the intercept) against the
+    summed log-likelihood; constant columns get weight 0."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    means = x.mean(axis=0)
+    scales = x.std(axis=0)
+    scales[scales == 0] = 1.0
+    design = np.column_stack([np.ones(len(x)), (x - means) / scales])
+    penalty = np.full(design.shape[1], l2)
+    penalty[0] = 0.0
+    weights = np.zeros(design.shape[1])
+    for _ in range(iterations):
+        p = expit(design @ weights)
+        gradient = design.T @ (p - y) + penalty * weights
+        hessian = (design * (p * (1 - p))[:, None]).T @ design + np.diag(penalty)
+        step = np.linalg.solve(hessian, gradient)
+        weights -= step
+        if np.max(np.abs(step)) < 1e-10:
+            return LogisticFit(means, scales, weights)
+    raise RuntimeError(f"logistic regression did not converge in {iterations} Newton steps")
+
+
+def predict_logistic(fit: LogisticFit, x: np.ndarray) -> np.ndarray:
+    z = (np.asarray(x, dtype=float) - fit.means) / fit.scales
+    return expit(fit.weights[0] + z @ fit.weights[1:])
+
+
+def fold_index(n: int, folds: int, seed: int) -> np.ndarray:
+    """A deterministic random split of n items into `folds` near-equal folds."""
+    index = np.empty(n, dtype=int)
+    index[np.random.default_rng(seed).permutation(n)] = np.arange(n) % folds
+    return index
+
+
+def out_of_fold_logistic(
+    x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0, l2: float = 1.0
+) -> np.ndarray:
+    """Each item's probability from a `fit_logistic` trained on the other folds."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=bool)
+    index = fold_index(len(x), folds, seed)
+    probability = np.empty(len(x))
+    for fold in range(folds):
+        held = index == fold
+        probability[held] = predict_logistic(fit_logistic(x[~held], y[~held], l2), x[held])
+    return probability

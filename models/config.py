@@ -15,9 +15,93 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PositiveDays = Annotated[int, Field(gt=0, le=3650)]
+Probability = Annotated[float, Field(gt=0, lt=1)]
+
+
+class SegmentConfig(BaseModel):
+    """Segment definitions and thresholds (defaults for a retailer, churn window 90 days).
+
+    Lifecycle on one risk scale, the churn probability: active < `at_risk` <= at_risk <
+    `lapsing` <= lapsing < `lost` <= lost. A customer the value model gives P(alive)
+    below `lost_p_alive` counts as lost from `lapsing` up; one without a purchase for
+    `lost_after_days` is lost whatever the model says. Value tiers are CLV percentiles.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    new_customer_days: PositiveDays = Field(
+        30, description="A first-time buyer is `new` for this many days."
+    )
+    at_risk: Probability = 0.6
+    lapsing: Probability = 0.8
+    lost: Probability = 0.93
+    lost_p_alive: Probability = 0.15
+    lost_after_days: PositiveDays = 730
+    reactivated_days: PositiveDays = Field(
+        60, description="A lapsing or lost customer who buys again is `reactivated` this long."
+    )
+    risk_margin: float = Field(
+        0.03, ge=0, lt=0.5, description="Hysteresis: a risk threshold must be crossed by this."
+    )
+    min_days_in_segment: int = Field(
+        14,
+        ge=0,
+        le=365,
+        description="Without a purchase, no lifecycle or tier change sooner than this.",
+    )
+    value_tiers: tuple[tuple[str, float], ...] = Field(
+        (("top_5", 0.05), ("next_15", 0.20), ("next_30", 0.50)),
+        description="Tier name and the top share of customers by CLV it ends at; the rest "
+        "are `rest`.",
+    )
+    tier_margin: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description="Hysteresis: a tier boundary at top share s must be passed by s times "
+        "this (top 5%: in at 4%, out at 6%).",
+    )
+    min_customers_for_tiers: int = Field(
+        100, ge=1, description="Fewer purchasers than this: tiers and RFM are not ranked yet."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SegmentConfig:
+        if not self.at_risk < self.lapsing < self.lost:
+            raise ValueError("risk thresholds must increase: at_risk < lapsing < lost")
+        shares = [share for _, share in self.value_tiers]
+        if shares != sorted(set(shares)) or not all(0 < s < 1 for s in shares):
+            raise ValueError("value tier shares must increase strictly within (0, 1)")
+        names = [name for name, _ in self.value_tiers]
+        if len(set(names)) != len(names) or "rest" in names:
+            raise ValueError("value tier names must be unique and not `rest`")
+        return self
+
+
+class NeedsConfig(BaseModel):
+    """Category affinity and next-best categories."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    affinity_half_life_days: PositiveDays = 180
+    max_categories_per_customer: int = Field(6, ge=1, le=64)
+    max_categories: int = Field(
+        500, ge=1, le=10_000, description="Categories the co-occurrence model learns."
+    )
+    view_weight: float = Field(
+        0.2, ge=0, le=10, description="A page view or cart abandon, relative to a purchase."
+    )
+    next_weight: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Share of what similar customers buy next in the "
+        "ranking (the rest is the customer's own affinity).",
+    )
+    top_needs: int = Field(3, ge=1, le=20)
 
 
 class ScoringConfig(BaseModel):
@@ -60,9 +144,8 @@ class ScoringConfig(BaseModel):
         120, ge=1, description="Observed span needed before dropout is identifiable."
     )
     min_repeat_customers_for_spend_fit: int = Field(100, ge=10)
-    new_customer_days: PositiveDays = 30
-    at_risk_churn_probability: float = Field(0.6, gt=0, lt=1)
-    lost_p_alive: float = Field(0.15, gt=0, lt=1)
+    segments: SegmentConfig = SegmentConfig()
+    needs: NeedsConfig = NeedsConfig()
     churn_model: bool = Field(True, description="Learn the online churn model (else value only).")
     churn_snapshot_interval_days: PositiveDays = Field(
         30, description="At most one churn-feature snapshot per customer per this many days."

@@ -19,6 +19,7 @@ from models.clock import EventClock
 from models.config import ScoringConfig
 from models.errors import FitError
 from models.ids import deterministic_id
+from models.population import Population
 from models.refit import PopulationStats, collect_statistics, fit_value_params
 from models.refit_schedule import FitOutcome, RefitSchedule
 from models.scorer import Scorer
@@ -94,6 +95,7 @@ class ScoringEngine:
         self._learning = ChurnLearning(config, self.scorer.churn)
         self._refits = RefitSchedule(config, fit_executor)
         self._next_work_at = -math.inf
+        self._refreshed_day: int | None = None  # of the scorer's population snapshots
         self.rebuild_timers()
 
     # -- inputs ---------------------------------------------------------------------
@@ -121,6 +123,8 @@ class ScoringEngine:
         try:
             state = self.states.get(customer_id)
             step = apply_event(state, event, clock.watermark, self.scorer, at)
+            if step.status is Status.APPLIED or step.status is Status.ERASED:
+                self._learn_population(state, step)
         except Exception as error:  # a bug must not stop the partition: dead-letter it
             detail = f"{type(error).__name__}: {error}"
             reason = DeadLetterReason.PROCESSING_ERROR
@@ -151,6 +155,8 @@ class ScoringEngine:
         watermark = self.clock.watermark
         timers = self._timers
         outputs: list[Output] = []
+        if self.clock.started:
+            self._refresh(day_of(watermark))
         self._resolve_labels(watermark)
         budget = max_rescores if max_rescores is not None else math.inf
         while budget > 0:
@@ -192,6 +198,7 @@ class ScoringEngine:
             self._set_timer(state, customer_id, state.due_day)
             return 0
         step = rescore(state, customer_id, start_of_day(day), due_cause(day), self.scorer)
+        self._learn_population(state, step)
         self._store(customer_id, step)
         self._set_timer(step.state, customer_id, step.state.due_day)
         self.counters.rescored += 1
@@ -199,11 +206,15 @@ class ScoringEngine:
         return 1
 
     def rebuild_timers(self) -> None:
-        """Rebuild timers from the states (after restoring them, or to drop stale ones)."""
+        """Rebuild what derives from the states (after restoring them, or to drop stale
+        timers): the due and label timers and the population quantiles."""
         self._timers.clear()
         for customer_id, state in self.states.items():
             self._set_timer(state, customer_id, state.due_day)
         self._learning.rebuild((cid, s.snapshots) for cid, s in self.states.items())
+        population = self.scorer.population = Population()
+        for state in self.states.values():
+            population.move(None, state.population_bins)
         self._plan_next_work()
 
     def _set_timer(self, state: CustomerState, customer_id: str, day: int | None) -> None:
@@ -211,10 +222,27 @@ class ScoringEngine:
         if day is not None:
             self._timers.add(day, customer_id)
 
+    def _refresh(self, day: int) -> None:
+        """Once per event-time day: freeze the population quantiles and the needs model
+        that scores read until the next day."""
+        if self._refreshed_day is None or day > self._refreshed_day:
+            self._refreshed_day = day
+            self.scorer.refresh()
+
+    def _learn_population(self, previous: CustomerState | None, step: Step) -> None:
+        """Move the customer in the population quantiles; learn what they bought."""
+        new_bins = step.state.population_bins if step.state is not None else None
+        old_bins = previous.population_bins if previous is not None else None
+        self.scorer.population.move(old_bins, new_bins)
+        if step.basket is not None:
+            self.scorer.needs.learn(step.basket.prior, step.basket.bought)
+
     def _plan_next_work(self) -> None:
         """The watermark at which `on_clock` next has something to do (checked per event)."""
         next_day = self._timers.next_day()
         next_at = math.inf if next_day is None else start_of_day(next_day)
+        if self._refreshed_day is not None:
+            next_at = min(next_at, start_of_day(self._refreshed_day + 1))
         if self.refit_enabled:
             refit_day = self._refits.next_work_day
             next_at = min(next_at, -math.inf if refit_day is None else start_of_day(refit_day))

@@ -2,7 +2,11 @@
 
 A `Scorer` pairs one version of the value model's parameters (a new population fit
 makes a new scorer, `with_params`, so a score names the exact parameters behind it)
-with the partition's online churn model, which keeps learning and is shared.
+with the partition's learners, which keep learning and are shared across versions:
+the online churn model, the population quantiles behind value tiers and RFM, and the
+next-category model behind customer needs. The quantiles and the needs model are read
+through snapshots refreshed once per event-time day (`refresh`), so a score depends
+only on the inputs before it.
 """
 
 from __future__ import annotations
@@ -10,26 +14,54 @@ from __future__ import annotations
 from models.churn import ChurnModel
 from models.churn_features import churn_features
 from models.config import ScoringConfig
-from models.segments import lifecycle, lifecycle_reason
+from models.needs import EMPTY_NEEDS, NeedsModel, NeedsSnapshot, top_needs
+from models.population import (
+    CLV,
+    EMPTY_SNAPSHOT,
+    LAST_DAY,
+    PURCHASE_DAYS,
+    SPEND,
+    Population,
+    PopulationSnapshot,
+    population_bins,
+)
+from models.segments import UNRANKED, Facts, Why, lifecycle, rfm_named, rfm_scores, value_tier
 from models.state import CustomerState
-from models.timeline import day_of, iso_utc
+from models.timeline import SECONDS_PER_DAY, day_of, iso_utc
 from models.value import ValueModel, ValueParams
+
+_NOT_PROFILED = Why("customer objected to profiling", 0, "", 0)
+_PROSPECT = Why("no purchase yet", 0, "", 0)
 
 
 class Scorer:
-    def __init__(
-        self, config: ScoringConfig, params: ValueParams, churn: ChurnModel | None = None
-    ) -> None:
+    def __init__(self, config: ScoringConfig, params: ValueParams) -> None:
         self.config = config
         self.params = params
         self.model_version = params.version
         self.value_model = ValueModel(params, config)
-        if churn is None and config.churn_model:
-            churn = ChurnModel(config.churn_warmup_labels, config.churn_learning_rate)
-        self.churn = churn
+        self.churn = (
+            ChurnModel(config.churn_warmup_labels, config.churn_learning_rate)
+            if config.churn_model
+            else None
+        )
+        self.population = Population()
+        self.needs = NeedsModel(config.needs.max_categories)
+        self.population_snapshot: PopulationSnapshot = EMPTY_SNAPSHOT
+        self.needs_snapshot: NeedsSnapshot = EMPTY_NEEDS
 
     def with_params(self, params: ValueParams) -> Scorer:
-        return Scorer(self.config, params, self.churn)
+        """A scorer for new value-model parameters that shares every learner."""
+        twin = Scorer.__new__(Scorer)
+        twin.__dict__.update(self.__dict__)
+        twin.params, twin.model_version = params, params.version
+        twin.value_model = ValueModel(params, self.config)
+        return twin
+
+    def refresh(self) -> None:
+        """Freeze the current population quantiles and needs model for the next scores."""
+        self.population_snapshot = self.population.snapshot()
+        self.needs_snapshot = self.needs.snapshot()
 
     def scores_of(self, state: CustomerState, at: float) -> ScoreFields:
         """Scores of `state` as of event time `at` (whole UTC days for the BTYD clock)."""
@@ -41,25 +73,34 @@ class ScoreFields:
     do not alter it), the payload of a score update, a CSV row or a Redis hash."""
 
     __slots__ = (
+        "_affinity",
         "_churn",
         "_churn_coefficients",
+        "_config",
+        "_needs",
+        "_population",
         "at",
+        "bins",
         "churn_probability",
         "churn_vector",
         "frequency",
+        "lifecycle",
+        "lifecycle_why",
         "model_version",
         "monetary_value",
         "recency_days",
         "refund_total",
-        "segment",
         "tenure_days",
+        "tier_why",
         "total_spend",
+        "value_tier",
         "values",
     )
 
     def __init__(self, state: CustomerState, at: float, scorer: Scorer) -> None:
         self.at = at
         self.model_version = scorer.model_version
+        config = self._config = scorer.config
         day = day_of(at)
         first = state.first_day
         self.frequency = state.repeat_days
@@ -68,28 +109,75 @@ class ScoreFields:
         self.monetary_value, self.total_spend = state.spend_summary()
         self.refund_total = state.refund_total
         self.churn_vector = self._churn = self._churn_coefficients = None
-        self.churn_probability = None
+        self.churn_probability = self.values = self.bins = None
+        self.value_tier = self.tier_why = None
+        self._population, self._affinity, self._needs = scorer.population_snapshot, None, None
         if state.consent.get("profiling") is False:
-            self.values = None
-            self.segment = "not_profiled"
+            self.lifecycle, self.lifecycle_why = "not_profiled", _NOT_PROFILED
             return
+        self._affinity, self._needs = state.affinity, scorer.needs_snapshot
         if first is None:
-            self.values = None
-        else:
-            values = self.values = scorer.value_model.score(
-                self.frequency, self.recency_days, day - first, self.monetary_value
-            )
-            self.churn_probability = values.p_no_purchase
-            churn = scorer.churn
-            if churn is not None:
-                vector = churn_features(state, at, values.p_alive, values.p_no_purchase)
-                self.churn_vector = vector
-                self.churn_probability = churn.probability(vector, values.p_no_purchase)
-                if churn.labels:
-                    self._churn, self._churn_coefficients = churn, churn.coefficients()
-        self.segment = lifecycle(
-            self.values, self.frequency, self.tenure_days, scorer.config, self.churn_probability
+            self.lifecycle, self.lifecycle_why = "prospect", _PROSPECT
+            return
+        values = self.values = scorer.value_model.score(
+            self.frequency, self.recency_days, day - first, self.monetary_value
         )
+        self.churn_probability = values.p_no_purchase
+        churn = scorer.churn
+        if churn is not None:
+            vector = churn_features(state, at, values.p_alive, values.p_no_purchase)
+            self.churn_vector = vector
+            self.churn_probability = churn.probability(vector, values.p_no_purchase)
+            if churn.labels:
+                self._churn, self._churn_coefficients = churn, churn.coefficients()
+        facts = Facts(
+            self.churn_probability,
+            values.p_alive,
+            self.frequency,
+            self.tenure_days,
+            day - state.last_day,
+            day == state.last_day,
+            state.segment,
+            (at - state.segment_since) / SECONDS_PER_DAY,
+        )
+        self.lifecycle, self.lifecycle_why = lifecycle(facts, config.segments)
+        bins = self.bins = population_bins(
+            values.clv, state.last_day, self.frequency + 1, self.total_spend / (self.frequency + 1)
+        )
+        population = self._population
+        if population.customers >= config.segments.min_customers_for_tiers:
+            top_share = 1.0 - population.percentile(CLV, bins[CLV])
+            self.value_tier, self.tier_why = value_tier(
+                top_share,
+                state.value_tier,
+                config.segments,
+                (at - state.tier_since) / SECONDS_PER_DAY,
+                facts.bought_today,
+            )
+
+    @property
+    def segment(self) -> str:
+        """Lifecycle by value tier, e.g. `at_risk/top_5` (lifecycle alone while unranked)."""
+        tier = self.value_tier
+        return self.lifecycle if tier is None else f"{self.lifecycle}/{tier}"
+
+    @property
+    def rfm_score(self) -> str | None:
+        """R, F, M quintiles as digits ("543") within the partition's purchasers."""
+        bins, population = self.bins, self._population
+        if bins is None or population.customers < self._config.segments.min_customers_for_tiers:
+            return None
+        return rfm_scores(
+            population.percentile(LAST_DAY, bins[LAST_DAY]),
+            population.percentile(PURCHASE_DAYS, bins[PURCHASE_DAYS]),
+            population.percentile(SPEND, bins[SPEND]),
+        )
+
+    @property
+    def top_needs(self) -> list[str]:
+        if self._affinity is None:
+            return []
+        return top_needs(self._affinity, self._needs, self._config.needs)
 
     @property
     def churn_reasons(self) -> list[str]:
@@ -98,16 +186,10 @@ class ScoreFields:
             return []
         return self._churn.reasons(self.churn_vector, self._churn_coefficients)
 
-    def segment_reason(self, config: ScoringConfig) -> str:
-        if self.segment == "not_profiled":
-            return "customer objected to profiling"
-        return lifecycle_reason(
-            self.segment, self.values, self.tenure_days, config, self.churn_probability
-        )
-
     def as_row(self, customer_id: str) -> dict:
         """Flat fields shared by the score event, the CSV row and the Redis hash."""
         values = self.values
+        rfm = self.rfm_score
         return {
             "customer_id": customer_id,
             "frequency": self.frequency,
@@ -124,6 +206,11 @@ class ScoreFields:
             "value_churn_probability": values.p_no_purchase if values else None,
             "churn_reasons": self.churn_reasons,
             "segment": self.segment,
+            "lifecycle": self.lifecycle,
+            "value_tier": self.value_tier if self.bins is None or self.value_tier else UNRANKED,
+            "rfm_score": rfm,
+            "rfm_segment": rfm_named(rfm) if rfm else None,
+            "top_needs": self.top_needs,
             "model_version": self.model_version,
         }
 

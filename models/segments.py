@@ -1,60 +1,217 @@
-"""Lifecycle segment of a customer from the value model's scores.
+"""Segments: lifecycle (one risk scale, with hysteresis), value tier, RFM.
 
->>> from models.config import ScoringConfig
->>> cfg = ScoringConfig()
->>> lifecycle(None, 0, 0, cfg)
-'prospect'
->>> risky = ValueScores(p_alive=0.9, p_no_purchase=0.7, expected_spend=30.0, horizon=(1.0, 0.9))
->>> lifecycle(risky, 2, 200, cfg), lifecycle_reason("at_risk", risky, 200, cfg)
-('at_risk', 'churn_probability 0.70 >= 0.60')
->>> lifecycle(risky, 0, 3, cfg)
-'new'
+Each rule returns the segment and, for lifecycle and tier, a `Why` that becomes the
+reason of a segment change ("churn_probability 0.83 >= lapsing 0.80 + margin 0.03");
+the text is only built when a change is announced.
+
+>>> from models.config import SegmentConfig
+>>> cfg = SegmentConfig()
+>>> facts = Facts(churn=0.70, p_alive=0.6, repeat_days=3, tenure_days=400,
+...               quiet_days=80, bought_today=False, previous="active", days_in_segment=30)
+>>> segment, why = lifecycle(facts, cfg)
+>>> segment, why.text()
+('at_risk', 'churn_probability 0.70 >= at_risk 0.60 + margin 0.03')
+>>> lifecycle(facts._replace(churn=0.62), cfg)[0]  # inside the margin: no change
+'active'
+>>> lifecycle(facts._replace(churn=0.62, previous="at_risk"), cfg)[0]  # and no way back
+'at_risk'
+>>> rfm_segment(5, 5), rfm_segment(1, 5), rfm_segment(1, 1)
+('champions', 'cant_lose_them', 'lost')
 """
 
 from __future__ import annotations
 
-from models.config import ScoringConfig
-from models.value import ValueScores
+import math
+from typing import NamedTuple
 
-LIFECYCLE_SEGMENTS = ("prospect", "new", "active", "at_risk", "lost")
+from models.config import SegmentConfig
+
+LIFECYCLE_SEGMENTS = (
+    "prospect",
+    "new",
+    "active",
+    "at_risk",
+    "lapsing",
+    "lost",
+    "reactivated",
+    "not_profiled",
+)
+RISK_BANDS = ("active", "at_risk", "lapsing", "lost")
+_BAND_INDEX = {name: index for index, name in enumerate(RISK_BANDS)}
+RFM_SEGMENTS = (
+    "champions",
+    "loyal",
+    "potential_loyalist",
+    "new",
+    "promising",
+    "need_attention",
+    "about_to_sleep",
+    "at_risk",
+    "cant_lose_them",
+    "hibernating",
+    "lost",
+)
+UNRANKED = "unranked"
 
 
-def lifecycle(
-    scores: ValueScores | None,
-    repeat_days: int,
-    tenure_days: int,
-    config: ScoringConfig,
-    churn_probability: float | None = None,
-) -> str:
-    """The lifecycle segment of a customer; `scores` is None before the first purchase.
-    Risk is `churn_probability` (default: the value model's P(no purchase))."""
-    if scores is None:
-        return "prospect"
-    if repeat_days == 0 and tenure_days <= config.new_customer_days:
-        return "new"
-    if scores.p_alive < config.lost_p_alive:
-        return "lost"
-    risk = scores.p_no_purchase if churn_probability is None else churn_probability
-    if risk >= config.at_risk_churn_probability:
-        return "at_risk"
-    return "active"
+class Facts(NamedTuple):
+    """What the lifecycle rule looks at, as of the scoring instant."""
+
+    churn: float  # served churn probability
+    p_alive: float
+    repeat_days: int
+    tenure_days: int
+    quiet_days: int  # days since the last purchase day
+    bought_today: bool
+    previous: str | None  # the lifecycle segment so far
+    days_in_segment: float
 
 
-def lifecycle_reason(
-    segment: str,
-    scores: ValueScores | None,
-    tenure_days: int,
-    config: ScoringConfig,
-    churn_probability: float | None = None,
-) -> str:
-    """Why `lifecycle` chose `segment` (built only when a change is announced)."""
-    if segment == "prospect":
-        return "no purchase yet"
-    if segment == "new":
-        return f"first purchase {tenure_days} days ago"
-    if segment == "lost":
-        return f"p_alive {scores.p_alive:.2f} < {config.lost_p_alive:.2f}"
-    threshold = config.at_risk_churn_probability
-    relation = ">=" if segment == "at_risk" else "<"
-    risk = scores.p_no_purchase if churn_probability is None else churn_probability
-    return f"churn_probability {risk:.2f} {relation} {threshold:.2f}"
+class Why(NamedTuple):
+    """The rule behind a segment: a measure, its value, a relation and a threshold."""
+
+    measure: str
+    value: float
+    relation: str
+    threshold: float | str
+    note: str = ""
+
+    def text(self) -> str:
+        if self.relation == "":
+            return self.measure
+        value = f"{self.value:.2f}" if isinstance(self.value, float) else str(self.value)
+        return f"{self.measure} {value} {self.relation} {self.threshold}{self.note}"
+
+
+def lifecycle(facts: Facts, cfg: SegmentConfig) -> tuple[str, Why]:
+    """The lifecycle segment of a customer who has bought at least once."""
+    previous = facts.previous
+    if facts.repeat_days == 0 and facts.tenure_days <= cfg.new_customer_days:
+        return "new", Why(f"first purchase {facts.tenure_days} days ago", 0, "", 0)
+    if facts.bought_today and previous in ("lapsing", "lost"):
+        return "reactivated", Why(f"bought again while {previous}", 0, "", 0)
+    if facts.quiet_days >= cfg.lost_after_days:
+        return "lost", Why("days without a purchase", facts.quiet_days, ">=", cfg.lost_after_days)
+    band, why = _risk_band(facts, cfg)
+    if (
+        previous == "reactivated"
+        and facts.days_in_segment < cfg.reactivated_days
+        and band < _BAND_INDEX["lapsing"]
+    ):
+        return "reactivated", why
+    candidate = RISK_BANDS[band]
+    if (
+        candidate != previous
+        and previous in _BAND_INDEX
+        and not facts.bought_today
+        and facts.days_in_segment < cfg.min_days_in_segment
+    ):
+        return previous, why  # too soon to move without a purchase: hold
+    return candidate, why
+
+
+def _risk_band(facts: Facts, cfg: SegmentConfig) -> tuple[int, Why]:
+    """Band on the churn-probability scale; a threshold must be crossed by the margin
+    (away from the band the customer is in), so a customer near one does not flap."""
+    previous = facts.previous
+    current = _BAND_INDEX.get(previous, 0)
+    # No band to hold on to yet (first scores, the end of `new`): no margin.
+    held = previous in _BAND_INDEX or previous == "reactivated"
+    churn, margin = facts.churn, cfg.risk_margin if held else 0.0
+    thresholds = ((cfg.at_risk, "at_risk"), (cfg.lapsing, "lapsing"), (cfg.lost, "lost"))
+    band = 0
+    why = Why("churn_probability", churn, "<", f"at_risk {cfg.at_risk:.2f}")
+    for index, (threshold, name) in enumerate(thresholds):
+        if index < current:  # staying above a threshold already crossed: easier
+            if churn < threshold - margin:
+                why = Why("churn_probability", churn, "<", f"{name} {threshold:.2f}",
+                          f" - margin {margin:.2f}")  # fmt: skip
+                break
+        elif churn < threshold + margin:
+            break
+        else:
+            why = Why("churn_probability", churn, ">=", f"{name} {threshold:.2f}",
+                      f" + margin {margin:.2f}")  # fmt: skip
+        band = index + 1
+    if band == _BAND_INDEX["lapsing"] and facts.p_alive < cfg.lost_p_alive:
+        band = _BAND_INDEX["lost"]
+        why = Why("p_alive", facts.p_alive, "<", f"{cfg.lost_p_alive:.2f}", " while lapsing")
+    return band, why
+
+
+def value_tier(
+    top_share: float,
+    previous: str | None,
+    cfg: SegmentConfig,
+    days_in_tier: float = math.inf,
+    bought_today: bool = False,
+) -> tuple[str, Why]:
+    """The CLV tier from the customer's top share (0 = highest CLV), with hysteresis:
+    a boundary at share s must be passed by s x `tier_margin`, away from the tier the
+    customer is in, and without a purchase a tier is kept `min_days_in_segment`.
+
+    >>> cfg = SegmentConfig()
+    >>> value_tier(0.049, None, cfg)[0], value_tier(0.059, "top_5", cfg)[0]
+    ('top_5', 'top_5')
+    >>> value_tier(0.07, "top_5", cfg)[1].text()
+    'CLV rank: top 7.0% > top_5 5% (+ margin 20%)'
+    """
+    tiers = cfg.value_tiers
+    names = [name for name, _ in tiers]
+    current = names.index(previous) if previous in names else len(names)
+    margin = cfg.tier_margin if previous is not None else 0.0
+    tier = len(names)
+    for index, (_, share) in enumerate(tiers):
+        if top_share <= share * (1 + margin if index >= current else 1 - margin):
+            tier = index
+            break
+    if tier < current:  # up: the boundary above the old tier was passed
+        name, share = tiers[tier]
+        why = f"CLV rank: top {top_share:.1%} <= {name} {share:.0%} (- margin {margin:.0%})"
+    elif tier > current:  # down: the old tier's own boundary was passed
+        name, share = tiers[current]
+        why = f"CLV rank: top {top_share:.1%} > {name} {share:.0%} (+ margin {margin:.0%})"
+    else:
+        why = f"CLV rank: top {top_share:.1%}"
+    held = current < len(names) and not bought_today and days_in_tier < cfg.min_days_in_segment
+    if tier != current and held:
+        return names[current], Why(why, 0, "", 0)  # too soon without a purchase: hold
+    return (names[tier] if tier < len(names) else "rest"), Why(why, 0, "", 0)
+
+
+def rfm_scores(recency_pct: float, frequency_pct: float, monetary_pct: float) -> str:
+    """R, F and M quintile scores 1-5 from population percentiles, as "RFM" digits.
+
+    >>> rfm_scores(0.99, 0.5, 0.1)
+    '531'
+    """
+    return "".join(str(min(5, 1 + int(p * 5))) for p in (recency_pct, frequency_pct, monetary_pct))
+
+
+def rfm_segment(r: int, fm: int) -> str:
+    """The named RFM segment from recency and the frequency-monetary score (both 1-5)."""
+    if r <= 2:
+        if fm == 5:
+            return "cant_lose_them"
+        if fm >= 3:
+            return "at_risk"
+        return "lost" if r == 1 and fm == 1 else "hibernating"
+    if r == 3:
+        if fm <= 2:
+            return "about_to_sleep"
+        return "need_attention" if fm == 3 else "loyal"
+    if fm == 1:
+        return "new" if r == 5 else "promising"
+    if fm <= 3:
+        return "potential_loyalist"
+    return "champions" if r == 5 else "loyal"
+
+
+def rfm_named(scores: str) -> str:
+    """The RFM segment of "RFM" digits; FM is the mean of F and M, rounded half up.
+
+    >>> rfm_named("534"), rfm_named("145")
+    ('champions', 'cant_lose_them')
+    """
+    r, f, m = (int(digit) for digit in scores)
+    return rfm_segment(r, (f + m + 1) // 2)

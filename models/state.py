@@ -23,8 +23,9 @@ import msgpack
 from models.engagement import Engagement
 from models.errors import ClvError
 from models.ids import FINGERPRINT_BYTES
+from models.needs import Affinity
 
-_FORMAT_VERSION = 3  # 2: raw 8-byte event fingerprints; 3: engagement, snapshots
+_FORMAT_VERSION = 4  # 2: raw 8-byte event fingerprints; 3: engagement, snapshots; 4: needs, tiers
 _CONSENT_FLAGS = ("marketing_email", "marketing_sms", "marketing_phone", "profiling")
 
 
@@ -45,6 +46,7 @@ class CustomerState:
     """Mutable record owned by one transition at a time (see `copy`)."""
 
     __slots__ = (
+        "affinity",
         "consent",
         "country",
         "due_day",
@@ -53,6 +55,7 @@ class CustomerState:
         "first_seen",
         "last_day",
         "last_event_at",
+        "population_bins",
         "purchase_count",
         "recent_days",
         "recent_ids",
@@ -66,7 +69,9 @@ class CustomerState:
         "snapshots",
         "spend_first",
         "spend_repeat",
+        "tier_since",
         "timer_day",
+        "value_tier",
     )
 
     def __init__(self) -> None:
@@ -87,8 +92,13 @@ class CustomerState:
         self.consent: dict[str, bool] = {}
         self.country: str | None = None
         self.scored_at = 0.0
-        self.segment: str | None = None
+        self.segment: str | None = None  # lifecycle segment
         self.segment_since = 0.0
+        self.value_tier: str | None = None
+        self.tier_since = 0.0
+        # The bins this customer is counted in, in the partition's population quantiles.
+        self.population_bins: tuple[int, int, int, int] | None = None
+        self.affinity = Affinity()  # immutable: shared by copies
         self.due_day: int | None = None
         self.rescore_step = 0
         self.engagement = Engagement()  # immutable: shared by copies
@@ -108,6 +118,7 @@ class CustomerState:
     def copy(self) -> CustomerState:
         """An independent copy (explicit assignments: this is on the hot path)."""
         twin = CustomerState.__new__(CustomerState)
+        twin.affinity = self.affinity
         twin.consent = dict(self.consent)
         twin.country = self.country
         twin.due_day = self.due_day
@@ -130,6 +141,9 @@ class CustomerState:
         twin.spend_first = self.spend_first
         twin.spend_repeat = self.spend_repeat
         twin.timer_day = self.timer_day
+        twin.value_tier = self.value_tier
+        twin.tier_since = self.tier_since
+        twin.population_bins = self.population_bins
         return twin
 
     def __eq__(self, other: object) -> bool:
@@ -255,6 +269,10 @@ class CustomerState:
                 self.rescore_step,
                 self.engagement.to_list(),
                 [[at, served, vector.tobytes()] for at, served, vector in self.snapshots],
+                self.value_tier,
+                self.tier_since,
+                self.population_bins,
+                self.affinity.to_list() if self.affinity.entries else None,
             ],
             use_bin_type=True,
         )
@@ -288,7 +306,13 @@ class CustomerState:
             state.rescore_step,
             engagement,
             snapshots,
+            state.value_tier,
+            state.tier_since,
+            bins,
+            affinity,
         ) = fields
+        state.population_bins = tuple(bins) if bins is not None else None
+        state.affinity = Affinity.from_list(affinity) if affinity else Affinity()
         state.engagement = Engagement.from_list(engagement)
         state.snapshots = tuple((at, served, _vector(packed)) for at, served, packed in snapshots)
         state.timer_day = None

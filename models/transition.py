@@ -93,6 +93,14 @@ class Step(NamedTuple):
     detail: str = ""
     labels: tuple[Label, ...] = ()  # churn labels resolved by this step, for learning
     snapshot_at: float | None = None  # event time of a churn snapshot this step took
+    basket: Basket | None = None  # categories bought, for the needs model to learn
+
+
+class Basket(NamedTuple):
+    """Categories of a purchase day, after the customer's previous purchase day's."""
+
+    prior: tuple[str, ...]
+    bought: tuple[str, ...]
 
 
 class Label(NamedTuple):
@@ -127,22 +135,30 @@ def apply_event(
 
     new = state.copy() if state is not None else CustomerState.new(at)
     labels: tuple[Label, ...] = ()
+    basket = None
     if event.event_type == "transaction":
         amount = scorer.config.to_base(event.amount, event.currency)
         if amount is None:
             detail = f"no exchange rate from {event.currency} to {scorer.config.base_currency}"
             return Step(state, [], Status.REJECTED, DeadLetterReason.UNSUPPORTED_CURRENCY, detail)
         if event.kind == "purchase":
-            new.add_purchase(day_of(at), amount)
+            day = day_of(at)
+            new.add_purchase(day, amount)
             new.forget_days_before(day_of(max(watermark, 0.0)))
             if new.snapshots:
                 labels = _resolve_by_purchase(new, at, scorer.config.churn_window_days)
+            if event.items:
+                basket = _add_basket(new, event, at, day, amount, scorer.config)
         else:
             new.add_refund(amount)
     elif event.event_type == "interaction":
         new.engagement = new.engagement.observe(event.kind, at, event.value)
         if event.kind == "unsubscribe":
             new.consent["marketing_email"] = False
+        elif event.kind in _BROWSING:
+            category = event.attributes.get("category")
+            if isinstance(category, str) and category:
+                new.affinity = new.affinity.view(at, category, scorer.config.needs)
     else:
         if event.consent is not None:
             new.update_consent(event.consent)
@@ -155,7 +171,7 @@ def apply_event(
     _schedule_rescore(new, scorer)
     scored_at = max(new.scored_at, at)
     outputs, snapshot_at = _score(new, customer_id, scored_at, event.event_id, scorer)
-    return Step(new, outputs, Status.APPLIED, labels=labels, snapshot_at=snapshot_at)
+    return Step(new, outputs, Status.APPLIED, labels=labels, snapshot_at=snapshot_at, basket=basket)
 
 
 def rescore(state: CustomerState, customer_id: str, at: float, cause: str, scorer: Scorer) -> Step:
@@ -196,6 +212,30 @@ def _resolve_by_purchase(state: CustomerState, at: float, window_days: int) -> t
     return tuple(Label(vector, served, False, at) for at, served, vector in stayed)
 
 
+_BROWSING = frozenset({"page_view", "cart_abandon"})
+
+
+def _add_basket(
+    state: CustomerState, event: Event, at: float, day: int, amount: float, config: ScoringConfig
+) -> Basket | None:
+    """Count the purchase's categories (spend split by item value, in the base currency)
+    in the customer's affinity; the basket the needs model learns from, if new."""
+    spend: dict[str, float] = {}
+    for item in event.items:
+        spend[item.category] = spend.get(item.category, 0.0) + item.quantity * item.unit_price
+    total = sum(spend.values())
+    scale = amount / total if total > 0 else 0.0
+    spend = {category: value * scale for category, value in spend.items()}
+    before = state.affinity
+    after = state.affinity = before.purchase(at, day, spend, config.needs)
+    if after.basket_day != day:  # a late purchase: history kept, nothing learned
+        return None
+    if before.basket_day == day:  # another purchase the same day
+        bought = tuple(c for c in after.basket if c not in before.basket)
+        return Basket(after.prior_basket, bought) if bought else None
+    return Basket(after.prior_basket, after.basket)
+
+
 def due_cause(day: int) -> str:
     return f"due:{date_of_day(day)}"
 
@@ -223,25 +263,44 @@ def _score(
             snapshot = (at, fields.churn_probability, array("d", vector))
             state.snapshots = (*snapshots, snapshot)[-config.max_snapshots :]
             snapshot_at = at
-    if fields.segment != state.segment:
+    state.population_bins = fields.bins
+    if fields.lifecycle != state.segment:
+        why = fields.lifecycle_why.text()
         outputs.append(
-            Output(
-                Stream.SEGMENT_CHANGES,
-                customer_id,
-                {
-                    "event_type": "segment_change",
-                    "schema_version": 1,
-                    "event_id": deterministic_id("segment", customer_id, cause, fields.segment),
-                    "customer_id": customer_id,
-                    "occurred_at": iso_utc(at),
-                    "dimension": "lifecycle",
-                    "from_segment": state.segment,
-                    "to_segment": fields.segment,
-                    "reason": fields.segment_reason(config),
-                    "cause": cause,
-                },
+            _segment_change(
+                customer_id, at, cause, "lifecycle", state.segment, fields.lifecycle, why
             )
         )
-        state.segment = fields.segment
+        state.segment = fields.lifecycle
         state.segment_since = at
+    if fields.value_tier != state.value_tier and fields.value_tier is not None:
+        why = fields.tier_why.text()
+        outputs.append(
+            _segment_change(
+                customer_id, at, cause, "value_tier", state.value_tier, fields.value_tier, why
+            )
+        )
+        state.value_tier = fields.value_tier
+        state.tier_since = at
     return outputs, snapshot_at
+
+
+def _segment_change(
+    customer_id: str, at: float, cause: str, dimension: str, old: str | None, new: str, why: str
+) -> Output:
+    return Output(
+        Stream.SEGMENT_CHANGES,
+        customer_id,
+        {
+            "event_type": "segment_change",
+            "schema_version": 1,
+            "event_id": deterministic_id("segment", customer_id, cause, dimension, new),
+            "customer_id": customer_id,
+            "occurred_at": iso_utc(at),
+            "dimension": dimension,
+            "from_segment": old,
+            "to_segment": new,
+            "reason": why,
+            "cause": cause,
+        },
+    )

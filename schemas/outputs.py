@@ -92,7 +92,28 @@ class ScoreUpdate(OutputContract):
         default_factory=list,
         description="Top factors raising the churn risk, in plain words (largest first).",
     )
-    segment: str
+    segment: str = Field(
+        description="Lifecycle by value tier, e.g. `at_risk/top_5`; the lifecycle alone while "
+        "tiers are not ranked yet (or for prospects and customers not profiled)."
+    )
+    lifecycle: str = Field(
+        "prospect",
+        description="prospect, new, active, at_risk, lapsing, lost, reactivated, not_profiled.",
+    )
+    value_tier: str | None = Field(
+        None,
+        description="CLV tier among the partition's purchasers: top_5, next_15, next_30, rest; "
+        "`unranked` until enough customers are known; null for prospects.",
+    )
+    rfm_score: str | None = Field(
+        None, pattern=r"^[1-5]{3}$", description="Recency, frequency, monetary quintiles 1-5."
+    )
+    rfm_segment: str | None = Field(
+        None, description="Named RFM segment (champions, loyal, ..., hibernating, lost)."
+    )
+    top_needs: list[str] = Field(
+        default_factory=list, description="Next-best categories for this customer, best first."
+    )
     model_version: str
     currency: str
     horizon_days: int

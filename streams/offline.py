@@ -40,6 +40,11 @@ SCORE_COLUMNS = (
     "value_churn_probability",
     "churn_reasons",
     "segment",
+    "lifecycle",
+    "value_tier",
+    "rfm_score",
+    "rfm_segment",
+    "top_needs",
     "model_version",
 )
 

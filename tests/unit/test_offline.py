@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import statistics
+from collections import Counter
 from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
 from datetime import date
@@ -12,6 +14,8 @@ import pytest
 
 from models.config import ScoringConfig
 from models.engine import ScoringEngine
+from models.segments import LIFECYCLE_SEGMENTS, RFM_SEGMENTS
+from models.simulation import SimulationConfig, simulate
 from streams.cli import main
 from streams.offline import SCORE_COLUMNS, score_file
 from tests.factories import interaction, jsonl, purchase, refund
@@ -167,3 +171,33 @@ def test_cli_score_and_help(tmp_path, capsys, history):
         main(["--help"])
     assert exit_info.value.code == 0
     assert "demo" in capsys.readouterr().out
+
+
+def test_simulated_population_gets_lifecycle_tiers_rfm_and_needs(tmp_path):
+    simulation = simulate(SimulationConfig(customers=800, days=400, seed=5))
+    lines = b"".join(line + b"\n" for _, line in simulation.events())
+    _, out, emitted = score(tmp_path, lines, name="sim")
+    scored = [row for row in rows(out) if row["lifecycle"] not in ("prospect", "not_profiled")]
+    assert len(scored) > 600
+    assert {row["lifecycle"] for row in scored} <= set(LIFECYCLE_SEGMENTS)
+    assert {row["lifecycle"] for row in scored} >= {"active", "at_risk", "lapsing"}
+    tiers = Counter(row["value_tier"] for row in scored)
+    assert 0.03 < tiers["top_5"] / len(scored) < 0.08
+    assert 0.40 < tiers["rest"] / len(scored) < 0.60
+    for row in scored:
+        assert row["segment"] == f"{row['lifecycle']}/{row['value_tier']}"
+        assert row["rfm_segment"] in RFM_SEGMENTS and len(row["rfm_score"]) == 3
+        assert len(row["top_needs"].split("; ")) == 3
+    by_tier = {tier: [float(r["clv"]) for r in scored if r["value_tier"] == tier] for tier in tiers}
+    assert min(by_tier["top_5"]) > statistics.median(by_tier["rest"])
+    risk = {
+        stage: statistics.mean(
+            float(r["churn_probability"]) for r in scored if r["lifecycle"] == stage
+        )
+        for stage in ("active", "at_risk", "lapsing")
+    }
+    assert risk["active"] < risk["at_risk"] < risk["lapsing"]
+    changes = [orjson.loads(line) for line in emitted.read_bytes().splitlines()]
+    changes = [e["value"] for e in changes if e["stream"] == "segment-changes"]
+    assert {c["dimension"] for c in changes} == {"lifecycle", "value_tier"}
+    assert len({c["event_id"] for c in changes}) == len(changes)

@@ -1,0 +1,32 @@
+# syntax=docker/dockerfile:1
+# clvstream worker image: `docker build -t clvstream-worker .` (or `docker compose build`).
+# Runs `clvstream worker`. Configure it with CLVSTREAM_* environment variables
+# (CLVSTREAM_KAFKA_URL, CLVSTREAM_REDIS_URL, CLVSTREAM_TOPIC_PREFIX, CLVSTREAM_PARTITIONS).
+
+ARG PYTHON_VERSION=3.11
+
+# Build stage: install the project and its dependencies into a virtualenv. Every
+# dependency ships manylinux wheels for x86_64 and aarch64, so no compiler is needed.
+FROM python:${PYTHON_VERSION}-slim AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/clvstream
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/root/.cache/pip \
+    /opt/clvstream/bin/pip install --upgrade pip \
+    && /opt/clvstream/bin/pip install .
+
+# Runtime stage: the virtualenv only, no source tree. Runs as an unprivileged user.
+FROM python:${PYTHON_VERSION}-slim
+ENV PATH=/opt/clvstream/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN useradd --system --uid 10001 --user-group --create-home \
+        --home-dir /var/lib/clvstream clvstream
+COPY --from=build /opt/clvstream /opt/clvstream
+USER clvstream
+# Faust keeps its local table state under the working directory.
+WORKDIR /var/lib/clvstream
+ENTRYPOINT ["clvstream"]
+CMD ["worker"]

@@ -1,0 +1,196 @@
+"""Customer needs: category affinity per customer and next-best categories.
+
+`Affinity` (immutable, in the customer's state) keeps decayed purchase counts, spend
+and views per category (bounded), and the categories of the last two purchase days.
+`NeedsModel` (partition state) learns online which categories customers buy next
+after which: item-to-item co-occurrence between consecutive purchase days. The next
+best categories blend "what customers who bought this bought next" with the
+customer's own affinity, read from a frozen `NeedsSnapshot` (refreshed once per
+event-time day, like the population quantiles).
+
+>>> from models.config import NeedsConfig
+>>> cfg = NeedsConfig()
+>>> model = NeedsModel(cfg.max_categories)
+>>> for _ in range(5):
+...     model.learn(("books",), ("music",))
+>>> model.learn(("books",), ("toys",))
+>>> a = Affinity().purchase(0.0, 0, {"books": 20.0}, cfg)
+>>> top_needs(a, model.snapshot(), cfg)
+['books', 'music', 'toys']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from models.config import NeedsConfig
+from models.timeline import SECONDS_PER_DAY
+
+Entry = tuple[str, float, float, float]  # category, decayed purchases, spend, views
+_ROW_LENGTH = 12  # most likely next categories kept per category in a snapshot
+
+
+class Affinity:
+    """Immutable; every update returns a new value (states stay cheap to copy)."""
+
+    __slots__ = ("at", "basket", "basket_day", "entries", "prior_basket")
+
+    def __init__(
+        self,
+        at: float = 0.0,
+        entries: tuple[Entry, ...] = (),
+        basket_day: int | None = None,
+        basket: tuple[str, ...] = (),
+        prior_basket: tuple[str, ...] = (),
+    ) -> None:
+        self.at = at  # the time every entry is decayed to
+        self.entries = entries
+        self.basket_day = basket_day
+        self.basket = basket  # categories of the latest purchase day
+        self.prior_basket = prior_basket  # ... and of the purchase day before it
+
+    def purchase(
+        self, at: float, day: int, spend: Mapping[str, float], cfg: NeedsConfig
+    ) -> Affinity:
+        """After a purchase of `spend` per category on `day`."""
+        entries = self._added(at, {c: (1.0, s, 0.0) for c, s in spend.items()}, cfg)
+        categories = tuple(sorted(spend))
+        if self.basket_day == day:
+            basket = tuple(sorted({*self.basket, *categories}))
+            return Affinity(entries[0], entries[1], day, basket, self.prior_basket)
+        if self.basket_day is not None and day < self.basket_day:  # late: history kept
+            return Affinity(entries[0], entries[1], self.basket_day, self.basket, self.prior_basket)
+        return Affinity(entries[0], entries[1], day, categories, self.basket)
+
+    def view(self, at: float, category: str, cfg: NeedsConfig) -> Affinity:
+        """After a page view (or a cart abandon) in `category`."""
+        at_, entries = self._added(at, {category: (0.0, 0.0, 1.0)}, cfg)
+        return Affinity(at_, entries, self.basket_day, self.basket, self.prior_basket)
+
+    def _added(
+        self, at: float, updates: dict[str, tuple[float, float, float]], cfg: NeedsConfig
+    ) -> tuple[float, tuple[Entry, ...]]:
+        half_life = cfg.affinity_half_life_days * SECONDS_PER_DAY
+        if at >= self.at:
+            old, new, now = 0.5 ** ((at - self.at) / half_life), 1.0, at
+        else:  # a late event counts less, as if decayed to the entries' time
+            old, new, now = 1.0, 0.5 ** ((self.at - at) / half_life), self.at
+        merged = {c: (n * old, s * old, v * old) for c, n, s, v in self.entries}
+        for category, (n, s, v) in updates.items():
+            pn, ps, pv = merged.get(category, (0.0, 0.0, 0.0))
+            merged[category] = (pn + n * new, ps + s * new, pv + v * new)
+        weight = cfg.view_weight
+        kept = sorted(merged.items(), key=lambda kv: (-(kv[1][0] + weight * kv[1][2]), kv[0]))
+        kept = kept[: cfg.max_categories_per_customer]
+        return now, tuple(sorted((c, n, s, v) for c, (n, s, v) in kept))
+
+    def shares(self, cfg: NeedsConfig) -> dict[str, float]:
+        """Each category's share of the customer's (decayed) purchases and views."""
+        weight = cfg.view_weight
+        raw = {c: n + weight * v for c, n, _, v in self.entries}
+        total = sum(raw.values())
+        return {c: w / total for c, w in raw.items()} if total > 0 else {}
+
+    def to_list(self) -> list:
+        return [self.at, [list(e) for e in self.entries], self.basket_day,
+                list(self.basket), list(self.prior_basket)]  # fmt: skip
+
+    @classmethod
+    def from_list(cls, data: list) -> Affinity:
+        at, entries, basket_day, basket, prior = data
+        return cls(at, tuple(tuple(e) for e in entries), basket_day, tuple(basket), tuple(prior))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Affinity):
+            return NotImplemented
+        return self.to_list() == other.to_list()
+
+    def __repr__(self) -> str:
+        return f"Affinity({self.to_list()!r})"
+
+
+class NeedsModel:
+    """Counts of "bought category b on the purchase day after one with a" (picklable)."""
+
+    def __init__(self, max_categories: int) -> None:
+        self.max_categories = max_categories
+        self.next_counts: dict[str, dict[str, float]] = {}
+        self.popularity: dict[str, float] = {}
+
+    def learn(self, prior: tuple[str, ...], bought: tuple[str, ...]) -> None:
+        """One purchase day's categories `bought`, after a purchase day of `prior` ones."""
+        popularity = self.popularity
+        before_known = [c for c in prior if self._admit(c)]
+        known = [c for c in bought if self._admit(c)]
+        for category in known:
+            popularity[category] += 1.0
+        if not before_known or not known:
+            return
+        share = 1.0 / len(before_known)
+        for before in before_known:
+            row = self.next_counts.setdefault(before, {})
+            for category in known:
+                row[category] = row.get(category, 0.0) + share
+
+    def _admit(self, category: str) -> bool:
+        """Whether the category is learned (the vocabulary is bounded: first come)."""
+        if category in self.popularity:
+            return True
+        if len(self.popularity) >= self.max_categories:
+            return False
+        self.popularity[category] = 0.0
+        return True
+
+    def snapshot(self) -> NeedsSnapshot:
+        return NeedsSnapshot(self.next_counts, self.popularity)
+
+
+class NeedsSnapshot:
+    """Frozen next-category probabilities, smoothed towards popularity."""
+
+    __slots__ = ("next", "popular")
+
+    def __init__(
+        self, next_counts: dict[str, dict[str, float]], popularity: dict[str, float]
+    ) -> None:
+        total = sum(popularity.values()) or 1.0
+        ranked = sorted(
+            ((c, n) for c, n in popularity.items() if n > 0), key=lambda kv: (-kv[1], kv[0])
+        )
+        self.popular: tuple[tuple[str, float], ...] = tuple(
+            (c, n / total) for c, n in ranked[:_ROW_LENGTH]
+        )
+        prior = dict(self.popular)
+        self.next: dict[str, tuple[tuple[str, float], ...]] = {}
+        for before, row in next_counts.items():
+            mass = sum(row.values())
+            probabilities = {c: (n + prior.get(c, 0.0)) / (mass + 1.0) for c, n in row.items()}
+            for c, p in prior.items():
+                probabilities.setdefault(c, p / (mass + 1.0))
+            best = sorted(probabilities.items(), key=lambda kv: (-kv[1], kv[0]))
+            self.next[before] = tuple(best[:_ROW_LENGTH])
+
+
+EMPTY_NEEDS = NeedsSnapshot({}, {})
+
+
+def top_needs(affinity: Affinity, snapshot: NeedsSnapshot, cfg: NeedsConfig) -> list[str]:
+    """The customer's next-best categories, best first."""
+    scores: dict[str, float] = {}
+    basket = affinity.basket
+    weight = cfg.next_weight if basket else 0.0
+    for before in basket:
+        for category, p in snapshot.next.get(before, snapshot.popular):
+            scores[category] = scores.get(category, 0.0) + weight * p / len(basket)
+    for category, share in affinity.shares(cfg).items():
+        scores[category] = scores.get(category, 0.0) + (1.0 - weight) * share
+    if len(scores) < cfg.top_needs:  # fill up with what is popular
+        for category, p in snapshot.popular:
+            scores.setdefault(category, 1e-9 * p)
+    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [category for category, _ in ranked[: cfg.top_needs]]
+
+
+def popular_categories(snapshot: NeedsSnapshot, n: int) -> list[str]:
+    """The baseline: the `n` most bought categories."""
+    return [category for category, _ in snapshot.popular[:n]]

@@ -1,0 +1,92 @@
+"""Customer needs: category affinity in the state, the next-category model, top needs."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from models.config import NeedsConfig, ScoringConfig
+from models.engine import ScoringEngine
+from models.needs import Affinity, NeedsModel, popular_categories, top_needs
+from models.state import CustomerState
+from models.transition import Stream
+from models.value import PRIOR_PARAMS
+from tests.factories import interaction, purchase, raw
+
+CFG = NeedsConfig()
+DAY = 86_400.0
+
+
+def basket(*categories, price=10.0):
+    return [
+        {"sku": f"{c}-1", "category": c, "quantity": 1, "unit_price": price} for c in categories
+    ]
+
+
+def test_affinity_decays_with_event_time_and_keeps_the_strongest_categories():
+    cfg = NeedsConfig(max_categories_per_customer=2, affinity_half_life_days=10)
+    a = Affinity().purchase(0.0, 0, {"books": 30.0}, cfg)
+    a = a.purchase(10 * DAY, 10, {"music": 5.0}, cfg)
+    shares = a.shares(cfg)
+    assert shares["books"] == pytest.approx(0.5 / 1.5) and shares["music"] == pytest.approx(1 / 1.5)
+    assert a.basket == ("music",) and a.prior_basket == ("books",)
+    a = a.purchase(10 * DAY, 10, {"toys": 5.0}, cfg).purchase(10 * DAY, 10, {"toys": 5.0}, cfg)
+    assert [entry[0] for entry in a.entries] == ["music", "toys"]  # books (weakest) dropped
+    assert a.basket == ("music", "toys") and a.prior_basket == ("books",)
+
+
+def test_a_late_purchase_counts_but_does_not_rewrite_the_basket_history():
+    a = Affinity().purchase(20 * DAY, 20, {"books": 10.0}, CFG)
+    late = a.purchase(5 * DAY, 5, {"garden": 10.0}, CFG)
+    assert late.basket == ("books",) and late.basket_day == 20
+    assert "garden" in late.shares(CFG) and late.shares(CFG)["garden"] < 0.5
+
+
+def test_views_count_less_than_purchases():
+    a = Affinity().purchase(0.0, 0, {"books": 10.0}, CFG).view(0.0, "music", CFG)
+    assert a.shares(CFG)["music"] == pytest.approx(CFG.view_weight / (1 + CFG.view_weight))
+
+
+def test_the_model_learns_what_customers_buy_next_and_snapshots_are_frozen():
+    model = NeedsModel(max_categories=50)
+    snapshot = model.snapshot()
+    for _ in range(20):
+        model.learn(("tents",), ("boots",))
+        model.learn(("books",), ("books",))
+    fresh = model.snapshot()
+    customer = Affinity().purchase(0.0, 0, {"tents": 100.0}, CFG)
+    assert top_needs(customer, snapshot, CFG) == ["tents"]  # learnt nothing yet
+    needs = top_needs(customer, fresh, CFG)
+    assert needs[:2] == ["tents", "boots"] or needs[:2] == ["boots", "tents"]
+    assert popular_categories(fresh, 2) == ["books", "boots"]
+    assert pickle.loads(pickle.dumps(model)).snapshot().next == fresh.next
+
+
+def test_the_vocabulary_is_bounded():
+    model = NeedsModel(max_categories=3)
+    model.learn(("a",), ("b", "c", "d", "e"))
+    assert set(model.popularity) == {"a", "b", "c"}
+    assert set(model.next_counts["a"]) == {"b", "c"}
+
+
+def test_affinity_survives_serialization():
+    state = CustomerState.new(0.0)
+    state.affinity = Affinity().purchase(0.0, 0, {"books": 10.0}, CFG).view(DAY, "music", CFG)
+    assert CustomerState.from_bytes(state.to_bytes()).affinity == state.affinity
+
+
+def test_scores_carry_top_needs_learnt_from_other_customers():
+    engine = ScoringEngine(ScoringConfig(churn_model=False), PRIOR_PARAMS, refit=False)
+    events = []
+    for c in range(30):  # everyone who buys a tent buys boots on their next visit
+        events.append(purchase(f"c{c}", c, items=basket("tents")))
+        events.append(purchase(f"c{c}", c + 20, items=basket("boots")))
+    events.append(purchase("new", 60, items=basket("tents")))
+    events.append(interaction("new", 61, "page_view", attributes={"category": "lamps"}))
+    outputs = []
+    for line, event in enumerate(sorted(events, key=lambda e: e["occurred_at"])):
+        outputs += engine.process_raw(raw(event), {"source": "file", "file": "t", "line": line})
+    last = [o.value for o in outputs if o.stream is Stream.SCORES and o.key == "new"][-1]
+    assert last["top_needs"] == ["boots", "tents", "lamps"]
+    assert engine.scorer.needs.popularity == {"tents": 31.0, "boots": 30.0}
