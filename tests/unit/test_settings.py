@@ -35,3 +35,19 @@ def test_invalid_settings_are_reported(tmp_path):
         load_settings(scoring={"churn_window_days": -1})
     with pytest.raises(ConfigError):
         load_settings(unknown_option=1)
+
+
+def test_segment_and_needs_definitions_come_from_the_config_file(tmp_path):
+    config = tmp_path / "clv.toml"
+    config.write_text(
+        "[scoring.segments]\nat_risk = 0.5\nlapsing = 0.7\n"
+        'value_tiers = [["vip", 0.01], ["gold", 0.1]]\n'
+        "[scoring.needs]\ntop_needs = 5\n"
+    )
+    scoring = load_settings(config).scoring
+    assert (scoring.segments.at_risk, scoring.segments.lost) == (0.5, 0.93)
+    assert scoring.segments.value_tiers == (("vip", 0.01), ("gold", 0.1))
+    assert scoring.needs.top_needs == 5
+    config.write_text("[scoring.segments]\nat_risk = 0.9\n")
+    with pytest.raises(ConfigError, match="risk thresholds must increase"):
+        load_settings(config)

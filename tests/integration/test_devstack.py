@@ -1,0 +1,195 @@
+"""The embedded dev stack: real Kafka-protocol traffic, real Redis commands, clean stops."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from collections import Counter, defaultdict
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient
+
+from streams import devstack
+from streams.devstack import DevStack, DevStackError, bootstrap_servers, kafka_ready, redis_ready
+
+MESSAGES = 1000
+PARTITIONS = 4
+
+
+async def produce_keyed(servers: str, topic: str) -> dict[bytes, set[int]]:
+    """Send MESSAGES keyed messages; the partitions the broker put each key on."""
+    producer = AIOKafkaProducer(bootstrap_servers=servers, linger_ms=5)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, key=f"customer-{i % 37}".encode(), value=str(i).encode())
+            for i in range(MESSAGES)
+        ]
+        sent = await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    placed: dict[bytes, set[int]] = defaultdict(set)
+    for i, metadata in enumerate(sent):
+        placed[f"customer-{i % 37}".encode()].add(metadata.partition)
+    return placed
+
+
+async def consume_all(servers: str, topic: str) -> tuple[list, int]:
+    """Read until MESSAGES arrived (or 20 s) in a fresh group; records and high-watermarks."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=servers,
+        group_id=f"test-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+    )
+    await consumer.start()
+    records = []
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while len(records) < MESSAGES and loop.time() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            records.extend(record for batch in batches.values() for record in batch)
+        # A little longer: anything delivered twice would show up now.
+        batches = await consumer.getmany(timeout_ms=300)
+        records.extend(record for batch in batches.values() for record in batch)
+        highwater = sum(
+            consumer.highwater(TopicPartition(topic, p)) or 0 for p in range(PARTITIONS)
+        )
+    finally:
+        await consumer.stop()
+    return records, highwater
+
+
+def test_keyed_messages_round_trip_through_a_fresh_consumer_group(kafka_url, topic_names):
+    (topic,) = topic_names("keyed")
+    devstack.create_topics(kafka_url, [topic], partitions=PARTITIONS)
+    servers = bootstrap_servers(kafka_url)
+
+    placed = asyncio.run(produce_keyed(servers, topic))
+    records, highwater = asyncio.run(consume_all(servers, topic))
+
+    values = Counter(int(record.value) for record in records)
+    assert sorted(values) == list(range(MESSAGES))
+    assert set(values.values()) == {1}
+    assert highwater == MESSAGES  # the fetch high-watermark counts what was produced
+    consumed_on: dict[bytes, set[int]] = defaultdict(set)
+    for record in records:
+        consumed_on[record.key].add(record.partition)
+    assert consumed_on == placed
+    assert all(len(partitions) == 1 for partitions in placed.values())
+    assert {record.partition for record in records} == set(range(PARTITIONS))
+    for key in placed:  # each key's messages arrive in the order they were sent
+        sent = [int(r.value) for r in records if r.key == key]
+        assert sent == sorted(sent)
+
+
+def test_create_topics_sets_partitions_and_tolerates_existing_topics(kafka_url, topic_names):
+    plain, compacted = topic_names("plain", "compacted")
+    devstack.create_topics(kafka_url, [plain, compacted], partitions=3, compacted={compacted})
+    devstack.create_topics(kafka_url, [plain], partitions=3)  # already there: no error
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(kafka_url))
+    try:
+        described = {topic["name"]: topic for topic in admin.describe_topics([plain, compacted])}
+    finally:
+        admin.close()
+    assert {name: len(topic["partitions"]) for name, topic in described.items()} == {
+        plain: 3,
+        compacted: 3,
+    }
+
+
+def test_redis_set_get_and_pipeline_round_trip(redis_url):
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    prefix = f"test:{uuid.uuid4().hex}:"
+    try:
+        assert client.ping()
+        assert client.set(prefix + "one", "1")
+        assert client.get(prefix + "one") == b"1"
+
+        with client.pipeline(transaction=True) as pipe:
+            pipe.hset(prefix + "score", mapping={"clv": "12.5", "segment": "active/top_5"})
+            pipe.incr(prefix + "counter")
+            pipe.incr(prefix + "counter")
+            pipe.hgetall(prefix + "score")
+            results = pipe.execute()
+        assert results == [2, 1, 2, {b"clv": b"12.5", b"segment": b"active/top_5"}]
+
+        with client.pipeline(transaction=False) as pipe:
+            for i in range(100):
+                pipe.set(f"{prefix}bulk:{i}", i)
+            pipe.execute()
+        assert client.mget([f"{prefix}bulk:{i}" for i in range(100)]) == [
+            str(i).encode() for i in range(100)
+        ]
+    finally:
+        keys = list(client.scan_iter(match=prefix + "*", count=500))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def _gone(pid: int) -> bool:
+    """True when neither the process nor any member of its process group exists."""
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_stop_leaves_no_process_alive():
+    stack = DevStack()
+    stack.start()
+    pids = stack.pids
+    workdir = stack.workdir
+    assert len(pids) == 2 and not any(_gone(pid) for pid in pids)
+    assert kafka_ready(stack.kafka_url) and redis_ready(stack.redis_url)
+
+    stack.stop()
+    assert all(_gone(pid) for pid in pids)
+    assert stack.pids == () and workdir is not None and not workdir.exists()
+    stack.stop()  # idempotent
+    with pytest.raises(DevStackError):
+        _ = stack.kafka_url
+
+
+def test_a_second_stack_gets_different_ports(kafka_url, redis_url):
+    with DevStack() as first, DevStack() as second:
+        urls = [kafka_url, redis_url, first.kafka_url, first.redis_url]
+        urls += [second.kafka_url, second.redis_url]
+        ports = [urlsplit(url).port for url in urls]
+        assert len(set(ports)) == len(ports)
+        assert kafka_ready(second.kafka_url) and redis_ready(second.redis_url)
+        pids = first.pids + second.pids
+    assert all(_gone(pid) for pid in pids)
+
+
+def test_a_failed_start_reports_the_log_tail_and_leaves_nothing_running(monkeypatch):
+    spawned: list[int] = []
+    real_spawn = devstack._spawn
+
+    def recording_spawn(*args, **kwargs):
+        child = real_spawn(*args, **kwargs)
+        spawned.append(child.pid)
+        return child
+
+    def broken_valkey(binary, port, workdir, host):
+        return [sys.executable, "-c", f"print('cannot bind port {port}'); raise SystemExit(3)"]
+
+    monkeypatch.setattr(devstack, "_spawn", recording_spawn)
+    monkeypatch.setattr(devstack, "valkey_command", broken_valkey)
+    stack = DevStack()
+    with pytest.raises(DevStackError, match=r"(?s)valkey.*code 3.*cannot bind port"):
+        stack.start()
+    assert len(spawned) == 3  # a new port per attempt
+    assert all(_gone(pid) for pid in spawned)
+    assert stack.pids == () and stack.workdir is None
