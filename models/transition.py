@@ -16,6 +16,7 @@ from typing import NamedTuple
 from models.config import ScoringConfig
 from models.ids import deterministic_id, event_fingerprint
 from models.scorer import ScoreFields, Scorer
+from models.segments import Why
 from models.state import CustomerState
 from models.timeline import SECONDS_PER_DAY, date_of_day, day_of, iso_utc
 from schemas.outputs import DeadLetterReason
@@ -264,29 +265,20 @@ def _score(
             state.snapshots = (*snapshots, snapshot)[-config.max_snapshots :]
             snapshot_at = at
     state.population_bins = fields.bins
-    if fields.lifecycle != state.segment:
-        why = fields.lifecycle_why.text()
-        outputs.append(
-            _segment_change(
-                customer_id, at, cause, "lifecycle", state.segment, fields.lifecycle, why
-            )
-        )
-        state.segment = fields.lifecycle
-        state.segment_since = at
-    if fields.value_tier != state.value_tier and fields.value_tier is not None:
-        why = fields.tier_why.text()
-        outputs.append(
-            _segment_change(
-                customer_id, at, cause, "value_tier", state.value_tier, fields.value_tier, why
-            )
-        )
-        state.value_tier = fields.value_tier
-        state.tier_since = at
+    lifecycle, tier = fields.lifecycle, fields.value_tier
+    if lifecycle != state.segment:
+        change = ("lifecycle", state.segment, lifecycle, fields.lifecycle_why)
+        outputs.append(_segment_change(customer_id, at, cause, *change))
+        state.segment, state.segment_since = lifecycle, at
+    if tier != state.value_tier and tier is not None:
+        change = ("value_tier", state.value_tier, tier, fields.tier_why)
+        outputs.append(_segment_change(customer_id, at, cause, *change))
+        state.value_tier, state.tier_since = tier, at
     return outputs, snapshot_at
 
 
 def _segment_change(
-    customer_id: str, at: float, cause: str, dimension: str, old: str | None, new: str, why: str
+    customer_id: str, at: float, cause: str, dimension: str, old: str | None, new: str, why: Why
 ) -> Output:
     return Output(
         Stream.SEGMENT_CHANGES,
@@ -300,7 +292,7 @@ def _segment_change(
             "dimension": dimension,
             "from_segment": old,
             "to_segment": new,
-            "reason": why,
+            "reason": why.text(),
             "cause": cause,
         },
     )
