@@ -154,12 +154,13 @@ def write_scores(engine: ScoringEngine, at: float, path: Path) -> int:
         writer = csv.writer(sink, lineterminator="\n")
         writer.writerow(SCORE_COLUMNS)
         for row in engine.score_rows(at):
-            writer.writerow([_cell(row[column]) for column in SCORE_COLUMNS])
+            writer.writerow([cell_text(row[column]) for column in SCORE_COLUMNS])
             count += 1
     return count
 
 
-def _cell(value: object) -> str:
+def cell_text(value: object) -> str:
+    """A CSV cell (and a Redis hash value): empty for null, 6 decimals, lists "; "-joined."""
     if value is None:
         return ""
     if isinstance(value, float):
