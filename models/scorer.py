@@ -207,7 +207,7 @@ class ScoreFields:
             "churn_reasons": self.churn_reasons,
             "segment": self.segment,
             "lifecycle": self.lifecycle,
-            "value_tier": self.value_tier if self.bins is None or self.value_tier else UNRANKED,
+            "value_tier": UNRANKED if self.value_tier is None and self.bins else self.value_tier,
             "rfm_score": rfm,
             "rfm_segment": rfm_named(rfm) if rfm else None,
             "top_needs": self.top_needs,
