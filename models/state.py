@@ -29,7 +29,7 @@ _FORMAT_VERSION = 4  # 2: raw 8-byte event fingerprints; 3: engagement, snapshot
 _CONSENT_FLAGS = ("marketing_email", "marketing_sms", "marketing_phone", "profiling")
 
 
-Snapshot = tuple[float, float, array]
+Snapshot = tuple[float, float, array, bool]
 
 
 def _vector(packed: bytes) -> array:
@@ -103,7 +103,8 @@ class CustomerState:
         self.rescore_step = 0
         self.engagement = Engagement()  # immutable: shared by copies
         # Churn-feature snapshots awaiting their label, oldest first (immutable tuple):
-        # (event time taken, probability served then, feature vector).
+        # (event time taken, probability served then, feature vector, a purchase inside
+        # the window was seen: labelled 0 when the window ends).
         self.snapshots: tuple[Snapshot, ...] = ()
         # Engine bookkeeping, not customer data: the day of this customer's live timer
         # in the engine's timers (never serialized; rebuilt from `due_day` on restore).
@@ -268,7 +269,7 @@ class CustomerState:
                 self.due_day,
                 self.rescore_step,
                 self.engagement.to_list(),
-                [[at, served, vector.tobytes()] for at, served, vector in self.snapshots],
+                [[at, p, vector.tobytes(), stayed] for at, p, vector, stayed in self.snapshots],
                 self.value_tier,
                 self.tier_since,
                 self.population_bins,
@@ -314,7 +315,9 @@ class CustomerState:
         state.population_bins = tuple(bins) if bins is not None else None
         state.affinity = Affinity.from_list(affinity) if affinity else Affinity()
         state.engagement = Engagement.from_list(engagement)
-        state.snapshots = tuple((at, served, _vector(packed)) for at, served, packed in snapshots)
+        state.snapshots = tuple(
+            (s[0], s[1], _vector(s[2]), len(s) > 3 and bool(s[3])) for s in snapshots
+        )
         state.timer_day = None
         state.recent_ids = bytes(packed_ids)
         state.consent = {

@@ -147,7 +147,7 @@ def apply_event(
             new.add_purchase(day, amount)
             new.forget_days_before(day_of(max(watermark, 0.0)))
             if new.snapshots:
-                labels = _resolve_by_purchase(new, at, scorer.config.churn_window_days)
+                _mark_stayed(new, at, scorer.config.churn_window_days)
             if event.items:
                 basket = _add_basket(new, event, at, day, amount, scorer.config)
         else:
@@ -185,15 +185,16 @@ def rescore(state: CustomerState, customer_id: str, at: float, cause: str, score
 
 
 def resolve_expired(state: CustomerState, watermark: float, window_days: int) -> Step:
-    """Label 1 (churned) every snapshot whose window ended before the watermark: no
-    purchase inside it can arrive any more. Nothing else changes; no outputs."""
+    """Label every snapshot whose window ended before the watermark (no purchase inside
+    it can arrive any more): 0 if a purchase inside it was seen, else 1 (churned).
+    Nothing else changes; no outputs."""
     window = window_days * SECONDS_PER_DAY
     expired = [s for s in state.snapshots if s[0] + window < watermark]
     if not expired:
         return Step(state, [], Status.LABELLED)
     new = state.copy()
     new.snapshots = tuple(s for s in state.snapshots if s[0] + window >= watermark)
-    labels = tuple(Label(vector, served, True, at) for at, served, vector in expired)
+    labels = tuple(Label(vector, p, not stayed, at) for at, p, vector, stayed in expired)
     return Step(new, [], Status.LABELLED, labels=labels)
 
 
@@ -202,15 +203,18 @@ def label_day(snapshot_at: float, window_days: int) -> int:
     return day_of(snapshot_at + window_days * SECONDS_PER_DAY) + 1
 
 
-def _resolve_by_purchase(state: CustomerState, at: float, window_days: int) -> tuple[Label, ...]:
-    """A purchase at `at` inside a snapshot's window labels it 0 (stayed). Snapshots whose
-    window ended before `at` wait for the clock: an earlier, late purchase may still come."""
+def _mark_stayed(state: CustomerState, at: float, window_days: int) -> None:
+    """A purchase at `at` inside a snapshot's window makes its label 0 (stayed), but the
+    label is learned only when the window ends, like a churned one: learning stayers at
+    their purchase would show the model only stayers among its most recent snapshots
+    (churners come a window later), biasing every served probability towards 0.
+    Snapshots whose window ended before `at` wait for the clock as before."""
     window = window_days * SECONDS_PER_DAY
-    stayed = [s for s in state.snapshots if s[0] < at <= s[0] + window]
-    if not stayed:
-        return ()
-    state.snapshots = tuple(s for s in state.snapshots if not (s[0] < at <= s[0] + window))
-    return tuple(Label(vector, served, False, at) for at, served, vector in stayed)
+    if any(t < at <= t + window and not stayed for t, _, _, stayed in state.snapshots):
+        state.snapshots = tuple(
+            (t, served, vector, stayed or t < at <= t + window)
+            for t, served, vector, stayed in state.snapshots
+        )
 
 
 _BROWSING = frozenset({"page_view", "cart_abandon"})
@@ -261,7 +265,7 @@ def _score(
         snapshots = state.snapshots
         interval = config.churn_snapshot_interval_days * SECONDS_PER_DAY
         if not snapshots or at - snapshots[-1][0] >= interval:
-            snapshot = (at, fields.churn_probability, array("d", vector))
+            snapshot = (at, fields.churn_probability, array("d", vector), False)
             state.snapshots = (*snapshots, snapshot)[-config.max_snapshots :]
             snapshot_at = at
     state.population_bins = fields.bins

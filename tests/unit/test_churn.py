@@ -72,9 +72,10 @@ def test_no_label_is_learned_before_its_window_closed_or_a_purchase_resolved_it(
     assert {label.churned for _, _, label in seen} == {True, False}
     for watermark, latest, label in seen:
         window_end = label.taken_at + WINDOW * DAY
-        if label.churned:  # only once no purchase inside the window can still arrive
-            assert watermark > window_end
-        else:  # only once a purchase inside the window has been seen
+        # Every label, churned or not, is learned only once its window is over (learning
+        # stayers at their purchase would bias the model towards "stays").
+        assert watermark > window_end
+        if not label.churned:  # a purchase inside the window was seen
             assert any(label.taken_at < p <= min(window_end, latest) for p in purchases)
     assert purchases  # the scenario had purchases to resolve labels with
 
@@ -97,6 +98,8 @@ def test_a_purchase_inside_the_window_labels_the_snapshot_stayed():
     engine = ScoringEngine(ScoringConfig(churn_window_days=WINDOW), refit=False)
     seen = spy_on_labels(engine)
     feed(engine, [purchase("a", 0), purchase("a", 40)])
+    assert seen == []  # known now, learned when the window ends, like a churned label
+    engine.advance_watermark(T0 + (WINDOW + 1) * DAY)
     assert [(label.churned, label.taken_at) for _, _, label in seen] == [(False, T0)]
 
 
