@@ -106,7 +106,11 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=730)
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="clv-segments-"))
+    with tempfile.TemporaryDirectory(prefix="clv-segments-") as work:
+        return measure(args, Path(work))
+
+
+def measure(args: argparse.Namespace, work: Path) -> int:
     off = SegmentConfig(risk_margin=0.0, min_days_in_segment=0, tier_margin=0.0)
     figures: dict[str, list[float]] = defaultdict(list)
     for seed in range(1, args.seeds + 1):

@@ -30,8 +30,8 @@ from models.state import CustomerState
 from models.timeline import SECONDS_PER_DAY, day_of, iso_utc
 from models.value import ValueModel, ValueParams
 
-_NOT_PROFILED = Why("customer objected to profiling", 0, "", 0)
-_PROSPECT = Why("no purchase yet", 0, "", 0)
+_NOT_PROFILED = Why("customer objected to profiling")
+_PROSPECT = Why("no purchase yet")
 
 
 class Scorer:

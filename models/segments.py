@@ -68,30 +68,32 @@ class Facts(NamedTuple):
 
 
 class Why(NamedTuple):
-    """The rule behind a segment: a measure, its value, a relation and a threshold."""
+    """The rule behind a segment: a format template and its values, formatted only
+    when a change is announced (scores are many, changes few)."""
 
-    measure: str
-    value: float
-    relation: str
-    threshold: float | str
-    note: str = ""
+    template: str
+    values: tuple = ()
 
     def text(self) -> str:
-        if self.relation == "":
-            return self.measure
-        value = f"{self.value:.2f}" if isinstance(self.value, float) else str(self.value)
-        return f"{self.measure} {value} {self.relation} {self.threshold}{self.note}"
+        return self.template.format(*self.values)
+
+
+_CHURN_UP = "churn_probability {:.2f} >= {} {:.2f} + margin {:.2f}"
+_CHURN_DOWN = "churn_probability {:.2f} < {} {:.2f} - margin {:.2f}"
+_TIER_UP = "CLV rank: top {:.1%} <= {} {:.0%} (- margin {:.0%})"
+_TIER_DOWN = "CLV rank: top {:.1%} > {} {:.0%} (+ margin {:.0%})"
 
 
 def lifecycle(facts: Facts, cfg: SegmentConfig) -> tuple[str, Why]:
     """The lifecycle segment of a customer who has bought at least once."""
     previous = facts.previous
     if facts.repeat_days == 0 and facts.tenure_days <= cfg.new_customer_days:
-        return "new", Why(f"first purchase {facts.tenure_days} days ago", 0, "", 0)
+        return "new", Why("first purchase {} days ago", (facts.tenure_days,))
     if facts.bought_today and previous in ("lapsing", "lost"):
-        return "reactivated", Why(f"bought again while {previous}", 0, "", 0)
+        return "reactivated", Why("bought again while {}", (previous,))
     if facts.quiet_days >= cfg.lost_after_days:
-        return "lost", Why("days without a purchase", facts.quiet_days, ">=", cfg.lost_after_days)
+        why = Why("days without a purchase {} >= {}", (facts.quiet_days, cfg.lost_after_days))
+        return "lost", why
     band, why = _risk_band(facts, cfg)
     if (
         previous == "reactivated"
@@ -120,22 +122,20 @@ def _risk_band(facts: Facts, cfg: SegmentConfig) -> tuple[int, Why]:
     churn, margin = facts.churn, cfg.risk_margin if held else 0.0
     thresholds = ((cfg.at_risk, "at_risk"), (cfg.lapsing, "lapsing"), (cfg.lost, "lost"))
     band = 0
-    why = Why("churn_probability", churn, "<", f"at_risk {cfg.at_risk:.2f}")
+    why = Why("churn_probability {:.2f} < at_risk {:.2f}", (churn, cfg.at_risk))
     for index, (threshold, name) in enumerate(thresholds):
         if index < current:  # staying above a threshold already crossed: easier
             if churn < threshold - margin:
-                why = Why("churn_probability", churn, "<", f"{name} {threshold:.2f}",
-                          f" - margin {margin:.2f}")  # fmt: skip
+                why = Why(_CHURN_DOWN, (churn, name, threshold, margin))
                 break
         elif churn < threshold + margin:
             break
         else:
-            why = Why("churn_probability", churn, ">=", f"{name} {threshold:.2f}",
-                      f" + margin {margin:.2f}")  # fmt: skip
+            why = Why(_CHURN_UP, (churn, name, threshold, margin))
         band = index + 1
     if band == _BAND_INDEX["lapsing"] and facts.p_alive < cfg.lost_p_alive:
         band = _BAND_INDEX["lost"]
-        why = Why("p_alive", facts.p_alive, "<", f"{cfg.lost_p_alive:.2f}", " while lapsing")
+        why = Why("p_alive {:.2f} < {:.2f} while lapsing", (facts.p_alive, cfg.lost_p_alive))
     return band, why
 
 
@@ -166,17 +166,15 @@ def value_tier(
             tier = index
             break
     if tier < current:  # up: the boundary above the old tier was passed
-        name, share = tiers[tier]
-        why = f"CLV rank: top {top_share:.1%} <= {name} {share:.0%} (- margin {margin:.0%})"
+        why = Why(_TIER_UP, (top_share, *tiers[tier], margin))
     elif tier > current:  # down: the old tier's own boundary was passed
-        name, share = tiers[current]
-        why = f"CLV rank: top {top_share:.1%} > {name} {share:.0%} (+ margin {margin:.0%})"
+        why = Why(_TIER_DOWN, (top_share, *tiers[current], margin))
     else:
-        why = f"CLV rank: top {top_share:.1%}"
+        why = Why("CLV rank: top {:.1%}", (top_share,))
     held = current < len(names) and not bought_today and days_in_tier < cfg.min_days_in_segment
     if tier != current and held:
-        return names[current], Why(why, 0, "", 0)  # too soon without a purchase: hold
-    return (names[tier] if tier < len(names) else "rest"), Why(why, 0, "", 0)
+        return names[current], why  # too soon without a purchase: hold
+    return (names[tier] if tier < len(names) else "rest"), why
 
 
 def rfm_scores(recency_pct: float, frequency_pct: float, monetary_pct: float) -> str:
