@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Set up clvstream on a fresh machine (Python 3.11+ and pip only) and run it.
 
-    python3 dev.py demo     the main job
+    python3 dev.py up       the main job: embedded broker + Redis, a worker, a demo replay
+    python3 dev.py demo     score the bundled CDNOW data offline and print a summary
     python3 dev.py test     every test (lint, unit, integration)
     python3 dev.py shell    print how to activate the environment
 
@@ -48,13 +49,13 @@ def run(command: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "test", "shell"):
+    if not argv or argv[0] not in ("up", "demo", "test", "shell"):
         print(__doc__)
         return 2
     ensure_environment()
     action, rest = argv[0], argv[1:]
-    if action == "demo":
-        return run([str(BIN / "clvstream"), "demo", *rest])
+    if action in ("up", "demo"):
+        return run([str(BIN / "clvstream"), action, *rest])
     if action == "test":
         lint = run([str(BIN / "ruff"), "check", "."])
         fmt = run([str(BIN / "ruff"), "format", "--check", "--quiet", "."])

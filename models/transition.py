@@ -65,6 +65,17 @@ class Output:
         return f"Output({self.stream.value!r}, {self.key!r}, {self.value!r})"
 
 
+class Erasure(Output):
+    """The tombstone of an erased customer; `at` is the erasure's event time, so a
+    score store can refuse older scores that arrive after it."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, customer_id: str, at: float) -> None:
+        super().__init__(Stream.SCORES, customer_id, None)
+        self.at = at
+
+
 class ScoreOutput(Output):
     """A score update whose payload is built on first read, so a run that does not emit
     scores does not pay for them; the content is the same either way."""
@@ -132,7 +143,7 @@ def apply_event(
         return Step(state, [], Status.LATE, DeadLetterReason.LATE, detail)
     customer_id = event.customer_id
     if event.event_type == "customer" and event.kind == "erasure":
-        return Step(None, [Output(Stream.SCORES, customer_id, None)], Status.ERASED)
+        return Step(None, [Erasure(customer_id, at)], Status.ERASED)
 
     new = state.copy() if state is not None else CustomerState.new(at)
     labels: tuple[Label, ...] = ()

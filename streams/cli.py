@@ -20,9 +20,12 @@ clvstream keeps every customer's value (CLV), churn risk and segment up to date
 from transaction and interaction events.
 
 Start here:
-  clvstream demo                         score the bundled CDNOW data, print a summary
+  clvstream up                           embedded broker + Redis, a worker, a demo replay
+  clvstream demo                         score the bundled CDNOW data offline, print a summary
   clvstream simulate --customers 1000 --days 365 --out events.jsonl
   clvstream score events.jsonl --out scores.csv
+  clvstream worker                       the streaming worker (CLVSTREAM_KAFKA_URL, _REDIS_URL)
+  clvstream replay events.jsonl          produce an events file to the input topics
 """
 
 
@@ -82,7 +85,30 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_argument("--check", action="store_true", help="fail if the files are stale")
 
     _add_simulate(commands)
+    _add_service(commands)
     return parser
+
+
+def _add_service(commands: argparse._SubParsersAction) -> None:
+    worker = commands.add_parser("worker", help="run the streaming worker (Faust)")
+    worker.add_argument("--loglevel", default="info", help="(info)")
+    worker.add_argument("--config", type=Path, help="TOML settings file")
+
+    replay = commands.add_parser("replay", help="produce an events file to the input topics")
+    replay.add_argument("events", type=Path, help="events, one JSON object per line")
+    replay.add_argument("--rate", type=float, help="events per second (as fast as possible)")
+    replay.add_argument("--config", type=Path, help="TOML settings file")
+
+    up = commands.add_parser(
+        "up", help="start the embedded stack and a worker, replay a demo population"
+    )
+    up.add_argument("--events", type=Path, help="replay this file instead of the demo")
+    up.add_argument("--customers", type=int, default=3000, help="demo customers (3000)")
+    up.add_argument("--days", type=int, default=540, help="demo days of history (540)")
+    up.add_argument("--rate", type=float, help="replay rate, events/s (as fast as possible)")
+    up.add_argument("--out-dir", type=Path, default=Path("out"), help="demo files, log (out/)")
+    up.add_argument("--exit-when-done", action="store_true", help="stop once all is scored")
+    up.add_argument("--config", type=Path, help="TOML settings file")
 
 
 def _add_simulate(commands: argparse._SubParsersAction) -> None:
@@ -182,7 +208,42 @@ def _run_demo(args: argparse.Namespace) -> int:
     return run_offline_demo(_settings(args), CDNOW_FILE, args.out_dir)
 
 
+def _run_worker(args: argparse.Namespace) -> int:
+    from streams.up import run_worker
+
+    return run_worker(load_settings(args.config), args.loglevel)
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams.replay import replay_file
+
+    settings = load_settings(args.config)
+    if not settings.kafka_url:
+        raise ClvError("set CLVSTREAM_KAFKA_URL (or use `clvstream up --events FILE`)")
+    print(f"replayed {asyncio.run(replay_file(args.events, settings, rate=args.rate))}")
+    return 0
+
+
+def _run_up(args: argparse.Namespace) -> int:
+    from streams.up import run_up
+
+    return run_up(
+        load_settings(args.config),
+        args.events,
+        args.out_dir,
+        rate=args.rate,
+        exit_when_done=args.exit_when_done,
+        demo_customers=args.customers,
+        demo_days=args.days,
+    )
+
+
 COMMANDS = {
+    "worker": _run_worker,
+    "replay": _run_replay,
+    "up": _run_up,
     "demo": _run_demo,
     "score": _run_score,
     "import": _run_import,

@@ -97,7 +97,7 @@ def score_file(
     `final_refit` is off) and every customer is scored as of that date.
     """
     started = time.perf_counter()
-    executor = _fit_executor() if fit_in_background else None
+    executor = fit_executor() if fit_in_background else None
     engine = ScoringEngine(config, fit_executor=executor)
     until = end_of_day(day_of_date(as_of)) if as_of is not None else None
     emitted = open(emitted_path, "wb") if emitted_path else None  # noqa: SIM115
@@ -136,7 +136,7 @@ def score_file(
     return OfflineResult(engine, date_of_day(as_of_day), customers, time.perf_counter() - started)
 
 
-def _fit_executor() -> ProcessPoolExecutor:
+def fit_executor() -> ProcessPoolExecutor:
     """One worker process for population refits, so they run beside the replay. It is
     started (and imports the fitter) now, while the replay's first weeks are read."""
     context = multiprocessing.get_context("forkserver")

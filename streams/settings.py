@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,15 +30,64 @@ from models.config import ScoringConfig
 from models.errors import ConfigError
 
 
+class KafkaSecurity(BaseModel):
+    """Passed to the Kafka clients as they are (aiokafka / kafka-python names)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    sasl_plain_username: str | None = None
+    sasl_plain_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword options for aiokafka clients (an SSL context is built when needed).
+
+        >>> KafkaSecurity().client_options()
+        {'security_protocol': 'PLAINTEXT'}
+        """
+        options: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_plain_username
+            if self.sasl_plain_password is not None:
+                options["sasl_plain_password"] = self.sasl_plain_password.get_secret_value()
+        if "SSL" in self.security_protocol:
+            import ssl
+
+            context = ssl.create_default_context(cafile=self.ssl_cafile)
+            if self.ssl_certfile:
+                context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+            options["ssl_context"] = context
+        return options
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CLVSTREAM_", env_nested_delimiter="__", frozen=True, extra="forbid"
     )
 
     scoring: ScoringConfig = ScoringConfig()
-    kafka_url: str | None = None
-    redis_url: SecretStr | None = None
+    kafka_url: str | None = Field(None, description="kafka://host:port[,host:port]; none: embedded")
+    redis_url: SecretStr | None = Field(None, description="redis://...; none: embedded Valkey")
     topic_prefix: str = "clv."
+    partitions: int = Field(4, ge=1, le=1024, description="partitions of every topic created")
+    app_id: str = Field("clvstream", description="consumer group and Faust app id")
+    redis_prefix: str = "clvstream:"
+    kafka: KafkaSecurity = KafkaSecurity()
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=0, le=65535)
+    checkpoint_interval_seconds: float = Field(2.0, gt=0, le=3600)
+    max_batch: int = Field(1000, ge=1, description="records per poll of the input topics")
+    live_clock_idle_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="live mode: after this many idle seconds a partition's clock follows "
+        "the wall clock (None: never, as in replay)",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -51,3 +51,27 @@ def test_segment_and_needs_definitions_come_from_the_config_file(tmp_path):
     config.write_text("[scoring.segments]\nat_risk = 0.9\n")
     with pytest.raises(ConfigError, match="risk thresholds must increase"):
         load_settings(config)
+
+
+def test_kafka_security_options_pass_through_to_the_clients(monkeypatch):
+    monkeypatch.setenv("CLVSTREAM_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("CLVSTREAM_KAFKA__SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("CLVSTREAM_KAFKA__SASL_PLAIN_USERNAME", "svc")
+    monkeypatch.setenv("CLVSTREAM_KAFKA__SASL_PLAIN_PASSWORD", "s3cret")
+    settings = load_settings()
+    assert "s3cret" not in repr(settings)
+    options = settings.kafka.client_options()
+    assert options["security_protocol"] == "SASL_SSL"
+    assert (options["sasl_mechanism"], options["sasl_plain_username"]) == ("SCRAM-SHA-512", "svc")
+    assert options["sasl_plain_password"] == "s3cret"
+    assert options["ssl_context"].verify_mode.name == "CERT_REQUIRED"
+    with pytest.raises(ConfigError, match="security_protocol"):
+        load_settings(kafka={"security_protocol": "TLS"})
+
+
+def test_streaming_settings_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("CLVSTREAM_PARTITIONS", "8")
+    monkeypatch.setenv("CLVSTREAM_LIVE_CLOCK_IDLE_SECONDS", "30")
+    settings = load_settings()
+    assert (settings.partitions, settings.live_clock_idle_seconds) == (8, 30.0)
+    assert settings.live_clock_idle_seconds is not None and load_settings().max_batch > 0

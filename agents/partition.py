@@ -1,0 +1,189 @@
+"""One input partition of the scorer: its input topics merged by event time, fed to a
+`ScoringEngine`, with the bookkeeping a checkpoint needs. No I/O here.
+
+Partition p of every input topic (transactions, interactions, customer-events) holds
+the same customers, so one engine scores all three. Fetches from the three topics do
+not arrive in step: a topic fetched ahead would push the event clock past events of
+the others still in flight and make them late. So records wait in per-topic buffers
+and go to the engine in event-time order, as far as every input that may still hold
+data has caught up; an input with nothing left to read (idle) does not hold the
+others back.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import msgpack
+
+from models.checkpoint import checkpoint_bytes, restore_checkpoint
+from models.config import ScoringConfig
+from models.engine import ScoringEngine
+from models.state import CustomerState
+from models.transition import Output
+from schemas.parsing import Rejected, parse_event
+
+CHECKPOINT_KEY = b"\x00checkpoint"
+"""Changelog key of a partition's checkpoint record (customer ids never hold NUL)."""
+
+NEW, UPDATED = b"N", b"U"
+"""First byte of a changelog state record: whether the customer had no state in the
+previous checkpoint (restore drops such a customer if the checkpoint never came)."""
+
+_CHECKPOINT_FORMAT = 1
+
+
+class TrackedStates(dict):
+    """Customer states that remember which customers changed since `take_dirty`."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.dirty: set[str] = set()
+
+    def __setitem__(self, key: str, value: CustomerState) -> None:
+        self.dirty.add(key)
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.dirty.add(key)
+        super().__delitem__(key)
+
+    def pop(self, key: str, *default):
+        self.dirty.add(key)
+        return super().pop(key, *default)
+
+    def take_dirty(self) -> set[str]:
+        dirty, self.dirty = self.dirty, set()
+        return dirty
+
+
+@dataclass(slots=True)
+class Buffered:
+    at: float  # event time; a rejected record takes its predecessor's, to keep its place
+    offset: int
+    raw: bytes
+    event: object  # the parsed event, or a Rejected
+    produced_at: float  # the record's broker timestamp (seconds), for latency
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a partition writes to its changelog: changed states, then the checkpoint."""
+
+    states: list[tuple[bytes, bytes | None]]  # (customer id, flag + state | None)
+    record: bytes  # the checkpoint record's value
+
+
+def encode_checkpoint(offsets: Mapping[str, int], engine_blob: bytes) -> bytes:
+    return msgpack.packb([_CHECKPOINT_FORMAT, dict(offsets), engine_blob], use_bin_type=True)
+
+
+def decode_checkpoint(value: bytes) -> tuple[dict[str, int], bytes]:
+    version, offsets, engine_blob = msgpack.unpackb(value, raw=False)
+    if version != _CHECKPOINT_FORMAT:
+        raise ValueError(f"unknown checkpoint record format {version!r}")
+    return offsets, engine_blob
+
+
+class PartitionScorer:
+    def __init__(
+        self,
+        partition: int,
+        topics: Iterable[str],
+        config: ScoringConfig,
+        *,
+        states: Mapping[str, CustomerState] | None = None,
+        engine_blob: bytes | None = None,
+        offsets: Mapping[str, int] | None = None,
+        fit_executor: Executor | None = None,
+    ) -> None:
+        self.partition = partition
+        self.topics = tuple(topics)
+        self.states = TrackedStates(states or {})
+        self.engine = ScoringEngine(config, states=self.states, fit_executor=fit_executor)
+        if engine_blob is not None:
+            restore_checkpoint(self.engine, engine_blob)
+        self.persisted: set[str] = set(self.states)  # customers in the last checkpoint
+        self.buffers: dict[str, deque[Buffered]] = {topic: deque() for topic in self.topics}
+        start = offsets or {}
+        self.next_offsets = {topic: int(start.get(topic, 0)) for topic in self.topics}
+        self._last_at = {topic: float("-inf") for topic in self.topics}
+        self.processed_produced_at: list[float] = []
+
+    # -- input ----------------------------------------------------------------------
+    def add(self, topic: str, records: Iterable[tuple[int, bytes, float]]) -> None:
+        """Buffer fetched records (offset, value, broker timestamp in seconds)."""
+        buffer, last_at = self.buffers[topic], self._last_at[topic]
+        for offset, raw, produced_at in records:
+            if offset < self.next_offsets[topic] or (buffer and offset <= buffer[-1].offset):
+                continue  # re-fetched after a seek: already buffered or processed
+            raw = raw or b""  # a null value is rejected like any malformed input
+            event = parse_event(raw)
+            if not isinstance(event, Rejected):
+                last_at = event.occurred_at.timestamp()
+            buffer.append(Buffered(last_at, offset, raw, event, produced_at))
+        self._last_at[topic] = last_at
+
+    def buffered(self) -> int:
+        return sum(len(buffer) for buffer in self.buffers.values())
+
+    def drain(self, idle: set[str]) -> list[Output]:
+        """Process buffered records in event-time order while every input that is not
+        idle has a record buffered (ties: topic order, then offset)."""
+        outputs: list[Output] = []
+        buffers, topics = self.buffers, self.topics
+        while True:
+            best_topic, best = None, None
+            for topic in topics:
+                buffer = buffers[topic]
+                if buffer:
+                    head = buffer[0]
+                    if best is None or head.at < best.at:
+                        best_topic, best = topic, head
+                elif topic not in idle:
+                    return outputs  # that input may still bring earlier events
+            if best is None:
+                return outputs
+            buffers[best_topic].popleft()
+            outputs.extend(self._process(best_topic, best))
+
+    def _process(self, topic: str, record: Buffered) -> list[Output]:
+        self.next_offsets[topic] = record.offset + 1
+        self.processed_produced_at.append(record.produced_at)
+        engine = self.engine
+        origin = {"source": "kafka", "topic": topic, "partition": self.partition}
+        origin["offset"] = record.offset
+        if isinstance(record.event, Rejected):
+            return engine.process_raw(record.raw, origin)  # a dead letter, counted
+        engine.counters.read += 1
+        return engine.process_event(record.event, record.raw, origin)
+
+    def follow_wall_clock(self, now: float) -> list[Output]:
+        """Live mode, idle partition: time passes for silent customers all the same."""
+        watermark = now - self.engine.config.allowed_lateness_seconds
+        if watermark <= self.engine.clock.watermark:
+            return []
+        return self.engine.advance_watermark(watermark)
+
+    # -- checkpoints ----------------------------------------------------------------
+    def take_checkpoint(self) -> Checkpoint:
+        """The changed states since the last checkpoint and a new checkpoint record.
+        Write them in this order to the partition's changelog."""
+        states = self.states
+        records: list[tuple[bytes, bytes | None]] = []
+        for customer_id in sorted(states.take_dirty()):
+            state = states.get(customer_id)
+            key = customer_id.encode()
+            if state is None:
+                if customer_id in self.persisted:
+                    self.persisted.discard(customer_id)
+                    records.append((key, None))
+                continue
+            flag = UPDATED if customer_id in self.persisted else NEW
+            self.persisted.add(customer_id)
+            records.append((key, flag + state.to_bytes()))
+        blob = checkpoint_bytes(self.engine)
+        return Checkpoint(records, encode_checkpoint(self.next_offsets, blob))

@@ -1,0 +1,346 @@
+"""The scoring service: consumes the input topics in batches, scores, emits, serves.
+
+Faust's per-event agent path costs more than the scoring itself (see DESIGN.md), so
+the hot path is one aiokafka consumer in the consumer group `{app_id}-scorer`,
+polled in batches: records go to their partition's `PartitionScorer`, outputs are
+produced without waiting per message, scores are written to Redis once per batch.
+
+Durability: every `checkpoint_interval_seconds` (and when partitions are revoked or
+the worker stops) each partition writes its changed customer states and then a
+checkpoint record (models, clock, input offsets) to its changelog partition, waits
+for the broker to acknowledge, then commits the offsets. A restarted or newly
+assigned partition restores from the changelog (`agents.changelog`) and reads its
+inputs again from the checkpoint's offsets: what is replayed after a crash is the
+input since the last checkpoint, and its outputs repeat with the same event ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from concurrent.futures import Executor
+
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from mode import Service
+
+from agents.changelog import Restored, read_changelog
+from agents.metrics import WorkerMetrics
+from agents.partition import CHECKPOINT_KEY, PartitionScorer
+from agents.redis_store import RedisScoreStore
+from models.transition import Erasure, Output, Stream
+from streams.devstack import bootstrap_servers
+from streams.settings import Settings
+from streams.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+_NOT_SEEN_GRACE_SECONDS = 2.0  # an input never fetched yet counts as idle after this
+_REDIS_RETRY_SECONDS = 1.0
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, service: ScoringService) -> None:
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.service.release({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.service.acquire({tp.partition for tp in assigned})
+
+
+class ScoringService(Service):
+    """One worker's share of the partitions (mode service, started by the Faust app)."""
+
+    def __init__(self, settings: Settings, fit_executor: Executor | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.names = TopicNames(settings.topic_prefix)
+        self.fit_executor = fit_executor
+        self.metrics = WorkerMetrics()
+        self.partitions: dict[int, PartitionScorer] = {}
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.redis: aioredis.Redis | None = None
+        self.store: RedisScoreStore | None = None
+        self.redis_ok = True  # until a flush fails
+        self.started_at = time.time()
+        self._lock = asyncio.Lock()
+        self._fetched_next: dict[TopicPartition, int] = {}
+        self._assigned_at: dict[int, float] = {}
+        self._last_checkpoint = time.monotonic()
+        self._checkpoint_every = settings.checkpoint_interval_seconds
+        self._redis_retry_at = 0.0
+        self._idle_since: dict[int, float] = {}
+
+    # -- lifecycle ------------------------------------------------------------------
+    async def on_start(self) -> None:
+        settings = self.settings
+        servers = bootstrap_servers(settings.kafka_url or "")
+        security = settings.kafka.client_options()
+        redis_url = settings.redis_url.get_secret_value() if settings.redis_url else ""
+        self.redis = aioredis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=5)
+        self.store = RedisScoreStore(self.redis, settings.redis_prefix)
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=servers,
+            acks="all",
+            linger_ms=5,
+            max_batch_size=1 << 20,
+            max_request_size=16 << 20,
+            **security,
+        )
+        await self.producer.start()
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=servers,
+            group_id=f"{settings.app_id}-scorer",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            max_poll_records=settings.max_batch,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+            **security,
+        )
+        self.consumer.subscribe(list(self.names.inputs), listener=_Listener(self))
+        await self.consumer.start()
+
+    async def on_stop(self) -> None:
+        if self.consumer is not None:
+            async with self._lock:
+                await self._checkpoint(set(self.partitions))
+            await self.consumer.stop()  # leaves the group: the others take over now
+        if self.producer is not None:
+            await self.producer.stop()
+        if self.store is not None:
+            await self.store.flush()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+    @Service.task
+    async def _run(self) -> None:
+        while not self.should_stop:
+            try:
+                batch = await self.consumer.getmany(timeout_ms=50)
+            except Exception as error:  # broker trouble: report, back off, go on
+                log.warning("fetch failed: %s", error)
+                await asyncio.sleep(0.5)
+                continue
+            async with self._lock:
+                await self._handle(batch)
+                if (
+                    time.monotonic() - self._last_checkpoint
+                    >= self.settings.checkpoint_interval_seconds
+                ):
+                    await self._checkpoint(set(self.partitions))
+
+    # -- the batch ------------------------------------------------------------------
+    async def _handle(self, batch: dict) -> None:
+        metrics = self.metrics
+        for tp, records in batch.items():
+            scorer = self.partitions.get(tp.partition)
+            if scorer is None or not records:
+                continue  # revoked meanwhile
+            fetched_before = self._fetched_next.get(tp, 0)
+            metrics.events_in[tp.topic] += sum(1 for r in records if r.offset >= fetched_before)
+            self._fetched_next[tp] = max(fetched_before, records[-1].offset + 1)
+            scorer.add(tp.topic, ((r.offset, r.value, r.timestamp / 1000) for r in records))
+        now = time.time()
+        for partition, scorer in list(self.partitions.items()):
+            idle = self._idle_inputs(partition, scorer, now)
+            outputs = scorer.drain(idle)
+            outputs += self._follow_wall_clock(partition, scorer, idle, now)
+            if outputs:
+                await self._emit(partition, outputs)
+            await asyncio.sleep(0)  # let the web server and heartbeats in between
+        await self._flush_redis()
+
+    def _idle_inputs(self, partition: int, scorer: PartitionScorer, now: float) -> set[str]:
+        """Inputs of the partition with nothing left to fetch (as of the last fetch)."""
+        idle = set()
+        for topic in scorer.topics:
+            tp = TopicPartition(topic, partition)
+            highwater = self.consumer.highwater(tp)
+            fetched = self._fetched_next.get(tp, scorer.next_offsets[topic])
+            if highwater is None:
+                if now - self._assigned_at.get(partition, now) > _NOT_SEEN_GRACE_SECONDS:
+                    idle.add(topic)
+            elif fetched >= highwater:
+                idle.add(topic)
+        return idle
+
+    def _follow_wall_clock(
+        self, partition: int, scorer: PartitionScorer, idle: set[str], now: float
+    ) -> list[Output]:
+        after = self.settings.live_clock_idle_seconds
+        if after is None or len(idle) < len(scorer.topics) or scorer.buffered():
+            self._idle_since.pop(partition, None)
+            return []
+        since = self._idle_since.setdefault(partition, now)
+        return scorer.follow_wall_clock(now) if now - since >= after else []
+
+    async def _emit(self, partition: int, outputs: list[Output]) -> None:
+        """Produce a partition's outputs in batches to the same partition of the output
+        topics (co-partitioned: keyed by customer, as the inputs), scores to Redis."""
+        metrics, store, names = self.metrics, self.store, self.names
+        batches: dict[str, object] = {}
+        for output in outputs:
+            stream, key, value = output.stream, output.key, output.value
+            metrics.events_out[stream.value] += 1
+            if stream is Stream.DEAD_LETTER:
+                metrics.dead_lettered[value["reason"]] += 1
+            elif stream is Stream.SCORES:
+                if isinstance(output, Erasure):
+                    store.add(key, None, erased_at=output.at)
+                else:
+                    store.add(key, value)
+            topic = names.output(stream)
+            encoded_key = key.encode() if key is not None else None
+            encoded = orjson.dumps(value) if value is not None else None
+            batch = batches.get(topic)
+            if batch is None:
+                batch = batches[topic] = self.producer.create_batch()
+            if batch.append(key=encoded_key, value=encoded, timestamp=None) is None:
+                await self.producer.send_batch(batch, topic, partition=partition)
+                batch = batches[topic] = self.producer.create_batch()
+                batch.append(key=encoded_key, value=encoded, timestamp=None)
+        for topic, batch in batches.items():
+            await self.producer.send_batch(batch, topic, partition=partition)
+
+    async def _flush_redis(self) -> None:
+        store = self.store
+        if not store.pending or time.monotonic() < self._redis_retry_at:
+            return
+        written_before = store.written
+        self.redis_ok = await store.flush()
+        if not self.redis_ok:
+            self.metrics.redis_failed_flushes += 1
+            self._redis_retry_at = time.monotonic() + _REDIS_RETRY_SECONDS
+            return
+        self.metrics.redis_writes += store.written - written_before
+        done = time.time()
+        for scorer in self.partitions.values():
+            self.metrics.latency.observe_many(done - at for at in scorer.processed_produced_at)
+            scorer.processed_produced_at.clear()
+
+    # -- checkpoints and rebalancing ------------------------------------------------
+    async def _checkpoint(self, partitions: set[int]) -> None:
+        producer = self.producer
+        offsets: dict[TopicPartition, int] = {}
+        for partition in sorted(partitions):
+            scorer = self.partitions.get(partition)
+            if scorer is None:
+                continue
+            checkpoint = scorer.take_checkpoint()
+            for key, value in checkpoint.states:
+                await producer.send(self.names.changelog, value, key, partition=partition)
+            await producer.send(
+                self.names.changelog, checkpoint.record, CHECKPOINT_KEY, partition=partition
+            )
+            for topic, offset in scorer.next_offsets.items():
+                offsets[TopicPartition(topic, partition)] = offset
+        await producer.flush()
+        self._last_checkpoint = time.monotonic()
+        self.metrics.checkpoints += 1
+        if offsets:
+            try:  # for lag monitoring only: restores read the offsets from the changelog
+                await self.consumer.commit(offsets)
+            except Exception as error:
+                log.warning("offset commit failed: %s", error)
+
+    async def release(self, partitions: set[int]) -> None:
+        async with self._lock:
+            await self._checkpoint(partitions)
+            for partition in partitions:
+                self.partitions.pop(partition, None)
+                self._assigned_at.pop(partition, None)
+            self._fetched_next = {
+                tp: n for tp, n in self._fetched_next.items() if tp.partition not in partitions
+            }
+
+    async def acquire(self, partitions: set[int]) -> None:
+        async with self._lock:
+            for partition in sorted(partitions - set(self.partitions)):
+                restored = await self._restore(partition)
+                scorer = PartitionScorer(
+                    partition,
+                    self.names.merge_order,
+                    self.settings.scoring,
+                    states=restored.states,
+                    engine_blob=restored.engine_blob,
+                    offsets=restored.offsets,
+                    fit_executor=self.fit_executor,
+                )
+                self.partitions[partition] = scorer
+                self._assigned_at[partition] = time.time()
+                self.metrics.restored_customers += len(restored.states)
+                for topic in self.names.inputs:
+                    tp = TopicPartition(topic, partition)
+                    self.consumer.seek(tp, scorer.next_offsets[topic])
+                    self._fetched_next[tp] = scorer.next_offsets[topic]
+                log.info(
+                    "partition %d: restored %d customers from %d changelog records "
+                    "(%d rolled back), inputs from %s",
+                    partition, len(restored.states), restored.records,
+                    restored.rolled_back, scorer.next_offsets,
+                )  # fmt: skip
+
+    async def _restore(self, partition: int) -> Restored:
+        tp = TopicPartition(self.names.changelog, partition)
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers(self.settings.kafka_url or ""),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **self.settings.kafka.client_options(),
+        )
+        await reader.start()
+        try:
+            return await read_changelog(reader, tp)
+        finally:
+            await reader.stop()
+
+    # -- views ----------------------------------------------------------------------
+    def lag(self) -> dict[str, int]:
+        lag = {}
+        for tp, fetched in self._fetched_next.items():
+            highwater = self.consumer.highwater(tp) if self.consumer else None
+            scorer = self.partitions.get(tp.partition)
+            if highwater is not None and scorer is not None:
+                processed = scorer.next_offsets.get(tp.topic, fetched)
+                lag[f"{tp.topic}/{tp.partition}"] = max(0, highwater - processed)
+        return lag
+
+    def caught_up(self) -> bool:
+        """Every input of every assigned partition processed up to its high watermark."""
+        if self.consumer is None or not self.partitions:
+            return False
+        for partition, scorer in self.partitions.items():
+            for topic, processed in scorer.next_offsets.items():
+                highwater = self.consumer.highwater(TopicPartition(topic, partition))
+                if highwater is None or processed < highwater:
+                    return False
+        return True
+
+    def status(self) -> dict:
+        return {
+            "partitions": sorted(self.partitions),
+            "caught_up": self.caught_up(),
+            "customers": sum(len(s.states) for s in self.partitions.values()),
+            "buffered": sum(s.buffered() for s in self.partitions.values()),
+            "redis_ok": self.redis_ok,
+            "redis_pending": self.store.pending if self.store else 0,
+            "lag": sum(self.lag().values()),
+            "uptime_seconds": round(time.time() - self.started_at, 1),
+        }
+
+    def counters(self) -> dict[str, int]:
+        totals: dict[str, int] = defaultdict(int)
+        for scorer in self.partitions.values():
+            for name, value in scorer.engine.counters.as_dict().items():
+                if isinstance(value, int):
+                    totals[name] += value
+        return dict(totals)

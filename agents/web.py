@@ -1,0 +1,66 @@
+"""The worker's HTTP API (Faust web): customers, segments, health, metrics.
+
+- `GET /customers/{id}`: the customer's current scores, as served from Redis;
+- `GET /segments`: customers and total CLV per lifecycle segment and value tier;
+- `GET /health`: 200 when the scorer runs and Redis takes writes, else 503;
+- `GET /metrics`: Prometheus text (events in / out, dead letters by reason, lag,
+  latency from an input's broker timestamp to its score in Redis).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from models.segments import LIFECYCLE_SEGMENTS, UNRANKED
+
+if TYPE_CHECKING:
+    import faust
+
+    from agents.scoring import ScoringService
+
+
+def register_views(app: faust.App, service: ScoringService) -> None:
+    @app.page("/customers/{customer_id}")
+    async def customer(web, request, customer_id: str):
+        scores = await service.redis.hgetall(service.store.customer_key(customer_id))
+        if not scores:
+            return web.json({"error": f"no scores for customer {customer_id!r}"}, status=404)
+        fields = {k.decode(): v.decode() for k, v in scores.items() if k != b"_at"}
+        return web.json(fields)
+
+    @app.page("/segments")
+    async def segments(web, request):
+        prefix = service.settings.redis_prefix
+        tiers = [name for name, _ in service.settings.scoring.segments.value_tiers]
+        result = {"lifecycle": {}, "value_tier": {}}
+        groups = (("lifecycle", "lifecycle", LIFECYCLE_SEGMENTS), ("value_tier", "tier", tiers))
+        for group, key_part, names in groups:
+            for name in (*names, "rest", UNRANKED) if group == "value_tier" else names:
+                members = await service.redis.zrange(
+                    f"{prefix}{key_part}:{name}", 0, -1, withscores=True
+                )
+                result[group][name] = {
+                    "customers": len(members),
+                    "clv": round(sum(score for _, score in members), 2),
+                }
+        return web.json(result)
+
+    @app.page("/health")
+    async def health(web, request):
+        status = service.status()
+        healthy = service.consumer is not None and status["redis_ok"]
+        status["status"] = "ok" if healthy else "degraded"
+        return web.json(status, status=200 if healthy else 503)
+
+    @app.page("/metrics")
+    async def metrics(web, request):
+        counters = service.counters()
+        extra = {
+            "clvstream_customers": sum(len(s.states) for s in service.partitions.values()),
+            "clvstream_assigned_partitions": len(service.partitions),
+            "clvstream_redis_pending": service.store.pending if service.store else 0,
+            "clvstream_rescored_total": counters.get("rescored", 0),
+            "clvstream_duplicates_total": counters.get("duplicates", 0),
+        }
+        text = service.metrics.render(service.lag(), extra)
+        return web.text(text, content_type="text/plain")

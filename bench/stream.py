@@ -1,0 +1,231 @@
+"""The streaming service on this machine: end-to-end rate, latency, recovery.
+
+    python -m bench.stream [--events FILE | --customers 7000 --days 730] [--repeats 3]
+    python -m bench.stream --latency-only --rate-fraction 0.5
+    python -m bench.stream --recovery --recovery-customers 100000
+
+End to end: one worker (`clvstream worker`, 4 partitions) is up and assigned; the
+events file is replayed as fast as possible; the rate is events / (last score in
+Redis - first event produced), polled every 0.1 s. In the same run, on fresh topics,
+a pass-through Faust agent (no work, raw values) gets the same replay; its rate is
+events / (its last event seen - first produced). Latency: a replay at a fraction of
+the measured rate; p50 / p99 of (input's broker timestamp -> score written to Redis)
+from the worker's histogram (bucket upper bounds). Recovery: a worker holding N
+customers is stopped (SIGTERM, or SIGKILL) and started again; the time until it
+has restored them all and has its partitions is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from agents.metrics import LATENCY_BUCKETS
+from streams.devstack import DevStack, free_port
+from streams.replay import replay_file
+from streams.settings import Settings, load_settings
+from streams.topics import TopicNames
+from streams.up import WorkerProcess, ensure_topics, start_worker
+
+
+def fresh(kafka_url: str, redis_url: str, partitions: int) -> Settings:
+    run = uuid.uuid4().hex[:8]
+    settings = load_settings(
+        kafka_url=kafka_url, redis_url=redis_url, topic_prefix=f"b{run}.",
+        app_id=f"bench-{run}", redis_prefix=f"b{run}:", partitions=partitions,
+    )  # fmt: skip
+    ensure_topics(settings)
+    return settings
+
+
+def metric(worker: WorkerProcess, name: str) -> float:
+    _, text = worker.get("/metrics", timeout=5)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in str(text).splitlines()
+        if line.startswith((name + " ", name + "{"))
+    )
+
+
+def wait_done(worker: WorkerProcess, events: int, timeout: float = 3600) -> float:
+    """Wall time at which every event is in and every score is in Redis."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, health = worker.get("/health", timeout=5)
+        if (
+            isinstance(health, dict)
+            and health["caught_up"]
+            and not health["redis_pending"]
+            and metric(worker, "clvstream_events_in_total") >= events
+        ):
+            return time.time()
+        time.sleep(0.1)
+    raise SystemExit("the worker did not finish in time")
+
+
+def scorer_rate(stack: tuple[str, str], events: Path, partitions: int, work: Path) -> float:
+    settings = fresh(*stack, partitions)
+    worker = start_worker(settings, work / "bench-worker.log")
+    try:
+        worker.wait_ready(120)
+        summary = asyncio.run(replay_file(events, settings, show_progress=False))
+        done = wait_done(worker, summary.events)
+        return summary.events / (done - summary.first_produced_at)
+    finally:
+        worker.stop()
+
+
+def passthrough_rate(stack: tuple[str, str], events: Path, partitions: int, work: Path) -> float:
+    settings = fresh(*stack, partitions)
+    with open(events, "rb") as handle:
+        lines = sum(1 for line in handle if line.strip())
+    env = {
+        **os.environ,
+        "BENCH_BROKER": settings.kafka_url,
+        "BENCH_TOPICS": ",".join(TopicNames(settings.topic_prefix).inputs),
+        "BENCH_EXPECT": str(lines),
+        "BENCH_APP": settings.app_id,
+        "BENCH_DATADIR": str(work / "faust-data"),
+    }
+    log = work / "passthrough.out"
+    with open(log, "w") as out:
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "bench.passthrough"], env=env, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        _wait_line(log, "READY", 120)
+        summary = asyncio.run(replay_file(events, settings, show_progress=False))
+        done = float(_wait_line(log, "DONE", 3600))
+        return summary.events / (done - summary.first_produced_at)
+    finally:
+        os.killpg(agent.pid, signal.SIGKILL)
+        agent.wait()
+
+
+def _wait_line(path: Path, tag: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in path.read_text().splitlines():
+            if f" {tag} " in f" {line} ":  # Faust may prefix printed lines with a log header
+                return line.split(f"{tag} ", 1)[1].split()[0]
+        time.sleep(0.05)
+    raise SystemExit(f"no {tag} from the pass-through agent:\n{path.read_text()[-2000:]}")
+
+
+def latency(stack: tuple[str, str], events: Path, partitions: int, rate: float, work: Path):
+    settings = fresh(*stack, partitions)
+    worker = start_worker(settings, work / "latency-worker.log")
+    try:
+        worker.wait_ready(120)
+        summary = asyncio.run(replay_file(events, settings, rate=rate, show_progress=False))
+        wait_done(worker, summary.events)
+        _, text = worker.get("/metrics")
+    finally:
+        worker.stop()
+    counts = []
+    for line in str(text).splitlines():
+        if line.startswith("clvstream_processing_latency_seconds_bucket"):
+            counts.append(float(line.rsplit(" ", 1)[1]))
+    total = counts[-1]
+    bounds = (*LATENCY_BUCKETS, float("inf"))
+
+    def quantile(q: float) -> float:
+        return next(b for b, c in zip(bounds, counts, strict=True) if c >= q * total)
+
+    return quantile(0.5), quantile(0.99), summary.rate
+
+
+def recovery(stack: tuple[str, str], events: Path, partitions: int, work: Path) -> None:
+    settings = fresh(*stack, partitions)
+    worker = start_worker(settings, work / "recovery-worker.log")
+    worker.wait_ready(120)
+    summary = asyncio.run(replay_file(events, settings, show_progress=False))
+    wait_done(worker, summary.events)
+    customers = worker.get("/health")[1]["customers"]
+    for how in (signal.SIGTERM, signal.SIGKILL):
+        if how is signal.SIGTERM:
+            worker.stop(120)
+        else:
+            worker.process.send_signal(how)
+            worker.process.wait()
+        started = time.time()
+        worker = start_worker(settings, work / "recovery-worker.log", web_port=free_port())
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            try:
+                _, health = worker.get("/health")
+                if isinstance(health, dict) and health.get("customers", 0) >= customers:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        print(
+            f"recovery after {how.name}: {customers:,} customers restored and assigned "
+            f"{time.time() - started:.1f} s after the process started", flush=True
+        )  # fmt: skip
+    worker.stop(120)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=Path)
+    parser.add_argument("--customers", type=int, default=7000)
+    parser.add_argument("--days", type=int, default=730)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rate-fraction", type=float, default=0.5)
+    parser.add_argument("--latency-rate", type=float, help="replay rate for the latency run")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--recovery", action="store_true")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="clv-stream-bench-"))
+    events = args.events or work / "events.jsonl"
+    if not args.events:
+        subprocess.run(
+            [sys.executable, "-m", "streams.cli", "simulate", "--customers", str(args.customers),
+             "--days", str(args.days), "--seed", "3", "--out", str(events)],
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+    with DevStack() as dev:
+        stack = (
+            os.environ.get("CLVSTREAM_KAFKA_URL") or dev.kafka_url,
+            os.environ.get("CLVSTREAM_REDIS_URL") or dev.redis_url,
+        )
+        if args.recovery:
+            recovery(stack, events, args.partitions, work)
+            return 0
+        scorer_rates, passthrough_rates = [], []
+        if not args.skip_throughput:
+            for repeat in range(args.repeats):
+                passthrough_rates.append(passthrough_rate(stack, events, args.partitions, work))
+                scorer_rates.append(scorer_rate(stack, events, args.partitions, work))
+                print(
+                    f"run {repeat + 1}: pass-through Faust agent {passthrough_rates[-1]:,.0f}/s  "
+                    f"clvstream worker {scorer_rates[-1]:,.0f}/s  "
+                    f"ratio {scorer_rates[-1] / passthrough_rates[-1]:.2f}", flush=True
+                )  # fmt: skip
+            scorer = statistics.median(scorer_rates)
+            passthrough = statistics.median(passthrough_rates)
+            print(f"median: worker {scorer:,.0f}/s, pass-through {passthrough:,.0f}/s, "
+                  f"ratio {scorer / passthrough:.2f} (required 1.0, goal 3.0)")  # fmt: skip
+        rate = args.latency_rate or (
+            statistics.median(scorer_rates) * args.rate_fraction if scorer_rates else 1000.0
+        )
+        p50, p99, achieved = latency(stack, events, args.partitions, rate, work)
+        print(f"latency at {achieved:,.0f} events/s (asked {rate:,.0f}/s): p50 <= "
+              f"{p50 * 1000:.0f} ms, p99 <= {p99 * 1000:.0f} ms (goal p99 <= 250 ms)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

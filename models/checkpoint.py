@@ -1,0 +1,75 @@
+"""Checkpoints of a scoring engine's partition-wide state (not the customers' states).
+
+A checkpoint holds what is not derived from the customers' states: the event clock,
+the scorer (value parameters, online churn and needs models, the frozen population
+snapshot), the refit schedule, the quality-report cycle and the counters. Timers and
+the live population counts are rebuilt from the states on restore. Restoring a
+checkpoint into an engine holding the states of the same moment continues exactly as
+if it had never stopped (a pending refit is fitted again, in-process, when due).
+"""
+
+from __future__ import annotations
+
+import pickle
+import zlib
+from dataclasses import dataclass, replace
+
+from models.clock import EventClock
+from models.engine import Counters, ScoringEngine
+from models.errors import ClvError
+from models.refit_schedule import PendingFit
+from models.scorer import Scorer
+
+_FORMAT = 1
+
+
+class CheckpointError(ClvError):
+    """A checkpoint that cannot be read (corrupt, or from another format)."""
+
+
+@dataclass(frozen=True)
+class EngineCheckpoint:
+    scorer: Scorer
+    clock: EventClock
+    counters: Counters
+    refit_next_day: int | None
+    refit_pending: PendingFit | None
+    report_day: int | None
+    refreshed_day: int | None
+
+
+def checkpoint_bytes(engine: ScoringEngine) -> bytes:
+    """The engine's partition-wide state, pickled and compressed."""
+    refits = engine._refits
+    pending = refits.pending
+    if pending is not None and pending.future is not None:
+        pending = replace(pending, future=None)  # a future does not pickle: refit when due
+    checkpoint = EngineCheckpoint(
+        scorer=engine.scorer,
+        clock=engine.clock,
+        counters=engine.counters,
+        refit_next_day=refits.next_day,
+        refit_pending=pending,
+        report_day=engine._learning.next_report_day,
+        refreshed_day=engine._refreshed_day,
+    )
+    return zlib.compress(pickle.dumps((_FORMAT, checkpoint), pickle.HIGHEST_PROTOCOL), 1)
+
+
+def restore_checkpoint(engine: ScoringEngine, blob: bytes) -> None:
+    """Install a checkpoint into an engine that already holds the matching states."""
+    try:
+        version, checkpoint = pickle.loads(zlib.decompress(blob))
+    except Exception as error:
+        raise CheckpointError(f"unreadable checkpoint: {error}") from error
+    if version != _FORMAT or not isinstance(checkpoint, EngineCheckpoint):
+        raise CheckpointError(f"unknown checkpoint format {version!r}")
+    engine.scorer = checkpoint.scorer
+    engine.clock = checkpoint.clock
+    engine.counters = checkpoint.counters
+    engine._refits.next_day = checkpoint.refit_next_day
+    engine._refits.pending = checkpoint.refit_pending
+    engine._learning.model = checkpoint.scorer.churn
+    engine._learning.next_report_day = checkpoint.report_day
+    engine._refreshed_day = checkpoint.refreshed_day
+    engine.rebuild_timers()

@@ -1,0 +1,78 @@
+"""Topic names of the service, from the configured prefix.
+
+>>> names = TopicNames("clv.")
+>>> names.inputs
+('clv.transactions', 'clv.interactions', 'clv.customer-events')
+>>> names.output(Stream.SCORES), names.changelog
+('clv.scores', 'clv.state-changelog')
+>>> names.input_kind("clv.interactions")
+'interactions'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.transition import Stream
+
+INPUT_KINDS = ("transactions", "interactions", "customer-events")
+OUTPUT_STREAMS = tuple(Stream)
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    prefix: str = "clv."
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return tuple(self.prefix + kind for kind in INPUT_KINDS)
+
+    @property
+    def merge_order(self) -> tuple[str, ...]:
+        """Inputs in the order that breaks event-time ties: a profile or consent change
+        applies before a purchase stamped the same second."""
+        return (
+            self.prefix + "customer-events",
+            self.prefix + "transactions",
+            self.prefix + "interactions",
+        )
+
+    def output(self, stream: Stream) -> str:
+        return self.prefix + stream.value
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return tuple(self.output(stream) for stream in OUTPUT_STREAMS)
+
+    @property
+    def changelog(self) -> str:
+        """Per-partition customer states and model checkpoints of the scorer."""
+        return self.prefix + "state-changelog"
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return (*self.inputs, *self.outputs, self.changelog)
+
+    @property
+    def compacted(self) -> tuple[str, ...]:
+        """Topics keyed by customer where only the latest value matters."""
+        return (self.output(Stream.SCORES), self.changelog)
+
+    def input_kind(self, topic: str) -> str:
+        return topic.removeprefix(self.prefix)
+
+    def for_event_type(self, event_type: str) -> str:
+        """The input topic an event of this type is produced to (replay); input that
+        names no known type goes to transactions, where it is dead-lettered.
+
+        >>> TopicNames("x.").for_event_type("interaction")
+        'x.interactions'
+        """
+        return self.prefix + _KIND_OF_EVENT_TYPE.get(event_type, "transactions")
+
+
+_KIND_OF_EVENT_TYPE = {
+    "transaction": "transactions",
+    "interaction": "interactions",
+    "customer": "customer-events",
+}

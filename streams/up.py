@@ -1,0 +1,225 @@
+"""`clvstream worker` and `clvstream up` (the embedded stack with a worker and a demo).
+
+`up` starts what is not configured: a Tansu broker and a Valkey server on free ports
+(`DevStack`), creates the topics, starts one worker (a child process, as in
+production), replays a demo population (or a given events file) and reports progress
+until Ctrl-C, then stops everything it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.errors import ClvError
+from streams.devstack import DevStack, create_topics, free_port
+from streams.settings import Settings
+from streams.topics import TopicNames
+
+
+class UpError(ClvError):
+    """The local service did not come up."""
+
+
+def ensure_topics(settings: Settings) -> None:
+    names = TopicNames(settings.topic_prefix)
+    create_topics(settings.kafka_url or "", names.all, settings.partitions, names.compacted)
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> int:
+    """Run one Faust worker in this process until SIGINT / SIGTERM."""
+    import faust
+
+    from streams.app import create_app
+
+    ensure_topics(settings)
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+@dataclass
+class WorkerProcess:
+    """A worker started as a child process, with its API address."""
+
+    process: subprocess.Popen
+    api: str
+
+    def get(self, path: str, timeout: float = 10.0) -> tuple[int, dict | str]:
+        try:
+            with urllib.request.urlopen(self.api + path, timeout=timeout) as response:
+                body = response.read().decode()
+                status = response.status
+        except urllib.error.HTTPError as error:
+            body, status = error.read().decode(), error.code
+        try:
+            return status, json.loads(body)
+        except json.JSONDecodeError:
+            return status, body
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise UpError(f"the worker exited with code {self.process.returncode}")
+            try:
+                _, body = self.get("/health")
+                if isinstance(body, dict) and body.get("partitions"):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise UpError(f"the worker did not report assigned partitions within {timeout:.0f} s")
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_worker(
+    settings: Settings, log_path: Path, web_port: int | None = None, extra_env: dict | None = None
+) -> WorkerProcess:
+    """Start `clvstream worker` as a child process configured by environment variables."""
+    port = web_port or free_port()
+    env = {
+        **os.environ,
+        "CLVSTREAM_KAFKA_URL": settings.kafka_url or "",
+        "CLVSTREAM_REDIS_URL": settings.redis_url.get_secret_value() if settings.redis_url else "",
+        "CLVSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+        "CLVSTREAM_PARTITIONS": str(settings.partitions),
+        "CLVSTREAM_APP_ID": settings.app_id,
+        "CLVSTREAM_REDIS_PREFIX": settings.redis_prefix,
+        "CLVSTREAM_WEB_PORT": str(port),
+        "CLVSTREAM_CHECKPOINT_INTERVAL_SECONDS": str(settings.checkpoint_interval_seconds),
+        **(extra_env or {}),
+    }
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return WorkerProcess(process, f"http://{settings.web_host}:{port}")
+
+
+def run_up(
+    settings: Settings,
+    events: Path | None,
+    out_dir: Path,
+    *,
+    rate: float | None = None,
+    exit_when_done: bool = False,
+    demo_customers: int = 3000,
+    demo_days: int = 540,
+) -> int:
+    stack = None
+    worker = None
+    try:
+        if not settings.kafka_url or settings.redis_url is None:
+            print("starting the embedded broker (Tansu) and Redis (Valkey) ...", flush=True)
+            stack = DevStack()
+            stack.start()
+            print(f"  embedded servers: pids {', '.join(map(str, stack.pids))}", flush=True)
+            settings = settings.model_copy(
+                update={
+                    "kafka_url": settings.kafka_url or stack.kafka_url,
+                    "redis_url": settings.redis_url or _secret(stack.redis_url),
+                }
+            )
+        ensure_topics(settings)
+        if events is None:
+            events = _demo_events(out_dir, demo_customers, demo_days)
+        worker = start_worker(settings, out_dir / "worker.log")
+        print("starting the worker ...", flush=True)
+        worker.wait_ready()
+        _print_where(settings, worker, out_dir)
+        from streams.replay import replay_file
+
+        summary = asyncio.run(replay_file(events, settings, rate=rate))
+        print(f"replayed {summary}", flush=True)
+        return _follow(worker, exit_when_done)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if worker is not None:
+            print("stopping the worker ...", flush=True)
+            worker.stop()
+        if stack is not None:
+            stack.stop()
+
+
+def _secret(url: str):
+    from pydantic import SecretStr
+
+    return SecretStr(url)
+
+
+def _demo_events(out_dir: Path, customers: int, days: int) -> Path:
+    from models.simulation import SimulationConfig
+    from streams.simulate import write_simulation
+
+    path = out_dir / f"demo-{customers}x{days}.jsonl"
+    if not path.exists():
+        print(f"simulating {customers:,} customers over {days} days -> {path}", flush=True)
+        config = SimulationConfig(customers=customers, days=days, seed=1)
+        write_simulation(config, path, out_dir / f"demo-{customers}x{days}-truth.csv")
+    return path
+
+
+def _print_where(settings: Settings, worker: WorkerProcess, out_dir: Path) -> None:
+    names = TopicNames(settings.topic_prefix)
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else ""
+    prefix = settings.redis_prefix
+    print(
+        f"\nclvstream is running\n"
+        f"  API      {worker.api}/customers/<id>  {worker.api}/segments  "
+        f"{worker.api}/health  {worker.api}/metrics\n"
+        f"  Redis    {redis_url}  keys {prefix}customer:<id>, "
+        f"{prefix}lifecycle:<segment>, {prefix}tier:<tier> (sorted by CLV)\n"
+        f"  Kafka    {settings.kafka_url}  in: {', '.join(names.inputs)}\n"
+        f"           out: {', '.join(names.outputs)}\n"
+        f"  worker   pid {worker.process.pid}, log {out_dir / 'worker.log'}\n",
+        flush=True,
+    )
+
+
+def _follow(worker: WorkerProcess, exit_when_done: bool) -> int:
+    """Print progress every 2 s; with `exit_when_done`, return once all is scored."""
+    quiet_rounds = 0
+    while True:
+        if worker.process.poll() is not None:
+            print(f"the worker exited with code {worker.process.returncode}", file=sys.stderr)
+            return 1
+        _, health = worker.get("/health")
+        if isinstance(health, dict):
+            print(
+                f"customers {health.get('customers', 0):,}  lag {health.get('lag', 0):,}  "
+                f"redis pending {health.get('redis_pending', 0):,}  ({health.get('status')})",
+                flush=True,
+            )
+            done = health.get("caught_up") and not health.get("redis_pending")
+            quiet_rounds = quiet_rounds + 1 if done else 0
+            if exit_when_done and quiet_rounds >= 2:
+                _, segments = worker.get("/segments")
+                print(json.dumps(segments, indent=1), flush=True)
+                return 0
+        time.sleep(2.0)

@@ -1,0 +1,37 @@
+"""The README's main job, `clvstream up`, on a machine with nothing configured."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+
+def test_up_starts_its_own_stack_scores_a_demo_and_stops_everything(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLVSTREAM_")}
+    command = [
+        sys.executable, "-m", "streams.cli", "up", "--customers", "150", "--days", "120",
+        "--out-dir", str(tmp_path), "--exit-when-done",
+    ]  # fmt: skip
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    out = run.stdout
+    assert "starting the embedded broker (Tansu) and Redis (Valkey)" in out
+    assert "clvstream is running" in out and "/customers/<id>" in out
+    segments = json.loads(out[out.index("\n{") : out.rindex("}") + 1])
+    scored = sum(s["customers"] for s in segments["lifecycle"].values())
+    assert 100 <= scored <= 150  # a few simulated customers are erased
+    assert sum(s["customers"] for s in segments["value_tier"].values()) == scored
+    assert "stopping the worker" in out
+    servers = out.split("embedded servers: pids ", 1)[1].split("\n", 1)[0].split(", ")
+    worker = out.split("worker   pid ", 1)[1].split(",", 1)[0]
+    pids = [int(pid) for pid in (*servers, worker)]
+    assert len(pids) == 3
+    for pid in pids:  # nothing it started is left running
+        assert not os.path.exists(f"/proc/{pid}") or _is_zombie(pid), pid
+
+
+def _is_zombie(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(") ", 1)[1].startswith("Z")

@@ -1,0 +1,115 @@
+"""Running real workers against the test broker and Redis (helpers for the tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import redis
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from agents.changelog import read_changelog
+from models.simulation import SimulationConfig
+from streams.devstack import bootstrap_servers
+from streams.replay import replay_file
+from streams.settings import Settings, load_settings
+from streams.simulate import write_simulation
+from streams.topics import TopicNames
+from streams.up import WorkerProcess, ensure_topics, start_worker
+
+
+def fresh_settings(
+    kafka_url: str, redis_url: str, partitions: int = 2, checkpoint_seconds: float = 0.5
+) -> Settings:
+    """Settings with topic names, consumer group and Redis keys of their own."""
+    run = uuid.uuid4().hex[:10]
+    settings = load_settings(
+        kafka_url=kafka_url,
+        redis_url=redis_url,
+        topic_prefix=f"t{run}.",
+        app_id=f"clv-{run}",
+        redis_prefix=f"t{run}:",
+        partitions=partitions,
+        checkpoint_interval_seconds=checkpoint_seconds,
+    )
+    ensure_topics(settings)
+    return settings
+
+
+def simulated_file(tmp: Path, customers: int, days: int, seed: int, **rates: float) -> Path:
+    path = tmp / f"events-{customers}-{days}-{seed}.jsonl"
+    write_simulation(SimulationConfig(customers=customers, days=days, seed=seed, **rates), path)
+    return path
+
+
+def replay(path: Path, settings: Settings) -> int:
+    return asyncio.run(replay_file(path, settings, show_progress=False)).events
+
+
+def worker(settings: Settings, tmp: Path, name: str = "worker") -> WorkerProcess:
+    process = start_worker(settings, tmp / f"{name}.log")
+    process.wait_ready(timeout=90)
+    return process
+
+
+def metric(process: WorkerProcess, name: str) -> float:
+    """Sum of a metric's samples on the worker's /metrics page."""
+    _, text = process.get("/metrics")
+    total = 0.0
+    for line in str(text).splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def wait_until_scored(processes: list[WorkerProcess], events: int, timeout: float = 180.0) -> None:
+    """Until the workers have taken every event in, lag is 0 and Redis is written."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        healths = [p.get("/health")[1] for p in processes if p.process.poll() is None]
+        taken = sum(
+            metric(p, "clvstream_events_in_total") for p in processes if p.process.poll() is None
+        )
+        if (
+            healths
+            and taken >= events
+            and all(isinstance(h, dict) for h in healths)
+            and all(h["caught_up"] and not h["redis_pending"] for h in healths)
+        ):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"not all scored within {timeout} s: {healths}")
+
+
+def redis_scores(settings: Settings) -> dict[str, dict[str, str]]:
+    client = redis.Redis.from_url(settings.redis_url.get_secret_value(), decode_responses=True)
+    try:
+        prefix = f"{settings.redis_prefix}customer:"
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        return {key.removeprefix(prefix): client.hgetall(key) for key in keys}
+    finally:
+        client.close()
+
+
+def changelog_states(settings: Settings) -> dict[str, bytes]:
+    """Every partition's customer states as of its last checkpoint, serialized."""
+
+    async def read() -> dict[str, bytes]:
+        names = TopicNames(settings.topic_prefix)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers(settings.kafka_url), enable_auto_commit=False
+        )
+        await consumer.start()
+        states: dict[str, bytes] = {}
+        try:
+            for partition in range(settings.partitions):
+                tp = TopicPartition(names.changelog, partition)
+                restored = await read_changelog(consumer, tp)
+                states.update({c: s.to_bytes() for c, s in restored.states.items()})
+        finally:
+            await consumer.stop()
+        return states
+
+    return asyncio.run(read())

@@ -1,0 +1,100 @@
+"""The worker's per-partition logic without a broker: merge, checkpoints, restore."""
+
+from __future__ import annotations
+
+import orjson
+
+from agents.changelog import ChangelogFold
+from agents.partition import CHECKPOINT_KEY, NEW, UPDATED, PartitionScorer
+from models.config import ScoringConfig
+from models.state import CustomerState
+from models.transition import Stream
+from tests.factories import interaction, purchase
+
+TOPICS = ("t.customer-events", "t.transactions", "t.interactions")
+
+
+def records(events: list[dict], first_offset: int = 0) -> list[tuple[int, bytes, float]]:
+    return [(first_offset + i, orjson.dumps(e), 0.0) for i, e in enumerate(events)]
+
+
+def scorer() -> PartitionScorer:
+    return PartitionScorer(0, TOPICS, ScoringConfig(churn_model=False))
+
+
+def test_inputs_are_merged_by_event_time_and_wait_for_an_input_that_is_behind():
+    part = scorer()
+    part.add("t.interactions", records([interaction("c1", day, "login") for day in (1, 3, 5)]))
+    assert part.drain(idle={"t.customer-events"}) == []  # transactions may still bring day 0
+    part.add("t.transactions", records([purchase("c1", 0), purchase("c1", 4)]))
+    outputs = part.drain(idle={"t.customer-events"})
+    # day 0, 1, 3, 4 are safe; day 5 waits: transactions may still bring day 4.5
+    assert part.next_offsets == {"t.customer-events": 0, "t.transactions": 2, "t.interactions": 2}
+    assert [o for o in outputs if o.stream is Stream.DEAD_LETTER] == []
+    part.drain(idle=set(TOPICS))
+    assert part.next_offsets["t.interactions"] == 3
+    assert part.engine.counters.applied == 5
+
+
+def test_bad_records_keep_their_place_and_become_dead_letters_with_their_origin():
+    part = scorer()
+    part.add("t.transactions", [(7, b"{not json", 0.0), (8, None, 0.0)])
+    outputs = part.drain(idle=set(TOPICS))
+    dead = [o.value for o in outputs if o.stream is Stream.DEAD_LETTER]
+    assert [d["origin"] for d in dead] == [
+        {"source": "kafka", "topic": "t.transactions", "partition": 0, "offset": 7},
+        {"source": "kafka", "topic": "t.transactions", "partition": 0, "offset": 8},
+    ]
+    assert part.next_offsets["t.transactions"] == 9
+
+
+def test_records_fetched_again_after_a_seek_are_not_processed_twice():
+    part = scorer()
+    part.add("t.transactions", records([purchase("c1", 0), purchase("c1", 2)]))
+    part.drain(idle=set(TOPICS))
+    part.add("t.transactions", records([purchase("c1", 0), purchase("c1", 2)]))
+    assert part.buffered() == 0
+
+
+def test_a_checkpoint_writes_changed_states_flagged_new_or_updated_then_the_record():
+    part = scorer()
+    part.add("t.transactions", records([purchase("c1", 0), purchase("c2", 0)]))
+    part.drain(idle=set(TOPICS))
+    first = part.take_checkpoint()
+    assert [(k, v[:1]) for k, v in first.states] == [(b"c1", NEW), (b"c2", NEW)]
+    part.add("t.transactions", records([purchase("c1", 3)], first_offset=2))
+    part.drain(idle=set(TOPICS))
+    second = part.take_checkpoint()
+    assert [(k, v[:1]) for k, v in second.states] == [(b"c1", UPDATED)]
+    assert part.take_checkpoint().states == []
+
+
+def test_restore_rolls_back_states_written_after_the_last_checkpoint():
+    v1, v2 = CustomerState(), CustomerState()
+    v2.purchase_count = 2
+    fold = ChangelogFold()
+    fold.add(b"c1", NEW + v1.to_bytes())
+    fold.add(CHECKPOINT_KEY, _checkpoint_record({"t.transactions": 1}))
+    fold.add(b"c1", UPDATED + v2.to_bytes())  # its checkpoint never came
+    fold.add(b"c2", NEW + v2.to_bytes())
+    restored = fold.result()
+    assert set(restored.states) == {"c1"}
+    assert restored.states["c1"].purchase_count == v1.purchase_count
+    assert restored.offsets == {"t.transactions": 1} and restored.rolled_back == 2
+
+
+def test_restore_keeps_the_newer_state_when_compaction_removed_the_checkpointed_one():
+    state = CustomerState()
+    state.purchase_count = 3
+    fold = ChangelogFold()
+    fold.add(CHECKPOINT_KEY, _checkpoint_record({}))
+    fold.add(b"c9", UPDATED + state.to_bytes())  # the earlier version was compacted away
+    fold.add(b"c8", None)
+    assert fold.result().states["c9"].purchase_count == 3
+    assert "c8" not in fold.result().states
+
+
+def _checkpoint_record(offsets: dict[str, int]) -> bytes:
+    from agents.partition import encode_checkpoint
+
+    return encode_checkpoint(offsets, b"engine")
