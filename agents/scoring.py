@@ -102,7 +102,7 @@ class ScoringService(Service):
             auto_offset_reset="earliest",
             partition_assignment_strategy=(RangePartitionAssignor,),
             max_poll_records=settings.max_batch,
-            session_timeout_ms=10_000,
+            session_timeout_ms=6_000,  # a join on Tansu waits half of this
             heartbeat_interval_ms=1_000,
             **security,
         )

@@ -30,6 +30,7 @@ import uuid
 from pathlib import Path
 
 from agents.metrics import LATENCY_BUCKETS
+from bench.events import events_file
 from streams.devstack import DevStack, free_port
 from streams.replay import replay_file
 from streams.settings import Settings, load_settings
@@ -189,13 +190,7 @@ def main() -> int:
     parser.add_argument("--recovery", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="clv-stream-bench-"))
-    events = args.events or work / "events.jsonl"
-    if not args.events:
-        subprocess.run(
-            [sys.executable, "-m", "streams.cli", "simulate", "--customers", str(args.customers),
-             "--days", str(args.days), "--seed", "3", "--out", str(events)],
-            check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+    events = events_file(args.events, work, args.customers, args.days, seed=3)
     with DevStack() as dev:
         stack = (
             os.environ.get("CLVSTREAM_KAFKA_URL") or dev.kafka_url,

@@ -33,6 +33,7 @@ def create_app(settings: Settings) -> faust.App:
         store="memory://",
         topic_partitions=settings.partitions,
         web_host=settings.web_host,
+        web_bind=settings.web_host,
         web_port=settings.web_port,
         web_in_thread=False,
         broker_session_timeout=6,  # Faust's own group: a join waits up to half of this

@@ -133,6 +133,7 @@ def run_up(
 ) -> int:
     stack = None
     worker = None
+    signal.signal(signal.SIGTERM, _interrupt)  # stop what we started on SIGTERM as on Ctrl-C
     try:
         if not settings.kafka_url or settings.redis_url is None:
             print("starting the embedded broker (Tansu) and Redis (Valkey) ...", flush=True)
@@ -165,6 +166,10 @@ def run_up(
             worker.stop()
         if stack is not None:
             stack.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _secret(url: str):

@@ -62,3 +62,12 @@ def topic_names(request: pytest.FixtureRequest) -> Callable[..., list[str]]:
         return [f"test.{test}.{base}.{suffix}" for base in bases or ("topic",)]
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_outlives_its_test() -> Iterator[None]:
+    """A failing test must not leave a worker process running."""
+    from tests.integration.worker_harness import kill_leftover_workers
+
+    yield
+    kill_leftover_workers()

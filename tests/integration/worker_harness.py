@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -48,10 +50,23 @@ def replay(path: Path, settings: Settings) -> int:
     return asyncio.run(replay_file(path, settings, show_progress=False)).events
 
 
+STARTED: list[WorkerProcess] = []
+"""Workers started by the running test; `kill_leftover_workers` ends any still alive."""
+
+
 def worker(settings: Settings, tmp: Path, name: str = "worker") -> WorkerProcess:
     process = start_worker(settings, tmp / f"{name}.log")
+    STARTED.append(process)
     process.wait_ready(timeout=90)
     return process
+
+
+def kill_leftover_workers() -> None:
+    while STARTED:
+        process = STARTED.pop().process
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def metric(process: WorkerProcess, name: str) -> float:

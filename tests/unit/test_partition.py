@@ -98,3 +98,15 @@ def _checkpoint_record(offsets: dict[str, int]) -> bytes:
     from agents.partition import encode_checkpoint
 
     return encode_checkpoint(offsets, b"engine")
+
+
+def test_an_idle_partition_in_live_mode_follows_the_wall_clock_and_rescores_the_silent():
+    part = scorer()
+    part.add("t.transactions", records([purchase("c1", 0), purchase("c1", 10)]))
+    part.drain(idle=set(TOPICS))
+    before = part.engine.clock.watermark
+    now = before + 400 * 86_400
+    outputs = part.follow_wall_clock(now)
+    assert part.engine.clock.watermark == now - part.engine.config.allowed_lateness_seconds
+    assert any(o.stream is Stream.SCORES and o.key == "c1" for o in outputs)
+    assert part.follow_wall_clock(now) == []  # the clock never goes back or repeats
