@@ -10,9 +10,11 @@ Key layout (prefix `clvstream:` by default):
 - `{prefix}erased:{customer_id}`: the event time of an erasure (kept `tombstone_days`),
   so a replayed older score cannot bring an erased customer back.
 
-Each write is one Lua script per customer, atomic: a score older than the one stored
-(or than an erasure) is ignored, so replays and retries never go back in time. A
-batch keeps only the latest score per customer and goes out in one pipeline. When
+Writes are Lua scripts, atomic per customer: a score older than the one stored (or
+than an erasure) is ignored, so replays and retries never go back in time. A batch
+keeps only the latest score per customer; one script call carries up to 500
+customers (the hash fields as one JSON argument each: packing fewer arguments is
+most of the client's cost) and all calls go out in one pipeline. When
 Redis is unreachable the pending scores stay (one per customer) and go out at the
 next `flush`; scoring never waits for Redis.
 """
@@ -21,39 +23,45 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streams.offline import SCORE_COLUMNS, cell_text
 
-_UPSERT = """
-local at = tonumber(ARGV[3])
-local erased = redis.call('GET', ARGV[1] .. 'erased:' .. ARGV[2])
-if erased and tonumber(erased) >= at then return 0 end
-local old = redis.call('HMGET', KEYS[1], '_at', 'lifecycle', 'value_tier')
-if old[1] and tonumber(old[1]) > at then return 0 end
-if old[2] then redis.call('ZREM', ARGV[1] .. 'lifecycle:' .. old[2], ARGV[2]) end
-if old[3] and old[3] ~= '' then redis.call('ZREM', ARGV[1] .. 'tier:' .. old[3], ARGV[2]) end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], '_at', ARGV[3], unpack(ARGV, 7))
-if ARGV[6] ~= '' then
-  redis.call('ZADD', ARGV[1] .. 'lifecycle:' .. ARGV[4], ARGV[6], ARGV[2])
-  if ARGV[5] ~= '' then redis.call('ZADD', ARGV[1] .. 'tier:' .. ARGV[5], ARGV[6], ARGV[2]) end
+_WRITE_BATCH = """
+local prefix, ttl = ARGV[1], ARGV[2]
+local written, ignored = 0, 0
+for i = 1, #KEYS do
+  local n = 2 + (i - 1) * 7
+  local id, kind, at = ARGV[n + 1], ARGV[n + 2], tonumber(ARGV[n + 3])
+  local lifecycle, tier, clv = ARGV[n + 4], ARGV[n + 5], ARGV[n + 6]
+  local erased = redis.call('GET', prefix .. 'erased:' .. id)
+  local old = redis.call('HMGET', KEYS[i], '_at', 'lifecycle', 'value_tier')
+  if kind == 'S' and ((erased and tonumber(erased) >= at)
+                      or (old[1] and tonumber(old[1]) > at)) then
+    ignored = ignored + 1
+  else
+    if old[2] then redis.call('ZREM', prefix .. 'lifecycle:' .. old[2], id) end
+    if old[3] and old[3] ~= '' then redis.call('ZREM', prefix .. 'tier:' .. old[3], id) end
+    redis.call('DEL', KEYS[i])
+    if kind == 'E' then
+      redis.call('SET', prefix .. 'erased:' .. id, ARGV[n + 3], 'EX', ttl)
+    else
+      redis.call('HSET', KEYS[i], '_at', ARGV[n + 3], unpack(cjson.decode(ARGV[n + 7])))
+      if clv ~= '' then
+        redis.call('ZADD', prefix .. 'lifecycle:' .. lifecycle, clv, id)
+        if tier ~= '' then redis.call('ZADD', prefix .. 'tier:' .. tier, clv, id) end
+      end
+    end
+    written = written + 1
+  end
 end
-return 1
+return {written, ignored}
 """
 
-_ERASE = """
-local at = tonumber(ARGV[3])
-local old = redis.call('HMGET', KEYS[1], '_at', 'lifecycle', 'value_tier')
-if old[2] then redis.call('ZREM', ARGV[1] .. 'lifecycle:' .. old[2], ARGV[2]) end
-if old[3] and old[3] ~= '' then redis.call('ZREM', ARGV[1] .. 'tier:' .. old[3], ARGV[2]) end
-redis.call('DEL', KEYS[1])
-redis.call('SET', ARGV[1] .. 'erased:' .. ARGV[2], ARGV[3], 'EX', ARGV[4])
-return 1
-"""
-
+_CUSTOMERS_PER_CALL = 500
 HASH_FIELDS = (*SCORE_COLUMNS, "scored_at")
 
 
@@ -66,8 +74,7 @@ class RedisScoreStore:
         self.client = client
         self.prefix = prefix
         self.tombstone_seconds = tombstone_days * 86_400
-        self._upsert = client.register_script(_UPSERT)
-        self._erase = client.register_script(_ERASE)
+        self._write_batch = client.register_script(_WRITE_BATCH)
         self._pending: dict[str, tuple[float, dict | None]] = {}
         self.written = 0
         self.ignored_older = 0
@@ -89,46 +96,52 @@ class RedisScoreStore:
         return len(self._pending)
 
     async def flush(self) -> bool:
-        """Write everything pending in one pipeline; False (and kept) if Redis is down."""
+        """Write everything pending (one script call per 500 customers, one pipeline);
+        False, and kept for the next flush, if Redis is unreachable."""
         if not self._pending:
             return True
         batch = self._pending
         self._pending = {}
+        items = list(batch.items())
         try:
             async with self.client.pipeline(transaction=False) as pipe:
-                for customer_id, (at, score) in batch.items():
-                    await self._queue(pipe, customer_id, at, score)
+                for start in range(0, len(items), _CUSTOMERS_PER_CALL):
+                    chunk = items[start : start + _CUSTOMERS_PER_CALL]
+                    keys = [self.customer_key(customer_id) for customer_id, _ in chunk]
+                    args: list = [self.prefix, self.tombstone_seconds]
+                    for customer_id, (at, score) in chunk:
+                        args += _script_args(customer_id, at, score)
+                    await self._write_batch(keys=keys, args=args, client=pipe)
                 results = await pipe.execute()
         except (RedisConnectionError, RedisTimeoutError, OSError):
             self.failed_flushes += 1
-            for customer_id, (at, score) in batch.items():  # newer ones queued meanwhile win
+            for customer_id, (at, score) in items:  # newer ones queued meanwhile win
                 if customer_id not in self._pending or self._pending[customer_id][0] < at:
                     self._pending[customer_id] = (at, score)
             return False
-        self.written += sum(1 for result in results if result == 1)
-        self.ignored_older += sum(1 for result in results if result == 0)
+        self.written += sum(written for written, _ in results)
+        self.ignored_older += sum(ignored for _, ignored in results)
         return True
 
-    async def _queue(self, pipe, customer_id: str, at: float, score: dict | None) -> None:
-        key, prefix = self.customer_key(customer_id), self.prefix
-        if score is None:
-            args = [prefix, customer_id, repr(at), self.tombstone_seconds]
-            await self._erase(keys=[key], args=args, client=pipe)
-            return
-        clv = score.get("clv")
-        fields: list[str] = []
-        for name in HASH_FIELDS:
-            fields += [name, cell_text(score.get(name))]
-        args = [
-            prefix,
-            customer_id,
-            repr(at),
-            score.get("lifecycle") or "",
-            score.get("value_tier") or "",
-            repr(float(clv)) if clv is not None else "",
-            *fields,
-        ]
-        await self._upsert(keys=[key], args=args, client=pipe)
+
+def _script_args(customer_id: str, at: float, score: dict | None) -> list[str]:
+    """The 7 script arguments of one customer: id, kind, time, lifecycle, tier, CLV and
+    the hash fields as a JSON list of strings."""
+    if score is None:
+        return [customer_id, "E", repr(at), "", "", "", ""]
+    clv = score.get("clv")
+    fields: list[str] = []
+    for name in HASH_FIELDS:
+        fields += (name, cell_text(score.get(name)))
+    return [
+        customer_id,
+        "S",
+        repr(at),
+        score.get("lifecycle") or "",
+        score.get("value_tier") or "",
+        repr(float(clv)) if clv is not None else "",
+        orjson.dumps(fields).decode(),
+    ]
 
 
 def _epoch(iso: str) -> float:
