@@ -145,8 +145,8 @@ class PartitionScorer:
                         best_topic, best = topic, head
                 elif topic not in idle:
                     return outputs  # that input may still bring earlier events
-            if best is None:
-                return outputs
+            if best is None or self.engine.waiting_for_fit(best.at):
+                return outputs  # a refit due first is not done: go on at the next poll
             buffers[best_topic].popleft()
             outputs.extend(self._process(best_topic, best))
 

@@ -130,13 +130,15 @@ class ScoringService(Service):
                 log.warning("fetch failed: %s", error)
                 await asyncio.sleep(0.5)
                 continue
-            async with self._lock:
-                await self._handle(batch)
-                if (
-                    time.monotonic() - self._last_checkpoint
-                    >= self.settings.checkpoint_interval_seconds
-                ):
-                    await self._checkpoint(set(self.partitions))
+            # Shielded: a stop cancels `_run`, but a batch in progress completes (its
+            # outputs are sent) before `on_stop` takes the lock for the final checkpoint.
+            await asyncio.shield(self._step(batch))
+
+    async def _step(self, batch: dict) -> None:
+        async with self._lock:
+            await self._handle(batch)
+            if time.monotonic() - self._last_checkpoint >= self._checkpoint_every:
+                await self._checkpoint(set(self.partitions))
 
     # -- the batch ------------------------------------------------------------------
     async def _handle(self, batch: dict) -> None:
@@ -230,6 +232,7 @@ class ScoringService(Service):
     # -- checkpoints and rebalancing ------------------------------------------------
     async def _checkpoint(self, partitions: set[int]) -> None:
         producer = self.producer
+        await producer.flush()  # outputs first: a checkpoint never covers unsent outputs
         offsets: dict[TopicPartition, int] = {}
         for partition in sorted(partitions):
             scorer = self.partitions.get(partition)
@@ -264,44 +267,47 @@ class ScoringService(Service):
 
     async def acquire(self, partitions: set[int]) -> None:
         async with self._lock:
-            for partition in sorted(partitions - set(self.partitions)):
-                restored = await self._restore(partition)
-                scorer = PartitionScorer(
-                    partition,
-                    self.names.merge_order,
-                    self.settings.scoring,
-                    states=restored.states,
-                    engine_blob=restored.engine_blob,
-                    offsets=restored.offsets,
-                    fit_executor=self.fit_executor,
-                )
-                self.partitions[partition] = scorer
-                self._assigned_at[partition] = time.time()
-                self.metrics.restored_customers += len(restored.states)
-                for topic in self.names.inputs:
-                    tp = TopicPartition(topic, partition)
-                    self.consumer.seek(tp, scorer.next_offsets[topic])
-                    self._fetched_next[tp] = scorer.next_offsets[topic]
-                log.info(
-                    "partition %d: restored %d customers from %d changelog records "
-                    "(%d rolled back), inputs from %s",
-                    partition, len(restored.states), restored.records,
-                    restored.rolled_back, scorer.next_offsets,
-                )  # fmt: skip
+            new = sorted(partitions - set(self.partitions))
+            if not new:
+                return
+            reader = AIOKafkaConsumer(
+                bootstrap_servers=bootstrap_servers(self.settings.kafka_url or ""),
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                **self.settings.kafka.client_options(),
+            )
+            await reader.start()
+            try:
+                for partition in new:
+                    tp = TopicPartition(self.names.changelog, partition)
+                    self._install(partition, await read_changelog(reader, tp))
+            finally:
+                await reader.stop()
 
-    async def _restore(self, partition: int) -> Restored:
-        tp = TopicPartition(self.names.changelog, partition)
-        reader = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers(self.settings.kafka_url or ""),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            **self.settings.kafka.client_options(),
+    def _install(self, partition: int, restored: Restored) -> None:
+        """Score a newly assigned partition from its restored state and offsets."""
+        scorer = PartitionScorer(
+            partition,
+            self.names.merge_order,
+            self.settings.scoring,
+            states=restored.states,
+            engine_blob=restored.engine_blob,
+            offsets=restored.offsets,
+            fit_executor=self.fit_executor,
         )
-        await reader.start()
-        try:
-            return await read_changelog(reader, tp)
-        finally:
-            await reader.stop()
+        self.partitions[partition] = scorer
+        self._assigned_at[partition] = time.time()
+        self.metrics.restored_customers += len(restored.states)
+        for topic in self.names.inputs:
+            tp = TopicPartition(topic, partition)
+            self.consumer.seek(tp, scorer.next_offsets[topic])
+            self._fetched_next[tp] = scorer.next_offsets[topic]
+        log.info(
+            "partition %d: restored %d customers from %d changelog records "
+            "(%d rolled back), inputs from %s",
+            partition, len(restored.states), restored.records,
+            restored.rolled_back, scorer.next_offsets,
+        )  # fmt: skip
 
     # -- views ----------------------------------------------------------------------
     def lag(self) -> dict[str, int]:

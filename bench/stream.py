@@ -49,7 +49,7 @@ def fresh(kafka_url: str, redis_url: str, partitions: int) -> Settings:
 
 
 def metric(worker: WorkerProcess, name: str) -> float:
-    _, text = worker.get("/metrics", timeout=5)
+    _, text = worker.get("/metrics", timeout=60)
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in str(text).splitlines()
@@ -61,7 +61,7 @@ def wait_done(worker: WorkerProcess, events: int, timeout: float = 3600) -> floa
     """Wall time at which every event is in and every score is in Redis."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        _, health = worker.get("/health", timeout=5)
+        _, health = worker.get("/health", timeout=60)
         if (
             isinstance(health, dict)
             and health["caught_up"]

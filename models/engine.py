@@ -286,6 +286,16 @@ class ScoringEngine:
         outputs.extend(self._apply_fit(outcome) for outcome in outcomes)
         return outputs
 
+    def waiting_for_fit(self, at: float) -> bool:
+        """True when an event at `at` would move the clock to the install day of a refit
+        still running in the executor: a caller that must not block (the stream worker)
+        holds the event back until the fit is done; installing waits otherwise."""
+        pending = self._refits.pending
+        if pending is None or pending.future is None or pending.future.done():
+            return False
+        watermark = max(at - self.clock.allowed_lateness, self.clock.watermark)
+        return day_of(watermark) >= pending.install_day
+
     def _fit_inputs(self) -> tuple[PopulationStats, ValueParams]:
         return self.statistics(self.current_day), self.scorer.params
 
