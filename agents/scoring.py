@@ -120,6 +120,8 @@ class ScoringService(Service):
             await self.store.flush()
         if self.redis is not None:
             await self.redis.aclose()
+        if self.fit_executor is not None:
+            self.fit_executor.shutdown(wait=False, cancel_futures=True)
 
     @Service.task
     async def _run(self) -> None:

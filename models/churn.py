@@ -38,9 +38,22 @@ from models.churn_features import FEATURES, describe
 _CLAMP = 30.0
 REFRESH_LABELS = 64
 Coefficients = tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...], float]
+_Terms = tuple[tuple[int, float, float, float], ...]
+
+
+def _scaled_terms(coefficients: Coefficients) -> _Terms:
+    """(feature index, mean, scale, weight) of every feature with a scale, in order."""
+    means, scales, weights, _ = coefficients
+    return tuple(
+        (index, mean, scale, weight)
+        for index, (mean, scale, weight) in enumerate(zip(means, scales, weights, strict=True))
+        if scale
+    )
 
 
 class ChurnModel:
+    _terms: _Terms | None = None  # (a model pickled before the fast path had none)
+
     def __init__(
         self,
         warmup_labels: int = 2000,
@@ -62,6 +75,7 @@ class ChurnModel:
         self.drift = drift.ADWIN()
         self.drifts = 0
         self._coefficients: Coefficients | None = None
+        self._terms: _Terms | None = None  # the coefficients' terms, for the fast path
 
     # -- River protocol -----------------------------------------------------------
     def predict_proba_one(self, x: dict) -> dict[bool, float]:
@@ -72,7 +86,7 @@ class ChurnModel:
         self.labels += 1
         self.positives += bool(y)
         if self.labels < REFRESH_LABELS or self.labels % REFRESH_LABELS == 0:
-            self._coefficients = None
+            self._coefficients = self._terms = None
 
     # -- the scorer's fast path ---------------------------------------------------
     def weight(self) -> float:
@@ -84,19 +98,24 @@ class ChurnModel:
         return self._coefficients or self._refresh()
 
     def model_probability(self, vector: Sequence[float]) -> float:
-        means, scales, weights, intercept = self._coefficients or self._refresh()
-        z = intercept
-        for value, mean, scale, weight in zip(vector, means, scales, weights, strict=True):
-            if scale:
-                z += weight * (value - mean) / scale
+        if len(vector) != len(FEATURES):
+            raise ValueError(f"{len(vector)} features, expected {len(FEATURES)}")
+        coefficients = self._coefficients or self._refresh()
+        terms = self._terms
+        if terms is None:
+            terms = self._terms = _scaled_terms(coefficients)
+        z = coefficients[3]
+        for index, mean, scale, weight in terms:  # features without a scale add nothing
+            z += weight * (vector[index] - mean) / scale
         z = max(-_CLAMP, min(_CLAMP, z))
         return 1.0 / (1.0 + math.exp(-z))
 
     def probability(self, vector: Sequence[float], value_p: float) -> float:
         """The served churn probability (see the module's cold-start rule)."""
-        w = self.weight()
-        if w == 0.0:
+        labels = self.labels
+        if not labels:
             return value_p
+        w = labels / (labels + self.warmup_labels)
         return w * self.model_probability(vector) + (1.0 - w) * value_p
 
     def contributions(
@@ -128,6 +147,7 @@ class ChurnModel:
         scales = tuple(math.sqrt(v) if v > 0 else 0.0 for v in variances)
         weights = tuple(float(regression.weights.get(name, 0.0)) for name in FEATURES)
         self._coefficients = (tuple(means), scales, weights, float(regression.intercept))
+        self._terms = None
         return self._coefficients
 
     # -- online quality -------------------------------------------------------------

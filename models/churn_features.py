@@ -72,30 +72,32 @@ _UNDO_LOG = {"log_frequency", "log_monetary", "log_refunds"}
 
 
 def churn_features(
-    state: CustomerState, at: float, p_alive: float, p_no_purchase: float
+    state: CustomerState,
+    at: float,
+    p_alive: float,
+    p_no_purchase: float,
+    mean_spend: float | None = None,
 ) -> tuple[float, ...]:
-    """The feature vector of a purchasing customer as of event time `at`."""
+    """The feature vector of a purchasing customer as of event time `at` (`mean_spend`:
+    the state's mean repeat spend, if the caller has it already)."""
     day = at / SECONDS_PER_DAY
     engagement = state.engagement
-    mean_spend, _ = state.spend_summary()
+    if mean_spend is None:
+        mean_spend = state.spend_summary()[0]
     survey = engagement.last_survey
+    recency = day - state.last_day
+    tenure = day - state.first_day
+    p = p_no_purchase if p_no_purchase < _LOGIT_HIGH else _LOGIT_HIGH
+    if p < _LOGIT_LOW:
+        p = _LOGIT_LOW
     return (
-        min(NEVER_DAYS * 3, max(0.0, day - state.last_day)),
+        (recency if recency < _MAX_RECENCY else _MAX_RECENCY) if recency > 0.0 else 0.0,
         math.log1p(state.repeat_days),
-        max(0.0, day - state.first_day),
+        tenure if tenure > 0.0 else 0.0,
         math.log1p(mean_spend),
         p_alive,
-        _logit(p_no_purchase),
-        engagement.decayed_count("login", at),
-        engagement.decayed_count("page_view", at),
-        engagement.decayed_count("email_open", at),
-        engagement.decayed_count("email_click", at),
-        engagement.decayed_count("cart_abandon", at),
-        _days_since(engagement.days_since("login", at)),
-        _days_since(engagement.days_since("page_view", at)),
-        _days_since(engagement.days_since("email_open", at)),
-        float(engagement.issues_within("support_ticket", at, 30.0)),
-        float(engagement.issues_within("complaint", at, 30.0)),
+        math.log(p / (1.0 - p)),
+        *engagement.churn_inputs(at, NEVER_DAYS),
         NEUTRAL_SURVEY if survey is None else survey,
         0.0 if survey is None else 1.0,
         1.0 if state.consent.get("marketing_email") is False else 0.0,
@@ -103,13 +105,8 @@ def churn_features(
     )
 
 
-def _logit(p: float) -> float:
-    p = min(1.0 - 1e-6, max(1e-6, p))
-    return math.log(p / (1.0 - p))
-
-
-def _days_since(days: float | None) -> float:
-    return NEVER_DAYS if days is None else min(days, NEVER_DAYS)
+_MAX_RECENCY = NEVER_DAYS * 3
+_LOGIT_LOW, _LOGIT_HIGH = 1e-6, 1.0 - 1e-6
 
 
 def describe(name: str, value: float) -> str:

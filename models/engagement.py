@@ -38,6 +38,14 @@ _K = len(TRACKED_KINDS)
 # layout: [decayed_at, last_survey, counts x K, last_at x K]
 _COUNTS, _LAST = 2, 2 + _K
 _LN2_PER_SECOND = math.log(2.0) / (HALF_LIFE_DAYS * SECONDS_PER_DAY)
+_TICKET, _COMPLAINT = float(_KIND_INDEX["support_ticket"]), float(_KIND_INDEX["complaint"])
+_LAST_LOGIN, _LAST_PAGE_VIEW, _LAST_EMAIL_OPEN = (
+    _LAST + _KIND_INDEX[kind] for kind in ("login", "page_view", "email_open")
+)
+_DECAYED = tuple(
+    _COUNTS + _KIND_INDEX[kind]
+    for kind in ("login", "page_view", "email_open", "email_click", "cart_abandon")
+)
 
 
 class Engagement:
@@ -90,6 +98,42 @@ class Engagement:
             if issues[k + 1] == index and since < issues[k] <= at
         )
 
+    def churn_inputs(self, at: float, never_days: float) -> tuple[float, ...]:
+        """What the churn features read, in one pass, as of `at`: the decayed counts of
+        login, page_view, email_open, email_click and cart_abandon; days since the last
+        login, page view and e-mail open (`never_days` if never, capped at it); support
+        tickets and complaints in the last 30 days. The same values as `decayed_count`,
+        `days_since` and `issues_within` give one by one."""
+        values = self._values
+        logins, views, opens, clicks, carts = map(values.__getitem__, _DECAYED)
+        decayed_at = values[0]
+        if at > decayed_at:  # a zero count stays zero
+            factor = math.exp(-(at - decayed_at) * _LN2_PER_SECOND)
+            logins, views, opens = logins * factor, views * factor, opens * factor
+            clicks, carts = clicks * factor, carts * factor
+        tickets = complaints = 0
+        issues = self._issues
+        if issues:
+            since = at - 30.0 * SECONDS_PER_DAY
+            for k in range(0, len(issues), 2):
+                if since < issues[k] <= at:
+                    if issues[k + 1] == _TICKET:
+                        tickets += 1
+                    elif issues[k + 1] == _COMPLAINT:
+                        complaints += 1
+        return (
+            logins,
+            views,
+            opens,
+            clicks,
+            carts,
+            _capped_days(values[_LAST_LOGIN], at, never_days),
+            _capped_days(values[_LAST_PAGE_VIEW], at, never_days),
+            _capped_days(values[_LAST_EMAIL_OPEN], at, never_days),
+            float(tickets),
+            float(complaints),
+        )
+
     @property
     def last_survey(self) -> float | None:
         return None if self._values[1] == _NONE else self._values[1]
@@ -112,6 +156,16 @@ class Engagement:
 
     def __repr__(self) -> str:
         return f"Engagement({list(self._values)!r}, {self._issues!r})"
+
+
+def _capped_days(last: float, at: float, cap: float) -> float:
+    """Days from `last` to `at` (`cap` if never, and at most `cap`)."""
+    if last == _NONE:
+        return cap
+    days = (at - last) / SECONDS_PER_DAY
+    if not days > 0.0:
+        return 0.0
+    return days if days < cap else cap
 
 
 def _decay_to(values: array, at: float) -> None:

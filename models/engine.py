@@ -344,9 +344,8 @@ class ScoringEngine:
             if params.model == "pareto_nbd"
             else ("r", "alpha", "a", "b")
         )
-        parameters = dict(
-            zip((*names, "p", "q", "v"), (*params.purchase, *params.spend), strict=True)
-        )
+        values = (*params.purchase, *params.spend)  # plain floats: numpy's do not serialize
+        parameters = {n: float(v) for n, v in zip((*names, "p", "q", "v"), values, strict=True)}
         value = {
             "event_type": "model_health",
             "schema_version": 1,
@@ -360,7 +359,7 @@ class ScoringEngine:
             "detail": detail,
             "parameters": parameters,
             "metrics": {
-                "log_likelihood": params.log_likelihood or 0.0,
+                "log_likelihood": float(params.log_likelihood or 0.0),
                 "customers": params.n_customers,
             },
         }

@@ -79,9 +79,11 @@ class Affinity:
         for category, (n, s, v) in updates.items():
             pn, ps, pv = merged.get(category, (0.0, 0.0, 0.0))
             merged[category] = (pn + n * new, ps + s * new, pv + v * new)
-        weight = cfg.view_weight
-        kept = sorted(merged.items(), key=lambda kv: (-(kv[1][0] + weight * kv[1][2]), kv[0]))
-        kept = kept[: cfg.max_categories_per_customer]
+        kept = merged.items()
+        if len(merged) > cfg.max_categories_per_customer:  # keep the strongest
+            weight = cfg.view_weight
+            kept = sorted(kept, key=lambda kv: (-(kv[1][0] + weight * kv[1][2]), kv[0]))
+            kept = kept[: cfg.max_categories_per_customer]
         return now, tuple(sorted((c, n, s, v) for c, (n, s, v) in kept))
 
     def shares(self, cfg: NeedsConfig) -> dict[str, float]:

@@ -64,7 +64,19 @@ class Population:
 
     def move(self, old: Bins | None, new: Bins | None) -> None:
         """Move one customer from `old` bins to `new` ones (None: not counted)."""
-        if old == new:
+        if old is new or old == new:
+            return
+        if old is not None and new is not None:  # the common case: a re-scored customer
+            for measure in range(len(MEASURES)):  # only the bins that changed move
+                was, now = old[measure], new[measure]
+                if was != now:
+                    counts = self.counts[measure]
+                    left = counts[was] - 1
+                    if left:
+                        counts[was] = left
+                    else:
+                        del counts[was]
+                    counts[now] = counts.get(now, 0) + 1
             return
         if old is not None:
             self.customers -= 1

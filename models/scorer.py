@@ -25,9 +25,9 @@ from models.population import (
     PopulationSnapshot,
     population_bins,
 )
-from models.segments import UNRANKED, Facts, Why, lifecycle, rfm_named, rfm_scores, value_tier
+from models.segments import UNRANKED, Why, lifecycle_of, rfm_named, rfm_scores, value_tier
 from models.state import CustomerState
-from models.timeline import SECONDS_PER_DAY, day_of, iso_utc
+from models.timeline import SECONDS_PER_DAY, iso_utc
 from models.value import ValueModel, ValueParams
 
 _NOT_PROFILED = Why("customer objected to profiling")
@@ -101,12 +101,14 @@ class ScoreFields:
         self.at = at
         self.model_version = scorer.model_version
         config = self._config = scorer.config
-        day = day_of(at)
+        day = int(at // SECONDS_PER_DAY)
         first = state.first_day
-        self.frequency = state.repeat_days
+        frequency = self.frequency = state.repeat_days
         self.recency_days = state.last_day - first if first is not None else 0
-        self.tenure_days = max(0, day - (first if first is not None else day_of(state.first_seen)))
-        self.monetary_value, self.total_spend = state.spend_summary()
+        self.tenure_days = tenure = max(
+            0, day - (first if first is not None else int(state.first_seen // SECONDS_PER_DAY))
+        )
+        mean_spend, total_spend = self.monetary_value, self.total_spend = state.spend_summary()
         self.refund_total = state.refund_total
         self.churn_vector = self._churn = self._churn_coefficients = None
         self.churn_probability = self.values = self.bins = None
@@ -120,39 +122,45 @@ class ScoreFields:
             self.lifecycle, self.lifecycle_why = "prospect", _PROSPECT
             return
         values = self.values = scorer.value_model.score(
-            self.frequency, self.recency_days, day - first, self.monetary_value
+            frequency, self.recency_days, day - first, mean_spend
         )
-        self.churn_probability = values.p_no_purchase
+        p_alive = values.p_alive
+        churn_probability = values.p_no_purchase
         churn = scorer.churn
         if churn is not None:
-            vector = churn_features(state, at, values.p_alive, values.p_no_purchase)
-            self.churn_vector = vector
-            self.churn_probability = churn.probability(vector, values.p_no_purchase)
+            vector = self.churn_vector = churn_features(
+                state, at, p_alive, churn_probability, mean_spend
+            )
+            churn_probability = churn.probability(vector, churn_probability)
             if churn.labels:
                 self._churn, self._churn_coefficients = churn, churn.coefficients()
-        facts = Facts(
-            self.churn_probability,
-            values.p_alive,
-            self.frequency,
-            self.tenure_days,
-            day - state.last_day,
-            day == state.last_day,
+        self.churn_probability = churn_probability
+        last_day = state.last_day
+        bought_today = day == last_day
+        segments = config.segments
+        self.lifecycle, self.lifecycle_why = lifecycle_of(
+            churn_probability,
+            p_alive,
+            frequency,
+            tenure,
+            day - last_day,
+            bought_today,
             state.segment,
             (at - state.segment_since) / SECONDS_PER_DAY,
+            segments,
         )
-        self.lifecycle, self.lifecycle_why = lifecycle(facts, config.segments)
         bins = self.bins = population_bins(
-            values.clv, state.last_day, self.frequency + 1, self.total_spend / (self.frequency + 1)
+            values.clv, last_day, frequency + 1, total_spend / (frequency + 1)
         )
         population = self._population
-        if population.customers >= config.segments.min_customers_for_tiers:
+        if population.customers >= segments.min_customers_for_tiers:
             top_share = 1.0 - population.percentile(CLV, bins[CLV])
             self.value_tier, self.tier_why = value_tier(
                 top_share,
                 state.value_tier,
-                config.segments,
+                segments,
                 (at - state.tier_since) / SECONDS_PER_DAY,
-                facts.bought_today,
+                bought_today,
             )
 
     @property

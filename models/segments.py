@@ -86,57 +86,74 @@ _TIER_DOWN = "CLV rank: top {:.1%} > {} {:.0%} (+ margin {:.0%})"
 
 def lifecycle(facts: Facts, cfg: SegmentConfig) -> tuple[str, Why]:
     """The lifecycle segment of a customer who has bought at least once."""
-    previous = facts.previous
-    if facts.repeat_days == 0 and facts.tenure_days <= cfg.new_customer_days:
-        return "new", Why("first purchase {} days ago", (facts.tenure_days,))
-    if facts.bought_today and previous in ("lapsing", "lost"):
+    return lifecycle_of(*facts, cfg)
+
+
+def lifecycle_of(
+    churn: float,
+    p_alive: float,
+    repeat_days: int,
+    tenure_days: int,
+    quiet_days: int,
+    bought_today: bool,
+    previous: str | None,
+    days_in_segment: float,
+    cfg: SegmentConfig,
+) -> tuple[str, Why]:
+    """`lifecycle` with the facts as arguments (the scorer's path: no `Facts` built)."""
+    if repeat_days == 0 and tenure_days <= cfg.new_customer_days:
+        return "new", Why("first purchase {} days ago", (tenure_days,))
+    if bought_today and previous in ("lapsing", "lost"):
         return "reactivated", Why("bought again while {}", (previous,))
-    if facts.quiet_days >= cfg.lost_after_days:
-        why = Why("days without a purchase {} >= {}", (facts.quiet_days, cfg.lost_after_days))
+    if quiet_days >= cfg.lost_after_days:
+        why = Why("days without a purchase {} >= {}", (quiet_days, cfg.lost_after_days))
         return "lost", why
-    band, why = _risk_band(facts, cfg)
-    if (
-        previous == "reactivated"
-        and facts.days_in_segment < cfg.reactivated_days
-        and band < _BAND_INDEX["lapsing"]
-    ):
+    band, why = _risk_band(churn, p_alive, previous, cfg)
+    if previous == "reactivated" and days_in_segment < cfg.reactivated_days and band < _LAPSING:
         return "reactivated", why
     candidate = RISK_BANDS[band]
     if (
         candidate != previous
         and previous in _BAND_INDEX
-        and not facts.bought_today
-        and facts.days_in_segment < cfg.min_days_in_segment
+        and not bought_today
+        and days_in_segment < cfg.min_days_in_segment
     ):
         return previous, why  # too soon to move without a purchase: hold
     return candidate, why
 
 
-def _risk_band(facts: Facts, cfg: SegmentConfig) -> tuple[int, Why]:
+_LAPSING, _LOST = _BAND_INDEX["lapsing"], _BAND_INDEX["lost"]
+_THRESHOLD_NAMES = ("at_risk", "lapsing", "lost")
+
+
+def _risk_band(
+    churn: float, p_alive: float, previous: str | None, cfg: SegmentConfig
+) -> tuple[int, Why]:
     """Band on the churn-probability scale; a threshold must be crossed by the margin
     (away from the band the customer is in), so a customer near one does not flap."""
-    previous = facts.previous
     current = _BAND_INDEX.get(previous, 0)
     # No band to hold on to yet (first scores, the end of `new`): no margin.
     held = previous in _BAND_INDEX or previous == "reactivated"
-    churn, margin = facts.churn, cfg.risk_margin if held else 0.0
-    thresholds = ((cfg.at_risk, "at_risk"), (cfg.lapsing, "lapsing"), (cfg.lost, "lost"))
+    margin = cfg.risk_margin if held else 0.0
+    thresholds = (cfg.at_risk, cfg.lapsing, cfg.lost)
     band = 0
-    why = Why("churn_probability {:.2f} < at_risk {:.2f}", (churn, cfg.at_risk))
-    for index, (threshold, name) in enumerate(thresholds):
+    crossed = None  # (template, index) of the last threshold crossed, for the reason
+    for index, threshold in enumerate(thresholds):
         if index < current:  # staying above a threshold already crossed: easier
             if churn < threshold - margin:
-                why = Why(_CHURN_DOWN, (churn, name, threshold, margin))
+                crossed = (_CHURN_DOWN, index)
                 break
         elif churn < threshold + margin:
             break
         else:
-            why = Why(_CHURN_UP, (churn, name, threshold, margin))
+            crossed = (_CHURN_UP, index)
         band = index + 1
-    if band == _BAND_INDEX["lapsing"] and facts.p_alive < cfg.lost_p_alive:
-        band = _BAND_INDEX["lost"]
-        why = Why("p_alive {:.2f} < {:.2f} while lapsing", (facts.p_alive, cfg.lost_p_alive))
-    return band, why
+    if band == _LAPSING and p_alive < cfg.lost_p_alive:
+        return _LOST, Why("p_alive {:.2f} < {:.2f} while lapsing", (p_alive, cfg.lost_p_alive))
+    if crossed is None:
+        return band, Why("churn_probability {:.2f} < at_risk {:.2f}", (churn, cfg.at_risk))
+    template, index = crossed
+    return band, Why(template, (churn, _THRESHOLD_NAMES[index], thresholds[index], margin))
 
 
 def value_tier(
@@ -157,10 +174,11 @@ def value_tier(
     'CLV rank: top 7.0% > top_5 5% (+ margin 20%)'
     """
     tiers = cfg.value_tiers
-    names = [name for name, _ in tiers]
-    current = names.index(previous) if previous in names else len(names)
-    margin = cfg.tier_margin if previous is not None else 0.0
-    tier = len(names)
+    count = current = tier = len(tiers)
+    margin = 0.0
+    if previous is not None:
+        margin = cfg.tier_margin
+        current = _tier_index(tiers).get(previous, count)
     for index, (_, share) in enumerate(tiers):
         if top_share <= share * (1 + margin if index >= current else 1 - margin):
             tier = index
@@ -171,10 +189,21 @@ def value_tier(
         why = Why(_TIER_DOWN, (top_share, *tiers[current], margin))
     else:
         why = Why("CLV rank: top {:.1%}", (top_share,))
-    held = current < len(names) and not bought_today and days_in_tier < cfg.min_days_in_segment
+    held = current < count and not bought_today and days_in_tier < cfg.min_days_in_segment
     if tier != current and held:
-        return names[current], why  # too soon without a purchase: hold
-    return (names[tier] if tier < len(names) else "rest"), why
+        return tiers[current][0], why  # too soon without a purchase: hold
+    return (tiers[tier][0] if tier < count else "rest"), why
+
+
+_TIER_INDEX: list[tuple[tuple, dict[str, int]]] = [((), {})]  # last tiers: {name: index}
+
+
+def _tier_index(tiers: tuple[tuple[str, float], ...]) -> dict[str, int]:
+    seen, index = _TIER_INDEX[0]
+    if seen is not tiers:
+        index = {name: position for position, (name, _) in enumerate(tiers)}
+        _TIER_INDEX[0] = (tiers, index)
+    return index
 
 
 def rfm_scores(recency_pct: float, frequency_pct: float, monetary_pct: float) -> str:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 
 SECONDS_PER_DAY = 86_400
 _EPOCH_DATE = date(1970, 1, 1)
@@ -34,6 +35,7 @@ def day_of_date(value: date) -> int:
     return (value - _EPOCH_DATE).days
 
 
+@lru_cache(maxsize=4096)  # every re-score names its due day
 def date_of_day(day: int) -> str:
     return (_EPOCH_DATE + timedelta(days=day)).isoformat()
 

@@ -279,7 +279,9 @@ def _score(
             snapshot = (at, fields.churn_probability, array("d", vector), False)
             state.snapshots = (*snapshots, snapshot)[-config.max_snapshots :]
             snapshot_at = at
-    state.population_bins = fields.bins
+    bins = fields.bins
+    if bins != state.population_bins:  # else keep the old tuple: fewer live objects
+        state.population_bins = bins
     lifecycle, tier = fields.lifecycle, fields.value_tier
     if lifecycle != state.segment:
         change = ("lifecycle", state.segment, lifecycle, fields.lifecycle_why)
@@ -295,19 +297,35 @@ def _score(
 def _segment_change(
     customer_id: str, at: float, cause: str, dimension: str, old: str | None, new: str, why: Why
 ) -> Output:
-    return Output(
-        Stream.SEGMENT_CHANGES,
-        customer_id,
-        {
-            "event_type": "segment_change",
-            "schema_version": 1,
-            "event_id": deterministic_id("segment", customer_id, cause, dimension, new),
-            "customer_id": customer_id,
-            "occurred_at": iso_utc(at),
-            "dimension": dimension,
-            "from_segment": old,
-            "to_segment": new,
-            "reason": why.text(),
-            "cause": cause,
-        },
-    )
+    return SegmentChangeOutput(customer_id, (at, cause, dimension, old, new, why))
+
+
+class SegmentChangeOutput(Output):
+    """A segment change whose payload (its id, time and reason text) is built on first
+    read, like a score update's; the content is the same either way."""
+
+    __slots__ = ("_change",)
+
+    def __init__(
+        self, customer_id: str, change: tuple[float, str, str, str | None, str, Why]
+    ) -> None:
+        self.stream, self.key, self._value = Stream.SEGMENT_CHANGES, customer_id, None
+        self._change = change  # at, cause, dimension, from, to, why
+
+    @property
+    def value(self) -> dict:
+        if self._value is None:
+            customer_id, (at, cause, dimension, old, new, why) = self.key, self._change
+            self._value = {
+                "event_type": "segment_change",
+                "schema_version": 1,
+                "event_id": deterministic_id("segment", customer_id, cause, dimension, new),
+                "customer_id": customer_id,
+                "occurred_at": iso_utc(at),
+                "dimension": dimension,
+                "from_segment": old,
+                "to_segment": new,
+                "reason": why.text(),
+                "cause": cause,
+            }
+        return self._value

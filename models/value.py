@@ -14,11 +14,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from functools import partial
 
 from models.btyd.bg_nbd import BGNBD
 from models.btyd.gamma_gamma import GammaGamma
-from models.btyd.pareto_nbd import ParetoNBD
+from models.btyd.pareto_nbd import ParetoNBD, discount_steps
 from models.config import ScoringConfig
 from models.ids import deterministic_id
 
@@ -67,9 +66,9 @@ PRIOR_PARAMS = ValueParams(
 
 
 class ValueScores:
-    """One customer's value-model scores. P(alive) and P(no purchase in the churn
-    window) are computed at once (segments need them on every event); the horizon
-    forecast (expected purchases, predicted value, CLV) on first read.
+    """One customer's value-model scores: P(alive), P(no purchase in the churn window)
+    and the horizon forecast (expected purchases, predicted value, CLV), the latter
+    given as (expected, discounted) purchases or a callable computing them on first read.
 
     >>> v = ValueScores(0.8, 0.3, 40.0, (2.0, 1.9))
     >>> v.expected_purchases, v.predicted_value, round(v.clv, 2)
@@ -93,9 +92,10 @@ class ValueScores:
         self._margin = margin
 
     def _purchases(self) -> tuple[float, float]:
-        if callable(self._horizon):
-            self._horizon = self._horizon()
-        return self._horizon
+        horizon = self._horizon
+        if not isinstance(horizon, tuple):
+            horizon = self._horizon = horizon()
+        return horizon
 
     @property
     def expected_purchases(self) -> float:
@@ -145,33 +145,55 @@ class ValueModel:
         self._window = config.churn_window_days / unit
         steps = max(1, round(config.horizon_days * config.clv_steps_per_year / _DAYS_PER_YEAR))
         step_days = config.horizon_days / steps
-        self._step_ends = [k * step_days / unit for k in range(1, steps + 1)]
+        self._step_ends = tuple(k * step_days / unit for k in range(1, steps + 1))
         rate = config.annual_discount_rate
         self._discounts = [
             (1.0 + rate) ** (-((k - 0.5) * step_days) / _DAYS_PER_YEAR) for k in range(1, steps + 1)
         ]
         self._margin = config.margin_rate
-        # Memoized: neither depends on spend, and customers with the same (x, t_x, T),
-        # e.g. every one-time buyer of the same age, share them. Bounded: cleared when full.
-        self._survivals: dict[tuple[int, float, float], tuple[float, float]] = {}
-        self._horizons: dict[tuple[int, float, float], tuple[float, float]] = {}
+        # Memoized: nothing here depends on spend, and customers with the same (x, t_x, T),
+        # e.g. every one-time buyer of the same age, share it. Every score reads the
+        # horizon too (CLV ranks), so both are computed together. Bounded: cleared when full.
+        self._memo: dict[int | tuple[int, float, float], _Entry] = {}
+
+    def __getstate__(self) -> dict:
+        """Pickled without the memo (a cache: a restored model computes equal values)."""
+        return {**self.__dict__, "_memo": {}}
+
+    def __setstate__(self, state: dict) -> None:
+        for stale in ("_survivals", "_horizons"):  # memos of an older version
+            state.pop(stale, None)
+        self.__dict__.update({"_memo": {}, **state})
 
     def score(self, x: int, t_x_days: float, T_days: float, mean_spend: float) -> ValueScores:
         """Scores of a customer with `x` repeat purchase days, last at `t_x_days`, age `T_days`."""
-        key = (x, t_x_days, T_days)
-        survival = self._survivals.get(key) or self._survival(key)
+        # Whole days (the scorer's case) are packed into one int: a memo keyed by tuples
+        # makes every garbage collection slower; anything else keys by its tuple.
+        if (
+            type(x) is int
+            and type(t_x_days) is int
+            and type(T_days) is int
+            and 0 <= t_x_days <= T_days < _DAYS
+        ):
+            key: int | tuple[int, float, float] = (x * _DAYS + t_x_days) * _DAYS + T_days
+        else:
+            key = (x, t_x_days, T_days)
+        entry = self._memo.get(key) or self._compute(key, x, t_x_days, T_days)
         spend = self.spend.expected_spend(x, mean_spend)
-        return ValueScores(
-            survival[0], survival[1], spend, partial(self._horizon, key), self._margin
-        )
+        return ValueScores(entry[0], entry[1], spend, (entry[2], entry[3]), self._margin)
 
-    def _survival(self, key: tuple[int, float, float]) -> tuple[float, float]:
-        return _memoized(self._survivals, key, self._survival_uncached)
+    def _compute(
+        self, key: int | tuple[int, float, float], x: int, t_x_days: float, T_days: float
+    ) -> _Entry:
+        memo = self._memo
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        p_alive, p_none = self._survival(x, t_x_days, T_days)
+        expected, discounted = self._horizon(x, t_x_days, T_days, p_alive)
+        entry = memo[key] = (p_alive, p_none, expected, discounted)
+        return entry
 
-    def _horizon(self, key: tuple[int, float, float]) -> tuple[float, float]:
-        return _memoized(self._horizons, key, self._horizon_uncached)
-
-    def _survival_uncached(self, x: int, t_x_days: float, T_days: float) -> tuple[float, float]:
+    def _survival(self, x: int, t_x_days: float, T_days: float) -> tuple[float, float]:
         p_alive, p_none = self.purchases.survival(
             x, t_x_days / self._unit, T_days / self._unit, self._window
         )
@@ -179,24 +201,23 @@ class ValueModel:
             raise ArithmeticError(f"non-finite survival for x={x} t_x={t_x_days} T={T_days}")
         return p_alive, min(1.0, max(0.0, p_none))
 
-    def _horizon_uncached(self, x: int, t_x_days: float, T_days: float) -> tuple[float, float]:
+    def _horizon(
+        self, x: int, t_x_days: float, T_days: float, p_alive: float
+    ) -> tuple[float, float]:
         """(expected purchases, discounted purchases) in the horizon."""
-        p_alive = self._survival((x, t_x_days, T_days))[0]
-        cumulative = self.purchases.cumulative(x, T_days / self._unit, p_alive, self._step_ends)
-        discounted, previous = 0.0, 0.0
-        for total, discount in zip(cumulative, self._discounts, strict=True):
-            discounted += (total - previous) * discount
-            previous = total
+        T = T_days / self._unit
+        purchases = self.purchases
+        if isinstance(purchases, ParetoNBD):
+            expected, discounted = purchases.discounted_cumulative(
+                x, T, p_alive, self._step_ends, self._discounts
+            )
+        else:
+            cumulative = purchases.cumulative(x, T, p_alive, self._step_ends)
+            expected, discounted = discount_steps(cumulative, self._discounts)
         if not math.isfinite(discounted):
             raise ArithmeticError(f"non-finite horizon for x={x} t_x={t_x_days} T={T_days}")
-        return cumulative[-1], discounted
+        return expected, discounted
 
 
-def _memoized(memo: dict, key: tuple, compute: Callable[..., tuple[float, float]]):
-    """`memo[key]`, computed on a miss; the memo is cleared when full (bounded memory)."""
-    value = memo.get(key)
-    if value is None:
-        if len(memo) >= _MEMO_LIMIT:
-            memo.clear()
-        value = memo[key] = compute(*key)
-    return value
+_Entry = tuple[float, float, float, float]  # P(alive), P(no purchase), expected, discounted
+_DAYS = 1 << 21  # whole days below this pack into a memo key

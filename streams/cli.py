@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -134,6 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in _SINGLE_THREADED_MATH:
         os.environ.setdefault(name, "1")
     args = build_parser().parse_args(argv)
+    # Scoring allocates many short-lived objects and keeps long-lived states: collect
+    # the young generation less often and never scan what start-up loaded (GC was
+    # about a tenth of the scorer's CPU time).
+    gc.freeze()
+    gc.set_threshold(20_000, 10, 10)
     try:
         return COMMANDS[args.command](args)
     except ClvError as error:

@@ -64,7 +64,7 @@ class BGNBD:
         a_T = self.alpha + T
         values = []
         for t in times:
-            hyp = hyp2f1(r_x, b + x, a + b + x - 1.0, t / (a_T + t))
+            hyp = float(hyp2f1(r_x, b + x, a + b + x - 1.0, t / (a_T + t)))  # not numpy's
             alive = (a + b + x - 1.0) / (a - 1.0) * (1.0 - (a_T / (a_T + t)) ** r_x * hyp)
             values.append(p_alive * alive if t > 0 else 0.0)
         return values

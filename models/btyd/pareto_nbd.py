@@ -82,6 +82,15 @@ class ParetoNBDLikelihood:
 _TAIL_MEMO_LIMIT = 1 << 19
 
 
+def discount_steps(cumulative: list[float], discounts) -> tuple[float, float]:
+    """(the last cumulative value, the sum of each step's increment times its discount)."""
+    discounted, previous = 0.0, 0.0
+    for total, discount in zip(cumulative, discounts, strict=True):
+        discounted += (total - previous) * discount
+        previous = total
+    return previous, discounted
+
+
 @dataclass(frozen=True)
 class ParetoNBD:
     r: float
@@ -94,9 +103,25 @@ class ParetoNBD:
         # of days (t_x, T, T + window): customers of the same age and frequency share
         # it. Memoized values come from the same code, so results never depend on it.
         object.__setattr__(self, "_tails", {})
+        # The same holds for the terms that depend on the age T alone (and the window
+        # or horizon steps): computed once per age by the same expressions.
+        object.__setattr__(self, "_ages", {})
+        object.__setattr__(self, "_steps", {})
+        object.__setattr__(self, "_steps_for", None)
+
+    def __getstate__(self) -> dict:
+        """The parameters only: the memos are caches a copy rebuilds with equal values."""
+        return {"r": self.r, "alpha": self.alpha, "s": self.s, "beta": self.beta}
+
+    def __setstate__(self, state: dict) -> None:
+        for name in ("r", "alpha", "s", "beta"):
+            object.__setattr__(self, name, state[name])
+        self.__post_init__()
 
     def _log_tail(self, x: int, u: float) -> float:
-        key = (x, u)
+        # (x, u) as a complex: hashable and exact like a tuple, but not an object the
+        # garbage collector tracks (a memo of tuples makes every collection slower).
+        key = complex(x, u)
         tails = self._tails
         value = tails.get(key)
         if value is None:
@@ -115,9 +140,9 @@ class ParetoNBD:
     def survival(self, x: int, t_x: float, T: float, window: float | None) -> tuple[float, float]:
         """(P(alive at T), P(no purchase in (T, T + window])); the second is NaN without a
         window. Shares the 2F1 terms between the two."""
-        r_x, s = self.r + x, self.s
-        a_T, b_T = self.alpha + T, self.beta + T
-        log_scale = math.log(s) + r_x * math.log(a_T) + s * math.log(b_T)
+        r_x = self.r + x
+        age = self._ages.get((T, window)) or self._age(T, window)
+        log_scale = age[0] + r_x * age[1] + age[2]
         log_i_T = self._log_tail(x, T)
         if t_x >= T:
             p_alive = 1.0  # a purchase at the end of the observation: no unseen death
@@ -130,8 +155,23 @@ class ParetoNBD:
         # P(no purchase) = E[mu/(lambda+mu) (1 - e^{-(lambda+mu)t})] + E[e^{-(lambda+mu)t}].
         log_gap = _log_diff(log_i_T, self._log_tail(x, T + window))
         dies_first = math.exp(log_scale + log_gap) if log_gap > -math.inf else 0.0
-        silent_alive = (a_T / (a_T + window)) ** r_x * (b_T / (b_T + window)) ** s
+        silent_alive = age[3] ** r_x * age[4]
         return p_alive, (1.0 - p_alive) + p_alive * min(1.0, dies_first + silent_alive)
+
+    def _age(self, T: float, window: float | None) -> tuple[float, ...]:
+        """The terms of `survival` that depend on the age (and window) alone:
+        log s, log(alpha + T), s log(beta + T), and with a window the ratio
+        (alpha + T) / (alpha + T + window) and ((beta + T) / (beta + T + window))^s."""
+        ages = self._ages
+        if len(ages) >= _TAIL_MEMO_LIMIT:
+            ages.clear()
+        s = self.s
+        a_T, b_T = self.alpha + T, self.beta + T
+        terms: tuple[float, ...] = (math.log(s), math.log(a_T), s * math.log(b_T))
+        if window is not None:
+            terms += (a_T / (a_T + window), (b_T / (b_T + window)) ** s)
+        ages[(T, window)] = terms
+        return terms
 
     def cumulative(self, x: int, T: float, p_alive: float, times) -> list[float]:
         """E[purchases in (T, T+t] | ...] for each t in `times`, given P(alive)."""
@@ -140,8 +180,40 @@ class ParetoNBD:
         if abs(s - 1.0) < 1e-9:
             scale = p_alive * r_x / a_T * b_T
             return [scale * math.log1p(t / b_T) for t in times]
-        scale, power = p_alive * r_x * b_T / (a_T * (s - 1.0)), s - 1.0
-        return [scale * (1.0 - (b_T / (b_T + t)) ** power) for t in times]
+        scale = p_alive * r_x * b_T / (a_T * (s - 1.0))
+        return [scale * term for term in self._step_terms(T, times)]
+
+    def discounted_cumulative(
+        self, x: int, T: float, p_alive: float, times: tuple[float, ...], discounts
+    ) -> tuple[float, float]:
+        """(E[purchases in (T, T + times[-1]]], the sum of each step's expected purchases
+        times its discount): `cumulative` and the discounting in one pass, same values."""
+        r_x, s = self.r + x, self.s
+        a_T, b_T = self.alpha + T, self.beta + T
+        if abs(s - 1.0) < 1e-9:
+            return discount_steps(self.cumulative(x, T, p_alive, times), discounts)
+        scale = p_alive * r_x * b_T / (a_T * (s - 1.0))
+        discounted, previous = 0.0, 0.0
+        for term, discount in zip(self._step_terms(T, times), discounts, strict=True):
+            total = scale * term
+            discounted += (total - previous) * discount
+            previous = total
+        return previous, discounted
+
+    def _step_terms(self, T: float, times) -> tuple[float, ...]:
+        """1 - ((beta + T) / (beta + T + t))^(s - 1) for each t: the same for every x.
+        Memoized per T for the last `times` object seen (a value model's fixed steps)."""
+        steps = self._steps
+        if times is not self._steps_for:
+            object.__setattr__(self, "_steps_for", times)
+            steps.clear()
+        terms = steps.get(T)
+        if terms is None:
+            if len(steps) >= _TAIL_MEMO_LIMIT:
+                steps.clear()
+            b_T, power = self.beta + T, self.s - 1.0
+            terms = steps[T] = tuple(1.0 - (b_T / (b_T + t)) ** power for t in times)
+        return terms
 
     def p_alive(self, x: int, t_x: float, T: float) -> float:
         """P(still alive at T | x, t_x, T)."""

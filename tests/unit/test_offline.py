@@ -201,3 +201,17 @@ def test_simulated_population_gets_lifecycle_tiers_rfm_and_needs(tmp_path):
     changes = [e["value"] for e in changes if e["stream"] == "segment-changes"]
     assert {c["dimension"] for c in changes} == {"lifecycle", "value_tier"}
     assert len({c["event_id"] for c in changes}) == len(changes)
+
+
+def test_model_health_events_of_either_value_model_serialize(tmp_path):
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(jsonl(random_history(150, 200, seed=8)))
+    for model in ("bg_nbd", "pareto_nbd"):
+        emitted = tmp_path / f"{model}.jsonl"
+        config = ScoringConfig(value_model=model, min_customers_for_fit=50)
+        score_file(events, tmp_path / f"{model}.csv", config, emitted_path=emitted,
+                   show_progress=False, fit_in_background=False)  # fmt: skip
+        health = [orjson.loads(line)["value"] for line in emitted.read_bytes().splitlines()]
+        fitted = [h for h in health if h and h.get("event_type") == "model_health"]
+        assert any(h["model"] == "value" and h["status"] == "fitted" for h in fitted), model
+        assert all(isinstance(v, float) for h in fitted for v in h["parameters"].values())
