@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -245,6 +247,20 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
+def die_with_parent(sig: signal.Signals = signal.SIGKILL) -> Callable[[], None]:
+    """A `preexec_fn`: on Linux the child gets `sig` when the process that started it
+    dies, even by SIGKILL (where atexit never runs); elsewhere it does nothing."""
+
+    def arm() -> None:
+        if sys.platform.startswith("linux"):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(sig))
+
+    return arm
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 def _spawn(name: str, command: list[str], log_path: Path, stop_signal: signal.Signals) -> _Child:
     """Start `command` in a new session, stdout and stderr appended to `log_path`."""
     env = {key: value for key, value in os.environ.items() if key not in _CHILD_ENV_DROP}
@@ -256,6 +272,7 @@ def _spawn(name: str, command: list[str], log_path: Path, stop_signal: signal.Si
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent(),  # an orphaned server only holds ports
                 env=env,
             )
         except OSError as error:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.errors import ClvError
-from streams.devstack import DevStack, create_topics, free_port
+from streams.devstack import DevStack, create_topics, die_with_parent, free_port
 from streams.settings import Settings
 from streams.topics import TopicNames
 
@@ -117,6 +117,7 @@ def start_worker(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGTERM),  # a clean stop if we die
         )
     return WorkerProcess(process, f"http://{settings.web_host}:{port}")
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
 import sys
+import time
 import uuid
 from collections import Counter, defaultdict
 from urllib.parse import urlsplit
@@ -193,3 +196,30 @@ def test_a_failed_start_reports_the_log_tail_and_leaves_nothing_running(monkeypa
     assert len(spawned) == 3  # a new port per attempt
     assert all(_gone(pid) for pid in spawned)
     assert stack.pids == () and stack.workdir is None
+
+
+def test_the_servers_die_with_a_killed_owner(tmp_path):
+    script = (
+        "from streams.devstack import DevStack\n"
+        "import sys, time\n"
+        "stack = DevStack(); stack.start()\n"
+        "print(*stack.pids, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    pids = [int(pid) for pid in owner.stdout.readline().split()]
+    assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+    owner.send_signal(signal.SIGKILL)  # no atexit, no finally
+    owner.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return not stat.read().split(") ", 1)[1].startswith("Z")
+    except FileNotFoundError:
+        return False
