@@ -8,6 +8,9 @@ group membership only carries its leader topic; the scoring consumer group is
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from typing import Any
 
 import faust
@@ -31,6 +34,7 @@ def create_app(settings: Settings) -> faust.App:
         broker=settings.kafka_url,
         broker_credentials=_faust_credentials(settings),
         store="memory://",
+        datadir=_scratch_dir(settings.app_id),
         topic_partitions=settings.partitions,
         web_host=settings.web_host,
         web_bind=settings.web_host,
@@ -45,6 +49,14 @@ def create_app(settings: Settings) -> faust.App:
     register_views(app, service)
     app.scoring_service = service  # for the CLI and tests
     return app
+
+
+def _scratch_dir(app_id: str) -> str:
+    """Faust insists on a data directory even with the memory store: a temporary one,
+    removed at exit, instead of `{app_id}-data` in the working directory."""
+    path = tempfile.mkdtemp(prefix=f"clvstream-{app_id}-")
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 def _faust_credentials(settings: Settings) -> Any:
