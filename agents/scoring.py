@@ -61,6 +61,7 @@ class ScoringService(Service):
         super().__init__(**kwargs)
         self.settings = settings
         self.names = TopicNames(settings.topic_prefix)
+        self._output_topics = {stream: self.names.output(stream) for stream in Stream}
         self.fit_executor = fit_executor
         self.metrics = WorkerMetrics()
         self.partitions: dict[int, PartitionScorer] = {}
@@ -190,7 +191,7 @@ class ScoringService(Service):
     async def _emit(self, partition: int, outputs: list[Output]) -> None:
         """Produce a partition's outputs in batches to the same partition of the output
         topics (co-partitioned: keyed by customer, as the inputs), scores to Redis."""
-        metrics, store, names = self.metrics, self.store, self.names
+        metrics, store, topics = self.metrics, self.store, self._output_topics
         batches: dict[str, object] = {}
         for output in outputs:
             stream, key, value = output.stream, output.key, output.value
@@ -202,7 +203,7 @@ class ScoringService(Service):
                     store.add(key, None, erased_at=output.at)
                 else:
                     store.add(key, value)
-            topic = names.output(stream)
+            topic = topics[stream]
             encoded_key = key.encode() if key is not None else None
             encoded = orjson.dumps(value) if value is not None else None
             batch = batches.get(topic)

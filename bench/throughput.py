@@ -20,6 +20,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from bench.events import events_file
+
 
 def bare_loop(path: Path, at_least_seconds: float = 0.0) -> tuple[int, float]:
     """Events and seconds of the bare loop, repeated over the file until it has run for
@@ -58,13 +60,7 @@ def main() -> int:
     parser.add_argument("scorer_options", nargs="*", help="extra options for clvstream score")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="clv-throughput-"))
-    events = args.events or work / "events.jsonl"
-    if not args.events:
-        subprocess.run(
-            [sys.executable, "-m", "streams.cli", "simulate", "--customers", str(args.customers),
-             "--days", str(args.days), "--seed", str(args.seed), "--out", str(events)],
-            check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+    events = events_file(args.events, work, args.customers, args.days, args.seed)
     bare_rates, score_rates, ratios = [], [], []
     for repeat in range(args.repeats):
         n, _ = bare_loop(events)
