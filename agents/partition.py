@@ -103,7 +103,9 @@ class PartitionScorer:
         self.partition = partition
         self.topics = tuple(topics)
         self.states = TrackedStates(states or {})
-        self.engine = ScoringEngine(config, states=self.states, fit_executor=fit_executor)
+        self.engine = ScoringEngine(
+            config, states=self.states, fit_executor=fit_executor, scope=f"p{partition}"
+        )
         if engine_blob is not None:
             restore_checkpoint(self.engine, engine_blob)
         self.persisted: set[str] = set(self.states)  # customers in the last checkpoint

@@ -32,6 +32,7 @@ from agents.changelog import Restored, read_changelog
 from agents.metrics import WorkerMetrics
 from agents.partition import CHECKPOINT_KEY, PartitionScorer
 from agents.redis_store import RedisScoreStore
+from models.config import ScoringConfig
 from models.transition import Erasure, Output, Stream
 from streams.devstack import bootstrap_servers
 from streams.settings import Settings
@@ -292,7 +293,7 @@ class ScoringService(Service):
         scorer = PartitionScorer(
             partition,
             self.names.merge_order,
-            self.settings.scoring,
+            partition_config(self.settings),
             states=restored.states,
             engine_blob=restored.engine_blob,
             offsets=restored.offsets,
@@ -353,3 +354,12 @@ class ScoringService(Service):
                 if isinstance(value, int):
                     totals[name] += value
         return dict(totals)
+
+
+def partition_config(settings: Settings) -> ScoringConfig:
+    """The scoring config of one partition: each spends 1/partitions of every daily
+    programme budget, so the service as a whole keeps to the budget."""
+    scoring = settings.scoring
+    share = scoring.programmes.budget_share / settings.partitions
+    programmes = scoring.programmes.model_copy(update={"budget_share": share})
+    return scoring.model_copy(update={"programmes": programmes})

@@ -2,6 +2,8 @@
 
 - `GET /customers/{id}`: the customer's current scores, as served from Redis;
 - `GET /segments`: customers and total CLV per lifecycle segment and value tier;
+- `GET /programmes`: per programme, triggers by arm and the measured incremental
+  revenue of the windows closed on this worker's partitions (pooled);
 - `GET /health`: 200 when the scorer runs and Redis takes writes, else 503;
 - `GET /metrics`: Prometheus text (events in / out, dead letters by reason, lag,
   latency from an input's broker timestamp to its score in Redis).
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from models.programmes.book import pooled_summary
 from models.segments import LIFECYCLE_SEGMENTS, UNRANKED
 
 if TYPE_CHECKING:
@@ -44,6 +47,15 @@ def register_views(app: faust.App, service: ScoringService) -> None:
                     "clv": round(sum(score for _, score in members), 2),
                 }
         return web.json(result)
+
+    @app.page("/programmes")
+    async def programmes(web, request):
+        books = [
+            scorer.engine.scorer.programmes
+            for _, scorer in sorted(service.partitions.items())
+            if scorer.engine.scorer.programmes is not None
+        ]
+        return web.json({"programmes": pooled_summary(books)})
 
     @app.page("/health")
     async def health(web, request):

@@ -65,6 +65,11 @@ def restore_checkpoint(engine: ScoringEngine, blob: bytes) -> None:
     if version != _FORMAT or not isinstance(checkpoint, EngineCheckpoint):
         raise CheckpointError(f"unknown checkpoint format {version!r}")
     engine.scorer = checkpoint.scorer
+    if "programmes" not in engine.scorer.__dict__:  # a checkpoint from before programmes
+        engine.scorer.programmes = Scorer(engine.config, engine.scorer.params).programmes
+    book = engine.scorer.programmes
+    if book is not None:
+        book.scope = engine.scope
     engine.clock = checkpoint.clock
     engine.counters = checkpoint.counters
     engine._refits.next_day = checkpoint.refit_next_day

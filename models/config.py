@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from models.programmes.catalogue import ProgrammesConfig
+
 PositiveDays = Annotated[int, Field(gt=0, le=3650)]
 Probability = Annotated[float, Field(gt=0, lt=1)]
 
@@ -146,6 +148,7 @@ class ScoringConfig(BaseModel):
     min_repeat_customers_for_spend_fit: int = Field(100, ge=10)
     segments: SegmentConfig = SegmentConfig()
     needs: NeedsConfig = NeedsConfig()
+    programmes: ProgrammesConfig = ProgrammesConfig()
     churn_model: bool = Field(True, description="Learn the online churn model (else value only).")
     churn_snapshot_interval_days: PositiveDays = Field(
         30, description="At most one churn-feature snapshot per customer per this many days."

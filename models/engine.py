@@ -24,7 +24,7 @@ from models.refit import PopulationStats, collect_statistics, fit_value_params
 from models.refit_schedule import FitOutcome, RefitSchedule
 from models.scorer import Scorer
 from models.state import CustomerState
-from models.timeline import date_of_day, day_of, iso_utc, start_of_day
+from models.timeline import SECONDS_PER_DAY, date_of_day, day_of, iso_utc, start_of_day
 from models.timers import DayTimers
 from models.transition import (
     Output,
@@ -84,9 +84,13 @@ class ScoringEngine:
         *,
         refit: bool = True,
         fit_executor: Executor | None = None,
+        scope: str = "all",
     ) -> None:
         self.config = config
         self.scorer = Scorer(config, params)
+        self.scope = scope  # names this engine's partition in programme result ids
+        if self.scorer.programmes is not None:
+            self.scorer.programmes.scope = scope
         self.states: MutableMapping[str, CustomerState] = {} if states is None else states
         self.clock = EventClock(config.allowed_lateness_seconds)
         self.counters = Counters()
@@ -155,9 +159,10 @@ class ScoringEngine:
         watermark = self.clock.watermark
         timers = self._timers
         outputs: list[Output] = []
-        if self.clock.started:
-            self._refresh(day_of(watermark))
+        if self.clock.started and self._refresh(day_of(watermark)):
+            self._check_health(outputs)
         self._resolve_labels(watermark)
+        self._close_windows(watermark, outputs)
         budget = max_rescores if max_rescores is not None else math.inf
         while budget > 0:
             day = timers.next_day()
@@ -188,6 +193,31 @@ class ScoringEngine:
                 if step.labels:
                     self._store(customer_id, step)
 
+    def _close_windows(self, watermark: float, outputs: list[Output]) -> None:
+        """Close the programme attribution windows the watermark has passed: an outcome
+        per window, then each changed programme's result."""
+        book = self.scorer.programmes
+        if book is None:
+            return
+        closed_any = False
+        for customer_id in book.due_customers(watermark):
+            state = self.states.get(customer_id)
+            if state is None or state.programmes is None:
+                continue  # erased: nothing kept
+            memory, closed = state.programmes.closing(watermark)
+            if not closed:
+                continue
+            new = state.copy()
+            new.programmes = memory
+            self.states[customer_id] = new
+            for attribution in closed:
+                value = book.observe(customer_id, attribution)
+                outputs.append(Output(Stream.PROGRAMME_OUTCOMES, customer_id, value))
+            closed_any = True
+        if closed_any:
+            for value in book.results(day_of(watermark)):
+                outputs.append(Output(Stream.PROGRAMME_OUTCOMES, value["programme_id"], value))
+
     def _fire(self, day: int, customer_id: str, outputs: list[Output]) -> int:
         """Handle one timer; returns 1 when the customer was re-scored."""
         state = self.states.get(customer_id)
@@ -197,7 +227,10 @@ class ScoringEngine:
             # Newer events moved the due time later: follow it now, lazily.
             self._set_timer(state, customer_id, state.due_day)
             return 0
-        step = rescore(state, customer_id, start_of_day(day), due_cause(day), self.scorer)
+        at = start_of_day(day)
+        clock = self.clock
+        current = at >= clock.watermark - SECONDS_PER_DAY - clock.allowed_lateness
+        step = rescore(state, customer_id, at, due_cause(day), self.scorer, current)
         self._learn_population(state, step)
         self._store(customer_id, step)
         self._set_timer(step.state, customer_id, step.state.due_day)
@@ -212,6 +245,8 @@ class ScoringEngine:
         for customer_id, state in self.states.items():
             self._set_timer(state, customer_id, state.due_day)
         self._learning.rebuild((cid, s.snapshots) for cid, s in self.states.items())
+        if self.scorer.programmes is not None:
+            self.scorer.programmes.rebuild((cid, s.programmes) for cid, s in self.states.items())
         population = self.scorer.population = Population()
         for state in self.states.values():
             population.move(None, state.population_bins)
@@ -222,12 +257,24 @@ class ScoringEngine:
         if day is not None:
             self._timers.add(day, customer_id)
 
-    def _refresh(self, day: int) -> None:
+    def _refresh(self, day: int) -> bool:
         """Once per event-time day: freeze the population quantiles and the needs model
-        that scores read until the next day."""
+        that scores read until the next day. True on a new day."""
         if self._refreshed_day is None or day > self._refreshed_day:
             self._refreshed_day = day
             self.scorer.refresh()
+            return True
+        return False
+
+    def _check_health(self, outputs: list[Output]) -> None:
+        """Once per event-time day: programmes freeze or resume on the churn model's
+        health (drift alarm, rolling AUC)."""
+        book, churn = self.scorer.programmes, self.scorer.churn
+        if book is None or churn is None:
+            return
+        event = book.on_health(churn.health(), start_of_day(self._refreshed_day))
+        if event is not None:
+            outputs.append(Output(Stream.MODEL_HEALTH, None, event))
 
     def _learn_population(self, previous: CustomerState | None, step: Step) -> None:
         """Move the customer in the population quantiles; learn what they bought."""
@@ -246,6 +293,9 @@ class ScoringEngine:
         if self.refit_enabled:
             refit_day = self._refits.next_work_day
             next_at = min(next_at, -math.inf if refit_day is None else start_of_day(refit_day))
+        book = self.scorer.programmes
+        if book is not None and (window_day := book.next_day()) is not None:
+            next_at = min(next_at, start_of_day(window_day))
         if self._learning.model is not None:
             learning_day = self._learning.next_day()
             next_at = min(
@@ -265,6 +315,9 @@ class ScoringEngine:
         self.states[customer_id] = state
         if step.labels:
             self._learning.learn(step.labels)
+        if step.trigger is not None:
+            self.scorer.programmes.record(customer_id, step.trigger)
+            self._wake_by(day_of(step.trigger.end) + 1)
         if step.snapshot_at is not None:
             self._wake_by(self._learning.schedule(customer_id, step.snapshot_at))
         due_day = state.due_day

@@ -25,11 +25,13 @@ from models.population import (
     PopulationSnapshot,
     population_bins,
 )
+from models.programmes.book import ProgrammeBook
 from models.segments import UNRANKED, Why, lifecycle_of, rfm_named, rfm_scores, value_tier
 from models.state import CustomerState
 from models.timeline import SECONDS_PER_DAY, iso_utc
 from models.value import ValueModel, ValueParams
 
+_UNSET: list = []  # marks a lazily computed field not computed yet
 _NOT_PROFILED = Why("customer objected to profiling")
 _PROSPECT = Why("no purchase yet")
 
@@ -49,6 +51,11 @@ class Scorer:
         self.needs = NeedsModel(config.needs.max_categories)
         self.population_snapshot: PopulationSnapshot = EMPTY_SNAPSHOT
         self.needs_snapshot: NeedsSnapshot = EMPTY_NEEDS
+        self.programmes = (
+            ProgrammeBook(config.programmes, config.margin_rate)
+            if config.programmes.enabled
+            else None
+        )
 
     def with_params(self, params: ValueParams) -> Scorer:
         """A scorer for new value-model parameters that shares every learner."""
@@ -79,6 +86,8 @@ class ScoreFields:
         "_config",
         "_needs",
         "_population",
+        "_rfm",
+        "_top_needs",
         "at",
         "bins",
         "churn_probability",
@@ -114,6 +123,7 @@ class ScoreFields:
         self.churn_probability = self.values = self.bins = None
         self.value_tier = self.tier_why = None
         self._population, self._affinity, self._needs = scorer.population_snapshot, None, None
+        self._rfm = self._top_needs = _UNSET
         if state.consent.get("profiling") is False:
             self.lifecycle, self.lifecycle_why = "not_profiled", _NOT_PROFILED
             return
@@ -172,20 +182,29 @@ class ScoreFields:
     @property
     def rfm_score(self) -> str | None:
         """R, F, M quintiles as digits ("543") within the partition's purchasers."""
+        if self._rfm is not _UNSET:
+            return self._rfm
         bins, population = self.bins, self._population
         if bins is None or population.customers < self._config.segments.min_customers_for_tiers:
+            self._rfm = None
             return None
-        return rfm_scores(
+        self._rfm = rfm_scores(
             population.percentile(LAST_DAY, bins[LAST_DAY]),
             population.percentile(PURCHASE_DAYS, bins[PURCHASE_DAYS]),
             population.percentile(SPEND, bins[SPEND]),
         )
+        return self._rfm
 
     @property
     def top_needs(self) -> list[str]:
-        if self._affinity is None:
-            return []
-        return top_needs(self._affinity, self._needs, self._config.needs)
+        """Next-best categories (a fresh list each time; computed once)."""
+        if self._top_needs is _UNSET:
+            self._top_needs = (
+                []
+                if self._affinity is None
+                else top_needs(self._affinity, self._needs, self._config.needs)
+            )
+        return list(self._top_needs)
 
     @property
     def churn_reasons(self) -> list[str]:

@@ -24,8 +24,11 @@ from models.engagement import Engagement
 from models.errors import ClvError
 from models.ids import FINGERPRINT_BYTES
 from models.needs import Affinity
+from models.programmes.memory import ProgrammeMemory
 
-_FORMAT_VERSION = 4  # 2: raw 8-byte event fingerprints; 3: engagement, snapshots; 4: needs, tiers
+# 2: 8-byte fingerprints; 3: engagement, snapshots; 4: needs, tiers; 5: programmes
+_FORMAT_VERSION = 5
+_READABLE_VERSIONS = (4, 5)
 _CONSENT_FLAGS = ("marketing_email", "marketing_sms", "marketing_phone", "profiling")
 
 
@@ -56,6 +59,7 @@ class CustomerState:
         "last_day",
         "last_event_at",
         "population_bins",
+        "programmes",
         "purchase_count",
         "recent_days",
         "recent_ids",
@@ -102,6 +106,7 @@ class CustomerState:
         self.due_day: int | None = None
         self.rescore_step = 0
         self.engagement = Engagement()  # immutable: shared by copies
+        self.programmes: ProgrammeMemory | None = None  # immutable: shared by copies
         # Churn-feature snapshots awaiting their label, oldest first (immutable tuple):
         # (event time taken, probability served then, feature vector, a purchase inside
         # the window was seen: labelled 0 when the window ends).
@@ -124,6 +129,7 @@ class CustomerState:
         twin.country = self.country
         twin.due_day = self.due_day
         twin.engagement = self.engagement
+        twin.programmes = self.programmes
         twin.snapshots = self.snapshots
         twin.first_day = self.first_day
         twin.first_seen = self.first_seen
@@ -274,6 +280,7 @@ class CustomerState:
                 self.tier_since,
                 self.population_bins,
                 self.affinity.to_list() if self.affinity.entries else None,
+                self.programmes.to_list() if self.programmes is not None else None,
             ],
             use_bin_type=True,
         )
@@ -281,8 +288,9 @@ class CustomerState:
     @classmethod
     def from_bytes(cls, data: bytes) -> CustomerState:
         fields = msgpack.unpackb(data, raw=False)
-        if not fields or fields[0] != _FORMAT_VERSION:
+        if not fields or fields[0] not in _READABLE_VERSIONS:
             raise StateFormatError(f"unknown state format {fields[:1]!r}")
+        programmes = fields.pop() if fields[0] >= 5 else None
         state = cls.__new__(cls)
         (
             _,
@@ -313,6 +321,7 @@ class CustomerState:
             affinity,
         ) = fields
         state.population_bins = tuple(bins) if bins is not None else None
+        state.programmes = ProgrammeMemory.from_list(programmes) if programmes else None
         state.affinity = Affinity.from_list(affinity) if affinity else Affinity()
         state.engagement = Engagement.from_list(engagement)
         state.snapshots = tuple(

@@ -15,6 +15,8 @@ from typing import NamedTuple
 
 from models.config import ScoringConfig
 from models.ids import deterministic_id, event_fingerprint
+from models.programmes.decision import Moment, decide
+from models.programmes.memory import Attribution
 from models.scorer import ScoreFields, Scorer
 from models.segments import Why
 from models.state import CustomerState
@@ -39,6 +41,7 @@ class Stream(StrEnum):
     SCORES = "scores"
     SEGMENT_CHANGES = "segment-changes"
     PROGRAMME_TRIGGERS = "programme-triggers"
+    PROGRAMME_OUTCOMES = "programme-outcomes"
     MODEL_HEALTH = "model-health"
     DEAD_LETTER = "dead-letter"
 
@@ -106,6 +109,7 @@ class Step(NamedTuple):
     labels: tuple[Label, ...] = ()  # churn labels resolved by this step, for learning
     snapshot_at: float | None = None  # event time of a churn snapshot this step took
     basket: Basket | None = None  # categories bought, for the needs model to learn
+    trigger: Attribution | None = None  # a programme triggered: the book spends and waits
 
 
 class Basket(NamedTuple):
@@ -153,6 +157,9 @@ def apply_event(
         if amount is None:
             detail = f"no exchange rate from {event.currency} to {scorer.config.base_currency}"
             return Step(state, [], Status.REJECTED, DeadLetterReason.UNSUPPORTED_CURRENCY, detail)
+        if new.programmes is not None and new.programmes.open:
+            revenue = amount if event.kind == "purchase" else -amount
+            new.programmes = new.programmes.attribute(at, revenue)
         if event.kind == "purchase":
             day = day_of(at)
             new.add_purchase(day, amount)
@@ -182,17 +189,38 @@ def apply_event(
     new.rescore_step = 0
     _schedule_rescore(new, scorer)
     scored_at = max(new.scored_at, at)
-    outputs, snapshot_at = _score(new, customer_id, scored_at, event.event_id, scorer)
-    return Step(new, outputs, Status.APPLIED, labels=labels, snapshot_at=snapshot_at, basket=basket)
+    outputs, snapshot_at, trigger = _score(
+        new, customer_id, scored_at, event.event_id, scorer, event.kind
+    )
+    return Step(
+        new,
+        outputs,
+        Status.APPLIED,
+        labels=labels,
+        snapshot_at=snapshot_at,
+        basket=basket,
+        trigger=trigger,
+    )
 
 
-def rescore(state: CustomerState, customer_id: str, at: float, cause: str, scorer: Scorer) -> Step:
-    """Re-score a (silent) customer as of `at`; used when the clock passes its due time."""
+def rescore(
+    state: CustomerState,
+    customer_id: str,
+    at: float,
+    cause: str,
+    scorer: Scorer,
+    decide_programmes: bool = True,
+) -> Step:
+    """Re-score a (silent) customer as of `at`; used when the clock passes its due time.
+    A catch-up re-score far behind the clock decides no programme (`decide_programmes`
+    off): its offer would be stale and its attribution window partly past."""
     new = state.copy()
     new.rescore_step += 1
     _schedule_rescore(new, scorer)
-    outputs, snapshot_at = _score(new, customer_id, max(new.scored_at, at), cause, scorer)
-    return Step(new, outputs, Status.RESCORED, snapshot_at=snapshot_at)
+    outputs, snapshot_at, trigger = _score(
+        new, customer_id, max(new.scored_at, at), cause, scorer, None, decide_programmes
+    )
+    return Step(new, outputs, Status.RESCORED, snapshot_at=snapshot_at, trigger=trigger)
 
 
 def resolve_expired(state: CustomerState, watermark: float, window_days: int) -> Step:
@@ -263,9 +291,16 @@ def _schedule_rescore(state: CustomerState, scorer: Scorer) -> None:
 
 
 def _score(
-    state: CustomerState, customer_id: str, at: float, cause: str, scorer: Scorer
-) -> tuple[list[Output], float | None]:
-    """Score the state (updating it) and take a churn snapshot when one is due."""
+    state: CustomerState,
+    customer_id: str,
+    at: float,
+    cause: str,
+    scorer: Scorer,
+    event_kind: str | None,
+    decide_programmes: bool = True,
+) -> tuple[list[Output], float | None, Attribution | None]:
+    """Score the state (updating it), take a churn snapshot when one is due, and decide
+    on programmes."""
     fields = scorer.scores_of(state, at)
     state.scored_at = at
     config = scorer.config
@@ -283,15 +318,37 @@ def _score(
     if bins != state.population_bins:  # else keep the old tuple: fewer live objects
         state.population_bins = bins
     lifecycle, tier = fields.lifecycle, fields.value_tier
+    entered_lifecycle = entered_tier = None
     if lifecycle != state.segment:
         change = ("lifecycle", state.segment, lifecycle, fields.lifecycle_why)
         outputs.append(_segment_change(customer_id, at, cause, *change))
         state.segment, state.segment_since = lifecycle, at
+        entered_lifecycle = lifecycle
     if tier != state.value_tier and tier is not None:
         change = ("value_tier", state.value_tier, tier, fields.tier_why)
         outputs.append(_segment_change(customer_id, at, cause, *change))
         state.value_tier, state.tier_since = tier, at
-    return outputs, snapshot_at
+        entered_tier = tier
+    trigger = None
+    book = scorer.programmes
+    if book is not None and decide_programmes and fields.values is not None:
+        moment = Moment(event_kind, entered_lifecycle, entered_tier)
+        decision = decide(
+            customer_id,
+            state,
+            fields,
+            moment,
+            cause,
+            book,
+            config.programmes,
+            config.margin_rate,
+            config.horizon_days,
+        )
+        if decision is not None:
+            state.programmes = decision.memory
+            outputs.append(Output(Stream.PROGRAMME_TRIGGERS, customer_id, decision.event))
+            trigger = decision.attribution
+    return outputs, snapshot_at, trigger
 
 
 def _segment_change(

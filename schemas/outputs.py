@@ -133,8 +133,15 @@ class SegmentChange(OutputContract):
     cause: str
 
 
+class RunnerUp(OutputContract):
+    programme_id: str
+    expected_incremental_value: float
+    why_lost: str = Field(description="Lower expected value, or the guardrail that blocked it.")
+
+
 class ProgrammeTrigger(OutputContract):
-    """Shape of a programme trigger; the decision logic fills it."""
+    """A programme chosen for a customer. Downstream acts on `arm=treatment` only;
+    `arm=control` marks a held-out customer, emitted so the effect can be measured."""
 
     event_type: Literal["programme_trigger"] = "programme_trigger"
     schema_version: Literal[1] = 1
@@ -143,12 +150,71 @@ class ProgrammeTrigger(OutputContract):
     occurred_at: datetime
     programme_id: str
     arm: Literal["treatment", "control"]
-    expected_incremental_value: float
-    cost: float
+    expected_incremental_value: float = Field(
+        description="margin x uplift x value at stake - cost per contact, base currency."
+    )
+    cost: float = Field(description="Cost of this contact (0 for control).")
+    value_at_stake: float = Field(
+        description="churn probability x CLV (retention) or CLV (growth)."
+    )
+    uplift: float = Field(description="Uplift used: the prior, updated by measurement.")
     reasons: list[str]
     offer: list[str] = Field(default_factory=list, description="Top needs to use as offer content.")
     expires_at: datetime
+    attribution_ends_at: datetime
+    runner_up: RunnerUp | None = None
+    cause: str
     model_version: str
+
+
+class ProgrammeOutcome(OutputContract):
+    """Revenue of one trigger's customer in its attribution window, when it closes."""
+
+    event_type: Literal["programme_outcome"] = "programme_outcome"
+    schema_version: Literal[1] = 1
+    event_id: str
+    customer_id: str
+    occurred_at: datetime = Field(description="End of the attribution window.")
+    programme_id: str
+    arm: Literal["treatment", "control"]
+    trigger_id: str
+    triggered_at: datetime
+    revenue: float = Field(description="Purchases minus refunds in the window, base currency.")
+    pre_period_value: float = Field(description="Revenue per window-length before the trigger.")
+    value_at_stake: float
+    cost: float
+    first_exposure: bool = Field(
+        description="The customer's first window of this programme: only these are pooled "
+        "in the programme's result (a customer stays in one arm, so repeats are not "
+        "independent)."
+    )
+
+
+class ProgrammeResult(OutputContract):
+    """A programme's measured effect so far on customers' first exposures (one
+    scorer's partition: `scope`); the arms' sums pool exactly across partitions."""
+
+    event_type: Literal["programme_result"] = "programme_result"
+    schema_version: Literal[1] = 1
+    event_id: str
+    occurred_at: datetime
+    programme_id: str
+    scope: str
+    status: Literal["active", "stopped"]
+    detail: str
+    treated: int
+    control: int
+    cost: float
+    uplift_prior: float
+    uplift: float = Field(description="Uplift after the measurement (normal prior update).")
+    treatment_stats: dict[str, float]
+    control_stats: dict[str, float]
+    incremental_revenue_per_customer: float | None = None
+    ci_low: float | None = Field(None, description="95% interval (CUPED, Welch).")
+    ci_high: float | None = None
+    total_incremental_revenue: float | None = None
+    roi: float | None = Field(None, description="(margin x incremental revenue - cost) / cost.")
+    variance_reduction: float | None = Field(None, description="Share removed by CUPED.")
 
 
 class ModelHealth(OutputContract):
@@ -158,9 +224,9 @@ class ModelHealth(OutputContract):
     schema_version: Literal[1] = 1
     event_id: str
     occurred_at: datetime = Field(description="Event time at which this was measured or fitted.")
-    model: Literal["value", "churn"]
+    model: Literal["value", "churn", "programmes"]
     model_version: str = Field(description="The version in use after this event.")
-    status: Literal["fitted", "fit_failed", "fit_skipped", "quality"]
+    status: Literal["fitted", "fit_failed", "fit_skipped", "quality", "frozen", "unfrozen"]
     detail: str
     parameters: dict[str, float] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
@@ -170,6 +236,8 @@ OUTPUT_MODELS: tuple[type[OutputContract], ...] = (
     ScoreUpdate,
     SegmentChange,
     ProgrammeTrigger,
+    ProgrammeOutcome,
+    ProgrammeResult,
     ModelHealth,
     DeadLetter,
 )

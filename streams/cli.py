@@ -9,9 +9,13 @@ import sys
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from models.errors import ClvError
+from models.errors import ClvError, ConfigError
 from streams.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from models.simulation.effects import ProgrammeEffects
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CDNOW_FILE = REPO_ROOT / "data" / "cdnow" / "CDNOW_master.txt"
@@ -87,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_simulate(commands)
     _add_service(commands)
+    _add_report(commands)
     return parser
 
 
@@ -124,6 +129,32 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
     simulate.add_argument("--duplicate-rate", type=float, default=0.0)
     simulate.add_argument("--malformed-rate", type=float, default=0.0)
     simulate.add_argument("--late-rate", type=float, default=0.0)
+    simulate.add_argument(
+        "--programme-effect",
+        action="append",
+        default=[],
+        metavar="ID=AMOUNT",
+        help="true additional revenue per treated customer of a programme (repeatable); "
+        "the events are then run through the scorer to know who is treated",
+    )
+    simulate.add_argument("--config", type=Path, help="TOML settings file (with effects)")
+
+
+def _add_report(commands: argparse._SubParsersAction) -> None:
+    report = commands.add_parser("report", help="write an HTML management report")
+    report.add_argument("--out", type=Path, required=True, help="HTML file to write")
+    report.add_argument("--scores", type=Path, help="scores CSV (`clvstream score --out`)")
+    report.add_argument("--emitted", type=Path, help="events (`clvstream score --emitted`)")
+    report.add_argument(
+        "--from-service", action="store_true", help="read the live service's output topics"
+    )
+    report.add_argument(
+        "--from", dest="first", type=_date, metavar="DATE", help="first day (first event's)"
+    )
+    report.add_argument(
+        "--to", dest="last", type=_date, metavar="DATE", help="last day (last event's)"
+    )
+    report.add_argument("--config", type=Path, help="TOML settings file")
 
 
 _SINGLE_THREADED_MATH = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -203,9 +234,32 @@ def _run_simulate(args: argparse.Namespace) -> int:
     }
     if args.start:
         options["start"] = args.start
-    summary = write_simulation(SimulationConfig(**options), args.out, args.truth)
+    effects = _programme_effects(args.programme_effect, args.seed)
+    scoring = _settings_of_file(args.config).scoring if effects else None
+    summary = write_simulation(
+        SimulationConfig(**options), args.out, args.truth, effects=effects, scoring=scoring
+    )
     print(f"wrote {args.out}: {summary}")
     return 0
+
+
+def _programme_effects(pairs: list[str], seed: int) -> ProgrammeEffects | None:
+    from models.simulation.effects import ProgrammeEffects
+
+    if not pairs:
+        return None
+    effects = {}
+    for pair in pairs:
+        programme_id, _, amount = pair.partition("=")
+        try:
+            effects[programme_id.strip()] = float(amount)
+        except ValueError:
+            raise ConfigError(f"--programme-effect wants ID=AMOUNT, got {pair!r}") from None
+    return ProgrammeEffects(effects=effects, seed=seed)
+
+
+def _settings_of_file(path: Path | None) -> Settings:
+    return load_settings(path)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -246,6 +300,29 @@ def _run_up(args: argparse.Namespace) -> int:
     )
 
 
+def _run_report(args: argparse.Namespace) -> int:
+    from streams.report import write_report
+
+    if args.from_service and (args.scores or args.emitted):
+        raise ClvError("--from-service reads the topics: leave out --scores and --emitted")
+    if not args.from_service and not args.scores:
+        raise ClvError("give --scores (and --emitted) of an offline run, or --from-service")
+    report = write_report(
+        args.out,
+        load_settings(args.config),
+        scores=args.scores,
+        emitted=args.emitted,
+        from_service=args.from_service,
+        first=args.first,
+        last=args.last,
+    )
+    print(
+        f"report: {args.out} ({report.customers:,} customers, customer equity "
+        f"{report.equity:,.0f} {report.currency})"
+    )
+    return 0
+
+
 COMMANDS = {
     "worker": _run_worker,
     "replay": _run_replay,
@@ -255,6 +332,7 @@ COMMANDS = {
     "import": _run_import,
     "schemas": _run_schemas,
     "simulate": _run_simulate,
+    "report": _run_report,
 }
 
 if __name__ == "__main__":

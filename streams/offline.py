@@ -197,4 +197,32 @@ def format_summary(result: OfflineResult) -> str:
             f"rolling AUC {health['rolling_auc']:.3f}, log loss {health['rolling_log_loss']:.3f}, "
             f"Brier {health['rolling_brier']:.3f}; drifts detected {health['drifts_detected']:.0f}"
         )
+    lines.extend(programme_lines(engine))
     return "\n".join(lines)
+
+
+def programme_lines(engine: ScoringEngine) -> list[str]:
+    """Per programme: triggers by arm, closed windows, measured effect, status."""
+    book = engine.scorer.programmes
+    if book is None:
+        return []
+    currency = engine.config.base_currency
+    lines = [f"programmes (incremental revenue per treated customer, {currency}, 95% CI):"]
+    for programme in book.config.catalogue:
+        treated, control = book.triggers[programme.id]
+        line = f"  {programme.id}: triggers {treated:,} treatment / {control:,} control"
+        result = book.estimate(programme.id)
+        if result is None:
+            line += "; too few closed windows to measure"
+        else:
+            roi = f"{result.roi:.2f}" if result.roi != float("inf") else "n/a"
+            line += (
+                f"; closed {result.treated:,}/{result.control:,}: "
+                f"{result.per_customer:+.2f} ({result.low:+.2f} to {result.high:+.2f}), "
+                f"total {result.total:+,.0f}, cost {result.cost:,.0f}, ROI {roi}"
+            )
+        stopped = book.stopped(programme.id)
+        if stopped:
+            line += f"; {stopped}"
+        lines.append(line)
+    return lines

@@ -16,20 +16,39 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from models.config import ScoringConfig
+from models.engine import ScoringEngine
+from models.errors import ConfigError
 from models.simulation import Simulation, SimulationConfig, simulate
+from models.simulation.effects import ProgrammeEffects, with_programme_effects
+from models.transition import Stream
 
 WRITE_BATCH_LINES = 2048
 
 
 def write_simulation(
-    config: SimulationConfig, events_path: Path, truth_path: Path | None = None
+    config: SimulationConfig,
+    events_path: Path,
+    truth_path: Path | None = None,
+    *,
+    effects: ProgrammeEffects | None = None,
+    scoring: ScoringConfig | None = None,
 ) -> dict[str, Any]:
-    """Simulate, write the events (and the truth), return a small summary."""
+    """Simulate, write the events (and the truth), return a small summary. With
+    programme `effects`, the events run through a scorer with the `scoring` settings
+    first (see `models.simulation.effects`) and the added purchases are written too."""
     simulation = simulate(config)
-    lines = write_events(simulation, Path(events_path))
+    added = None
+    if effects is not None and effects.effects:
+        lines, added = write_events_with_effects(
+            simulation, Path(events_path), effects, scoring or ScoringConfig()
+        )
+    else:
+        lines = write_events(simulation, Path(events_path))
     if truth_path is not None:
         write_truth(simulation, Path(truth_path))
     counts = simulation.counts()
@@ -43,16 +62,46 @@ def write_simulation(
         "interaction_share": round(interactions / max(sum(counts.values()), 1), 4),
         "counts": counts,
         "noise": simulation.noise.summary(),
+        **({"programme_effects": added} if added is not None else {}),
     }
 
 
 def write_events(simulation: Simulation, path: Path) -> int:
     """One event per line, in arrival order; returns the number of lines."""
+    return _write_lines((line for _, line in simulation.events()), path)
+
+
+def write_events_with_effects(
+    simulation: Simulation, path: Path, effects: ProgrammeEffects, scoring: ScoringConfig
+) -> tuple[int, dict[str, Any]]:
+    """The closed loop: lines as the scorer saw them; returns (lines, effect summary)."""
+    known = {programme.id for programme in scoring.programmes.catalogue}
+    unknown = sorted(set(effects.effects) - known)
+    if unknown:
+        raise ConfigError(f"no programme {', '.join(unknown)} in the catalogue")
+    engine = ScoringEngine(scoring)
+    counts = {"triggers": 0, "purchases_added": 0}
+
+    def lines() -> Iterator[bytes]:
+        for _, line, outputs in with_programme_effects(
+            simulation.events(), engine, effects, path.name
+        ):
+            counts["purchases_added"] += b'"channel":"programme"' in line
+            counts["triggers"] += sum(1 for o in outputs if o.stream is Stream.PROGRAMME_TRIGGERS)
+            yield line
+
+    written = _write_lines(lines(), path)
+    summary = {"true_effects": dict(effects.effects), "response_rate": effects.response_rate}
+    return written, summary | counts
+
+
+def _write_lines(lines: Iterable[bytes], path: Path) -> int:
+    """Write newline-terminated lines in batches; returns how many."""
     path.parent.mkdir(parents=True, exist_ok=True)
     written = 0
     batch: list[bytes] = []
     with open(path, "wb") as sink:
-        for _, line in simulation.events():
+        for line in lines:
             batch.append(line)
             if len(batch) == WRITE_BATCH_LINES:
                 sink.write(b"\n".join(batch) + b"\n")

@@ -198,7 +198,7 @@ def _print_where(settings: Settings, worker: WorkerProcess, out_dir: Path) -> No
     print(
         f"\nclvstream is running\n"
         f"  API      {worker.api}/customers/<id>  {worker.api}/segments  "
-        f"{worker.api}/health  {worker.api}/metrics\n"
+        f"{worker.api}/programmes  {worker.api}/health  {worker.api}/metrics\n"
         f"  Redis    {redis_url}  keys {prefix}customer:<id>, "
         f"{prefix}lifecycle:<segment>, {prefix}tier:<tier> (sorted by CLV)\n"
         f"  Kafka    {settings.kafka_url}  in: {', '.join(names.inputs)}\n"
@@ -227,5 +227,7 @@ def _follow(worker: WorkerProcess, exit_when_done: bool) -> int:
             if exit_when_done and quiet_rounds >= 2:
                 _, segments = worker.get("/segments")
                 print(json.dumps(segments, indent=1), flush=True)
+                _, programmes = worker.get("/programmes")
+                print(json.dumps(programmes, indent=1), flush=True)
                 return 0
         time.sleep(2.0)

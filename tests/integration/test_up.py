@@ -19,7 +19,10 @@ def test_up_starts_its_own_stack_scores_a_demo_and_stops_everything(tmp_path):
     out = run.stdout
     assert "starting the embedded broker (Tansu) and Redis (Valkey)" in out
     assert "clvstream is running" in out and "/customers/<id>" in out
-    segments = json.loads(out[out.index("\n{") : out.rindex("}") + 1])
+    decoder = json.JSONDecoder()
+    segments, end = decoder.raw_decode(out, out.index("\n{") + 1)
+    programmes, _ = decoder.raw_decode(out, out.index("{", end))
+    assert {p["programme_id"] for p in programmes["programmes"]} >= {"win_back", "save_offer"}
     scored = sum(s["customers"] for s in segments["lifecycle"].values())
     assert 100 <= scored <= 150  # a few simulated customers are erased
     assert sum(s["customers"] for s in segments["value_tier"].values()) == scored

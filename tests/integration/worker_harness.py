@@ -9,6 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
+import orjson
 import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -126,5 +127,37 @@ def changelog_states(settings: Settings) -> dict[str, bytes]:
         finally:
             await consumer.stop()
         return states
+
+    return asyncio.run(read())
+
+
+def topic_values(settings: Settings, topic: str, timeout: float = 30.0) -> list[dict]:
+    """Every value on `topic` (all partitions) from the beginning to its current end."""
+
+    async def read() -> list[dict]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers(settings.kafka_url), enable_auto_commit=False
+        )
+        await consumer.start()
+        values: list[dict] = []
+        try:
+            partitions = [
+                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
+            ]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            done: set[TopicPartition] = set()
+            deadline = time.monotonic() + timeout
+            while len(done) < len(partitions) and time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=500)
+                for records in batches.values():
+                    values.extend(orjson.loads(r.value) for r in records if r.value is not None)
+                for tp in partitions:
+                    highwater = consumer.highwater(tp)
+                    if highwater is not None and await consumer.position(tp) >= highwater:
+                        done.add(tp)
+        finally:
+            await consumer.stop()
+        return values
 
     return asyncio.run(read())
