@@ -4,8 +4,12 @@ Each arm keeps sufficient statistics of its closed attribution windows (revenue 
 pre-period value x, value at stake, cost), so per-partition figures pool exactly.
 The estimate adjusts both arms' revenue by one pooled within-arm slope of y on x
 (CUPED: y - theta (x - mean x)); with assignment random, the adjustment keeps the
-difference unbiased and removes the variance x explains. The interval is Welch's,
-on the adjusted revenue, with a t quantile.
+difference unbiased and removes the variance x explains. The interval is Welch's
+t interval on the adjusted revenue, except that its standard error is never below
+the pooled-variance one: a small control arm of skewed revenue (mostly zeros)
+often underestimates its own variance, and the larger treatment arm then vouches
+for it (the bench's small win-back control arm covered the truth in 80% of seeds
+with Welch's alone).
 
 >>> treated, control = ArmStats(), ArmStats()
 >>> for x, y in [(1, 12), (2, 15), (3, 19), (4, 21)]:
@@ -118,10 +122,11 @@ def estimate(
     diff = treated.sy / nt - control.sy / nc - theta * (mean_x_t - mean_x_c)
     var_t = max(0.0, yt - 2 * theta * ct + theta * theta * xt) / (nt - 1)
     var_c = max(0.0, yc - 2 * theta * cc + theta * theta * xc) / (nc - 1)
-    se2 = var_t / nt + var_c / nc
+    welch = var_t / nt + var_c / nc
     raw = yt / (nt - 1) / nt + yc / (nc - 1) / nc
-    reduction = 1.0 - se2 / raw if raw > 0 else 0.0
-    se = math.sqrt(se2)
+    reduction = 1.0 - welch / raw if raw > 0 else 0.0
+    pooled = (var_t * (nt - 1) + var_c * (nc - 1)) / (nt + nc - 2) * (1 / nt + 1 / nc)
+    se = math.sqrt(max(welch, pooled))
     df = _welch_df(var_t / nt, var_c / nc, nt, nc)
     quantile = float(student_t.ppf(0.5 + level / 2, df)) if df > 0 else math.inf
     total = diff * nt
