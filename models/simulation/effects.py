@@ -26,6 +26,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -111,6 +112,4 @@ def _added_purchase(
 
 
 def _epoch(text: str) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(text).timestamp()

@@ -17,6 +17,7 @@ from agents.changelog import read_changelog
 from models.simulation import SimulationConfig
 from streams.devstack import bootstrap_servers
 from streams.replay import replay_file
+from streams.report.sources import read_to_end
 from streams.settings import Settings, load_settings
 from streams.simulate import write_simulation
 from streams.topics import TopicNames
@@ -140,22 +141,13 @@ def topic_values(settings: Settings, topic: str, timeout: float = 30.0) -> list[
         )
         await consumer.start()
         values: list[dict] = []
+
+        def keep(_topic: str, _key: bytes | None, value: bytes | None) -> None:
+            if value is not None:
+                values.append(orjson.loads(value))
+
         try:
-            partitions = [
-                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
-            ]
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            done: set[TopicPartition] = set()
-            deadline = time.monotonic() + timeout
-            while len(done) < len(partitions) and time.monotonic() < deadline:
-                batches = await consumer.getmany(timeout_ms=500)
-                for records in batches.values():
-                    values.extend(orjson.loads(r.value) for r in records if r.value is not None)
-                for tp in partitions:
-                    highwater = consumer.highwater(tp)
-                    if highwater is not None and await consumer.position(tp) >= highwater:
-                        done.add(tp)
+            await read_to_end(consumer, [topic], keep, timeout)
         finally:
             await consumer.stop()
         return values
