@@ -357,9 +357,5 @@ class ScoringService(Service):
 
 
 def partition_config(settings: Settings) -> ScoringConfig:
-    """The scoring config of one partition: each spends 1/partitions of every daily
-    programme budget, so the service as a whole keeps to the budget."""
-    scoring = settings.scoring
-    share = scoring.programmes.budget_share / settings.partitions
-    programmes = scoring.programmes.model_copy(update={"budget_share": share})
-    return scoring.model_copy(update={"programmes": programmes})
+    """The scoring config of one partition (its share of the programme budgets)."""
+    return settings.scoring.for_partition(settings.partitions)

@@ -1,6 +1,6 @@
 """Does the measured incremental revenue cover the true effect? (20 seeds)
 
-    python -m bench.programmes [--customers 4000 --days 540 --seeds 20 --jobs 2]
+    python -m bench.programmes [--customers 4000 --days 540 --seeds 20 --first-seed 1 --jobs 2]
 
 Each seed simulates a population, then runs it through the scorer in a closed loop
 (`models.simulation.effects`): every treated customer of a programme gets, on
@@ -81,6 +81,9 @@ def main() -> int:
     parser.add_argument("--customers", type=int, default=4000)
     parser.add_argument("--days", type=int, default=540)
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument(
+        "--first-seed", type=int, default=1, help="seeds first-seed .. first-seed + seeds - 1"
+    )
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     with ProcessPoolExecutor(args.jobs) as pool:
@@ -89,10 +92,11 @@ def main() -> int:
                 run_seed,
                 [args.customers] * args.seeds,
                 [args.days] * args.seeds,
-                range(1, args.seeds + 1),
+                range(args.first_seed, args.first_seed + args.seeds),
             )
         )
     print(
+        f"seeds {args.first_seed}-{args.first_seed + args.seeds - 1}: "
         f"{args.seeds} seeds x {args.customers} customers x {args.days} days; "
         f"median {statistics.median(r['seconds'] for r in runs):.0f} s per seed, "
         f"{statistics.median(r['lines'] for r in runs):,.0f} lines and "
@@ -100,7 +104,7 @@ def main() -> int:
     )
     print(
         f"{'programme':20} {'true':>6} {'seeds':>5} {'covered':>7} {'median est':>10} "
-        f"{'half-width':>10} {'treated':>7} {'control':>7} {'var cut':>7}"
+        f"{'half-width':>10} {'treated':>7} {'control':>7} {'var cut':>7} {'too high/low':>13}"
     )
     pairs = covered_pairs = 0
     shortfalls = []
@@ -121,7 +125,8 @@ def main() -> int:
             f"{median(r['estimate'] for r in rows):10.2f} "
             f"{median((r['high'] - r['low']) / 2 for r in rows):10.2f} "
             f"{median(r['treated'] for r in rows):7.0f} {median(r['control'] for r in rows):7.0f} "
-            f"{median(r['reduction'] for r in rows):7.1%}"
+            f"{median(r['reduction'] for r in rows):7.1%} "
+            f"{sum(r['low'] > effect for r in rows):>7d}/{sum(r['high'] < effect for r in rows)}"
         )
     coverage = covered_pairs / pairs if pairs else 0.0
     print(f"coverage over all (programme, seed) pairs: {covered_pairs}/{pairs} = {coverage:.1%}")

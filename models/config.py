@@ -184,3 +184,16 @@ class ScoringConfig(BaseModel):
             return amount
         rate = self.fx_rates.get(currency)
         return None if rate is None else amount * rate
+
+    def for_partition(self, partitions: int) -> ScoringConfig:
+        """The config of one of `partitions` partitions: each spends 1/partitions of
+        every daily programme budget, so all of them together keep to the budget.
+
+        >>> ScoringConfig().for_partition(4).programmes.budget_share
+        0.25
+        """
+        if partitions == 1:
+            return self
+        share = self.programmes.budget_share / partitions
+        programmes = self.programmes.model_copy(update={"budget_share": share})
+        return self.model_copy(update={"programmes": programmes})

@@ -207,10 +207,16 @@ class ProgrammeResult(OutputContract):
     cost: float
     uplift_prior: float
     uplift: float = Field(description="Uplift after the measurement (normal prior update).")
-    treatment_stats: dict[str, float]
+    treatment_stats: dict[str, float] = Field(
+        description="The arm's sums: n, sx, sy, sxx, syy, sxy, sxxx, sxxy, sxyy, syyy (x: "
+        "pre-period value, y: revenue in the window), stake, cost. Older results lack "
+        "the third powers."
+    )
     control_stats: dict[str, float]
     incremental_revenue_per_customer: float | None = None
-    ci_low: float | None = Field(None, description="95% interval (CUPED, Welch).")
+    ci_low: float | None = Field(
+        None, description="95% interval (CUPED, Welch, corrected for skewness)."
+    )
     ci_high: float | None = None
     total_incremental_revenue: float | None = None
     roi: float | None = Field(None, description="(margin x incremental revenue - cost) / cost.")

@@ -41,6 +41,16 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from error
 
 
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"not a whole number of at least 1: {text!r}")
+    return number
+
+
 def _scoring_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--horizon-days", type=int, help="CLV / expected-purchase horizon (365)")
     parser.add_argument("--churn-window-days", type=int, help="churn = no purchase within W (90)")
@@ -78,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--dead-letter", type=Path, help="also write rejected inputs (JSON Lines)")
     score.add_argument(
         "--no-final-refit", action="store_true", help="keep the scheduled fit at the as-of date"
+    )
+    score.add_argument(
+        "--partitions",
+        type=_positive,
+        default=1,
+        help="split customers as the service's N partitions do, each scored on its own (1)",
+    )
+    score.add_argument(
+        "--jobs", type=_positive, default=1, help="processes for the partitions, e.g. cores (1)"
     )
     _scoring_options(score)
 
@@ -190,6 +209,8 @@ def _run_score(args: argparse.Namespace) -> int:
         emitted_path=args.emitted,
         dead_letter_path=args.dead_letter,
         final_refit=not args.no_final_refit,
+        partitions=args.partitions,
+        jobs=args.jobs,
     )
     print(format_summary(result))
     print(f"scores: {args.out}")

@@ -10,71 +10,54 @@ import csv
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import IO
-
-import orjson
 
 from models.config import ScoringConfig
 from models.engine import ScoringEngine
+from models.programmes.book import ProgrammeBook, pooled_summary
 from models.timeline import date_of_day, day_of_date, end_of_day
-from models.transition import Output, Stream
+from streams.orphan_guard import exit_with_parent
+from streams.partitioned import Job, PartitionSummary, Replay, Sinks, run_in_processes
 from streams.progress import Progress
-
-SCORE_COLUMNS = (
-    "customer_id",
-    "frequency",
-    "recency_days",
-    "tenure_days",
-    "monetary_value",
-    "total_spend",
-    "refund_total",
-    "p_alive",
-    "expected_purchases",
-    "predicted_value",
-    "clv",
-    "churn_probability",
-    "value_churn_probability",
-    "churn_reasons",
-    "segment",
-    "lifecycle",
-    "value_tier",
-    "rfm_score",
-    "rfm_segment",
-    "top_needs",
-    "model_version",
-)
+from streams.score_csv import SCORE_COLUMNS, cell_text, write_rows
 
 
 @dataclass
 class OfflineResult:
-    engine: ScoringEngine
+    partitions: list[PartitionSummary]
     as_of: str
     customers: int
     elapsed_seconds: float
+    engines: list[ScoringEngine]  # when scored in this process
+
+    @property
+    def engine(self) -> ScoringEngine:
+        """The engine of a one-partition run in this process."""
+        if len(self.engines) != 1:
+            raise ValueError("the run had several partitions or ran in other processes")
+        return self.engines[0]
 
     @property
     def counters(self) -> dict:
-        return self.engine.counters.as_dict()
-
-
-class _Sinks:
-    """Where emitted events go: all of them, and dead letters on their own if asked."""
-
-    def __init__(self, emitted: IO[bytes] | None, dead_letter: IO[bytes] | None) -> None:
-        self.emitted = emitted
-        self.dead_letter = dead_letter
-
-    def write(self, outputs: list[Output]) -> None:
-        for output in outputs:
-            if self.emitted is not None:
-                envelope = {"stream": output.stream.value, "key": output.key, "value": output.value}
-                self.emitted.write(orjson.dumps(envelope) + b"\n")
-            if self.dead_letter is not None and output.stream is Stream.DEAD_LETTER:
-                self.dead_letter.write(orjson.dumps(output.value) + b"\n")
+        """The partitions' counters, added up."""
+        total: dict = {}
+        for summary in self.partitions:
+            for name, value in summary.counters.items():
+                if isinstance(value, dict):
+                    into = total.setdefault(name, {})
+                    for key, number in value.items():
+                        into[key] = into.get(key, 0) + number
+                else:
+                    total[name] = total.get(name, 0) + value
+        if "dead_lettered_by_reason" in total:
+            total["dead_lettered_by_reason"] = dict(
+                sorted(total["dead_lettered_by_reason"].items())
+            )
+        return total
 
 
 def score_file(
@@ -88,6 +71,8 @@ def score_file(
     final_refit: bool = True,
     show_progress: bool = True,
     fit_in_background: bool = True,
+    partitions: int = 1,
+    jobs: int = 1,
 ) -> OfflineResult:
     """Replay `events_path` in file order through the engine and write the scores.
 
@@ -95,87 +80,98 @@ def score_file(
     The clock is then advanced to the end of that date, silent customers due by
     then are re-scored, the value model is refitted on all customers (unless
     `final_refit` is off) and every customer is scored as of that date.
+    With `partitions` > 1 customers are split as the service splits them, each
+    partition scored on its own (`streams.partitioned`), in `jobs` processes.
     """
+    if partitions < 1 or jobs < 1:
+        raise ValueError("partitions and jobs must be at least 1")
     started = time.perf_counter()
+    jobs = min(jobs, partitions)
+    as_of_day = day_of_date(as_of) if as_of is not None else None
+    job_of = [
+        Job(
+            events_path=Path(events_path),
+            partitions=partitions,
+            owned=tuple(range(index, partitions, jobs)),
+            config=config,
+            until=end_of_day(as_of_day) if as_of_day is not None else None,
+            as_of_day=as_of_day,
+            final_refit=final_refit,
+        )
+        for index in range(jobs)
+    ]
+    progress = Progress(os.path.getsize(events_path), "scoring") if show_progress else None
+    update = progress.update if progress is not None else (lambda done, read: None)
+    engines: list[ScoringEngine] = []
+    if jobs > 1:
+        summaries = run_in_processes(job_of, scores_path, emitted_path, dead_letter_path, update)
+    else:
+        summaries, engines = _score_in_process(
+            job_of[0], scores_path, emitted_path, dead_letter_path, fit_in_background, update
+        )
+    if progress is not None:
+        progress.close(os.path.getsize(events_path), sum(s.counters["read"] for s in summaries))
+    last_days = [s.as_of_day for s in summaries if s.as_of_day is not None]
+    as_of_text = date_of_day(max(last_days)) if last_days else ""
+    return OfflineResult(
+        summaries,
+        as_of_text,
+        sum(s.customers for s in summaries),
+        time.perf_counter() - started,
+        engines,
+    )
+
+
+def _score_in_process(
+    job: Job,
+    scores_path: Path,
+    emitted_path: Path | None,
+    dead_letter_path: Path | None,
+    fit_in_background: bool,
+    progress: Callable[[int, int], None],
+) -> tuple[list[PartitionSummary], list[ScoringEngine]]:
     executor = fit_executor() if fit_in_background else None
-    engine = ScoringEngine(config, fit_executor=executor)
-    until = end_of_day(day_of_date(as_of)) if as_of is not None else None
     emitted = open(emitted_path, "wb") if emitted_path else None  # noqa: SIM115
     dead_letter = open(dead_letter_path, "wb") if dead_letter_path else None  # noqa: SIM115
-    sinks = _Sinks(emitted, dead_letter)
-    progress = Progress(os.path.getsize(events_path), "scoring") if show_progress else None
-    origin_file = Path(events_path).name
-    done = 0
     try:
-        with open(events_path, "rb") as lines:
-            for line_number, line in enumerate(lines, start=1):
-                done += len(line)
-                raw = line.rstrip(b"\r\n")
-                if not raw.strip():
-                    continue
-                origin = {"source": "file", "file": origin_file, "line": line_number}
-                outputs = engine.process_raw(raw, origin, until)
-                if outputs:
-                    sinks.write(outputs)
-                if progress is not None and line_number % 4096 == 0:
-                    progress.update(done, engine.counters.read)
-        if progress is not None:
-            progress.close(done, engine.counters.read)
-        as_of_day = day_of_date(as_of) if as_of is not None else engine.current_day
-        end = end_of_day(as_of_day)
-        sinks.write(engine.advance_watermark(end))
-        if final_refit and engine.clock.started:
-            sinks.write([engine.refit(as_of_day)])
-        customers = write_scores(engine, end, scores_path)
+        replay = Replay(job, Sinks(emitted, dead_letter, tagged=False), executor)
+        last_day = replay.run(progress)
+        as_of_day = job.as_of_day if job.as_of_day is not None else last_day
+        scores_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(scores_path, "w", newline="", encoding="utf-8") as scores:
+            csv.writer(scores, lineterminator="\n").writerow(SCORE_COLUMNS)
+            summaries = replay.finish(as_of_day, scores)
     finally:
         for handle in (emitted, dead_letter):
             if handle is not None:
                 handle.close()
         if executor is not None:
             executor.shutdown(cancel_futures=True)
-    return OfflineResult(engine, date_of_day(as_of_day), customers, time.perf_counter() - started)
+    return summaries, list(replay.engines.values())
 
 
 def fit_executor() -> ProcessPoolExecutor:
     """One worker process for population refits, so they run beside the replay. It is
     started (and imports the fitter) now, while the replay's first weeks are read."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["models.refit"])
-    executor = ProcessPoolExecutor(max_workers=1, mp_context=context)
+    context.set_forkserver_preload(["models.refit", "streams.orphan_guard"])
+    executor = ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=context,
+        initializer=exit_with_parent,  # a killed scorer or worker leaves no orphans
+        initargs=(os.getpid(),),
+    )
     executor.submit(abs, 0)
     return executor
-
-
-def write_scores(engine: ScoringEngine, at: float, path: Path) -> int:
-    """Write one CSV row per customer (sorted by id, fixed float format)."""
-    count = 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as sink:
-        writer = csv.writer(sink, lineterminator="\n")
-        writer.writerow(SCORE_COLUMNS)
-        for row in engine.score_rows(at):
-            writer.writerow([cell_text(row[column]) for column in SCORE_COLUMNS])
-            count += 1
-    return count
-
-
-def cell_text(value: object) -> str:
-    """A CSV cell (and a Redis hash value): empty for null, 6 decimals, lists "; "-joined."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6f}"
-    if isinstance(value, list):
-        return "; ".join(value)
-    return str(value)
 
 
 def format_summary(result: OfflineResult) -> str:
     """A short human summary of a run (counts, model, segments)."""
     counts = result.counters
-    engine = result.engine
+    parts = result.partitions
+    where = f" in {len(parts)} partitions" if len(parts) > 1 else ""
     lines = [
-        f"as of {result.as_of}: {result.customers:,} customers scored "
+        f"as of {result.as_of}: {result.customers:,} customers scored{where} "
         f"in {result.elapsed_seconds:.1f} s",
         f"events read {counts['read']:,}  applied {counts['applied']:,}  "
         f"duplicates {counts['duplicates']:,}  late {counts['late']:,}  "
@@ -187,42 +183,56 @@ def format_summary(result: OfflineResult) -> str:
         f"re-scored silent customers {counts['rescored']:,}  erased {counts['erased']:,}  "
         f"refits {counts['refits']} (failed {counts['failed_refits']})"
     )
-    lines.append(f"value model {engine.scorer.model_version}")
-    churn = engine.scorer.churn
-    if churn is not None:
-        health = churn.health()
-        lines.append(
-            f"churn model {churn.version}: {health['labels']:,.0f} labels learned "
-            f"(churn rate {health['churn_rate']:.2f}, model weight {health['model_weight']:.2f}); "
-            f"rolling AUC {health['rolling_auc']:.3f}, log loss {health['rolling_log_loss']:.3f}, "
-            f"Brier {health['rolling_brier']:.3f}; drifts detected {health['drifts_detected']:.0f}"
-        )
-    lines.extend(programme_lines(engine))
+    for part in parts:
+        name = f" ({part.scope})" if len(parts) > 1 else ""
+        lines.append(f"value model{name} {part.model_version}")
+        health = part.churn_health
+        if health is not None:
+            lines.append(
+                f"churn model{name} {part.churn_version}: {health['labels']:,.0f} labels learned "
+                f"(churn rate {health['churn_rate']:.2f}, "
+                f"model weight {health['model_weight']:.2f}); "
+                f"rolling AUC {health['rolling_auc']:.3f}, "
+                f"log loss {health['rolling_log_loss']:.3f}, "
+                f"Brier {health['rolling_brier']:.3f}; "
+                f"drifts detected {health['drifts_detected']:.0f}"
+            )
+    books = [part.programmes for part in parts if part.programmes is not None]
+    lines.extend(programme_lines(books, parts[0].currency if parts else ""))
     return "\n".join(lines)
 
 
-def programme_lines(engine: ScoringEngine) -> list[str]:
-    """Per programme: triggers by arm, closed windows, measured effect, status."""
-    book = engine.scorer.programmes
-    if book is None:
+def programme_lines(books: list[ProgrammeBook], currency: str) -> list[str]:
+    """Per programme, over all partitions: triggers by arm, closed windows, measured
+    effect, status."""
+    if not books:
         return []
-    currency = engine.config.base_currency
     lines = [f"programmes (incremental revenue per treated customer, {currency}, 95% CI):"]
-    for programme in book.config.catalogue:
-        treated, control = book.triggers[programme.id]
-        line = f"  {programme.id}: triggers {treated:,} treatment / {control:,} control"
-        result = book.estimate(programme.id)
-        if result is None:
+    for row in pooled_summary(books):
+        programme_id = row["programme_id"]
+        triggers, closed = row["triggers"], row["closed"]
+        line = (
+            f"  {programme_id}: triggers {triggers['treatment']:,} treatment / "
+            f"{triggers['control']:,} control"
+        )
+        if "ci_low" not in row:
             line += "; too few closed windows to measure"
         else:
-            roi = f"{result.roi:.2f}" if result.roi != float("inf") else "n/a"
+            roi = f"{row['roi']:.2f}" if row["roi"] is not None else "n/a"
             line += (
-                f"; closed {result.treated:,}/{result.control:,}: "
-                f"{result.per_customer:+.2f} ({result.low:+.2f} to {result.high:+.2f}), "
-                f"total {result.total:+,.0f}, cost {result.cost:,.0f}, ROI {roi}"
+                f"; closed {closed['treatment']:,}/{closed['control']:,}: "
+                f"{row['incremental_revenue_per_customer']:+.2f} "
+                f"({row['ci_low']:+.2f} to {row['ci_high']:+.2f}), "
+                f"total {row['total_incremental_revenue']:+,.0f}, cost {row['cost']:,.0f}, "
+                f"ROI {roi}"
             )
-        stopped = book.stopped(programme.id)
-        if stopped:
-            line += f"; {stopped}"
+        if len(books) == 1:
+            stopped = books[0].stopped(programme_id)
+            line += f"; {stopped}" if stopped else ""
+        elif row["stopped_in"]:
+            line += f"; stopped in {', '.join(row['stopped_in'])}"
         lines.append(line)
     return lines
+
+
+__all__ = ["SCORE_COLUMNS", "cell_text", "format_summary", "score_file", "write_rows"]

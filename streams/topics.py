@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aiokafka.partitioner import murmur2
+
 from models.transition import Stream
 
 INPUT_KINDS = ("transactions", "interactions", "customer-events")
@@ -76,3 +78,14 @@ _KIND_OF_EVENT_TYPE = {
     "interaction": "interactions",
     "customer": "customer-events",
 }
+
+
+def partition_of(customer_id: str, partitions: int) -> int:
+    """The partition of a customer's events: what the Kafka producers' default
+    partitioner (murmur2 of the key, as the Java client) gives their id as key, which
+    is how `clvstream replay` produces them.
+
+    >>> [partition_of(customer_id, 4) for customer_id in ("c1", "c2", "00001")]
+    [3, 1, 3]
+    """
+    return (murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions

@@ -1,0 +1,51 @@
+"""Helper processes that end with the process that started them.
+
+A `ProcessPoolExecutor` worker whose parent is killed (SIGKILL, a crash) waits for
+work forever: it holds both ends of its call queue, so it never sees end of file,
+and under the forkserver start method it also keeps the forkserver alive. A worker
+started with `exit_with_parent(os.getpid())` as its initializer checks every second
+whether that process still exists and exits when it does not.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+POLL_SECONDS = 1.0
+_HAS_PROC = os.path.isdir("/proc/self")
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """Start a daemon thread that ends this process once `parent_pid` has gone."""
+    threading.Thread(target=_watch, args=(parent_pid,), daemon=True).start()
+
+
+def _watch(parent_pid: int) -> None:
+    while process_exists(parent_pid):
+        time.sleep(POLL_SECONDS)
+    os._exit(0)  # no clean-up to do: the work it held belonged to the dead parent
+
+
+def process_exists(pid: int) -> bool:
+    """Whether a process with this id is alive. A zombie (dead, not yet reaped by its
+    parent) counts as gone where /proc tells: its parent may be waiting for our
+    output to end before it reaps.
+
+    >>> process_exists(os.getpid())
+    True
+    """
+    if _HAS_PROC:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+        except FileNotFoundError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True

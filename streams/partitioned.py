@@ -1,0 +1,316 @@
+"""Offline scoring split into partitions, like the service (`clvstream score
+--partitions N --jobs J`).
+
+Each customer belongs to the partition Kafka's default partitioner gives their id
+(`partition_of`, what `clvstream replay` produces to), and each partition has an
+engine of its own, as in a worker: its own event-time clock, online models, value
+model refits and programme book with 1/N of every budget. An N-partition offline run
+therefore computes what the service computes with N partitions, and its partitions
+can run in J processes, one per core. The output does not depend on J: emitted events
+are merged in input line order (then by partition), the scores by customer id.
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import multiprocessing
+import os
+import tempfile
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import IO
+
+import orjson
+
+from models.config import ScoringConfig
+from models.engine import ScoringEngine
+from models.programmes.book import ProgrammeBook
+from models.timeline import end_of_day
+from models.transition import Output, Stream
+from streams.orphan_guard import exit_with_parent
+from streams.score_csv import SCORE_COLUMNS, write_rows
+from streams.topics import partition_of
+
+AFTER_LAST_LINE = 1 << 62  # the line number of the outputs of the end of the replay
+
+
+@dataclass(frozen=True)
+class Job:
+    """The partitions one process scores, and how."""
+
+    events_path: Path
+    partitions: int  # in all
+    owned: tuple[int, ...]
+    config: ScoringConfig
+    until: float | None  # event time after which events are skipped
+    as_of_day: int | None  # None: the last event's day, over all partitions
+    final_refit: bool
+
+
+@dataclass
+class PartitionSummary:
+    """What the run summary needs of one partition's engine."""
+
+    scope: str
+    as_of_day: int | None  # None: nothing was scored
+    counters: dict
+    model_version: str
+    churn_version: str | None
+    churn_health: dict[str, float] | None
+    programmes: ProgrammeBook | None
+    customers: int
+    currency: str
+
+    @classmethod
+    def of(cls, engine: ScoringEngine, as_of_day: int | None) -> PartitionSummary:
+        churn = engine.scorer.churn
+        return cls(
+            scope=engine.scope,
+            as_of_day=as_of_day,
+            currency=engine.config.base_currency,
+            counters=engine.counters.as_dict(),
+            model_version=engine.scorer.model_version,
+            churn_version=churn.version if churn is not None else None,
+            churn_health=churn.health() if churn is not None else None,
+            programmes=engine.scorer.programmes,
+            customers=len(engine.states) if as_of_day is not None else 0,
+        )
+
+
+class Sinks:
+    """Where emitted events go, each tagged with its input line and partition."""
+
+    def __init__(self, emitted: IO[bytes] | None, dead_letter: IO[bytes] | None, tagged: bool):
+        self.emitted, self.dead_letter, self.tagged = emitted, dead_letter, tagged
+
+    def write(self, line: int, partition: int, outputs: list[Output]) -> None:
+        tag = b"%d\t%d\t" % (line, partition) if self.tagged else b""
+        for output in outputs:
+            if self.emitted is not None:
+                envelope = {"stream": output.stream.value, "key": output.key, "value": output.value}
+                self.emitted.write(tag + orjson.dumps(envelope) + b"\n")
+            if self.dead_letter is not None and output.stream is Stream.DEAD_LETTER:
+                self.dead_letter.write(tag + orjson.dumps(output.value) + b"\n")
+
+
+@dataclass
+class Replay:
+    """One process's partitions: replays the file into them, then scores them."""
+
+    job: Job
+    sinks: Sinks
+    fit_executor: object | None = None
+    engines: dict[int, ScoringEngine] = field(init=False)
+
+    def __post_init__(self) -> None:
+        job = self.job
+        config = job.config.for_partition(job.partitions)
+        self.engines = {
+            p: ScoringEngine(
+                config,
+                fit_executor=self.fit_executor,  # type: ignore[arg-type]
+                scope="all" if job.partitions == 1 else f"p{p}",
+            )
+            for p in job.owned
+        }
+
+    def run(self, progress: Callable[[int, int], None]) -> int | None:
+        """Replay the file; the last day any of these partitions has seen (or None)."""
+        job, engines, sinks = self.job, self.engines, self.sinks
+        single = next(iter(engines.values())) if job.partitions == 1 else None
+        origin_file, done, read = job.events_path.name, 0, 0
+        with open(job.events_path, "rb") as lines:
+            for line_number, line in enumerate(lines, start=1):
+                done += len(line)
+                raw = line.rstrip(b"\r\n")
+                if line_number % 4096 == 0:
+                    progress(done, read)
+                if not raw.strip():
+                    continue
+                if single is not None:
+                    partition, engine = 0, single
+                else:
+                    partition = route(raw, job.partitions)
+                    engine = engines.get(partition)  # type: ignore[assignment]
+                    if engine is None:
+                        continue
+                read += 1
+                origin = {"source": "file", "file": origin_file, "line": line_number}
+                outputs = engine.process_raw(raw, origin, job.until)
+                if outputs:
+                    sinks.write(line_number, partition, outputs)
+        progress(done, read)
+        days = [e.current_day for e in engines.values() if e.clock.started]
+        return max(days) if days else None
+
+    def finish(self, as_of_day: int | None, scores: IO[str]) -> list[PartitionSummary]:
+        """Advance every partition to the end of the as-of day, refit, write the scores
+        (one CSV row per customer, by id, no header). No as-of day: nothing was read
+        before it, nothing to score."""
+        if as_of_day is None:
+            return [PartitionSummary.of(e, None) for _, e in sorted(self.engines.items())]
+        end = end_of_day(as_of_day)
+        for partition, engine in sorted(self.engines.items()):
+            outputs = engine.advance_watermark(end)
+            if self.job.final_refit and engine.clock.started:
+                outputs.append(engine.refit(as_of_day))
+            self.sinks.write(AFTER_LAST_LINE, partition, outputs)
+        rows = heapq.merge(
+            *(engine.score_rows(end) for engine in self.engines.values()),
+            key=lambda row: row["customer_id"],
+        )
+        write_rows(rows, scores)
+        return [PartitionSummary.of(e, as_of_day) for _, e in sorted(self.engines.items())]
+
+
+def route(raw: bytes, partitions: int) -> int:
+    """The partition of a raw input line: its customer's, or 0 when it has none (the
+    engine of partition 0 dead-letters what cannot be read)."""
+    try:
+        customer_id = orjson.loads(raw).get("customer_id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return 0
+    return partition_of(customer_id, partitions) if isinstance(customer_id, str) else 0
+
+
+# -- several processes ------------------------------------------------------------
+def run_in_processes(
+    jobs: list[Job],
+    scores_path: Path,
+    emitted_path: Path | None,
+    dead_letter_path: Path | None,
+    progress: Callable[[int, int], None] | None,
+) -> list[PartitionSummary]:
+    """Run each job in a process of its own and merge their outputs."""
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    done = context.Array("q", 2 * len(jobs), lock=False)
+    with tempfile.TemporaryDirectory(prefix="clvstream-score-") as folder:
+        parts = [
+            _Parts(Path(folder), index, emitted_path, dead_letter_path)
+            for index in range(len(jobs))
+        ]
+        pipes, processes = [], []
+        for index, job in enumerate(jobs):
+            ours, theirs = context.Pipe()
+            process = context.Process(
+                target=_serve_job,
+                args=(job, parts[index], theirs, done, index, os.getpid()),
+                name=f"clvstream-score-{index}",
+            )
+            process.start()
+            theirs.close()
+            pipes.append(ours)
+            processes.append(process)
+        try:
+            last_days = _gather(pipes, processes, done, progress)
+            given = jobs[0].as_of_day
+            known = [day for day in last_days if day is not None]
+            as_of_day = given if given is not None else max(known) if known else None
+            for pipe in pipes:
+                pipe.send(as_of_day)
+            summaries = [s for batch in _gather(pipes, processes, None, None) for s in batch]
+        finally:
+            for process in processes:
+                process.join(timeout=30)
+                if process.is_alive():
+                    process.kill()
+        _merge_scores([part.scores for part in parts], scores_path)
+        if emitted_path is not None:
+            _merge_tagged([part.emitted for part in parts], emitted_path)  # type: ignore[misc]
+        if dead_letter_path is not None:
+            _merge_tagged([part.dead_letter for part in parts], dead_letter_path)  # type: ignore[misc]
+    return sorted(summaries, key=lambda s: int(s.scope[1:]))
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """One process's output files."""
+
+    scores: Path
+    emitted: Path | None
+    dead_letter: Path | None
+
+    def __init__(self, folder: Path, index: int, emitted: Path | None, dead: Path | None):
+        object.__setattr__(self, "scores", folder / f"scores-{index}.csv")
+        object.__setattr__(self, "emitted", folder / f"emitted-{index}" if emitted else None)
+        object.__setattr__(self, "dead_letter", folder / f"dead-{index}" if dead else None)
+
+
+def _serve_job(job: Job, parts: _Parts, pipe: Connection, done, index: int, parent: int) -> None:
+    exit_with_parent(parent)
+
+    def progress(bytes_done: int, read: int) -> None:
+        done[2 * index], done[2 * index + 1] = bytes_done, read
+
+    try:
+        with (
+            _open(parts.emitted) as emitted,
+            _open(parts.dead_letter) as dead_letter,
+            open(parts.scores, "w", newline="", encoding="utf-8") as scores,
+        ):
+            replay = Replay(job, Sinks(emitted, dead_letter, tagged=True))
+            pipe.send(("day", replay.run(progress)))
+            as_of_day = pipe.recv()
+            summaries = replay.finish(as_of_day, scores)
+        pipe.send(("done", summaries))
+    except BaseException:
+        pipe.send(("error", traceback.format_exc()))
+
+
+def _open(path: Path | None):
+    return open(path, "wb") if path is not None else nullcontext(None)
+
+
+def _gather(pipes: list[Connection], processes, done, progress) -> list:
+    """One message from every process, in process order; raises on a failed one."""
+    answers: dict[int, object] = {}
+    while len(answers) < len(pipes):
+        waiting = [pipe for index, pipe in enumerate(pipes) if index not in answers]
+        for pipe in wait(waiting, timeout=0.5):
+            index = pipes.index(pipe)  # type: ignore[arg-type]
+            try:
+                kind, value = pipe.recv()  # type: ignore[union-attr]
+            except EOFError:
+                kind, value = "error", f"exit code {processes[index].exitcode}"
+            if kind == "error":
+                raise RuntimeError(f"scoring process {index} failed:\n{value}")
+            answers[index] = value
+        if progress is not None and done is not None:
+            progress(sum(done[0::2]), sum(done[1::2]))
+    return [answers[index] for index in range(len(pipes))]
+
+
+def _merge_scores(parts: list[Path], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handles = [open(part, newline="", encoding="utf-8") for part in parts]  # noqa: SIM115
+    try:
+        with open(path, "w", newline="", encoding="utf-8") as sink:
+            writer = csv.writer(sink, lineterminator="\n")
+            writer.writerow(SCORE_COLUMNS)
+            readers = [csv.reader(handle) for handle in handles]
+            writer.writerows(heapq.merge(*readers, key=lambda row: row[0]))
+    finally:
+        for handle in handles:
+            handle.close()
+
+
+def _merge_tagged(parts: list[Path], path: Path) -> None:
+    """Merge the processes' tagged lines by (input line, partition), tags removed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def records(part: Path) -> Iterator[tuple[int, int, bytes]]:
+        with open(part, "rb") as lines:
+            for line in lines:
+                number, partition, text = line.split(b"\t", 2)
+                yield int(number), int(partition), text
+
+    with open(path, "wb") as sink:
+        merged = heapq.merge(*(records(part) for part in parts), key=lambda r: (r[0], r[1]))
+        for _, _, text in merged:
+            sink.write(text)

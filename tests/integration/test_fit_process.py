@@ -1,0 +1,51 @@
+"""The refit process dies with the scorer that started it, even a SIGKILLed one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+KILLED_SCORER = textwrap.dedent(
+    """
+    import os, signal
+    from streams.offline import fit_executor
+
+    executor = fit_executor()
+    print(executor.submit(os.getpid).result(), executor.submit(os.getppid).result(), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for whoever adopts it)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_killed_scorer_leaves_no_fit_worker_or_forkserver_behind():
+    scorer = subprocess.run(
+        [sys.executable, "-c", KILLED_SCORER],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert scorer.returncode == -9, scorer.stderr
+    worker, forkserver = map(int, scorer.stdout.split())
+    assert worker != forkserver != os.getpid()
+    deadline = time.monotonic() + 15
+    while (running(worker) or running(forkserver)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not running(worker), "the fit worker outlived its killed scorer"
+    assert not running(forkserver), "the forkserver outlived its killed scorer"

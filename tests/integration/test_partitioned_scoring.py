@@ -1,0 +1,119 @@
+"""`clvstream score --partitions N --jobs J`: customers split as the service splits
+them, each partition scored on its own, in one process or several."""
+
+from __future__ import annotations
+
+import csv
+from datetime import date
+
+import orjson
+import pytest
+
+from models.config import ScoringConfig
+from models.simulation import SimulationConfig, simulate
+from streams.cli import main
+from streams.offline import score_file
+from streams.topics import partition_of
+
+CONFIG = ScoringConfig(
+    min_customers_for_fit=100, min_fit_history_days=60, min_repeat_customers_for_spend_fit=20
+)
+AS_OF = date(2024, 9, 1)
+
+
+@pytest.fixture(scope="module")
+def events_file(tmp_path_factory):
+    """A simulated population (purchases, interactions, programmes) with bad lines."""
+    path = tmp_path_factory.mktemp("partitioned") / "events.jsonl"
+    simulation = simulate(SimulationConfig(customers=400, days=240, seed=4))
+    lines = [line for _, line in simulation.events()]
+    lines[40:40] = [b"{broken", b'{"event_type":"x","customer_id":"zz"}', b"[1, 2]"]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def run(events, folder, name: str, **options):
+    out = folder / f"{name}.csv"
+    emitted, dead = folder / f"{name}.emitted.jsonl", folder / f"{name}.dead.jsonl"
+    result = score_file(
+        events,
+        out,
+        CONFIG,
+        emitted_path=emitted,
+        dead_letter_path=dead,
+        show_progress=False,
+        fit_in_background=False,
+        **options,
+    )
+    return result, out.read_bytes(), emitted.read_bytes(), dead.read_bytes()
+
+
+def rows(data: bytes) -> dict[str, dict]:
+    return {row["customer_id"]: row for row in csv.DictReader(data.decode().splitlines())}
+
+
+def test_the_output_does_not_depend_on_how_many_processes_score_the_partitions(
+    events_file, tmp_path
+):
+    one = run(events_file, tmp_path, "one", partitions=3, jobs=1)
+    two = run(events_file, tmp_path, "two", partitions=3, jobs=2)
+    assert one[1:] == two[1:]  # scores, emitted events, dead letters: byte for byte
+    assert one[0].counters == two[0].counters
+    letters = [orjson.loads(line) for line in two[3].splitlines()]
+    assert sorted(d["reason"] for d in letters) == [
+        "malformed_json",
+        "malformed_json",
+        "unknown_event_type",
+    ]
+    lines = [line for line in events_file.read_bytes().splitlines() if line.strip()]
+    assert two[0].counters["read"] == len(lines)
+    values = [orjson.loads(line)["value"] or {} for line in two[2].splitlines()]  # tombstones
+    scopes = {value.get("scope") for value in values}
+    assert {"p0", "p1", "p2"} <= scopes  # programme results per partition, as in the service
+
+
+def test_a_partition_scores_its_customers_as_if_it_had_only_their_events(events_file, tmp_path):
+    """What makes N offline partitions the service's N partitions: each has its own
+    clock, models and refits, fed only with its own customers' events."""
+    _, scores, _, _ = run(events_file, tmp_path, "split", partitions=2, jobs=2, as_of=AS_OF)
+    split = rows(scores)
+    seen: set[str] = set()
+    for partition in (0, 1):
+        own = [
+            line
+            for line in events_file.read_bytes().splitlines()
+            if _customer(line) is not None and partition_of(_customer(line), 2) == partition
+        ]
+        alone = tmp_path / f"alone-{partition}.jsonl"
+        alone.write_bytes(b"\n".join(own) + b"\n")
+        config = CONFIG.for_partition(2)
+        out = tmp_path / f"alone-{partition}.csv"
+        score_file(alone, out, config, as_of=AS_OF, show_progress=False, fit_in_background=False)
+        by_itself = rows(out.read_bytes())
+        assert by_itself and all(split[cid] == row for cid, row in by_itself.items())
+        seen |= by_itself.keys()
+    assert seen == split.keys()
+
+
+def test_one_partition_is_the_plain_offline_scorer(events_file, tmp_path):
+    partitioned = run(events_file, tmp_path, "p1", partitions=1, jobs=4)
+    plain = run(events_file, tmp_path, "plain")
+    assert partitioned[1:] == plain[1:]
+
+
+def test_cli_takes_partitions_and_jobs(events_file, tmp_path, capsys):
+    out = tmp_path / "cli.csv"
+    code = main(["score", str(events_file), "--out", str(out), "--partitions", "2", "--jobs", "2"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "in 2 partitions" in printed
+    assert "value model (p0)" in printed and "value model (p1)" in printed
+    with pytest.raises(SystemExit):
+        main(["score", str(events_file), "--out", str(out), "--jobs", "0"])
+
+
+def _customer(line: bytes) -> str | None:
+    try:
+        value = orjson.loads(line).get("customer_id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
