@@ -15,7 +15,8 @@ import zlib
 from dataclasses import dataclass, replace
 
 from models.clock import EventClock
-from models.engine import Counters, ScoringEngine
+from models.counters import Counters
+from models.engine import ScoringEngine
 from models.errors import ClvError
 from models.refit_schedule import PendingFit
 from models.scorer import Scorer

@@ -9,14 +9,14 @@ inputs or parsed events and get outputs back; they decide where outputs go.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Iterator, MutableMapping
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
 
 from models.churn_learning import ChurnLearning
 from models.clock import EventClock
 from models.config import ScoringConfig
+from models.counters import Counters
+from models.dead_letters import OriginInfo, dead_letter
 from models.errors import FitError
 from models.ids import deterministic_id
 from models.population import Population
@@ -37,42 +37,8 @@ from models.transition import (
     resolve_expired,
 )
 from models.value import PRIOR_PARAMS, ValueParams
-from schemas.common import MAX_PAYLOAD_BYTES
-from schemas.outputs import DeadLetterReason, Origin
+from schemas.outputs import DeadLetterReason
 from schemas.parsing import Event, Rejected, parse_event
-
-OriginInfo = dict[str, str | int]
-"""Where an input came from: {"source": "file", "file": ..., "line": ...} or
-{"source": "kafka", "topic": ..., "partition": ..., "offset": ...}. Validated as an
-`Origin` only when a dead letter needs it (the happy path stays cheap)."""
-
-
-@dataclass
-class Counters:
-    read: int = 0
-    applied: int = 0
-    duplicates: int = 0
-    rescored: int = 0
-    erased: int = 0
-    dead_lettered: Counter = field(default_factory=Counter)
-    after_until: int = 0
-    refits: int = 0
-    failed_refits: int = 0
-
-    def as_dict(self) -> dict:
-        return {
-            "read": self.read,
-            "applied": self.applied,
-            "duplicates": self.duplicates,
-            "late": self.dead_lettered.get(DeadLetterReason.LATE.value, 0),
-            "dead_lettered": sum(self.dead_lettered.values()),
-            "dead_lettered_by_reason": dict(sorted(self.dead_lettered.items())),
-            "rescored": self.rescored,
-            "erased": self.erased,
-            "ignored_after_as_of": self.after_until,
-            "refits": self.refits,
-            "failed_refits": self.failed_refits,
-        }
 
 
 class ScoringEngine:
@@ -114,7 +80,7 @@ class ScoringEngine:
         parsed = parse_event(raw)
         if isinstance(parsed, Rejected):
             reason, detail = parsed.reason, parsed.detail
-            return [self._dead_letter(raw, origin, reason, detail, parsed.customer_id)]
+            return [self._counted(dead_letter(raw, origin, reason, detail, parsed.customer_id))]
         if until is not None and parsed.occurred_at.timestamp() > until:  # rare: offline only
             self.counters.after_until += 1
             return []
@@ -132,10 +98,12 @@ class ScoringEngine:
         except Exception as error:  # a bug must not stop the partition: dead-letter it
             detail = f"{type(error).__name__}: {error}"
             reason = DeadLetterReason.PROCESSING_ERROR
-            return [self._dead_letter(raw, origin, reason, detail, customer_id)]
+            return [self._counted(dead_letter(raw, origin, reason, detail, customer_id))]
         outputs = step.outputs
         if step.reason is not None:
-            outputs.append(self._dead_letter(raw, origin, step.reason, step.detail, customer_id))
+            outputs.append(
+                self._counted(dead_letter(raw, origin, step.reason, step.detail, customer_id))
+            )
             return outputs
         if step.status is Status.DUPLICATE:
             self.counters.duplicates += 1
@@ -424,29 +392,7 @@ class ScoringEngine:
         for customer_id in sorted(self.states):
             yield self.scorer.scores_of(self.states[customer_id], at).as_row(customer_id)
 
-    def _dead_letter(
-        self,
-        raw: bytes | str,
-        origin: OriginInfo,
-        reason: DeadLetterReason,
-        detail: str,
-        customer_id: str | None,
-    ) -> Output:
-        self.counters.dead_lettered[reason.value] += 1
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        if len(text) > MAX_PAYLOAD_BYTES:
-            text = text[:MAX_PAYLOAD_BYTES]
-            detail += f" (raw input truncated to {MAX_PAYLOAD_BYTES} characters)"
-        where = Origin.model_validate(origin)
-        origin_fields = where.model_dump(exclude_none=True)
-        value = {
-            "event_type": "dead_letter",
-            "schema_version": 1,
-            "event_id": deterministic_id("dead-letter", repr(origin_fields), reason.value, text),
-            "reason": reason.value,
-            "detail": detail,
-            "origin": origin_fields,
-            "raw": text,
-            "customer_id": customer_id,
-        }
-        return Output(Stream.DEAD_LETTER, customer_id, value)
+    def _counted(self, letter: Output) -> Output:
+        """A dead-letter output, counted by its reason."""
+        self.counters.dead_lettered[letter.value["reason"]] += 1
+        return letter

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 
 import orjson
+import pytest
 
 from models.simulation import SimulationConfig
 from models.simulation.effects import ProgrammeEffects
@@ -21,10 +22,12 @@ from tests.integration.worker_harness import (
 )
 
 
-def test_one_partition_emits_the_offline_scorers_triggers_and_outcomes(
-    kafka_url, redis_url, tmp_path
+@pytest.mark.parametrize("partitions", [1, 2])
+def test_the_service_emits_the_offline_scorers_triggers_and_outcomes(
+    kafka_url, redis_url, tmp_path, partitions
 ):
-    settings = fresh_settings(kafka_url, redis_url, partitions=1)
+    """Offline `--partitions N` is the service with N partitions."""
+    settings = fresh_settings(kafka_url, redis_url, partitions=partitions)
     events = tmp_path / "events.jsonl"
     write_simulation(
         SimulationConfig(customers=500, days=300, seed=5),
@@ -35,7 +38,7 @@ def test_one_partition_emits_the_offline_scorers_triggers_and_outcomes(
     emitted = tmp_path / "emitted.jsonl"
     score_file(
         events, tmp_path / "scores.csv", settings.scoring, emitted_path=emitted,
-        show_progress=False, fit_in_background=False,
+        show_progress=False, fit_in_background=False, partitions=partitions,
     )  # fmt: skip
     offline = collections.defaultdict(set)
     with open(emitted, "rb") as lines:
@@ -63,7 +66,7 @@ def test_one_partition_emits_the_offline_scorers_triggers_and_outcomes(
     assert streamed_outcomes <= offline["programme_outcome"]
     assert len(streamed_outcomes) >= 0.9 * len(offline["programme_outcome"])
     results = [o for o in outcomes if o["event_type"] == "programme_result"]
-    assert results and all(r["scope"] == "p0" for r in results)
+    assert results and {r["scope"] for r in results} == {f"p{n}" for n in range(partitions)}
     by_programme = {row["programme_id"]: row for row in served["programmes"]}
     counted = collections.Counter((t["programme_id"], t["arm"]) for t in triggers)
     for programme_id, row in by_programme.items():
