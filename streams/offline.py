@@ -85,6 +85,7 @@ def score_file(
     """
     if partitions < 1 or jobs < 1:
         raise ValueError("partitions and jobs must be at least 1")
+    open(events_path, "rb").close()  # a missing file fails here, not in each process
     started = time.perf_counter()
     jobs = min(jobs, partitions)
     as_of_day = day_of_date(as_of) if as_of is not None else None

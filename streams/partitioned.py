@@ -215,6 +215,10 @@ def run_in_processes(
             for pipe in pipes:
                 pipe.send(as_of_day)
             summaries = [s for batch in _gather(pipes, processes, None, None) for s in batch]
+        except BaseException:  # one failed (or Ctrl-C): the others may wait for the as-of
+            for process in processes:
+                process.kill()
+            raise
         finally:
             for process in processes:
                 process.join(timeout=30)
@@ -282,7 +286,7 @@ def _gather(pipes: list[Connection], processes, done, progress) -> list:
                 raise RuntimeError(f"scoring process {index} failed:\n{value}")
             answers[index] = value
         if progress is not None and done is not None:
-            progress(sum(done[0::2]), sum(done[1::2]))
+            progress(min(done[0::2]), sum(done[1::2]))  # each reads the whole file
     return [answers[index] for index in range(len(pipes))]
 
 

@@ -235,10 +235,12 @@ class ProgrammeBook:
             )
         self.drifts_seen = drifts
         auc = metrics.get("rolling_auc", 1.0)
-        if metrics.get("labels", 0) >= config.freeze_min_labels and auc < config.freeze_below_auc:
+        level = config.freeze_below_auc
+        if self.auc_alarm is not None:  # frozen on the AUC: resume only clearly above it
+            level += config.unfreeze_auc_margin
+        if metrics.get("labels", 0) >= config.freeze_min_labels and auc < level:
             self.auc_alarm = (
-                f"churn model rolling AUC {auc:.3f} below {config.freeze_below_auc:.2f}: "
-                "triggers frozen"
+                f"churn model rolling AUC {auc:.3f} below {level:.2f}: triggers frozen"
             )
         else:
             self.auc_alarm = None

@@ -202,6 +202,13 @@ class ProgrammesConfig(BaseModel):
     freeze_below_auc: float = Field(
         0.6, ge=0, le=1, description="Freeze triggers while the churn model's rolling AUC is below."
     )
+    unfreeze_auc_margin: float = Field(
+        0.02,
+        ge=0,
+        le=0.2,
+        description="An AUC freeze ends only once the rolling AUC is this much above the "
+        "freeze level (a model hovering at the level would freeze and resume every day).",
+    )
     freeze_min_labels: int = Field(
         2000, ge=0, description="Labels before the AUC freeze applies (cold start: no freeze)."
     )

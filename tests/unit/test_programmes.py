@@ -188,6 +188,17 @@ def test_a_low_auc_alarm_freezes_triggers_and_says_so():
     assert len(triggers(feed(engine, [consent("b", 1), purchase("b", 1)]))) == 1
 
 
+def test_an_auc_hovering_at_the_freeze_level_does_not_freeze_and_resume_every_day():
+    config = config_with(everyone(), freeze_min_labels=0, freeze_below_auc=0.6)
+    book = ScoringEngine(config, refit=False).scorer.programmes
+    statuses = []
+    for day, auc in enumerate([0.61, 0.59, 0.605, 0.598, 0.615, 0.621, 0.61, 0.599]):
+        event = book.on_health({"rolling_auc": auc, "labels": 5000.0}, day * DAY)
+        statuses.append(event["status"] if event else None)
+    # frozen below 0.60; resumes only at 0.62 (0.60 + the 0.02 margin); frozen again below 0.60
+    assert statuses == [None, "frozen", None, None, None, "unfrozen", None, "frozen"]
+
+
 def test_a_drift_alarm_freezes_triggers_for_a_while():
     engine = ScoringEngine(
         config_with(everyone(), freeze_days_after_drift=10, freeze_min_labels=0), refit=False
