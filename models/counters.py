@@ -20,6 +20,7 @@ class Counters:
     after_until: int = 0
     refits: int = 0
     failed_refits: int = 0
+    skipped_refits: int = 0  # too little data yet
 
     def as_dict(self) -> dict:
         return {
@@ -34,4 +35,5 @@ class Counters:
             "ignored_after_as_of": self.after_until,
             "refits": self.refits,
             "failed_refits": self.failed_refits,
+            "skipped_refits": self.skipped_refits,
         }

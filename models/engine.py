@@ -337,15 +337,18 @@ class ScoringEngine:
             stats = self.statistics(through_day)
             params = fit_value_params(stats, self.config, previous, precise=True)
         except FitError as error:
-            return self._apply_fit(FitOutcome(through_day, through_day, None, str(error)))
+            return self._apply_fit(FitOutcome.failed(through_day, through_day, error))
         return self._apply_fit(FitOutcome(through_day, through_day, params, None))
 
     def _apply_fit(self, outcome: FitOutcome) -> Output:
         if outcome.params is None:
-            self.counters.failed_refits += 1
-            return self._model_event(
-                outcome.install_day, "fit_failed", f"kept previous: {outcome.error}"
-            )
+            if outcome.too_early:
+                self.counters.skipped_refits += 1
+                status = "fit_skipped"
+            else:
+                self.counters.failed_refits += 1
+                status = "fit_failed"
+            return self._model_event(outcome.install_day, status, f"kept previous: {outcome.error}")
         params = outcome.params
         self.install(params)
         self.counters.refits += 1

@@ -9,5 +9,9 @@ class FitError(ClvError):
     """A population model fit failed or produced unusable parameters."""
 
 
+class NotEnoughData(FitError):
+    """Too little data to fit yet (history, customers): expected early on, not a fault."""
+
+
 class ConfigError(ClvError):
     """A configuration file or value is invalid."""

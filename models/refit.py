@@ -14,7 +14,7 @@ import numpy as np
 
 from models.btyd.fit import PURCHASE_MODELS, fit_purchase_model, fit_spend_model
 from models.config import ScoringConfig
-from models.errors import FitError
+from models.errors import FitError, NotEnoughData
 from models.state import CustomerState
 from models.timeline import date_of_day
 from models.value import ValueParams
@@ -74,11 +74,13 @@ def fit_value_params(
     to about 1e-6 (final fits, comparisons with other libraries)."""
     history = int(stats.T_days.max()) if len(stats) else 0
     if history < config.min_fit_history_days:
-        raise FitError(f"{history} days of history < {config.min_fit_history_days} needed")
+        raise NotEnoughData(f"{history} days of history < {config.min_fit_history_days} needed")
     if len(stats) < config.min_customers_for_fit:
-        raise FitError(f"{len(stats)} purchasing customers < {config.min_customers_for_fit} needed")
+        raise NotEnoughData(
+            f"{len(stats)} purchasing customers < {config.min_customers_for_fit} needed"
+        )
     if stats.repeat_customers < config.min_repeat_customers_for_spend_fit:
-        raise FitError(
+        raise NotEnoughData(
             f"{stats.repeat_customers} repeat customers < "
             f"{config.min_repeat_customers_for_spend_fit} needed for the spend model"
         )

@@ -14,7 +14,7 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
 from models.config import ScoringConfig
-from models.errors import FitError
+from models.errors import FitError, NotEnoughData
 from models.refit import PopulationStats, fit_value_params
 from models.value import ValueParams
 
@@ -36,6 +36,11 @@ class FitOutcome:
     install_day: int
     params: ValueParams | None
     error: str | None
+    too_early: bool = False  # no fit for lack of data yet (NotEnoughData), not a fault
+
+    @classmethod
+    def failed(cls, through_day: int, install_day: int, error: FitError) -> FitOutcome:
+        return cls(through_day, install_day, None, str(error), isinstance(error, NotEnoughData))
 
 
 class RefitSchedule:
@@ -95,7 +100,7 @@ class RefitSchedule:
         try:
             params = self._result(pending)
         except FitError as error:
-            return FitOutcome(pending.through_day, pending.install_day, None, str(error))
+            return FitOutcome.failed(pending.through_day, pending.install_day, error)
         return FitOutcome(pending.through_day, pending.install_day, params, None)
 
     def _result(self, pending: PendingFit) -> ValueParams:

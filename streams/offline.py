@@ -182,7 +182,8 @@ def format_summary(result: OfflineResult) -> str:
         lines.append(f"  dead letter {reason}: {number:,}")
     lines.append(
         f"re-scored silent customers {counts['rescored']:,}  erased {counts['erased']:,}  "
-        f"refits {counts['refits']} (failed {counts['failed_refits']})"
+        f"refits {counts['refits']} (failed {counts['failed_refits']}, "
+        f"skipped for too little data {counts['skipped_refits']})"
     )
     for part in parts:
         name = f" ({part.scope})" if len(parts) > 1 else ""

@@ -239,9 +239,7 @@ class ProgrammeBook:
         if self.auc_alarm is not None:  # frozen on the AUC: resume only clearly above it
             level += config.unfreeze_auc_margin
         if metrics.get("labels", 0) >= config.freeze_min_labels and auc < level:
-            self.auc_alarm = (
-                f"churn model rolling AUC {auc:.3f} below {level:.2f}: triggers frozen"
-            )
+            self.auc_alarm = f"churn model rolling AUC {auc:.3f} below {level:.2f}: triggers frozen"
         else:
             self.auc_alarm = None
         now = self.frozen(at)

@@ -6,8 +6,10 @@ import random
 
 import pytest
 
+from models import refit_schedule
 from models.config import ScoringConfig
 from models.engine import ScoringEngine
+from models.errors import FitError
 from models.timeline import SECONDS_PER_DAY, day_of
 from models.transition import Stream
 from schemas.outputs import DeadLetter
@@ -84,15 +86,32 @@ def test_advancing_the_watermark_fires_due_rescores_once():
     assert by_stream(engine.advance_watermark(T0 + 200 * DAY), Stream.SCORES) == []
 
 
-def test_a_failed_refit_keeps_the_previous_model_and_says_so():
+def test_a_refit_with_too_little_data_is_skipped_and_keeps_the_previous_model():
     engine = ScoringEngine(ScoringConfig(refit_interval_days=30))
     version = engine.scorer.model_version
     outputs = feed(engine, [purchase(f"c{i}", i) for i in range(75)])  # refit day 30, live 60
     [health] = [o for o in by_stream(outputs, Stream.MODEL_HEALTH) if o.value["model"] == "value"]
-    assert health.value["status"] == "fit_failed"
-    assert "kept previous" in health.value["detail"]
+    assert health.value["status"] == "fit_skipped"
+    assert "kept previous" in health.value["detail"] and "needed" in health.value["detail"]
     assert health.value["model_version"] == version == engine.scorer.model_version
-    assert engine.counters.failed_refits == 1
+    assert (engine.counters.skipped_refits, engine.counters.failed_refits) == (1, 0)
+
+
+def test_a_failed_refit_keeps_the_previous_model_and_says_so(monkeypatch):
+    def no_convergence(*args, **kwargs):
+        raise FitError("no convergence within 2000 likelihood evaluations")
+
+    monkeypatch.setattr(refit_schedule, "fit_value_params", no_convergence)
+    engine = ScoringEngine(ScoringConfig(refit_interval_days=30))
+    version = engine.scorer.model_version
+    outputs = feed(engine, [purchase(f"c{i}", i) for i in range(75)])
+    [health] = [o for o in by_stream(outputs, Stream.MODEL_HEALTH) if o.value["model"] == "value"]
+    assert health.value["status"] == "fit_failed"
+    assert (
+        health.value["detail"] == "kept previous: no convergence within 2000 likelihood evaluations"
+    )
+    assert health.value["model_version"] == version == engine.scorer.model_version
+    assert (engine.counters.skipped_refits, engine.counters.failed_refits) == (0, 1)
 
 
 def test_a_processing_error_is_dead_lettered_and_the_engine_goes_on(monkeypatch):
