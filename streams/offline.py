@@ -6,7 +6,6 @@ file, same settings: byte-identical outputs.
 
 from __future__ import annotations
 
-import csv
 import multiprocessing
 import os
 import time
@@ -23,7 +22,7 @@ from models.timeline import date_of_day, day_of_date, end_of_day
 from streams.orphan_guard import exit_with_parent
 from streams.partitioned import Job, PartitionSummary, Replay, Sinks, run_in_processes
 from streams.progress import Progress
-from streams.score_csv import SCORE_COLUMNS, cell_text, write_rows
+from streams.score_csv import SCORE_COLUMNS, cell_text, scores_writer, write_rows
 
 
 @dataclass
@@ -140,7 +139,7 @@ def _score_in_process(
         as_of_day = job.as_of_day if job.as_of_day is not None else last_day
         scores_path.parent.mkdir(parents=True, exist_ok=True)
         with open(scores_path, "w", newline="", encoding="utf-8") as scores:
-            csv.writer(scores, lineterminator="\n").writerow(SCORE_COLUMNS)
+            scores_writer(scores, header=True)
             summaries = replay.finish(as_of_day, scores)
     finally:
         for handle in (emitted, dead_letter):

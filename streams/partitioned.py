@@ -19,6 +19,7 @@ import os
 import tempfile
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -33,8 +34,8 @@ from models.programmes.book import ProgrammeBook
 from models.timeline import end_of_day
 from models.transition import Output, Stream
 from streams.orphan_guard import exit_with_parent
-from streams.score_csv import SCORE_COLUMNS, write_rows
-from streams.topics import partition_of
+from streams.score_csv import scores_writer, write_rows
+from streams.topics import partition_of, routing_fields
 
 AFTER_LAST_LINE = 1 << 62  # the line number of the outputs of the end of the replay
 
@@ -104,7 +105,7 @@ class Replay:
 
     job: Job
     sinks: Sinks
-    fit_executor: object | None = None
+    fit_executor: Executor | None = None
     engines: dict[int, ScoringEngine] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -113,7 +114,7 @@ class Replay:
         self.engines = {
             p: ScoringEngine(
                 config,
-                fit_executor=self.fit_executor,  # type: ignore[arg-type]
+                fit_executor=self.fit_executor,
                 scope="all" if job.partitions == 1 else f"p{p}",
             )
             for p in job.owned
@@ -171,11 +172,8 @@ class Replay:
 def route(raw: bytes, partitions: int) -> int:
     """The partition of a raw input line: its customer's, or 0 when it has none (the
     engine of partition 0 dead-letters what cannot be read)."""
-    try:
-        customer_id = orjson.loads(raw).get("customer_id")
-    except (orjson.JSONDecodeError, AttributeError):
-        return 0
-    return partition_of(customer_id, partitions) if isinstance(customer_id, str) else 0
+    _, customer_id = routing_fields(raw)
+    return partition_of(customer_id, partitions) if customer_id is not None else 0
 
 
 # -- several processes ------------------------------------------------------------
@@ -192,7 +190,9 @@ def run_in_processes(
     done = context.Array("q", 2 * len(jobs), lock=False)
     with tempfile.TemporaryDirectory(prefix="clvstream-score-") as folder:
         parts = [
-            _Parts(Path(folder), index, emitted_path, dead_letter_path)
+            _Parts.in_folder(
+                Path(folder), index, emitted_path is not None, dead_letter_path is not None
+            )
             for index in range(len(jobs))
         ]
         pipes, processes = [], []
@@ -240,10 +240,13 @@ class _Parts:
     emitted: Path | None
     dead_letter: Path | None
 
-    def __init__(self, folder: Path, index: int, emitted: Path | None, dead: Path | None):
-        object.__setattr__(self, "scores", folder / f"scores-{index}.csv")
-        object.__setattr__(self, "emitted", folder / f"emitted-{index}" if emitted else None)
-        object.__setattr__(self, "dead_letter", folder / f"dead-{index}" if dead else None)
+    @classmethod
+    def in_folder(cls, folder: Path, index: int, emitted: bool, dead_letter: bool) -> _Parts:
+        return cls(
+            folder / f"scores-{index}.csv",
+            folder / f"emitted-{index}" if emitted else None,
+            folder / f"dead-{index}" if dead_letter else None,
+        )
 
 
 def _serve_job(job: Job, parts: _Parts, pipe: Connection, done, index: int, parent: int) -> None:
@@ -295,8 +298,7 @@ def _merge_scores(parts: list[Path], path: Path) -> None:
     handles = [open(part, newline="", encoding="utf-8") for part in parts]  # noqa: SIM115
     try:
         with open(path, "w", newline="", encoding="utf-8") as sink:
-            writer = csv.writer(sink, lineterminator="\n")
-            writer.writerow(SCORE_COLUMNS)
+            writer = scores_writer(sink, header=True)
             readers = [csv.reader(handle) for handle in handles]
             writer.writerows(heapq.merge(*readers, key=lambda row: row[0]))
     finally:

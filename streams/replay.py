@@ -14,13 +14,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
 from aiokafka import AIOKafkaProducer
 
 from streams.devstack import bootstrap_servers
 from streams.progress import Progress
 from streams.settings import Settings
-from streams.topics import TopicNames
+from streams.topics import TopicNames, routing_fields
 
 
 @dataclass
@@ -47,15 +46,9 @@ def route(line: bytes, names: TopicNames) -> tuple[str, bytes | None]:
     >>> route(b'not json', TopicNames("clv."))
     ('clv.transactions', None)
     """
-    try:
-        document = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        document = None
-    if not isinstance(document, dict):
-        return names.for_event_type(""), None
-    customer_id = document.get("customer_id")
-    key = customer_id.encode() if isinstance(customer_id, str) else None
-    return names.for_event_type(str(document.get("event_type", ""))), key
+    event_type, customer_id = routing_fields(line)
+    key = customer_id.encode() if customer_id is not None else None
+    return names.for_event_type(event_type), key
 
 
 async def replay_file(

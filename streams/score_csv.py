@@ -36,9 +36,17 @@ SCORE_COLUMNS = (
 )
 
 
+def scores_writer(sink: IO[str], header: bool = False):
+    """The CSV writer of the scores file (`\\n` line ends), the header written if asked."""
+    writer = csv.writer(sink, lineterminator="\n")
+    if header:
+        writer.writerow(SCORE_COLUMNS)
+    return writer
+
+
 def write_rows(rows: Iterable[dict], sink: IO[str]) -> int:
     """Write one CSV row per score row (no header, fixed float format)."""
-    writer = csv.writer(sink, lineterminator="\n")
+    writer = scores_writer(sink)
     count = 0
     for row in rows:
         writer.writerow([cell_text(row[column]) for column in SCORE_COLUMNS])

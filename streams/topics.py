@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import orjson
 from aiokafka.partitioner import murmur2
 
 from models.transition import Stream
@@ -89,3 +90,24 @@ def partition_of(customer_id: str, partitions: int) -> int:
     [3, 1, 3]
     """
     return (murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def routing_fields(line: bytes) -> tuple[str, str | None]:
+    """The event type and customer id of a raw input line, as far as they can be read:
+    what decides its topic and its key (and so its partition).
+
+    >>> routing_fields(b'{"event_type": "interaction", "customer_id": "c1"}')
+    ('interaction', 'c1')
+    >>> routing_fields(b'not json'), routing_fields(b'[1]'), routing_fields(b'{"customer_id": 7}')
+    (('', None), ('', None), ('', None))
+    """
+    try:
+        document = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return "", None
+    if not isinstance(document, dict):
+        return "", None
+    customer_id = document.get("customer_id")
+    return str(document.get("event_type", "")), customer_id if isinstance(
+        customer_id, str
+    ) else None

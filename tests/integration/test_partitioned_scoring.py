@@ -4,8 +4,6 @@ them, each partition scored on its own, in one process or several."""
 from __future__ import annotations
 
 import csv
-import multiprocessing
-import time
 from datetime import date
 
 import orjson
@@ -15,8 +13,7 @@ from models.config import ScoringConfig
 from models.simulation import SimulationConfig, simulate
 from streams.cli import main
 from streams.offline import score_file
-from streams.partitioned import Replay
-from streams.topics import partition_of
+from streams.topics import partition_of, routing_fields
 
 CONFIG = ScoringConfig(
     min_customers_for_fit=100, min_fit_history_days=60, min_repeat_customers_for_spend_fit=20
@@ -115,26 +112,4 @@ def test_cli_takes_partitions_and_jobs(events_file, tmp_path, capsys):
 
 
 def _customer(line: bytes) -> str | None:
-    try:
-        value = orjson.loads(line).get("customer_id")
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
-    return value if isinstance(value, str) else None
-
-
-@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="fork")
-def test_a_failing_process_fails_the_run_and_stops_the_others(events_file, tmp_path, monkeypatch):
-    replay = Replay.run
-
-    def run_or_fail(self, progress):  # forked processes inherit the patch
-        if self.job.owned == (1,):
-            raise OSError("disk gone")
-        return replay(self, progress)  # then waits for an as-of that never comes
-
-    monkeypatch.setattr(Replay, "run", run_or_fail)
-    started = time.monotonic()
-    with pytest.raises(RuntimeError, match="scoring process 1 failed"):
-        score_file(
-            events_file, tmp_path / "x.csv", CONFIG, show_progress=False, partitions=2, jobs=2
-        )
-    assert time.monotonic() - started < 25  # the waiting process was stopped, not joined
+    return routing_fields(line)[1]
