@@ -26,7 +26,9 @@ RUN useradd --system --uid 10001 --user-group --create-home \
         --home-dir /var/lib/clvstream clvstream
 COPY --from=build /opt/clvstream /opt/clvstream
 USER clvstream
-# Faust keeps its local table state under the working directory.
+# Nothing is written here: scoring state lives in memory and in the Kafka changelog
+# topic (restored from it on start); Faust's own data directory is a temporary one
+# (under $TMPDIR), removed at exit. The working directory is just the user's home.
 WORKDIR /var/lib/clvstream
 ENTRYPOINT ["clvstream"]
 CMD ["worker"]

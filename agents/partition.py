@@ -99,8 +99,11 @@ class PartitionScorer:
         engine_blob: bytes | None = None,
         offsets: Mapping[str, int] | None = None,
         fit_executor: Executor | None = None,
+        max_rescores: int | None = None,
     ) -> None:
         self.partition = partition
+        self.max_rescores = max_rescores  # per clock advance of `follow_wall_clock` / poll
+        self.behind = False  # a bounded advance left customers due: `catch_up` goes on
         self.topics = tuple(topics)
         self.states = TrackedStates(states or {})
         self.engine = ScoringEngine(
@@ -125,7 +128,12 @@ class PartitionScorer:
             raw = raw or b""  # a null value is rejected like any malformed input
             event = parse_event(raw)
             if not isinstance(event, Rejected):
-                last_at = event.occurred_at.timestamp()
+                at = event.occurred_at.timestamp()
+                future_limit = self.engine.future_limit
+                # A date beyond the limit is dead-lettered: merged where it stands, like
+                # a rejected record, rather than holding back everything after it.
+                if future_limit is None or at <= future_limit:
+                    last_at = at
             buffer.append(Buffered(last_at, offset, raw, event, produced_at))
         self._last_at[topic] = last_at
 
@@ -134,8 +142,12 @@ class PartitionScorer:
 
     def drain(self, idle: set[str]) -> list[Output]:
         """Process buffered records in event-time order while every input that is not
-        idle has a record buffered (ties: topic order, then offset)."""
+        idle has a record buffered (ties: topic order, then offset). Nothing while a
+        bounded clock advance has customers left due (`behind`): an event would make
+        the engine re-score all of them at once; they go first, as they would have."""
         outputs: list[Output] = []
+        if self.behind:
+            return outputs
         buffers, topics = self.buffers, self.topics
         while True:
             best_topic, best = None, None
@@ -151,6 +163,8 @@ class PartitionScorer:
                 return outputs  # a refit due first is not done: go on at the next poll
             buffers[best_topic].popleft()
             outputs.extend(self._process(best_topic, best))
+            if self.behind:
+                return outputs  # the customers the event made due go first
 
     def _process(self, topic: str, record: Buffered) -> list[Output]:
         self.next_offsets[topic] = record.offset + 1
@@ -161,14 +175,50 @@ class PartitionScorer:
         if isinstance(record.event, Rejected):
             return engine.process_raw(record.raw, origin)  # a dead letter, counted
         engine.counters.read += 1
-        return engine.process_event(record.event, record.raw, origin)
+        if self.max_rescores is None:
+            return engine.process_event(record.event, record.raw, origin)
+        # The clock work the event makes due runs bounded: a first event after a gap in
+        # the data may make thousands of customers due at once.
+        outputs = engine.process_event(record.event, record.raw, origin, clock_work=False)
+        if engine.clock_work_due():
+            outputs += self._on_clock()
+        return outputs
 
     def follow_wall_clock(self, now: float) -> list[Output]:
-        """Live mode, idle partition: time passes for silent customers all the same."""
-        watermark = now - self.engine.config.allowed_lateness_seconds
-        if watermark <= self.engine.clock.watermark:
+        """Live mode, idle partition: time passes for silent customers all the same.
+
+        At most `max_rescores` customers are re-scored now, however far the clock
+        moves (days of idle time, or old data followed by the wall clock); the rest
+        stay due and `catch_up` re-scores them at the next polls."""
+        engine = self.engine
+        watermark = now - engine.config.allowed_lateness_seconds
+        if self.behind or watermark <= engine.clock.watermark:
             return []
-        return self.engine.advance_watermark(watermark)
+        engine.clock.advance_watermark_to(watermark)
+        return self._on_clock()
+
+    def catch_up(self) -> list[Output]:
+        """Re-score up to `max_rescores` more of the customers a bounded clock advance
+        left due (nothing when none are left)."""
+        return self._on_clock() if self.behind else []
+
+    def _on_clock(self) -> list[Output]:
+        """One bounded step of the engine's clock work. A refit due waits for the last
+        step, so that the outputs are those of one unbounded advance, in pieces."""
+        engine, limit = self.engine, self.max_rescores
+        if limit is None:
+            return engine.on_clock()
+        before, refit = engine.counters.rescored, engine.refit_enabled
+        engine.refit_enabled = False
+        try:
+            outputs = engine.on_clock(limit)
+        finally:
+            engine.refit_enabled = refit
+        # The budget used up: some may be left (the next step finds out, cheaply).
+        self.behind = engine.counters.rescored - before >= limit
+        if not self.behind and refit:
+            outputs += engine.on_clock(limit)  # nothing is due any more: the refit
+        return outputs
 
     # -- checkpoints ----------------------------------------------------------------
     def take_checkpoint(self) -> Checkpoint:

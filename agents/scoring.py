@@ -79,6 +79,7 @@ class ScoringService(Service):
         self._checkpoint_every = settings.checkpoint_interval_seconds
         self._redis_retry_at = 0.0
         self._idle_since: dict[int, float] = {}
+        self._paused: set[int] = set()  # partitions whose fetching waits for a catch-up
 
     # -- lifecycle ------------------------------------------------------------------
     async def on_start(self) -> None:
@@ -147,6 +148,10 @@ class ScoringService(Service):
     # -- the batch ------------------------------------------------------------------
     async def _handle(self, batch: dict) -> None:
         metrics = self.metrics
+        now = time.time()
+        future_limit = now + self.settings.scoring.max_future_seconds
+        for scorer in self.partitions.values():
+            scorer.engine.future_limit = future_limit  # events dated later are bad
         for tp, records in batch.items():
             scorer = self.partitions.get(tp.partition)
             if scorer is None or not records:
@@ -155,11 +160,14 @@ class ScoringService(Service):
             metrics.events_in[tp.topic] += sum(1 for r in records if r.offset >= fetched_before)
             self._fetched_next[tp] = max(fetched_before, records[-1].offset + 1)
             scorer.add(tp.topic, ((r.offset, r.value, r.timestamp / 1000) for r in records))
-        now = time.time()
         for partition, scorer in list(self.partitions.items()):
-            idle = self._idle_inputs(partition, scorer, now)
-            outputs = scorer.drain(idle)
-            outputs += self._follow_wall_clock(partition, scorer, idle, now)
+            if scorer.behind:  # a bounded clock advance left customers due: them first
+                outputs = scorer.catch_up()
+            else:
+                idle = self._idle_inputs(partition, scorer, now)
+                outputs = scorer.drain(idle)
+                outputs += self._follow_wall_clock(partition, scorer, idle, now)
+            self._fetch_unless_behind(partition, scorer)
             if outputs:
                 await self._emit(partition, outputs)
             await asyncio.sleep(0)  # let the web server and heartbeats in between
@@ -178,6 +186,19 @@ class ScoringService(Service):
             elif fetched >= highwater:
                 idle.add(topic)
         return idle
+
+    def _fetch_unless_behind(self, partition: int, scorer: PartitionScorer) -> None:
+        """While a partition catches up with its clock its inputs wait in the broker,
+        not in memory: fetching pauses, and resumes once it has caught up."""
+        if scorer.behind == (partition in self._paused):
+            return
+        tps = [TopicPartition(topic, partition) for topic in scorer.topics]
+        if scorer.behind:
+            self.consumer.pause(*tps)
+            self._paused.add(partition)
+        else:
+            self.consumer.resume(*tps)
+            self._paused.discard(partition)
 
     def _follow_wall_clock(
         self, partition: int, scorer: PartitionScorer, idle: set[str], now: float
@@ -265,6 +286,7 @@ class ScoringService(Service):
             for partition in partitions:
                 self.partitions.pop(partition, None)
                 self._assigned_at.pop(partition, None)
+                self._paused.discard(partition)  # a new assignment is not paused
             self._fetched_next = {
                 tp: n for tp, n in self._fetched_next.items() if tp.partition not in partitions
             }
@@ -298,6 +320,7 @@ class ScoringService(Service):
             engine_blob=restored.engine_blob,
             offsets=restored.offsets,
             fit_executor=self.fit_executor,
+            max_rescores=self.settings.max_rescores_per_tick,
         )
         self.partitions[partition] = scorer
         self._assigned_at[partition] = time.time()
@@ -329,6 +352,8 @@ class ScoringService(Service):
         if self.consumer is None or not self.partitions:
             return False
         for partition, scorer in self.partitions.items():
+            if scorer.behind:  # customers still due after a bounded clock advance
+                return False
             for topic, processed in scorer.next_offsets.items():
                 highwater = self.consumer.highwater(TopicPartition(topic, partition))
                 if highwater is None or processed < highwater:
@@ -341,6 +366,7 @@ class ScoringService(Service):
             "caught_up": self.caught_up(),
             "customers": sum(len(s.states) for s in self.partitions.values()),
             "buffered": sum(s.buffered() for s in self.partitions.values()),
+            "catching_up": sorted(p for p, s in self.partitions.items() if s.behind),
             "redis_ok": self.redis_ok,
             "redis_pending": self.store.pending if self.store else 0,
             "lag": sum(self.lag().values()),

@@ -2,7 +2,8 @@
 
 A checkpoint holds what is not derived from the customers' states: the event clock,
 the scorer (value parameters, online churn and needs models, the frozen population
-snapshot), the refit schedule, the quality-report cycle and the counters. Timers and
+snapshot), the refit schedule, the quality-report cycle, the counters and the
+recent erasures. Timers and
 the live population counts are rebuilt from the states on restore. Restoring a
 checkpoint into an engine holding the states of the same moment continues exactly as
 if it had never stopped (a pending refit is fitted again, in-process, when due).
@@ -37,6 +38,7 @@ class EngineCheckpoint:
     refit_pending: PendingFit | None
     report_day: int | None
     refreshed_day: int | None
+    erasures: tuple[tuple[str, float], ...] = ()  # customers erased, while still in reach
 
 
 def checkpoint_bytes(engine: ScoringEngine) -> bytes:
@@ -53,6 +55,7 @@ def checkpoint_bytes(engine: ScoringEngine) -> bytes:
         refit_pending=pending,
         report_day=engine._learning.next_report_day,
         refreshed_day=engine._refreshed_day,
+        erasures=tuple(sorted(engine.erasures.items())),
     )
     return zlib.compress(pickle.dumps((_FORMAT, checkpoint), pickle.HIGHEST_PROTOCOL), 1)
 
@@ -78,4 +81,5 @@ def restore_checkpoint(engine: ScoringEngine, blob: bytes) -> None:
     engine._learning.model = checkpoint.scorer.churn
     engine._learning.next_report_day = checkpoint.report_day
     engine._refreshed_day = checkpoint.refreshed_day
+    engine.erasures = dict(checkpoint.erasures)
     engine.rebuild_timers()

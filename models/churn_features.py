@@ -107,16 +107,40 @@ def churn_features(
 
 _MAX_RECENCY = NEVER_DAYS * 3
 _LOGIT_LOW, _LOGIT_HIGH = 1e-6, 1.0 - 1e-6
+# Capped features: (cap, the words for a value at the cap). A days-since feature is
+# `NEVER_DAYS` both when the kind was never seen and when it was last seen that long
+# ago or longer; recency (purchasers only: never "never") is capped at `_MAX_RECENCY`.
+_AT_CAP = {
+    "recency_days": (_MAX_RECENCY, f"no purchase for {_MAX_RECENCY:.0f} days or more"),
+    "days_since_login": (NEVER_DAYS, f"never logged in, or not for {NEVER_DAYS:.0f} days or more"),
+    "days_since_page_view": (
+        NEVER_DAYS,
+        f"never viewed a page, or not for {NEVER_DAYS:.0f} days or more",
+    ),
+    "days_since_email_open": (
+        NEVER_DAYS,
+        f"never opened an e-mail, or not for {NEVER_DAYS:.0f} days or more",
+    ),
+}
 
 
 def describe(name: str, value: float) -> str:
-    """A feature and its value in words, for explanations."""
+    """A feature and its value in words, for explanations. A value at its cap says only
+    that the truth is at least the cap, and a days-since feature's cap also stands for
+    "never" (the vector cannot tell them apart), so the words say exactly that.
+
+    >>> describe("days_since_page_view", NEVER_DAYS)
+    'never viewed a page, or not for 365 days or more'
+    >>> describe("recency_days", 3 * NEVER_DAYS), describe("recency_days", 200.0)
+    ('no purchase for 1095 days or more', 'no purchase for 200 days')
+    """
+    capped = _AT_CAP.get(name)
+    if capped is not None and value >= capped[0]:
+        return capped[1]
     if name in _UNDO_LOG:
         value = math.expm1(value)
     elif name == "value_logit_no_purchase":
         value = 1.0 / (1.0 + math.exp(-value))
-    if name == "days_since_login" and value >= NEVER_DAYS:
-        return "no login in the last year"
     if name == "answered_survey":
         return "never answered a survey" if value == 0.0 else "answered a survey"
     return _DESCRIPTIONS[name].format(value)

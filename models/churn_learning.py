@@ -19,8 +19,9 @@ from models.transition import Label, label_day
 
 
 class ChurnLearning:
-    def __init__(self, config: ScoringConfig, model: ChurnModel | None) -> None:
+    def __init__(self, config: ScoringConfig, model: ChurnModel | None, scope: str = "all") -> None:
         self.model = model
+        self.scope = scope  # names the engine's partition in report ids
         self.window_days = config.churn_window_days
         self.interval_days = config.refit_interval_days
         self.timers = DayTimers()
@@ -67,9 +68,12 @@ class ChurnLearning:
         return {
             "event_type": "model_health",
             "schema_version": 1,
-            "event_id": deterministic_id("model", "churn", "quality", date_of_day(day), version),
+            "event_id": deterministic_id(
+                "model", "churn", "quality", date_of_day(day), version, self.scope
+            ),
             "occurred_at": iso_utc(start_of_day(day)),
             "model": "churn",
+            "scope": self.scope,
             "model_version": version,
             "status": "quality",
             "detail": (

@@ -126,7 +126,26 @@ class ScoringConfig(BaseModel):
         description="Units of base currency per unit of each accepted currency.",
     )
     allowed_lateness_seconds: float = Field(86_400.0, ge=0)
-    dedupe_window: int = Field(32, ge=1, le=1024, description="Recent event ids kept per customer.")
+    dedupe_window: int = Field(
+        256,
+        ge=1,
+        le=4096,
+        description=(
+            "At most this many event ids kept per customer for de-duplication. Ids are "
+            "kept until the watermark passes their event time (a repeat after that is "
+            "late anyway); a customer sending more within the allowed lateness loses the "
+            "oldest, and the engine counts it (dedupe_overflows)."
+        ),
+    )
+    max_future_seconds: float = Field(
+        86_400.0,
+        ge=0,
+        description=(
+            "Events dated more than this after the wall clock at the edge (worker: now; "
+            "offline: the run's start) are dead-lettered as future_timestamp, so one bad "
+            "date cannot push the clock ahead and make every later event late."
+        ),
+    )
     rescore_after_days: tuple[int, ...] = Field(
         (14, 30, 60, 90, 180, 365),
         description="Silent customers are re-scored this many days after their last event.",

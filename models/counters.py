@@ -21,6 +21,8 @@ class Counters:
     refits: int = 0
     failed_refits: int = 0
     skipped_refits: int = 0  # too little data yet
+    dedupe_overflows: int = 0  # ids dropped while a repeat could still be applied
+    dropped_after_erasure: int = 0  # events of an erased customer dated before it
 
     def as_dict(self) -> dict:
         return {
@@ -36,4 +38,6 @@ class Counters:
             "refits": self.refits,
             "failed_refits": self.failed_refits,
             "skipped_refits": self.skipped_refits,
+            "dedupe_overflows": self.dedupe_overflows,
+            "dropped_after_erasure": self.dropped_after_erasure,
         }

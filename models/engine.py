@@ -61,8 +61,13 @@ class ScoringEngine:
         self.clock = EventClock(config.allowed_lateness_seconds)
         self.counters = Counters()
         self.refit_enabled = refit
+        # Events dated after this epoch time are dead-lettered (set by the caller from
+        # the wall clock: the engine never reads it); None: no limit.
+        self.future_limit: float | None = None
+        # Erasure time by customer, while an earlier-dated event could still be applied.
+        self.erasures: dict[str, float] = {}
         self._timers = DayTimers()
-        self._learning = ChurnLearning(config, self.scorer.churn)
+        self._learning = ChurnLearning(config, self.scorer.churn, scope)
         self._refits = RefitSchedule(config, fit_executor)
         self._next_work_at = -math.inf
         self._refreshed_day: int | None = None  # of the scorer's population snapshots
@@ -86,10 +91,23 @@ class ScoringEngine:
             return []
         return self.process_event(parsed, raw, origin)
 
-    def process_event(self, event: Event, raw: bytes | str, origin: OriginInfo) -> list[Output]:
+    def process_event(
+        self, event: Event, raw: bytes | str, origin: OriginInfo, clock_work: bool = True
+    ) -> list[Output]:
+        """Apply one parsed event, then the clock work its time makes due (`on_clock`),
+        unless `clock_work` is off: a caller that bounds that work (the worker) checks
+        `clock_work_due` and runs it in pieces before the next event."""
         customer_id = event.customer_id
         at = event.occurred_at.timestamp()
         clock = self.clock
+        if self.future_limit is not None and at > self.future_limit:
+            detail = f"event time {iso_utc(at)} is after {iso_utc(self.future_limit)}"
+            reason = DeadLetterReason.FUTURE_TIMESTAMP
+            return [self._counted(dead_letter(raw, origin, reason, detail, customer_id))]
+        if self.erasures and self._erased_before(customer_id, at):
+            # Kept nowhere, not even as a dead letter: the customer asked to be erased.
+            self.counters.dropped_after_erasure += 1
+            return []
         try:
             state = self.states.get(customer_id)
             step = apply_event(state, event, clock.watermark, self.scorer, at)
@@ -108,12 +126,20 @@ class ScoringEngine:
         if step.status is Status.DUPLICATE:
             self.counters.duplicates += 1
             return outputs
+        if step.status is Status.ERASED:
+            self.erasures[customer_id] = outputs[0].at
+        if step.dedupe_overflow:
+            self.counters.dedupe_overflows += 1
         self._store(customer_id, step)
         self.counters.applied += 1
         clock.observe(at)
-        if clock.watermark >= self._next_work_at:
+        if clock_work and clock.watermark >= self._next_work_at:
             outputs.extend(self.on_clock())
         return outputs
+
+    def clock_work_due(self) -> bool:
+        """True when `on_clock` has something to do at the current watermark."""
+        return self.clock.watermark >= self._next_work_at
 
     # -- time -----------------------------------------------------------------------
     def advance_watermark(self, ts: float) -> list[Output]:
@@ -131,6 +157,8 @@ class ScoringEngine:
             self._check_health(outputs)
         self._resolve_labels(watermark)
         self._close_windows(watermark, outputs)
+        if self.erasures:
+            self._forget_erasures(watermark)
         budget = max_rescores if max_rescores is not None else math.inf
         while budget > 0:
             day = timers.next_day()
@@ -150,6 +178,16 @@ class ScoringEngine:
                 outputs.append(Output(Stream.MODEL_HEALTH, None, report))
         self._plan_next_work()
         return outputs
+
+    def _erased_before(self, customer_id: str, at: float) -> bool:
+        """True for an event of an erased customer dated at or before the erasure (a
+        re-sent old event must not bring the customer back)."""
+        erased_at = self.erasures.get(customer_id)
+        return erased_at is not None and at <= erased_at
+
+    def _forget_erasures(self, watermark: float) -> None:
+        """Erasures the watermark has passed: any event dated before them is late now."""
+        self.erasures = {c: t for c, t in self.erasures.items() if t >= watermark}
 
     def _resolve_labels(self, watermark: float) -> None:
         """Label as churned every snapshot whose window the watermark has passed."""
@@ -374,10 +412,11 @@ class ScoringEngine:
             "event_type": "model_health",
             "schema_version": 1,
             "event_id": deterministic_id(
-                "model", "value", status, date_of_day(day), params.version
+                "model", "value", status, date_of_day(day), params.version, self.scope
             ),
             "occurred_at": iso_utc(start_of_day(day)),
             "model": "value",
+            "scope": self.scope,
             "model_version": params.version,
             "status": status,
             "detail": detail,

@@ -118,7 +118,13 @@ class ScoreFields:
             0, day - (first if first is not None else int(state.first_seen // SECONDS_PER_DAY))
         )
         mean_spend, total_spend = self.monetary_value, self.total_spend = state.spend_summary()
-        self.refund_total = state.refund_total
+        refunds = self.refund_total = state.refund_total
+        # The share of their spend the customer kept (net / gross; 1 without refunds):
+        # refunds scale the expected spend per purchase (`GammaGamma.expected_spend`).
+        retained = 1.0
+        if refunds > 0.0:
+            gross = state.spend_first + state.spend_repeat
+            retained = total_spend / gross if total_spend > 0.0 else 0.0
         self.churn_vector = self._churn = self._churn_coefficients = None
         self.churn_probability = self.values = self.bins = None
         self.value_tier = self.tier_why = None
@@ -132,7 +138,7 @@ class ScoreFields:
             self.lifecycle, self.lifecycle_why = "prospect", _PROSPECT
             return
         values = self.values = scorer.value_model.score(
-            frequency, self.recency_days, day - first, mean_spend
+            frequency, self.recency_days, day - first, mean_spend, retained
         )
         p_alive = values.p_alive
         churn_probability = values.p_no_purchase

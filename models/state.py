@@ -15,6 +15,7 @@ True
 from __future__ import annotations
 
 import bisect
+import struct
 from array import array
 from collections.abc import Iterable
 
@@ -26,9 +27,10 @@ from models.ids import FINGERPRINT_BYTES
 from models.needs import Affinity
 from models.programmes.memory import ProgrammeMemory
 
-# 2: 8-byte fingerprints; 3: engagement, snapshots; 4: needs, tiers; 5: programmes
-_FORMAT_VERSION = 5
-_READABLE_VERSIONS = (4, 5)
+# 2: 8-byte fingerprints; 3: engagement, snapshots; 4: needs, tiers; 5: programmes;
+# 6: each remembered event id with its event time
+_FORMAT_VERSION = 6
+_READABLE_VERSIONS = (4, 5, 6)
 _CONSENT_FLAGS = ("marketing_email", "marketing_sms", "marketing_phone", "profiling")
 
 
@@ -90,8 +92,9 @@ class CustomerState:
         self.refund_total = 0.0
         self.refund_count = 0
         self.purchase_count = 0
-        # Fingerprints of recent event ids, oldest first, 8 bytes each in one immutable
-        # blob: compact, shared by copies, searched in C.
+        # Recent event ids, oldest first: records of an 8-byte fingerprint and the
+        # event's time (a little-endian double) in one immutable blob: compact, shared
+        # by copies, searched in C.
         self.recent_ids = b""
         self.consent: dict[str, bool] = {}
         self.country: str | None = None
@@ -233,16 +236,36 @@ class CustomerState:
         ids = self.recent_ids
         at = ids.find(fingerprint)
         while at >= 0:
-            if at % FINGERPRINT_BYTES == 0:  # a match across two fingerprints does not count
+            if at % _ID_RECORD == 0:  # a match across two records does not count
                 return True
             at = ids.find(fingerprint, at + 1)
         return False
 
-    def remember(self, fingerprint: bytes, window: int) -> None:
-        ids = self.recent_ids + fingerprint
-        if len(ids) > window * FINGERPRINT_BYTES:
-            ids = ids[len(ids) - window * FINGERPRINT_BYTES :]
+    def remember(self, fingerprint: bytes, at: float, watermark: float, limit: int) -> bool:
+        """Remember an applied event's id until the watermark passes its time `at`.
+        Ids already behind the watermark are dropped first (a repeat of them would be
+        late). Returns True when the `limit` forced out an id still in reach.
+
+        >>> s = CustomerState()
+        >>> s.remember(b"a" * 8, at=10.0, watermark=0.0, limit=2)
+        False
+        >>> s.remember(b"b" * 8, at=20.0, watermark=0.0, limit=2), s.has_seen(b"a" * 8)
+        (False, True)
+        >>> s.remember(b"c" * 8, at=30.0, watermark=15.0, limit=2), s.has_seen(b"a" * 8)
+        (False, False)
+        >>> s.remember(b"d" * 8, at=40.0, watermark=15.0, limit=2), s.has_seen(b"b" * 8)
+        (True, False)
+        """
+        ids = self.recent_ids
+        start, size = 0, len(ids)
+        while start < size and _TIME.unpack_from(ids, start + FINGERPRINT_BYTES)[0] < watermark:
+            start += _ID_RECORD
+        ids = ids[start:] + fingerprint + _TIME.pack(at)
+        overflow = len(ids) > limit * _ID_RECORD
+        if overflow:
+            ids = ids[len(ids) - limit * _ID_RECORD :]
         self.recent_ids = ids
+        return overflow
 
     def update_consent(self, flags: Iterable[tuple[str, bool | None]]) -> None:
         for name, granted in flags:
@@ -328,13 +351,29 @@ class CustomerState:
             (s[0], s[1], _vector(s[2]), len(s) > 3 and bool(s[3])) for s in snapshots
         )
         state.timer_day = None
-        state.recent_ids = bytes(packed_ids)
+        state.recent_ids = (
+            bytes(packed_ids) if fields[0] >= 6 else _with_times(packed_ids, state.last_event_at)
+        )
         state.consent = {
             name: flag
             for name, flag in zip(_CONSENT_FLAGS, consent, strict=True)
             if flag is not None
         }
         return state
+
+
+_TIME = struct.Struct("<d")
+_ID_RECORD = FINGERPRINT_BYTES + _TIME.size
+
+
+def _with_times(fingerprints: bytes, at: float) -> bytes:
+    """Fingerprints of an older format (no times) as records dated `at` (the customer's
+    last event): kept until the watermark passes it."""
+    stamp = _TIME.pack(at)
+    return b"".join(
+        fingerprints[i : i + FINGERPRINT_BYTES] + stamp
+        for i in range(0, len(fingerprints), FINGERPRINT_BYTES)
+    )
 
 
 _DATA_SLOTS = tuple(name for name in CustomerState.__slots__ if name != "timer_day")

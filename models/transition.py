@@ -21,6 +21,7 @@ from models.scorer import ScoreFields, Scorer
 from models.segments import Why
 from models.state import CustomerState
 from models.timeline import SECONDS_PER_DAY, date_of_day, day_of, iso_utc
+from schemas.common import RESERVED_EVENT_ID_PREFIX
 from schemas.outputs import DeadLetterReason
 from schemas.parsing import Event
 
@@ -110,6 +111,7 @@ class Step(NamedTuple):
     snapshot_at: float | None = None  # event time of a churn snapshot this step took
     basket: Basket | None = None  # categories bought, for the needs model to learn
     trigger: Attribution | None = None  # a programme triggered: the book spends and waits
+    dedupe_overflow: bool = False  # an id still in reach was forgotten (limit reached)
 
 
 class Basket(NamedTuple):
@@ -142,12 +144,17 @@ def apply_event(
         return Step(state, [], Status.DUPLICATE)
     if at is None:
         at = event.occurred_at.timestamp()
-    if at < watermark:
+    late = at < watermark
+    if late and not _protects_privacy(event):
         detail = f"event time {iso_utc(at)} is before the watermark {iso_utc(watermark)}"
         return Step(state, [], Status.LATE, DeadLetterReason.LATE, detail)
     customer_id = event.customer_id
     if event.event_type == "customer" and event.kind == "erasure":
+        if state is not None:  # a late erasure still supersedes every score kept
+            at = max(at, state.scored_at, state.last_event_at)
         return Step(None, [Erasure(customer_id, at)], Status.ERASED)
+    if late:  # an opt-out however late: it applies, nothing else in the event does
+        return _late_opt_out(state, event, fingerprint, at, watermark, scorer)
 
     new = state.copy() if state is not None else CustomerState.new(at)
     labels: tuple[Label, ...] = ()
@@ -184,7 +191,7 @@ def apply_event(
         if event.profile is not None and event.profile.country is not None:
             new.country = event.profile.country
 
-    new.remember(fingerprint, scorer.config.dedupe_window)
+    overflow = new.remember(fingerprint, at, watermark, scorer.config.dedupe_window)
     new.last_event_at = max(new.last_event_at, at)
     new.rescore_step = 0
     _schedule_rescore(new, scorer)
@@ -200,7 +207,41 @@ def apply_event(
         snapshot_at=snapshot_at,
         basket=basket,
         trigger=trigger,
+        dedupe_overflow=overflow,
     )
+
+
+def _protects_privacy(event: Event) -> bool:
+    """Erasures and consent withdrawals (unsubscribes too) apply even when late: a
+    customer's objection must never be lost to the clock."""
+    if event.event_type == "customer":
+        if event.kind == "erasure":
+            return True
+        return event.consent is not None and False in dict(event.consent).values()
+    return event.event_type == "interaction" and event.kind == "unsubscribe"
+
+
+def _late_opt_out(
+    state: CustomerState | None,
+    event: Event,
+    fingerprint: bytes,
+    at: float,
+    watermark: float,
+    scorer: Scorer,
+) -> Step:
+    """Apply only the withdrawals of a late event (a late grant could undo a newer
+    withdrawal, so it is not applied) and re-score as of the customer's latest time."""
+    new = state.copy() if state is not None else CustomerState.new(at)
+    if event.event_type == "interaction":
+        new.consent["marketing_email"] = False
+    else:
+        new.update_consent((name, False) for name, granted in event.consent if granted is False)
+    overflow = new.remember(fingerprint, at, watermark, scorer.config.dedupe_window)
+    scored_at = max(new.scored_at, at)
+    outputs, snapshot_at, _ = _score(
+        new, event.customer_id, scored_at, event.event_id, scorer, None, False
+    )
+    return Step(new, outputs, Status.APPLIED, snapshot_at=snapshot_at, dedupe_overflow=overflow)
 
 
 def rescore(
@@ -281,7 +322,8 @@ def _add_basket(
 
 
 def due_cause(day: int) -> str:
-    return f"due:{date_of_day(day)}"
+    """The cause of a time-driven re-score; input event ids may not look like it."""
+    return f"{RESERVED_EVENT_ID_PREFIX}{date_of_day(day)}"
 
 
 def _schedule_rescore(state: CustomerState, scorer: Scorer) -> None:

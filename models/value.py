@@ -165,8 +165,17 @@ class ValueModel:
             state.pop(stale, None)
         self.__dict__.update({"_memo": {}, **state})
 
-    def score(self, x: int, t_x_days: float, T_days: float, mean_spend: float) -> ValueScores:
-        """Scores of a customer with `x` repeat purchase days, last at `t_x_days`, age `T_days`."""
+    def score(
+        self, x: int, t_x_days: float, T_days: float, mean_spend: float, retained: float = 1.0
+    ) -> ValueScores:
+        """Scores of a customer with `x` repeat purchase days, last at `t_x_days`, age `T_days`,
+        mean repeat spend `mean_spend` net of refunds, who kept the share `retained` of
+        their spend (net / gross, in [0, 1]; 1 without refunds).
+
+        Refunds reduce value and are not purchases: they leave the purchase process alone
+        and scale the expected spend per purchase by `retained` (see `GammaGamma`), so
+        the value falls as refunds grow, is 0 after a full refund and is unchanged
+        without refunds."""
         # Whole days (the scorer's case) are packed into one int: a memo keyed by tuples
         # makes every garbage collection slower; anything else keys by its tuple.
         if (
@@ -179,7 +188,7 @@ class ValueModel:
         else:
             key = (x, t_x_days, T_days)
         entry = self._memo.get(key) or self._compute(key, x, t_x_days, T_days)
-        spend = self.spend.expected_spend(x, mean_spend)
+        spend = self.spend.expected_spend(x, mean_spend, retained)
         return ValueScores(entry[0], entry[1], spend, (entry[2], entry[3]), self._margin)
 
     def _compute(

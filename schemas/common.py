@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.currencies import ISO_4217
 
@@ -32,6 +32,20 @@ _ID_PATTERN = r"^[^\s\x00-\x1f\x7f]+$"
 
 Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=_ID_PATTERN)]
 """An event or customer id: 1-128 printable characters without whitespace."""
+
+RESERVED_EVENT_ID_PREFIX = "due:"
+"""Causes of time-driven re-scores (`due:2024-02-01`): an input may not look like one,
+or its outputs would share their ids."""
+
+
+def _not_reserved(event_id: str) -> str:
+    if event_id.startswith(RESERVED_EVENT_ID_PREFIX):
+        raise ValueError(f"ids starting with {RESERVED_EVENT_ID_PREFIX!r} are reserved")
+    return event_id
+
+
+EventId = Annotated[Identifier, AfterValidator(_not_reserved)]
+"""An input event's id: an `Identifier` not starting with the reserved `due:`."""
 
 ShortText = Annotated[str, Field(min_length=1, max_length=64, pattern=_ID_PATTERN)]
 

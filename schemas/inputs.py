@@ -21,6 +21,7 @@ from schemas.common import (
     Attributes,
     Contract,
     Currency,
+    EventId,
     FiniteFloat,
     Identifier,
     Money,
@@ -72,7 +73,7 @@ class Transaction(Contract):
 
     event_type: Literal["transaction"]
     schema_version: Literal[1] = 1
-    event_id: Identifier
+    event_id: EventId
     customer_id: Identifier
     occurred_at: Timestamp
     kind: Literal["purchase", "refund"] = "purchase"
@@ -104,7 +105,7 @@ class Interaction(Contract):
 
     event_type: Literal["interaction"]
     schema_version: Literal[1] = 1
-    event_id: Identifier
+    event_id: EventId
     customer_id: Identifier
     occurred_at: Timestamp
     kind: InteractionKind
@@ -145,7 +146,7 @@ class CustomerEvent(Contract):
 
     event_type: Literal["customer"]
     schema_version: Literal[1] = 1
-    event_id: Identifier
+    event_id: EventId
     customer_id: Identifier
     occurred_at: Timestamp
     kind: Literal["profile", "consent", "erasure"]

@@ -33,6 +33,7 @@ class DeadLetterReason(StrEnum):
     KEY_MISMATCH = "key_mismatch"
     UNSUPPORTED_CURRENCY = "unsupported_currency"
     LATE = "late"
+    FUTURE_TIMESTAMP = "future_timestamp"
     PROCESSING_ERROR = "processing_error"
 
 
@@ -231,6 +232,9 @@ class ModelHealth(OutputContract):
     event_id: str
     occurred_at: datetime = Field(description="Event time at which this was measured or fitted.")
     model: Literal["value", "churn", "programmes"]
+    scope: str = Field(
+        "all", description="The scorer's partition (`p3`), or `all` for a one-engine run."
+    )
     model_version: str = Field(description="The version in use after this event.")
     status: Literal["fitted", "fit_failed", "fit_skipped", "quality", "frozen", "unfrozen"]
     detail: str

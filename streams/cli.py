@@ -195,6 +195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClvError as error:
         print(f"clvstream: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        if error.filename is None:  # not a file named on the command line: a real fault
+            raise
+        print(f"clvstream: {error.filename}: {error.strerror or error}", file=sys.stderr)
+        return 2
 
 
 def _run_score(args: argparse.Namespace) -> int:
@@ -318,6 +323,7 @@ def _run_up(args: argparse.Namespace) -> int:
         exit_when_done=args.exit_when_done,
         demo_customers=args.customers,
         demo_days=args.days,
+        config_file=args.config,
     )
 
 

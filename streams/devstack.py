@@ -30,10 +30,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import redis
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -136,26 +137,36 @@ def valkey_command(binary: str, port: int, workdir: Path, host: str = HOST) -> l
     ]
 
 
-def _admin_client(kafka_url: str, timeout: float) -> KafkaAdminClient:
-    """A kafka-python admin client whose requests and bootstrap give up after `timeout`."""
+def _admin_client(
+    kafka_url: str, timeout: float, security: Mapping[str, Any] | None = None
+) -> KafkaAdminClient:
+    """A kafka-python admin client whose requests and bootstrap give up after `timeout`;
+    `security`: kafka-python's security options (`KafkaSecurity.admin_options()`)."""
     wanted = {
+        **(security or {}),
         "bootstrap_servers": bootstrap_servers(kafka_url),
         "client_id": "clvstream-devstack",
         "request_timeout_ms": int(timeout * 1000),
         "bootstrap_timeout_ms": int(timeout * 1000),  # kafka-python >= 3 only
     }
     known = KafkaAdminClient.DEFAULT_CONFIG
+    unknown = sorted(key for key in security or {} if key not in known)
+    if unknown:  # never connect without the security asked for
+        raise DevStackError(f"kafka-python does not know the options {', '.join(unknown)}")
     return KafkaAdminClient(**{key: value for key, value in wanted.items() if key in known})
 
 
-def kafka_ready(kafka_url: str, timeout: float = 2.0) -> bool:
-    """True when the broker accepts a connection and answers a metadata request."""
+def kafka_ready(
+    kafka_url: str, timeout: float = 2.0, security: Mapping[str, Any] | None = None
+) -> bool:
+    """True when the broker accepts a connection and answers a metadata request
+    (`security`: as for `create_topics`)."""
     first = bootstrap_servers(kafka_url).split(",")[0]
     host, _, port = first.rpartition(":")
     try:
         with socket.create_connection((host, int(port)), timeout=timeout):
             pass
-        admin = _admin_client(kafka_url, timeout)
+        admin = _admin_client(kafka_url, timeout, security)
     except (OSError, KafkaError):
         return False
     try:
@@ -183,15 +194,17 @@ def create_topics(
     partitions: int = 1,
     compacted: Iterable[str] = frozenset(),
     timeout: float = 10.0,
+    security: Mapping[str, Any] | None = None,
 ) -> None:
     """Create topics (replication 1); those in `compacted` get `cleanup.policy=compact`.
 
     Topics that already exist are left as they are. One request per topic, so an
-    existing topic never hides the result of another.
+    existing topic never hides the result of another. `security`: kafka-python's
+    security options (SASL / SSL), `KafkaSecurity.admin_options()`.
     """
     compact = set(compacted)
     try:
-        admin = _admin_client(kafka_url, timeout)
+        admin = _admin_client(kafka_url, timeout, security)
     except KafkaError as error:
         raise DevStackError(f"no Kafka broker at {kafka_url}: {error}") from error
     try:

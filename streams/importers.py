@@ -50,7 +50,7 @@ def import_cdnow(source: Path, out: Path) -> ImportSummary:
     """Convert CDNOW_master.txt (header line optional) into time-ordered events."""
     summary = ImportSummary()
     rows: list[tuple[date, int, dict]] = []
-    with open(source, encoding="ascii", errors="replace") as lines:
+    with open(source, encoding="utf-8-sig", errors="replace") as lines:  # BOM or not
         for line_number, line in enumerate(lines, start=1):
             fields = line.split()
             if not fields:

@@ -22,6 +22,7 @@ from models.timeline import date_of_day, day_of_date, end_of_day
 from streams.orphan_guard import exit_with_parent
 from streams.partitioned import Job, PartitionSummary, Replay, Sinks, run_in_processes
 from streams.progress import Progress
+from streams.report.programmes import effect_text
 from streams.score_csv import SCORE_COLUMNS, cell_text, scores_writer, write_rows
 
 
@@ -97,6 +98,9 @@ def score_file(
             until=end_of_day(as_of_day) if as_of_day is not None else None,
             as_of_day=as_of_day,
             final_refit=final_refit,
+            # Events from the future (beyond the run's start, give or take the allowed
+            # skew) are bad dates; with an as-of date, events after it are skipped anyway.
+            future_limit=time.time() + config.max_future_seconds if as_of is None else None,
         )
         for index in range(jobs)
     ]
@@ -184,23 +188,50 @@ def format_summary(result: OfflineResult) -> str:
         f"refits {counts['refits']} (failed {counts['failed_refits']}, "
         f"skipped for too little data {counts['skipped_refits']})"
     )
+    if counts.get("dropped_after_erasure"):
+        lines.append(
+            f"events of erased customers dated before their erasure, dropped: "
+            f"{counts['dropped_after_erasure']:,}"
+        )
+    if counts.get("dedupe_overflows"):
+        lines.append(
+            f"ids forgotten before the watermark passed them (dedupe_window full): "
+            f"{counts['dedupe_overflows']:,}"
+        )
     for part in parts:
         name = f" ({part.scope})" if len(parts) > 1 else ""
         lines.append(f"value model{name} {part.model_version}")
         health = part.churn_health
         if health is not None:
-            lines.append(
-                f"churn model{name} {part.churn_version}: {health['labels']:,.0f} labels learned "
-                f"(churn rate {health['churn_rate']:.2f}, "
-                f"model weight {health['model_weight']:.2f}); "
-                f"rolling AUC {health['rolling_auc']:.3f}, "
-                f"log loss {health['rolling_log_loss']:.3f}, "
-                f"Brier {health['rolling_brier']:.3f}; "
-                f"drifts detected {health['drifts_detected']:.0f}"
-            )
+            lines.append(f"churn model{name} {part.churn_version}: {_churn_health_text(health)}")
     books = [part.programmes for part in parts if part.programmes is not None]
     lines.extend(programme_lines(books, parts[0].currency if parts else ""))
     return "\n".join(lines)
+
+
+def _churn_health_text(health: dict[str, float]) -> str:
+    """The churn model's learning and rolling quality; "n/a" for what no label measured
+    yet (and for the AUC while the labels are all of one class).
+
+    >>> _churn_health_text({"labels": 0.0, "churn_rate": 0.0, "model_weight": 0.0,
+    ...     "rolling_auc": 0.0, "rolling_log_loss": 0.0, "rolling_brier": 0.0,
+    ...     "drifts_detected": 0.0})
+    '0 labels learned (churn rate n/a, model weight 0.00); rolling AUC n/a, log loss n/a, \
+Brier n/a; drifts detected 0'
+    """
+    labelled = health["labels"] > 0
+    both_classes = labelled and 0.0 < health["churn_rate"] < 1.0
+
+    def value(key: str, digits: int, known: bool = labelled) -> str:
+        return f"{health[key]:.{digits}f}" if known else "n/a"
+
+    return (
+        f"{health['labels']:,.0f} labels learned "
+        f"(churn rate {value('churn_rate', 2)}, model weight {health['model_weight']:.2f}); "
+        f"rolling AUC {value('rolling_auc', 3, both_classes)}, "
+        f"log loss {value('rolling_log_loss', 3)}, Brier {value('rolling_brier', 3)}; "
+        f"drifts detected {health['drifts_detected']:.0f}"
+    )
 
 
 def programme_lines(books: list[ProgrammeBook], currency: str) -> list[str]:
@@ -220,10 +251,10 @@ def programme_lines(books: list[ProgrammeBook], currency: str) -> list[str]:
             line += "; too few closed windows to measure"
         else:
             roi = f"{row['roi']:.2f}" if row["roi"] is not None else "n/a"
+            effect = row["incremental_revenue_per_customer"]
             line += (
                 f"; closed {closed['treatment']:,}/{closed['control']:,}: "
-                f"{row['incremental_revenue_per_customer']:+.2f} "
-                f"({row['ci_low']:+.2f} to {row['ci_high']:+.2f}), "
+                f"{effect_text(effect, row['ci_low'], row['ci_high'])}, "
                 f"total {row['total_incremental_revenue']:+,.0f}, cost {row['cost']:,.0f}, "
                 f"ROI {roi}"
             )

@@ -12,6 +12,7 @@ are merged in input line order (then by partition), the scores by customer id.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import heapq
 import multiprocessing
@@ -51,6 +52,7 @@ class Job:
     until: float | None  # event time after which events are skipped
     as_of_day: int | None  # None: the last event's day, over all partitions
     final_refit: bool
+    future_limit: float | None = None  # events dated after it are dead-lettered
 
 
 @dataclass
@@ -119,6 +121,8 @@ class Replay:
             )
             for p in job.owned
         }
+        for engine in self.engines.values():
+            engine.future_limit = job.future_limit
 
     def run(self, progress: Callable[[int, int], None]) -> int | None:
         """Replay the file; the last day any of these partitions has seen (or None)."""
@@ -129,6 +133,8 @@ class Replay:
             for line_number, line in enumerate(lines, start=1):
                 done += len(line)
                 raw = line.rstrip(b"\r\n")
+                if line_number == 1:
+                    raw = raw.removeprefix(codecs.BOM_UTF8)  # saved by an editor that adds one
                 if line_number % 4096 == 0:
                     progress(done, read)
                 if not raw.strip():

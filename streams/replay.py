@@ -9,6 +9,7 @@ transactions, unkeyed): the worker dead-letters them, as it would in production.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import os
 import time
 from dataclasses import dataclass, field
@@ -74,9 +75,11 @@ async def replay_file(
     done_bytes = 0
     try:
         with open(path, "rb") as lines:
-            for line in lines:
+            for line_number, line in enumerate(lines, start=1):
                 done_bytes += len(line)
                 raw = line.rstrip(b"\r\n")
+                if line_number == 1:
+                    raw = raw.removeprefix(codecs.BOM_UTF8)  # saved by an editor that adds one
                 if not raw.strip():
                     continue
                 topic, key = route(raw, names)

@@ -64,6 +64,28 @@ class KafkaSecurity(BaseModel):
             options["ssl_context"] = context
         return options
 
+    def admin_options(self) -> dict[str, Any]:
+        """The same security for kafka-python clients (the topic-creation admin client):
+        its option names, certificates as files (it builds its own SSL context, verifying
+        the broker's certificate and host name as aiokafka's default context does).
+
+        >>> KafkaSecurity().admin_options()
+        {'security_protocol': 'PLAINTEXT'}
+        """
+        options: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_plain_username
+            if self.sasl_plain_password is not None:
+                options["sasl_plain_password"] = self.sasl_plain_password.get_secret_value()
+        if "SSL" in self.security_protocol:
+            options["ssl_check_hostname"] = True
+            options["ssl_cafile"] = self.ssl_cafile
+            if self.ssl_certfile:
+                options["ssl_certfile"] = self.ssl_certfile
+                options["ssl_keyfile"] = self.ssl_keyfile
+        return options
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -82,6 +104,12 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=0, le=65535)
     checkpoint_interval_seconds: float = Field(2.0, gt=0, le=3600)
     max_batch: int = Field(1000, ge=1, description="records per poll of the input topics")
+    max_rescores_per_tick: int = Field(
+        2000,
+        ge=1,
+        description="silent customers a partition re-scores per poll when its clock jumps "
+        "without events (live idle clock); the others stay due for the next polls",
+    )
     live_clock_idle_seconds: float | None = Field(
         None,
         gt=0,

@@ -20,6 +20,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from models.errors import ClvError
 from streams.devstack import DevStack, create_topics, die_with_parent, free_port
 from streams.settings import Settings
@@ -32,7 +34,13 @@ class UpError(ClvError):
 
 def ensure_topics(settings: Settings) -> None:
     names = TopicNames(settings.topic_prefix)
-    create_topics(settings.kafka_url or "", names.all, settings.partitions, names.compacted)
+    create_topics(
+        settings.kafka_url or "",
+        names.all,
+        settings.partitions,
+        names.compacted,
+        security=settings.kafka.admin_options(),
+    )
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> int:
@@ -92,34 +100,86 @@ class WorkerProcess:
         return self.process.returncode
 
 
+_NESTED_SETTINGS = ("scoring", "kafka")
+
+
+@dataclass(frozen=True)
+class WorkerLaunch:
+    """How a worker child process is started: its command line, environment and the
+    address of its API (the host and port it binds)."""
+
+    argv: list[str]
+    env: dict[str, str]
+    api: str
+
+
+def worker_launch(
+    settings: Settings,
+    web_port: int | None = None,
+    extra_env: dict | None = None,
+    config_file: Path | None = None,
+) -> WorkerLaunch:
+    """The child's command and environment: `clvstream worker --config FILE` (the file
+    `settings` were loaded from, if any), the environment of this process, and every
+    plain setting decided here (broker, Redis, topics, web address, ...) as a
+    `CLVSTREAM_*` variable, which comes before the file. The nested `scoring` and
+    `kafka` sections come from where this process read them: the file and the
+    environment. The web port: `web_port`, else the configured one (file or
+    environment), else a free one."""
+    if web_port is None:
+        configured = "web_port" in settings.model_fields_set and settings.web_port
+        web_port = settings.web_port if configured else free_port()
+    env = dict(os.environ)
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if name in _NESTED_SETTINGS or value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"CLVSTREAM_{name.upper()}"] = str(value)
+    env["CLVSTREAM_WEB_PORT"] = str(web_port)
+    env.update(extra_env or {})
+    argv = [sys.executable, "-m", "streams.cli", "worker"]
+    if config_file is not None:
+        path = str(Path(config_file).resolve())
+        argv += ["--config", path]
+        env["CLVSTREAM_CONFIG_FILE"] = path  # the same file, should the child look there
+    return WorkerLaunch(argv, env, f"http://{_connect_host(settings.web_host)}:{web_port}")
+
+
+def _connect_host(bind_host: str) -> str:
+    """Where to reach a server bound to `bind_host` from this machine.
+
+    >>> _connect_host("0.0.0.0"), _connect_host("::"), _connect_host("::1")
+    ('127.0.0.1', '[::1]', '[::1]')
+    """
+    if bind_host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if bind_host == "::":
+        return "[::1]"
+    return f"[{bind_host}]" if ":" in bind_host else bind_host
+
+
 def start_worker(
-    settings: Settings, log_path: Path, web_port: int | None = None, extra_env: dict | None = None
+    settings: Settings,
+    log_path: Path,
+    web_port: int | None = None,
+    extra_env: dict | None = None,
+    config_file: Path | None = None,
 ) -> WorkerProcess:
-    """Start `clvstream worker` as a child process configured by environment variables."""
-    port = web_port or free_port()
-    env = {
-        **os.environ,
-        "CLVSTREAM_KAFKA_URL": settings.kafka_url or "",
-        "CLVSTREAM_REDIS_URL": settings.redis_url.get_secret_value() if settings.redis_url else "",
-        "CLVSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-        "CLVSTREAM_PARTITIONS": str(settings.partitions),
-        "CLVSTREAM_APP_ID": settings.app_id,
-        "CLVSTREAM_REDIS_PREFIX": settings.redis_prefix,
-        "CLVSTREAM_WEB_PORT": str(port),
-        "CLVSTREAM_CHECKPOINT_INTERVAL_SECONDS": str(settings.checkpoint_interval_seconds),
-        **(extra_env or {}),
-    }
+    """Start `clvstream worker` as a child process (see `worker_launch`)."""
+    launch = worker_launch(settings, web_port, extra_env, config_file)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
-            env=env,
+            launch.argv,
+            env=launch.env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=die_with_parent(signal.SIGTERM),  # a clean stop if we die
         )
-    return WorkerProcess(process, f"http://{settings.web_host}:{port}")
+    return WorkerProcess(process, launch.api)
 
 
 def run_up(
@@ -131,7 +191,9 @@ def run_up(
     exit_when_done: bool = False,
     demo_customers: int = 3000,
     demo_days: int = 540,
+    config_file: Path | None = None,
 ) -> int:
+    """`config_file`: the TOML file `settings` were loaded from; the worker reads it too."""
     stack = None
     worker = None
     signal.signal(signal.SIGTERM, _interrupt)  # stop what we started on SIGTERM as on Ctrl-C
@@ -150,7 +212,7 @@ def run_up(
         ensure_topics(settings)
         if events is None:
             events = _demo_events(out_dir, demo_customers, demo_days)
-        worker = start_worker(settings, out_dir / "worker.log")
+        worker = start_worker(settings, out_dir / "worker.log", config_file=config_file)
         print("starting the worker ...", flush=True)
         worker.wait_ready()
         _print_where(settings, worker, out_dir)
@@ -173,9 +235,7 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _secret(url: str):
-    from pydantic import SecretStr
-
+def _secret(url: str) -> SecretStr:
     return SecretStr(url)
 
 

@@ -24,6 +24,19 @@ from streams.report.options import order
 MIN_WINDOWS = 30  # closed windows per arm below which an estimate is only indicative
 
 
+def effect_text(per_customer: float, low: float, high: float) -> str:
+    """A measured effect with its 95 % interval, as the report and the CLI print it.
+    The interval is not symmetric (its ends move with the revenue's skewness), so
+    both ends are shown, not a ± half width.
+
+    >>> effect_text(31.72, -146.32, 91.07)
+    '+31.72 (-146.32 to +91.07)'
+    >>> effect_text(1234.5, 1000, 1500)
+    '+1,234.50 (+1,000.00 to +1,500.00)'
+    """
+    return f"{per_customer:+,.2f} ({low:+,.2f} to {high:+,.2f})"
+
+
 @dataclass(frozen=True)
 class ProgrammeRow:
     id: str

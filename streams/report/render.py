@@ -26,7 +26,7 @@ from streams.report.plots import (
     programme_figure,
     svg,
 )
-from streams.report.programmes import MIN_WINDOWS, ProgrammeRow
+from streams.report.programmes import MIN_WINDOWS, ProgrammeRow, effect_text
 
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222;
@@ -245,7 +245,7 @@ def _programme_table(rows: Sequence[ProgrammeRow], currency: str) -> str:
             effect, total, roi = "too few windows", "", ""
         else:
             mark = "*" if row.indicative else ""
-            effect = f"{result.per_customer:,.2f} ± {result.half_width:,.2f}{mark}"
+            effect = effect_text(result.per_customer, result.low, result.high) + mark
             total = f"{result.total:,.0f}"
             roi = f"{result.roi:.0%}" if math.isfinite(result.roi) else "–"
         status = escape(row.status or "not measured yet")
@@ -266,7 +266,7 @@ def _programme_table(rows: Sequence[ProgrammeRow], currency: str) -> str:
     table = (
         "<table><tr><th>Programme</th><th>Triggers treated / control</th>"
         "<th>Measured windows (first exposures) treated / control</th>"
-        f"<th>Incremental revenue per treated ({cur}, ± 95 %)</th>"
+        f"<th>Incremental revenue per treated ({cur}, 95 % interval)</th>"
         f"<th>Total incremental ({cur})</th><th>Cost ({cur})</th><th>ROI</th>"
         f"<th>Break-even per treated ({cur})</th><th>Verdict</th><th>Status</th>"
         f"</tr>{''.join(body)}</table>"

@@ -6,6 +6,7 @@ event with the stream it was emitted on.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ def read_scores_csv(path: Path, builder: ReportBuilder) -> int:
     """Current scores from `clvstream score --out`; returns the customers read."""
     count = 0
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:  # BOM or not
             for row in csv.DictReader(handle):
                 if not row.get("customer_id"):
                     continue
@@ -44,7 +45,9 @@ def read_emitted(path: Path, builder: ReportBuilder) -> int:
     count = 0
     try:
         with open(path, "rb") as handle:
-            for line in handle:
+            for line_number, line in enumerate(handle, start=1):
+                if line_number == 1:
+                    line = line.removeprefix(codecs.BOM_UTF8)
                 if not line.strip():
                     continue
                 count += 1

@@ -7,18 +7,27 @@ import os
 import subprocess
 import sys
 
+from streams.devstack import free_port
+
 
 def test_up_starts_its_own_stack_scores_a_demo_and_stops_everything(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLVSTREAM_")}
+    port = free_port()
+    config = tmp_path / "clv.toml"  # read by the worker `up` starts, too
+    config.write_text(
+        f"web_port = {port}\n[scoring.segments]\nmin_customers_for_tiers = 10\n"
+        'value_tiers = [["vip", 0.1], ["gold", 0.3]]\n'
+    )
     command = [
         sys.executable, "-m", "streams.cli", "up", "--customers", "150", "--days", "120",
-        "--out-dir", str(tmp_path), "--exit-when-done",
+        "--out-dir", str(tmp_path), "--exit-when-done", "--config", str(config),
     ]  # fmt: skip
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     out = run.stdout
     assert "starting the embedded broker (Tansu) and Redis (Valkey)" in out
     assert "clvstream is running" in out and "/customers/<id>" in out
+    assert f"API      http://127.0.0.1:{port}/customers/<id>" in out  # where it binds
     decoder = json.JSONDecoder()
     segments, end = decoder.raw_decode(out, out.index("\n{") + 1)
     programmes, _ = decoder.raw_decode(out, out.index("{", end))
@@ -26,6 +35,8 @@ def test_up_starts_its_own_stack_scores_a_demo_and_stops_everything(tmp_path):
     scored = sum(s["customers"] for s in segments["lifecycle"].values())
     assert 100 <= scored <= 150  # a few simulated customers are erased
     assert sum(s["customers"] for s in segments["value_tier"].values()) == scored
+    assert set(segments["value_tier"]) >= {"vip", "gold", "rest"}  # the file's tiers
+    assert segments["value_tier"]["vip"]["customers"] > 0
     assert "stopping the worker" in out
     servers = out.split("embedded servers: pids ", 1)[1].split("\n", 1)[0].split(", ")
     worker = out.split("worker   pid ", 1)[1].split(",", 1)[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import statistics
 from collections import Counter
@@ -215,3 +216,34 @@ def test_model_health_events_of_either_value_model_serialize(tmp_path):
         fitted = [h for h in health if h and h.get("event_type") == "model_health"]
         assert any(h["model"] == "value" and h["status"] == "fitted" for h in fitted), model
         assert all(isinstance(v, float) for h in fitted for v in h["parameters"].values())
+
+
+def test_a_byte_order_mark_on_the_first_line_is_not_a_dead_letter(tmp_path, history):
+    """Editors on Windows save UTF-8 with a BOM; the first event must still count."""
+    dead = tmp_path / "dl.jsonl"
+    for partitions in (1, 2):
+        bom = score(tmp_path, codecs.BOM_UTF8 + jsonl(history), f"bom{partitions}",
+                    dead_letter_path=dead, partitions=partitions)  # fmt: skip
+        plain = score(tmp_path, jsonl(history), f"plain{partitions}", partitions=partitions)
+        assert bom[0].counters["dead_lettered"] == 0 and dead.read_bytes() == b""
+        assert bom[1].read_bytes() == plain[1].read_bytes()
+        assert bom[2].read_bytes() == plain[2].read_bytes()
+
+
+def test_the_summary_says_n_a_for_churn_quality_before_any_label(tmp_path, capsys):
+    events = tmp_path / "few.jsonl"
+    events.write_bytes(jsonl([purchase("a", 0, 10.0), purchase("b", 3, 20.0)]))
+    assert main(["score", str(events), "--out", str(tmp_path / "few.csv")]) == 0
+    [churn_line] = [line for line in capsys.readouterr().out.splitlines() if "churn model" in line]
+    assert "0 labels learned (churn rate n/a" in churn_line
+    assert "rolling AUC n/a, log loss n/a, Brier n/a" in churn_line
+    assert "0.000" not in churn_line.split(": ", 1)[1]  # after the model's version
+
+
+def test_the_summary_gives_churn_quality_once_labels_are_learned(tmp_path, capsys):
+    simulation = simulate(SimulationConfig(customers=300, days=300, seed=3))
+    events = tmp_path / "sim.jsonl"
+    events.write_bytes(b"".join(line + b"\n" for _, line in simulation.events()))
+    assert main(["score", str(events), "--out", str(tmp_path / "sim.csv")]) == 0
+    [churn_line] = [line for line in capsys.readouterr().out.splitlines() if "churn model" in line]
+    assert "n/a" not in churn_line and "rolling AUC 0." in churn_line

@@ -9,7 +9,7 @@ from agents.partition import CHECKPOINT_KEY, NEW, UPDATED, PartitionScorer
 from models.config import ScoringConfig
 from models.state import CustomerState
 from models.transition import Stream
-from tests.factories import interaction, purchase
+from tests.factories import BASE, interaction, purchase
 
 TOPICS = ("t.customer-events", "t.transactions", "t.interactions")
 
@@ -46,6 +46,19 @@ def test_bad_records_keep_their_place_and_become_dead_letters_with_their_origin(
         {"source": "kafka", "topic": "t.transactions", "partition": 0, "offset": 8},
     ]
     assert part.next_offsets["t.transactions"] == 9
+
+
+def test_a_record_dated_in_the_future_keeps_its_place_and_holds_nothing_back():
+    part = scorer()
+    part.engine.future_limit = BASE.timestamp() + 30 * 86_400.0
+    future = interaction("c2", 365 * 100, "login")
+    part.add("t.interactions", records([interaction("c1", 1), future, interaction("c1", 3)]))
+    part.add("t.transactions", records([purchase("c1", 2), purchase("c1", 4)]))
+    outputs = part.drain(idle={"t.customer-events"})
+    [dead] = [o.value for o in outputs if o.stream is Stream.DEAD_LETTER]
+    assert dead["reason"] == "future_timestamp" and dead["origin"]["offset"] == 1
+    # day 1, the future record, day 2 and day 3 went; day 4 waits for interactions
+    assert part.next_offsets == {"t.customer-events": 0, "t.transactions": 1, "t.interactions": 3}
 
 
 def test_records_fetched_again_after_a_seek_are_not_processed_twice():

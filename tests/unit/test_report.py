@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import math
 import re
@@ -13,11 +14,12 @@ import pytest
 from models.config import ScoringConfig
 from models.programmes.measurement import ArmStats, estimate
 from streams.cli import main
-from streams.offline import SCORE_COLUMNS
+from streams.offline import SCORE_COLUMNS, format_summary
 from streams.report import build_report, write_report
 from streams.report.aggregate import ReportBuilder
 from streams.report.churn_quality import calibration_pairs
 from streams.report.options import ReportOptions, timestamp
+from streams.report.programmes import effect_text
 from streams.report.render import render_html
 from streams.settings import load_settings
 
@@ -232,6 +234,22 @@ def test_results_of_partitions_are_pooled_from_each_scopes_latest(tmp_path):
     assert before.programmes[0].result == estimate(t0, c0)
 
 
+def test_the_effect_is_shown_with_both_ends_of_its_skewed_interval(tmp_path):
+    """The interval moves its ends by the revenue's skewness: "± half width" would put
+    them in the wrong place."""
+    treated = arm([(1, 0), (2, 0), (1, 0), (3, 400), (2, 0), (1, 10), (2, 0), (1, 0)] * 2, 2.0)
+    control = arm([(1, 5), (2, 6), (1, 4), (3, 8), (2, 5), (1, 6)], 0.0)  # unequal arms
+    report = build(tmp_path, [result("win_back", "all", 30, treated, control)])
+    (row,) = report.programmes
+    effect = row.result
+    assert effect.high - effect.per_customer != pytest.approx(effect.per_customer - effect.low)
+    page = render_html(report)
+    text = effect_text(effect.per_customer, effect.low, effect.high)
+    assert f"<td>{text}*</td>" in page  # * indicative: fewer than 30 windows
+    assert re.fullmatch(r"[+-][\d,]+\.\d\d \([+-][\d,]+\.\d\d to [+-][\d,]+\.\d\d\)", text)
+    assert "±" not in page
+
+
 def test_a_programme_stopped_in_one_scope_shows_as_stopped_with_the_reason(tmp_path):
     t, c = arm([(1, 1), (2, 1), (3, 2)], 5.0), arm([(1, 1), (2, 2), (3, 2)], 0.0)
     reason = "stopped: incremental revenue per customer -0.33 is clearly below the cost"
@@ -436,7 +454,7 @@ def test_figures_agree_with_a_real_offline_run(tmp_path):
     simulation = simulate(SimulationConfig(customers=400, days=300, seed=3))
     events, scores, emitted = tmp_path / "e.jsonl", tmp_path / "s.csv", tmp_path / "o.jsonl"
     events.write_bytes(b"".join(line + b"\n" for _, line in simulation.events()))
-    score_file(events, scores, ScoringConfig(), emitted_path=emitted, show_progress=False)
+    run = score_file(events, scores, ScoringConfig(), emitted_path=emitted, show_progress=False)
     report = build_report(load_settings(), scores=scores, emitted=emitted)
 
     with open(scores, encoding="utf-8") as handle:
@@ -462,3 +480,24 @@ def test_figures_agree_with_a_real_offline_run(tmp_path):
             assert row.result.low == pytest.approx(event["ci_low"])
             assert row.windows_treated == event["treated"]
     assert report.quality and report.quality[-1].labels > 0
+    # The page and the command's summary print a measured effect the same way.
+    page, summary = render_html(report), format_summary(run)
+    measured = [row for row in report.programmes if row.result is not None]
+    assert measured
+    for row in measured:
+        text = effect_text(row.result.per_customer, row.result.low, row.result.high)
+        assert text in page
+        [line] = [line for line in summary.splitlines() if line.startswith(f"  {row.id}:")]
+        assert f": {text}, total" in line
+
+
+def test_files_saved_with_a_byte_order_mark_read_as_without(tmp_path):
+    emitted, scores = tmp_path / "e.jsonl", tmp_path / "s.csv"
+    emitted.write_bytes(b"".join(full_input()))
+    scores_csv(scores, ROWS)
+    plain = build_report(load_settings(), scores=scores, emitted=emitted)
+    for path in (emitted, scores):
+        path.write_bytes(codecs.BOM_UTF8 + path.read_bytes())
+    marked = build_report(load_settings(), scores=scores, emitted=emitted)
+    assert (marked.customers, marked.equity, marked.skipped) == (2, 300.0, 0)
+    assert render_html(marked) == render_html(plain)

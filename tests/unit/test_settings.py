@@ -75,3 +75,75 @@ def test_streaming_settings_come_from_the_environment(monkeypatch):
     settings = load_settings()
     assert (settings.partitions, settings.live_clock_idle_seconds) == (8, 30.0)
     assert settings.live_clock_idle_seconds is not None and load_settings().max_batch > 0
+
+
+def test_kafka_security_reaches_the_topic_creation_admin_client(monkeypatch, tmp_path):
+    """`clvstream worker` and `up` create the topics first, with kafka-python's admin
+    client: it must get the same SASL / SSL settings as the aiokafka clients."""
+    from streams import devstack
+    from streams.up import ensure_topics
+
+    ca = tmp_path / "ca.pem"
+    settings = load_settings(
+        kafka_url="kafka://broker-1:9093,broker-2:9093",
+        kafka={
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-256",
+            "sasl_plain_username": "svc",
+            "sasl_plain_password": "s3cret",
+            "ssl_cafile": str(ca),
+        },
+    )
+    options = settings.kafka.admin_options()
+    assert options == {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-256",
+        "sasl_plain_username": "svc",
+        "sasl_plain_password": "s3cret",
+        "ssl_check_hostname": True,
+        "ssl_cafile": str(ca),
+    }
+    from kafka.admin import KafkaAdminClient
+
+    assert set(options) <= set(KafkaAdminClient.DEFAULT_CONFIG)  # kafka-python's names
+    mtls = load_settings(
+        kafka={"security_protocol": "SSL", "ssl_certfile": "c.pem", "ssl_keyfile": "k.pem"}
+    ).kafka.admin_options()
+    assert (mtls["ssl_certfile"], mtls["ssl_keyfile"], mtls["ssl_cafile"]) == (
+        "c.pem", "k.pem", None,
+    )  # fmt: skip
+    assert "sasl_mechanism" not in mtls
+    assert load_settings().kafka.admin_options() == {"security_protocol": "PLAINTEXT"}
+
+    clients: list[dict] = []
+
+    class FakeAdmin:
+        DEFAULT_CONFIG = KafkaAdminClient.DEFAULT_CONFIG
+
+        def __init__(self, **config):
+            clients.append(config)
+
+        def create_topics(self, topics, timeout_ms):
+            pass
+
+        def describe_cluster(self):
+            return {"brokers": [{"node_id": 1}]}
+
+        def close(self):
+            pass
+
+    class FakeSocket:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(devstack, "KafkaAdminClient", FakeAdmin)
+    monkeypatch.setattr(devstack.socket, "create_connection", lambda *a, **k: FakeSocket())
+    ensure_topics(settings)
+    assert devstack.kafka_ready(settings.kafka_url, security=options)
+    assert len(clients) == 2
+    for config in clients:
+        assert config["bootstrap_servers"] == "broker-1:9093,broker-2:9093"
+        assert {key: config.get(key) for key in options} == options

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -64,16 +65,36 @@ def fp(number: int) -> bytes:
 
 def test_dedupe_memory_is_bounded_and_fifo():
     s = CustomerState.new(0.0)
-    for number in range(40):
-        s.remember(fp(number), window=32)
-    assert len(s.recent_ids) == 32 * 8
+    overflows = [s.remember(fp(number), float(number), 0.0, limit=32) for number in range(40)]
+    assert len(s.recent_ids) == 32 * 16
     assert not s.has_seen(fp(7)) and s.has_seen(fp(8)) and s.has_seen(fp(39))
+    assert overflows == [False] * 32 + [True] * 8
+
+
+def test_ids_are_kept_until_the_watermark_passes_them_not_by_count():
+    s = CustomerState.new(0.0)
+    for number in range(100):
+        assert not s.remember(fp(number), 1000.0 + number, watermark=900.0, limit=256)
+    assert all(s.has_seen(fp(n)) for n in range(100))
+    s.remember(fp(100), 1200.0, watermark=1050.0, limit=256)
+    assert not s.has_seen(fp(49)) and s.has_seen(fp(50)) and s.has_seen(fp(100))
+    assert len(s.recent_ids) == 51 * 16
+
+
+def test_ids_of_an_older_state_format_are_kept_until_its_last_event():
+    s = CustomerState.new(0.0)
+    s.last_event_at = 500.0
+    s.remember(fp(1), 500.0, 0.0, 32)
+    v5 = msgpack.unpackb(s.to_bytes(), raw=False)
+    v5[0], v5[12] = 5, fp(1)  # format 5: fingerprints without times
+    old = CustomerState.from_bytes(msgpack.packb(v5, use_bin_type=True))
+    assert old.has_seen(fp(1)) and old.recent_ids == s.recent_ids
 
 
 def test_a_fingerprint_straddling_two_others_is_not_seen():
     s = CustomerState.new(0.0)
-    s.remember(bytes([0, 0, 0, 0, 1, 2, 3, 4]), 32)
-    s.remember(bytes([5, 6, 7, 8, 0, 0, 0, 0]), 32)
+    s.remember(bytes([0, 0, 0, 0, 1, 2, 3, 4]), 0.0, 0.0, 32)
+    s.remember(bytes([5, 6, 7, 8, 0, 0, 0, 0]), 0.0, 0.0, 32)
     assert not s.has_seen(bytes([1, 2, 3, 4, 5, 6, 7, 8]))
     assert s.has_seen(bytes([5, 6, 7, 8, 0, 0, 0, 0]))
 
@@ -85,7 +106,7 @@ def test_copy_covers_every_slot_and_is_independent():
             setattr(s, name, 1)
     twin = s.copy()
     assert twin == s
-    twin.remember(fp(1), 32)
+    twin.remember(fp(1), 0.0, 0.0, 32)
     twin.recent_days.append(1)
     twin.consent["profiling"] = False
     assert twin != s and s.recent_ids == b"" and s.consent == {}
@@ -111,7 +132,7 @@ def test_serialization_round_trip(purchases, refunds, ids, consent, segment):
     for amount in refunds:
         s.add_refund(amount)
     for fingerprint in ids:
-        s.remember(fingerprint, 32)
+        s.remember(fingerprint, 1.7e9, 0.0, 32)
     s.consent.update(consent)
     s.segment, s.due_day = segment, 20_000
     assert CustomerState.from_bytes(s.to_bytes()) == s
@@ -122,7 +143,7 @@ def test_serialized_state_is_compact():
     for day in range(0, 300, 10):
         s.add_purchase(19_000 + day, 42.5)
     for number in range(32):
-        s.remember(fp(number * 7919), 32)
+        s.remember(fp(number * 7919), 1.7e9, 0.0, 32)
     s.segment = "active"
-    # 32 ids x 8 bytes + about 150 bytes of statistics + 16 doubles of engagement
-    assert len(s.to_bytes()) < 600
+    # 32 ids x 16 bytes + about 150 bytes of statistics + 16 doubles of engagement
+    assert len(s.to_bytes()) < 860

@@ -1,0 +1,88 @@
+"""Churn explanations are true for capped features: a days-since feature at its cap
+means "never, or at least that long"; recency at its cap means "at least that long"."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.churn import ChurnModel
+from models.churn_features import FEATURES, NEVER_DAYS, churn_features, describe
+from models.state import CustomerState
+
+DAY = 86_400.0
+AT_CAP = {
+    "days_since_login": "never logged in, or not for 365 days or more",
+    "days_since_page_view": "never viewed a page, or not for 365 days or more",
+    "days_since_email_open": "never opened an e-mail, or not for 365 days or more",
+    "recency_days": "no purchase for 1095 days or more",
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "text"),
+    [
+        ("days_since_login", 41.0, "no login for 41 days"),
+        ("days_since_page_view", 12.4, "no page view for 12 days"),
+        ("days_since_email_open", 364.0, "no e-mail opened for 364 days"),
+        ("recency_days", 1094.0, "no purchase for 1094 days"),
+        ("recency_days", 365.0, "no purchase for 365 days"),  # not capped at 365
+        ("days_since_login", NEVER_DAYS, AT_CAP["days_since_login"]),
+        ("days_since_page_view", NEVER_DAYS, AT_CAP["days_since_page_view"]),
+        ("days_since_email_open", NEVER_DAYS, AT_CAP["days_since_email_open"]),
+        ("recency_days", 3 * NEVER_DAYS, AT_CAP["recency_days"]),
+        ("recency_days", 5_000.0, AT_CAP["recency_days"]),  # beyond the cap, e.g. an old vector
+        ("complaints_30d", 2.0, "2 complaints in 30 days"),
+        ("answered_survey", 0.0, "never answered a survey"),
+    ],
+)
+def test_describe_words(name, value, text):
+    assert describe(name, value) == text
+
+
+def test_every_capped_feature_has_cap_words():
+    assert set(AT_CAP) <= set(FEATURES)
+    for name in FEATURES:
+        if name.startswith("days_since_"):
+            assert describe(name, NEVER_DAYS).startswith("never ")
+
+
+def described(state: CustomerState, at: float) -> dict[str, str]:
+    vector = churn_features(state, at, p_alive=0.5, p_no_purchase=0.5)
+    return {name: describe(name, value) for name, value in zip(FEATURES, vector, strict=True)}
+
+
+def test_a_customer_who_never_engaged_is_described_as_never():
+    state = CustomerState.new(0.0)
+    state.add_purchase(day=0, amount=20.0)
+    words = described(state, 50 * DAY)
+    for name in ("days_since_login", "days_since_page_view", "days_since_email_open"):
+        assert words[name] == AT_CAP[name]
+    assert words["recency_days"] == "no purchase for 50 days"
+
+
+def test_long_gaps_are_described_as_at_least_the_cap():
+    state = CustomerState.new(0.0)
+    state.add_purchase(day=0, amount=20.0)
+    engagement = state.engagement
+    engagement = engagement.observe("login", 0.0).observe("page_view", 10 * DAY)
+    state.engagement = engagement.observe("email_open", 1_900 * DAY)
+    words = described(state, 2_000 * DAY)
+    assert words["recency_days"] == AT_CAP["recency_days"]  # really 2000 days
+    assert words["days_since_login"] == AT_CAP["days_since_login"]  # really 2000 days
+    assert words["days_since_page_view"] == AT_CAP["days_since_page_view"]
+    assert words["days_since_email_open"] == "no e-mail opened for 100 days"
+
+
+def test_churn_reasons_use_the_cap_words():
+    state = CustomerState.new(0.0)
+    state.add_purchase(day=0, amount=20.0)
+    vector = churn_features(state, 2_000 * DAY, p_alive=0.5, p_no_purchase=0.5)
+    pushing = {"recency_days", "days_since_page_view", "days_since_email_open"}
+    weights = tuple(1.0 if name in pushing else 0.0 for name in FEATURES)
+    zeros, ones = (0.0,) * len(FEATURES), (1.0,) * len(FEATURES)
+    reasons = ChurnModel().reasons(vector, (zeros, ones, weights, 0.0))
+    assert reasons == [
+        AT_CAP["recency_days"],
+        AT_CAP["days_since_page_view"],
+        AT_CAP["days_since_email_open"],
+    ]

@@ -1,0 +1,147 @@
+"""The command line: how `up` starts its worker, how bad input files are reported."""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import os
+from pathlib import Path
+from typing import ClassVar
+
+import orjson
+import pytest
+from pydantic import SecretStr
+
+from streams import replay as replay_module
+from streams import up as up_module
+from streams.cli import build_parser, main
+from streams.settings import Settings, load_settings
+from streams.up import worker_launch
+
+CONFIG = """\
+web_host = "{host}"
+web_port = 7123
+max_rescores_per_tick = 77
+live_clock_idle_seconds = 30
+topic_prefix = "shop."
+[scoring]
+churn_window_days = 45
+horizon_days = 200
+[kafka]
+security_protocol = "SASL_PLAINTEXT"
+sasl_mechanism = "PLAIN"
+sasl_plain_username = "svc"
+"""
+
+
+def child_settings(argv: list[str], env: dict[str, str], monkeypatch) -> Settings:
+    """The settings `clvstream worker` loads with this command line and environment."""
+    for name in list(os.environ):
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert argv[1:4] == ["-m", "streams.cli", "worker"]
+    args = build_parser().parse_args(argv[3:])
+    return load_settings(args.config)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_up_starts_its_worker_with_the_settings_of_its_config_file(tmp_path, monkeypatch, host):
+    config = tmp_path / "clv.toml"
+    config.write_text(CONFIG.format(host=host))
+    monkeypatch.setenv("CLVSTREAM_SCORING__HORIZON_DAYS", "300")  # the environment wins
+    parent = load_settings(config).model_copy(  # as `up` has it with an embedded stack
+        update={"kafka_url": "kafka://127.0.0.1:9", "redis_url": SecretStr("redis://h:1/0")}
+    )
+    launch = worker_launch(parent, config_file=config)
+    child = child_settings(launch.argv, launch.env, monkeypatch)
+    assert child.model_dump() == parent.model_dump()
+    assert (child.scoring.churn_window_days, child.scoring.horizon_days) == (45, 300)
+    assert child.kafka.sasl_plain_username == "svc" and child.max_rescores_per_tick == 77
+    assert child.kafka_url == "kafka://127.0.0.1:9"
+    assert child.redis_url.get_secret_value() == "redis://h:1/0"
+    # The API address printed and polled is where the child binds.
+    assert (child.web_host, child.web_port) == (host, 7123)
+    assert launch.api == "http://127.0.0.1:7123"
+
+
+def test_up_without_a_configured_port_gives_its_worker_a_free_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(up_module, "free_port", lambda: 45678)
+    parent = load_settings(topic_prefix="t.", partitions=3, checkpoint_interval_seconds=0.5)
+    launch = worker_launch(parent, extra_env={"CLVSTREAM_MAX_BATCH": "10"})
+    assert "--config" not in launch.argv
+    child = child_settings(launch.argv, launch.env, monkeypatch)
+    assert (child.topic_prefix, child.partitions, child.checkpoint_interval_seconds) == (
+        "t.", 3, 0.5,
+    )  # fmt: skip
+    assert (child.web_port, child.max_batch) == (45678, 10)
+    assert launch.api == f"http://{child.web_host}:45678"
+
+
+def test_the_up_command_hands_its_config_file_to_the_worker(tmp_path, monkeypatch):
+    config = tmp_path / "clv.toml"
+    config.write_text("[scoring]\nchurn_window_days = 45\n")
+    seen = {}
+
+    def run_up(settings, events, out_dir, **options):
+        seen.update(options, settings=settings)
+        return 0
+
+    monkeypatch.setattr(up_module, "run_up", run_up)
+    assert main(["up", "--config", str(config), "--out-dir", str(tmp_path)]) == 0
+    assert seen["config_file"] == config
+    assert seen["settings"].scoring.churn_window_days == 45
+
+
+def test_a_missing_input_file_is_one_line_and_exit_code_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["score", "MISSING.jsonl", "--out", "scores.csv"]) == 2
+    err = capsys.readouterr().err
+    assert err == "clvstream: MISSING.jsonl: No such file or directory\n"
+    assert main(["import", "cdnow", "nothing.txt", "--out", "e.jsonl"]) == 2
+    assert capsys.readouterr().err.startswith("clvstream: nothing.txt: ")
+
+
+class _Producer:
+    """Stands in for aiokafka's producer: keeps what is sent."""
+
+    sent: ClassVar[list[tuple[str, bytes, bytes | None]]] = []
+
+    def __init__(self, **config) -> None:
+        pass
+
+    async def start(self) -> None:
+        pass
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        self.sent.append((topic, value, key))
+
+    async def flush(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+
+def test_replay_strips_a_byte_order_mark_from_the_first_line(tmp_path, monkeypatch):
+    first = {"event_type": "interaction", "customer_id": "c1", "event_id": "e1"}
+    second = {"event_type": "transaction", "customer_id": "c2", "event_id": "e2"}
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(codecs.BOM_UTF8 + orjson.dumps(first) + b"\n" + orjson.dumps(second))
+    monkeypatch.setattr(replay_module, "AIOKafkaProducer", _Producer)
+    _Producer.sent = []
+    settings = load_settings(kafka_url="kafka://127.0.0.1:9", topic_prefix="x.")
+    summary = asyncio.run(replay_module.replay_file(Path(events), settings, show_progress=False))
+    assert summary.events == 2
+    assert _Producer.sent[0] == ("x.interactions", orjson.dumps(first), b"c1")
+    assert _Producer.sent[1] == ("x.transactions", orjson.dumps(second), b"c2")
+
+
+def test_import_reads_a_cdnow_file_saved_with_a_byte_order_mark(tmp_path, capsys):
+    source, out = tmp_path / "cdnow.txt", tmp_path / "events.jsonl"
+    source.write_bytes(codecs.BOM_UTF8 + b"00001 19970101 1 11.77\n00002 19970102 2 20.00\n")
+    assert main(["import", "cdnow", str(source), "--out", str(out)]) == 0
+    assert "2 rows -> 2 events" in capsys.readouterr().out
+    assert [orjson.loads(line)["customer_id"] for line in out.read_bytes().splitlines()] == [
+        "00001", "00002",
+    ]  # fmt: skip
