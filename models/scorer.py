@@ -25,7 +25,7 @@ from models.population import (
     PopulationSnapshot,
     population_bins,
 )
-from models.programmes.book import ProgrammeBook
+from models.programmes.book import ProgrammeBook, spend_days_for
 from models.segments import UNRANKED, Why, lifecycle_of, rfm_named, rfm_scores, value_tier
 from models.state import CustomerState
 from models.timeline import SECONDS_PER_DAY, iso_utc
@@ -52,7 +52,11 @@ class Scorer:
         self.population_snapshot: PopulationSnapshot = EMPTY_SNAPSHOT
         self.needs_snapshot: NeedsSnapshot = EMPTY_NEEDS
         self.programmes = (
-            ProgrammeBook(config.programmes, config.margin_rate)
+            ProgrammeBook(
+                config.programmes,
+                config.margin_rate,
+                spend_days=spend_days_for(config.allowed_lateness_seconds),
+            )
             if config.programmes.enabled
             else None
         )

@@ -43,18 +43,23 @@ class KafkaSecurity(BaseModel):
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
 
-    def client_options(self) -> dict[str, Any]:
-        """Keyword options for aiokafka clients (an SSL context is built when needed).
-
-        >>> KafkaSecurity().client_options()
-        {'security_protocol': 'PLAINTEXT'}
-        """
+    def _protocol_and_sasl(self) -> dict[str, Any]:
+        """The options both client libraries name alike."""
         options: dict[str, Any] = {"security_protocol": self.security_protocol}
         if self.sasl_mechanism:
             options["sasl_mechanism"] = self.sasl_mechanism
             options["sasl_plain_username"] = self.sasl_plain_username
             if self.sasl_plain_password is not None:
                 options["sasl_plain_password"] = self.sasl_plain_password.get_secret_value()
+        return options
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword options for aiokafka clients (an SSL context is built when needed).
+
+        >>> KafkaSecurity().client_options()
+        {'security_protocol': 'PLAINTEXT'}
+        """
+        options = self._protocol_and_sasl()
         if "SSL" in self.security_protocol:
             import ssl
 
@@ -72,12 +77,7 @@ class KafkaSecurity(BaseModel):
         >>> KafkaSecurity().admin_options()
         {'security_protocol': 'PLAINTEXT'}
         """
-        options: dict[str, Any] = {"security_protocol": self.security_protocol}
-        if self.sasl_mechanism:
-            options["sasl_mechanism"] = self.sasl_mechanism
-            options["sasl_plain_username"] = self.sasl_plain_username
-            if self.sasl_plain_password is not None:
-                options["sasl_plain_password"] = self.sasl_plain_password.get_secret_value()
+        options = self._protocol_and_sasl()
         if "SSL" in self.security_protocol:
             options["ssl_check_hostname"] = True
             options["ssl_cafile"] = self.ssl_cafile

@@ -19,9 +19,34 @@ from models.programmes.memory import Attribution, ProgrammeMemory
 from models.timeline import SECONDS_PER_DAY, date_of_day, day_of, iso_utc, start_of_day
 from models.timers import DayTimers
 
+SPEND_DAYS_BEHIND_WATERMARK = 7
+"""Days before the watermark's day whose spend the book keeps, at least (more with an
+allowed lateness over 5 days: `spend_days_for`). No event before the watermark
+triggers, whatever the allowed lateness; only a catch-up re-score (at most a day plus
+the allowed lateness behind it) can trigger earlier. Spend of days before that is
+forgotten, and those days count as spent (`budget_left` 0): a trigger on a forgotten
+day could otherwise spend its budget a second time."""
+
+
+def spend_days_for(allowed_lateness_seconds: float) -> int:
+    """Days of spend to keep behind the watermark for this allowed lateness.
+
+    >>> spend_days_for(86_400.0), spend_days_for(10 * 86_400.0)
+    (7, 12)
+    """
+    reach = math.ceil(allowed_lateness_seconds / SECONDS_PER_DAY) + 2
+    return max(SPEND_DAYS_BEHIND_WATERMARK, reach)
+
 
 class ProgrammeBook:
-    def __init__(self, config: ProgrammesConfig, margin: float = 1.0, scope: str = "all") -> None:
+    def __init__(
+        self,
+        config: ProgrammesConfig,
+        margin: float = 1.0,
+        scope: str = "all",
+        spend_days: int = SPEND_DAYS_BEHIND_WATERMARK,
+    ) -> None:
+        self.spend_days = spend_days  # days of spend kept behind the watermark's day
         self.config = config
         self.margin = margin
         self.scope = scope  # names the partition in result ids
@@ -32,6 +57,7 @@ class ProgrammeBook:
         self.stop_reasons: dict[str, str] = {}
         self.next_stop_check = {p.id: config.stop_min_control for p in config.catalogue}
         self.spent: dict[tuple[str, int], float] = {}  # (programme, event-time day)
+        self.spent_from: float = -math.inf  # first day whose spend is kept (int once set)
         self.triggers = {p.id: [0, 0] for p in config.catalogue}  # treatment, control
         self.keep_days = max(
             config.contact_window_days, *(p.cooldown_days for p in config.catalogue)
@@ -52,6 +78,10 @@ class ProgrammeBook:
         return state
 
     def __setstate__(self, state: dict) -> None:
+        state.setdefault("spend_days", SPEND_DAYS_BEHIND_WATERMARK)
+        if "spent_from" not in state:  # an older checkpoint forgot spend 7 days before
+            # some trigger's day: count every day before the oldest it kept as spent
+            state["spent_from"] = min((day for _, day in state["spent"]), default=-math.inf)
         self.__dict__.update(state)
         self.timers = DayTimers()
         self._screens = {}
@@ -79,6 +109,8 @@ class ProgrammeBook:
     def budget_left(self, programme: Programme, day: int) -> float:
         if programme.daily_budget is None:
             return math.inf
+        if day < self.spent_from:  # forgotten: it may have been spent already
+            return 0.0
         budget = programme.daily_budget * self.config.budget_share
         return budget - self.spent.get((programme.id, day), 0.0)
 
@@ -95,8 +127,6 @@ class ProgrammeBook:
         if attribution.cost > 0:
             key = (programme_id, day)
             self.spent[key] = self.spent.get(key, 0.0) + attribution.cost
-            if len(self.spent) > 8 * len(self.triggers):  # days no late event reaches
-                self.spent = {k: v for k, v in self.spent.items() if k[1] >= day - 7}
         self.triggers[programme_id][attribution.arm == "control"] += 1
         self.schedule(customer_id, attribution.end)
 
@@ -107,7 +137,20 @@ class ProgrammeBook:
         return self.timers.next_day()
 
     def due_customers(self, watermark: float) -> Iterator[str]:
-        """Customers with a window timer due by the watermark (each once per day)."""
+        """Customers with a window timer due by the watermark (each once per day). The
+        engine calls this whenever its clock moves on: spend of days far enough behind
+        the watermark is forgotten here."""
+        if math.isfinite(watermark):
+            self._forget_spend(day_of(watermark) - self.spend_days)
+        return self._due(watermark)
+
+    def _forget_spend(self, keep_from: int) -> None:
+        if keep_from > self.spent_from:  # at most once per day of the watermark
+            self.spent_from = keep_from
+            if any(day < keep_from for _, day in self.spent):
+                self.spent = {k: v for k, v in self.spent.items() if k[1] >= keep_from}
+
+    def _due(self, watermark: float) -> Iterator[str]:
         timers = self.timers
         while (day := timers.next_day()) is not None and start_of_day(day) <= watermark:
             yield from dict.fromkeys(timers.pop_day()[1])
@@ -253,6 +296,7 @@ class ProgrammeBook:
             "event_id": deterministic_id("programmes", status, self.scope, iso_utc(at)),
             "occurred_at": iso_utc(at),
             "model": "programmes",
+            "scope": self.scope,
             "model_version": "programmes",
             "status": status,
             "detail": now or "model health recovered: triggers resume",

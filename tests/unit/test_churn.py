@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 import random
+from collections import defaultdict
 from datetime import datetime
 
 import orjson
@@ -31,20 +32,21 @@ def feed(engine, events):
 
 
 def spy_on_labels(engine):
-    """Record (watermark, latest event time seen, label) whenever the engine learns."""
+    """Record (watermark, latest event time seen, customer, label) whenever the engine
+    learns (labels are learned as a customer's new state is stored)."""
     seen, current = [], [float("-inf")]
-    learn, process_event = engine._learning.learn, engine.process_event
+    store, process_event = engine._store, engine.process_event
 
-    def recording(labels):
+    def storing(customer_id, step):
         latest = max(engine.clock.max_event_time, current[0])
-        seen.extend((engine.clock.watermark, latest, label) for label in labels)
-        learn(labels)
+        seen.extend((engine.clock.watermark, latest, customer_id, label) for label in step.labels)
+        store(customer_id, step)
 
     def processing(event, raw, origin):
         current[0] = event.occurred_at.timestamp()
         return process_event(event, raw, origin)
 
-    engine._learning.learn, engine.process_event = recording, processing
+    engine._store, engine.process_event = storing, processing
     return seen
 
 
@@ -67,17 +69,23 @@ def test_no_label_is_learned_before_its_window_closed_or_a_purchase_resolved_it(
     events = history()
     feed(engine, events)
     engine.advance_watermark(T0 + 600 * DAY)
-    purchases = sorted(_ts(e["occurred_at"]) for e in events if e["event_type"] == "transaction")
-    assert len(seen) > 500
-    assert {label.churned for _, _, label in seen} == {True, False}
-    for watermark, latest, label in seen:
+    purchases = defaultdict(list)  # by customer
+    for event in events:
+        if event["event_type"] == "transaction":
+            purchases[event["customer_id"]].append(_ts(event["occurred_at"]))
+    assert len(seen) > 500 and engine.scorer.churn.labels == len(seen)
+    assert {label.churned for _, _, _, label in seen} == {True, False}
+    for watermark, latest, customer, label in seen:
         window_end = label.taken_at + WINDOW * DAY
         # Every label, churned or not, is learned only once its window is over (learning
         # stayers at their purchase would bias the model towards "stays").
         assert watermark > window_end
-        if not label.churned:  # a purchase inside the window was seen
-            assert any(label.taken_at < p <= min(window_end, latest) for p in purchases)
-    assert purchases  # the scenario had purchases to resolve labels with
+        inside = [p for p in purchases[customer] if label.taken_at < p <= window_end]
+        if label.churned:  # none of the customer's own purchases fell inside the window
+            assert inside == []
+        else:  # one of the customer's own purchases inside the window was seen
+            assert any(p <= latest for p in inside)
+    assert len(purchases) > 250  # the scenario had purchases to resolve labels with
 
 
 def _ts(iso: str) -> float:
@@ -91,7 +99,7 @@ def test_a_silent_customer_is_labelled_churned_only_after_the_window():
     engine.advance_watermark(T0 + (WINDOW - 1) * DAY)
     assert seen == []
     engine.advance_watermark(T0 + (WINDOW + 1) * DAY)
-    assert [label.churned for _, _, label in seen] == [True]
+    assert [(customer, label.churned) for _, _, customer, label in seen] == [("a", True)]
 
 
 def test_a_purchase_inside_the_window_labels_the_snapshot_stayed():
@@ -100,7 +108,7 @@ def test_a_purchase_inside_the_window_labels_the_snapshot_stayed():
     feed(engine, [purchase("a", 0), purchase("a", 40)])
     assert seen == []  # known now, learned when the window ends, like a churned label
     engine.advance_watermark(T0 + (WINDOW + 1) * DAY)
-    assert [(label.churned, label.taken_at) for _, _, label in seen] == [(False, T0)]
+    assert [(c, label.churned, label.taken_at) for _, _, c, label in seen] == [("a", False, T0)]
 
 
 def test_cold_start_serves_the_value_models_answer():
