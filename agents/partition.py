@@ -203,21 +203,10 @@ class PartitionScorer:
         return self._on_clock() if self.behind else []
 
     def _on_clock(self) -> list[Output]:
-        """One bounded step of the engine's clock work. A refit due waits for the last
-        step, so that the outputs are those of one unbounded advance, in pieces."""
-        engine, limit = self.engine, self.max_rescores
-        if limit is None:
-            return engine.on_clock()
-        before, refit = engine.counters.rescored, engine.refit_enabled
-        engine.refit_enabled = False
-        try:
-            outputs = engine.on_clock(limit)
-        finally:
-            engine.refit_enabled = refit
-        # The budget used up: some may be left (the next step finds out, cheaply).
-        self.behind = engine.counters.rescored - before >= limit
-        if not self.behind and refit:
-            outputs += engine.on_clock(limit)  # nothing is due any more: the refit
+        """One bounded step of the engine's clock work; `behind` while customers are
+        left due (the engine refits after the last of them)."""
+        outputs = self.engine.on_clock(self.max_rescores)
+        self.behind = self.max_rescores is not None and self.engine.clock_work_due()
         return outputs
 
     # -- checkpoints ----------------------------------------------------------------

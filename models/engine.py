@@ -149,7 +149,9 @@ class ScoringEngine:
 
     def on_clock(self, max_rescores: int | None = None) -> list[Output]:
         """Re-score silent customers whose due time the watermark has passed (at most
-        `max_rescores` of them), then refit."""
+        `max_rescores` of them), then refit. With customers left due, the refit waits
+        for the call that re-scores the last of them (`clock_work_due` stays true), so
+        a bounded caller's pieces give the outputs of one unbounded call."""
         watermark = self.clock.watermark
         timers = self._timers
         outputs: list[Output] = []
@@ -171,7 +173,9 @@ class ScoringEngine:
                         timers.add(day, rest)
                     break
                 budget -= self._fire(day, customer_id, outputs)
-        outputs = self._maybe_refit(outputs)
+        day = timers.next_day()
+        if day is None or start_of_day(day) > watermark:  # none left due
+            outputs = self._maybe_refit(outputs)
         if self.clock.started:
             report = self._learning.report(day_of(watermark))
             if report is not None:

@@ -12,7 +12,6 @@ are merged in input line order (then by partition), the scores by customer id.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import heapq
 import multiprocessing
@@ -34,6 +33,7 @@ from models.engine import ScoringEngine
 from models.programmes.book import ProgrammeBook
 from models.timeline import end_of_day
 from models.transition import Output, Stream
+from streams.lines import json_lines
 from streams.orphan_guard import exit_with_parent
 from streams.score_csv import scores_writer, write_rows
 from streams.topics import partition_of, routing_fields
@@ -130,11 +130,7 @@ class Replay:
         single = next(iter(engines.values())) if job.partitions == 1 else None
         origin_file, done, read = job.events_path.name, 0, 0
         with open(job.events_path, "rb") as lines:
-            for line_number, line in enumerate(lines, start=1):
-                done += len(line)
-                raw = line.rstrip(b"\r\n")
-                if line_number == 1:
-                    raw = raw.removeprefix(codecs.BOM_UTF8)  # saved by an editor that adds one
+            for line_number, done, raw in json_lines(lines):
                 if line_number % 4096 == 0:
                     progress(done, read)
                 if not raw.strip():

@@ -9,7 +9,6 @@ transactions, unkeyed): the worker dead-letters them, as it would in production.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import os
 import time
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from streams.devstack import bootstrap_servers
+from streams.lines import json_lines
 from streams.progress import Progress
 from streams.settings import Settings
 from streams.topics import TopicNames, routing_fields
@@ -75,11 +75,7 @@ async def replay_file(
     done_bytes = 0
     try:
         with open(path, "rb") as lines:
-            for line_number, line in enumerate(lines, start=1):
-                done_bytes += len(line)
-                raw = line.rstrip(b"\r\n")
-                if line_number == 1:
-                    raw = raw.removeprefix(codecs.BOM_UTF8)  # saved by an editor that adds one
+            for _, done_bytes, raw in json_lines(lines):
                 if not raw.strip():
                     continue
                 topic, key = route(raw, names)

@@ -6,7 +6,6 @@ event with the stream it was emitted on.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from models.errors import ClvError
+from streams.lines import json_lines
 from streams.report.aggregate import ReportBuilder
 
 if TYPE_CHECKING:
@@ -45,9 +45,7 @@ def read_emitted(path: Path, builder: ReportBuilder) -> int:
     count = 0
     try:
         with open(path, "rb") as handle:
-            for line_number, line in enumerate(handle, start=1):
-                if line_number == 1:
-                    line = line.removeprefix(codecs.BOM_UTF8)
+            for _, _, line in json_lines(handle):
                 if not line.strip():
                     continue
                 count += 1
