@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from river import compose, drift, linear_model, metrics, optim, preprocessing, utils
 
 from models.churn_features import FEATURES, describe
+from models.churn_quality import QualityByVersion
 
 _CLAMP = 30.0
 REFRESH_LABELS = 64
@@ -53,6 +54,7 @@ def _scaled_terms(coefficients: Coefficients) -> _Terms:
 
 class ChurnModel:
     _terms: _Terms | None = None  # (a model pickled before the fast path had none)
+    _by_version: QualityByVersion | None = None  # (nor before quality per version)
 
     def __init__(
         self,
@@ -74,8 +76,17 @@ class ChurnModel:
         self.rolling_brier = utils.Rolling(metrics.MSE(), window_size=metric_window)
         self.drift = drift.ADWIN()
         self.drifts = 0
+        self._by_version = QualityByVersion()
         self._coefficients: Coefficients | None = None
         self._terms: _Terms | None = None  # the coefficients' terms, for the fast path
+
+    def __setstate__(self, state: dict) -> None:
+        # A model pickled with fewer features (an older release) recomputes its
+        # coefficient copy by name; the pipeline's dicts take new features as they come.
+        self.__dict__.update(state)
+        coefficients = state.get("_coefficients")
+        if coefficients is not None and len(coefficients[0]) != len(FEATURES):
+            self._coefficients = self._terms = None
 
     # -- River protocol -----------------------------------------------------------
     def predict_proba_one(self, x: dict) -> dict[bool, float]:
@@ -151,8 +162,18 @@ class ChurnModel:
         return self._coefficients
 
     # -- online quality -------------------------------------------------------------
-    def record(self, served: float, churned: bool) -> None:
-        """Score a resolved label against the probability served at snapshot time."""
+    @property
+    def by_version(self) -> QualityByVersion:
+        """Quality of the served probabilities per value-model version (see
+        `models.churn_quality`)."""
+        if self._by_version is None:
+            self._by_version = QualityByVersion()
+        return self._by_version
+
+    def record(self, served: float, churned: bool, version_number: int = -1) -> None:
+        """Score a resolved label against the probability served at snapshot time (by
+        the version with that install number)."""
+        self.by_version.record(version_number, served, churned)
         served = min(1.0 - 1e-12, max(1e-12, served))
         self.rolling_auc.update(churned, served)
         self.rolling_log_loss.update(churned, served)

@@ -16,14 +16,40 @@ River-style dict. Missing information has a neutral, documented value.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from models.state import CustomerState
+from models.engagement import DAYS_SINCE_KINDS
 from models.timeline import SECONDS_PER_DAY
+
+if TYPE_CHECKING:  # the state widens old snapshots with `widen_v6`: no import cycle
+    from models.state import CustomerState
 
 NEVER_DAYS = 365.0  # "days since" for a kind never seen, and the cap
 NEUTRAL_SURVEY = 7.0  # a customer who never answered counts as a typical answer
 
 FEATURES = (
+    "recency_days",
+    "log_frequency",
+    "tenure_days",
+    "log_monetary",
+    "p_alive",
+    "value_logit_no_purchase",
+    "logins_30d",
+    "page_views_30d",
+    "email_opens_30d",
+    "email_clicks_30d",
+    "cart_abandons_30d",
+    "tickets_30d",
+    "complaints_30d",
+    *(f"days_since_{kind}" for kind in DAYS_SINCE_KINDS),
+    "last_survey",
+    "answered_survey",
+    "unsubscribed",
+    "log_refunds",
+)
+# The features of state formats up to 6, in their order (older snapshots are widened).
+FEATURES_V6 = (
     "recency_days",
     "log_frequency",
     "tenure_days",
@@ -61,6 +87,13 @@ _DESCRIPTIONS = {
     "days_since_login": "no login for {:.0f} days",
     "days_since_page_view": "no page view for {:.0f} days",
     "days_since_email_open": "no e-mail opened for {:.0f} days",
+    "days_since_email_click": "no e-mail clicked for {:.0f} days",
+    "days_since_cart_abandon": "last abandoned cart {:.0f} days ago",
+    "days_since_support_ticket": "last support ticket {:.0f} days ago",
+    "days_since_complaint": "last complaint {:.0f} days ago",
+    "days_since_survey": "last survey answered {:.0f} days ago",
+    "days_since_unsubscribe": "unsubscribed {:.0f} days ago",
+    "days_since_review": "last review {:.0f} days ago",
     "tickets_30d": "{:.0f} support tickets in 30 days",
     "complaints_30d": "{:.0f} complaints in 30 days",
     "last_survey": "last survey score {:.0f}/10",
@@ -110,18 +143,39 @@ _LOGIT_LOW, _LOGIT_HIGH = 1e-6, 1.0 - 1e-6
 # Capped features: (cap, the words for a value at the cap). A days-since feature is
 # `NEVER_DAYS` both when the kind was never seen and when it was last seen that long
 # ago or longer; recency (purchasers only: never "never") is capped at `_MAX_RECENCY`.
+_NEVER_OR_LONG = {
+    "login": "never logged in",
+    "page_view": "never viewed a page",
+    "email_open": "never opened an e-mail",
+    "email_click": "never clicked an e-mail",
+    "cart_abandon": "never abandoned a cart",
+    "support_ticket": "never raised a support ticket",
+    "complaint": "never complained",
+    "survey": "never answered a survey",
+    "unsubscribe": "never unsubscribed",
+    "review": "never wrote a review",
+}
 _AT_CAP = {
     "recency_days": (_MAX_RECENCY, f"no purchase for {_MAX_RECENCY:.0f} days or more"),
-    "days_since_login": (NEVER_DAYS, f"never logged in, or not for {NEVER_DAYS:.0f} days or more"),
-    "days_since_page_view": (
-        NEVER_DAYS,
-        f"never viewed a page, or not for {NEVER_DAYS:.0f} days or more",
-    ),
-    "days_since_email_open": (
-        NEVER_DAYS,
-        f"never opened an e-mail, or not for {NEVER_DAYS:.0f} days or more",
-    ),
+    **{
+        f"days_since_{kind}": (NEVER_DAYS, f"{never}, or not for {NEVER_DAYS:.0f} days or more")
+        for kind, never in _NEVER_OR_LONG.items()
+    },
 }
+
+
+def widen_v6(vector: Sequence[float]) -> tuple[float, ...]:
+    """A feature vector of state format 6 or older in today's `FEATURES`: the
+    days-since features it lacks read as never seen (`NEVER_DAYS`).
+
+    >>> v = widen_v6(tuple(float(i) for i in range(len(FEATURES_V6))))
+    >>> len(v) == len(FEATURES), dict(zip(FEATURES, v))["days_since_login"]
+    (True, 11.0)
+    >>> dict(zip(FEATURES, v))["days_since_complaint"]
+    365.0
+    """
+    old = dict(zip(FEATURES_V6, vector, strict=True))
+    return tuple(old.get(name, NEVER_DAYS) for name in FEATURES)
 
 
 def describe(name: str, value: float) -> str:

@@ -32,7 +32,7 @@ class ChurnLearning:
         if model is None:
             return
         for label in labels:
-            model.record(label.served, label.churned)
+            model.record(label.served, label.churned, label.version_number)
             model.learn_one(ChurnModel.as_features(label.vector), label.churned)
 
     def schedule(self, customer_id: str, snapshot_at: float) -> int:
@@ -52,35 +52,57 @@ class ChurnLearning:
         while (day := timers.next_day()) is not None and start_of_day(day) <= watermark:
             yield from timers.pop_day()[1]
 
-    def report(self, watermark_day: int) -> dict | None:
-        """A `model_health` event when a report is due (the first one starts the cycle)."""
+    def reports(self, watermark_day: int) -> list[dict]:
+        """`model_health` events when a report is due (the first call starts the cycle):
+        the rolling quality, then the quality of each model version that gained labels
+        since the last report (`version_quality`)."""
         if self.model is None:
-            return None
+            return []
         if self.next_report_day is None:
             self.next_report_day = (watermark_day // self.interval_days + 1) * self.interval_days
-            return None
+            return []
         if watermark_day < self.next_report_day:
-            return None
+            return []
         day = self.next_report_day
         self.next_report_day = (watermark_day // self.interval_days + 1) * self.interval_days
         metrics = self.model.health()
         version = self.model.version
+        events = [
+            self._event(
+                day,
+                version,
+                "quality",
+                f"{metrics['labels']:.0f} labels learned; rolling AUC "
+                f"{metrics['rolling_auc']:.3f}, log loss {metrics['rolling_log_loss']:.3f}; "
+                f"drifts detected {metrics['drifts_detected']:.0f}",
+                metrics,
+            )
+        ]
+        for served_by, quality in self.model.by_version.changed():
+            events.append(
+                self._event(
+                    day,
+                    served_by,
+                    "version_quality",
+                    f"scores served under {served_by}: {version_quality_text(quality)}",
+                    quality,
+                )
+            )
+        return events
+
+    def _event(self, day: int, version: str, status: str, detail: str, metrics: dict) -> dict:
         return {
             "event_type": "model_health",
             "schema_version": 1,
             "event_id": deterministic_id(
-                "model", "churn", "quality", date_of_day(day), version, self.scope
+                "model", "churn", status, date_of_day(day), version, self.scope
             ),
             "occurred_at": iso_utc(start_of_day(day)),
             "model": "churn",
             "scope": self.scope,
             "model_version": version,
-            "status": "quality",
-            "detail": (
-                f"{metrics['labels']:.0f} labels learned; rolling AUC "
-                f"{metrics['rolling_auc']:.3f}, log loss {metrics['rolling_log_loss']:.3f}; "
-                f"drifts detected {metrics['drifts_detected']:.0f}"
-            ),
+            "status": status,
+            "detail": detail,
             "parameters": {},
             "metrics": metrics,
         }
@@ -91,3 +113,17 @@ class ChurnLearning:
         for customer_id, snapshots in snapshots_by_customer:
             for snapshot in snapshots:
                 self.schedule(customer_id, snapshot[0])
+
+
+def version_quality_text(metrics: dict[str, float]) -> str:
+    """One version's figures in words ("n/a" for an AUC with one class only).
+
+    >>> version_quality_text({"labels": 40.0, "churn_rate": 0.25, "log_loss": 0.5,
+    ...     "brier": 0.17})
+    '40 labels (churn rate 0.25): AUC n/a, log loss 0.500, Brier 0.170'
+    """
+    auc = f"{metrics['auc']:.3f}" if "auc" in metrics else "n/a"
+    return (
+        f"{metrics['labels']:,.0f} labels (churn rate {metrics['churn_rate']:.2f}): "
+        f"AUC {auc}, log loss {metrics['log_loss']:.3f}, Brier {metrics['brier']:.3f}"
+    )

@@ -28,6 +28,9 @@ TRACKED_KINDS = (
     "support_ticket",
     "complaint",
     "cart_abandon",
+    "survey",
+    "unsubscribe",
+    "review",
 )
 ISSUE_KINDS = ("support_ticket", "complaint")
 HALF_LIFE_DAYS = 30.0
@@ -39,9 +42,20 @@ _K = len(TRACKED_KINDS)
 _COUNTS, _LAST = 2, 2 + _K
 _LN2_PER_SECOND = math.log(2.0) / (HALF_LIFE_DAYS * SECONDS_PER_DAY)
 _TICKET, _COMPLAINT = float(_KIND_INDEX["support_ticket"]), float(_KIND_INDEX["complaint"])
-_LAST_LOGIN, _LAST_PAGE_VIEW, _LAST_EMAIL_OPEN = (
-    _LAST + _KIND_INDEX[kind] for kind in ("login", "page_view", "email_open")
+# The kinds whose "days since the last one" the churn features read, in their order.
+DAYS_SINCE_KINDS = (
+    "login",
+    "page_view",
+    "email_open",
+    "email_click",
+    "cart_abandon",
+    "support_ticket",
+    "complaint",
+    "survey",
+    "unsubscribe",
+    "review",
 )
+_DAYS_SINCE = tuple(_LAST + _KIND_INDEX[kind] for kind in DAYS_SINCE_KINDS)
 _DECAYED = tuple(
     _COUNTS + _KIND_INDEX[kind]
     for kind in ("login", "page_view", "email_open", "email_click", "cart_abandon")
@@ -100,10 +114,10 @@ class Engagement:
 
     def churn_inputs(self, at: float, never_days: float) -> tuple[float, ...]:
         """What the churn features read, in one pass, as of `at`: the decayed counts of
-        login, page_view, email_open, email_click and cart_abandon; days since the last
-        login, page view and e-mail open (`never_days` if never, capped at it); support
-        tickets and complaints in the last 30 days. The same values as `decayed_count`,
-        `days_since` and `issues_within` give one by one."""
+        login, page_view, email_open, email_click and cart_abandon; support tickets and
+        complaints in the last 30 days; days since the last interaction of each kind in
+        `DAYS_SINCE_KINDS` (`never_days` if never, capped at it). The same values as
+        `decayed_count`, `issues_within` and `days_since` give one by one."""
         values = self._values
         logins, views, opens, clicks, carts = map(values.__getitem__, _DECAYED)
         decayed_at = values[0]
@@ -127,11 +141,9 @@ class Engagement:
             opens,
             clicks,
             carts,
-            _capped_days(values[_LAST_LOGIN], at, never_days),
-            _capped_days(values[_LAST_PAGE_VIEW], at, never_days),
-            _capped_days(values[_LAST_EMAIL_OPEN], at, never_days),
             float(tickets),
             float(complaints),
+            *[_capped_days(values[index], at, never_days) for index in _DAYS_SINCE],
         )
 
     @property
@@ -145,6 +157,14 @@ class Engagement:
     def from_list(cls, data: list) -> Engagement:
         values = array("d")
         values.frombytes(data[0])
+        old_k = (len(values) - 2) // 2
+        if old_k < _K:  # an older format tracked fewer kinds (appended since): never seen
+            values = (
+                values[: 2 + old_k]
+                + array("d", [0.0] * (_K - old_k))
+                + values[2 + old_k :]
+                + array("d", [_NONE] * (_K - old_k))
+            )
         return cls(values, tuple(data[1]))
 
     def __eq__(self, other: object) -> bool:

@@ -177,8 +177,7 @@ class ScoringEngine:
         if day is None or start_of_day(day) > watermark:  # none left due
             outputs = self._maybe_refit(outputs)
         if self.clock.started:
-            report = self._learning.report(day_of(watermark))
-            if report is not None:
+            for report in self._learning.reports(day_of(watermark)):
                 outputs.append(Output(Stream.MODEL_HEALTH, None, report))
         self._plan_next_work()
         return outputs

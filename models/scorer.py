@@ -37,6 +37,8 @@ _PROSPECT = Why("no purchase yet")
 
 
 class Scorer:
+    version_number = 0  # installs before this scorer's parameters (pickles without it: 0)
+
     def __init__(self, config: ScoringConfig, params: ValueParams) -> None:
         self.config = config
         self.params = params
@@ -47,6 +49,8 @@ class Scorer:
             if config.churn_model
             else None
         )
+        if self.churn is not None:
+            self.churn.by_version.name(0, params.version)
         self.population = Population()
         self.needs = NeedsModel(config.needs.max_categories)
         self.population_snapshot: PopulationSnapshot = EMPTY_SNAPSHOT
@@ -67,6 +71,9 @@ class Scorer:
         twin.__dict__.update(self.__dict__)
         twin.params, twin.model_version = params, params.version
         twin.value_model = ValueModel(params, self.config)
+        twin.version_number = self.version_number + 1
+        if twin.churn is not None:
+            twin.churn.by_version.name(twin.version_number, params.version)
         return twin
 
     def refresh(self) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 
 import msgpack
 
+from models.churn_features import widen_v6
 from models.engagement import Engagement
 from models.errors import ClvError
 from models.ids import FINGERPRINT_BYTES
@@ -28,13 +29,16 @@ from models.needs import Affinity
 from models.programmes.memory import ProgrammeMemory
 
 # 2: 8-byte fingerprints; 3: engagement, snapshots; 4: needs, tiers; 5: programmes;
-# 6: each remembered event id with its event time
-_FORMAT_VERSION = 6
-_READABLE_VERSIONS = (4, 5, 6)
+# 6: each remembered event id with its event time; 7: days since every interaction
+# kind in the churn snapshots (older vectors are widened), and the version that served
+# each snapshot (-1 for older ones)
+_FORMAT_VERSION = 7
+_READABLE_VERSIONS = (4, 5, 6, 7)
 _CONSENT_FLAGS = ("marketing_email", "marketing_sms", "marketing_phone", "profiling")
 
 
-Snapshot = tuple[float, float, array, bool]
+# (taken at, served probability, features, stayed, number of the version that served it)
+Snapshot = tuple[float, float, array, bool, int]
 
 
 def _vector(packed: bytes) -> array:
@@ -298,7 +302,10 @@ class CustomerState:
                 self.due_day,
                 self.rescore_step,
                 self.engagement.to_list(),
-                [[at, p, vector.tobytes(), stayed] for at, p, vector, stayed in self.snapshots],
+                [
+                    [at, p, v.tobytes(), stayed, number]
+                    for at, p, v, stayed, number in self.snapshots
+                ],
                 self.value_tier,
                 self.tier_since,
                 self.population_bins,
@@ -348,8 +355,14 @@ class CustomerState:
         state.affinity = Affinity.from_list(affinity) if affinity else Affinity()
         state.engagement = Engagement.from_list(engagement)
         state.snapshots = tuple(
-            (s[0], s[1], _vector(s[2]), len(s) > 3 and bool(s[3])) for s in snapshots
+            (s[0], s[1], _vector(s[2]), len(s) > 3 and bool(s[3]), s[4] if len(s) > 4 else -1)
+            for s in snapshots
         )
+        if fields[0] < 7 and state.snapshots:
+            state.snapshots = tuple(
+                (at, p, array("d", widen_v6(vector)), *rest)
+                for at, p, vector, *rest in state.snapshots
+            )
         state.timer_day = None
         state.recent_ids = (
             bytes(packed_ids) if fields[0] >= 6 else _with_times(packed_ids, state.last_event_at)

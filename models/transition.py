@@ -129,6 +129,7 @@ class Label(NamedTuple):
     served: float
     churned: bool
     taken_at: float  # event time of the snapshot
+    version_number: int  # the engine's install count when it was served (-1: unknown)
 
 
 def apply_event(
@@ -274,7 +275,9 @@ def resolve_expired(state: CustomerState, watermark: float, window_days: int) ->
         return Step(state, [], Status.LABELLED)
     new = state.copy()
     new.snapshots = tuple(s for s in state.snapshots if s[0] + window >= watermark)
-    labels = tuple(Label(vector, p, not stayed, at) for at, p, vector, stayed in expired)
+    labels = tuple(
+        Label(vector, p, not stayed, at, number) for at, p, vector, stayed, number in expired
+    )
     return Step(new, [], Status.LABELLED, labels=labels)
 
 
@@ -290,10 +293,10 @@ def _mark_stayed(state: CustomerState, at: float, window_days: int) -> None:
     (churners come a window later), biasing every served probability towards 0.
     Snapshots whose window ended before `at` wait for the clock as before."""
     window = window_days * SECONDS_PER_DAY
-    if any(t < at <= t + window and not stayed for t, _, _, stayed in state.snapshots):
+    if any(t < at <= t + window and not stayed for t, _, _, stayed, _ in state.snapshots):
         state.snapshots = tuple(
-            (t, served, vector, stayed or t < at <= t + window)
-            for t, served, vector, stayed in state.snapshots
+            (t, served, vector, stayed or t < at <= t + window, number)
+            for t, served, vector, stayed, number in state.snapshots
         )
 
 
@@ -353,7 +356,13 @@ def _score(
         snapshots = state.snapshots
         interval = config.churn_snapshot_interval_days * SECONDS_PER_DAY
         if not snapshots or at - snapshots[-1][0] >= interval:
-            snapshot = (at, fields.churn_probability, array("d", vector), False)
+            snapshot = (
+                at,
+                fields.churn_probability,
+                array("d", vector),
+                False,
+                scorer.version_number,
+            )
             state.snapshots = (*snapshots, snapshot)[-config.max_snapshots :]
             snapshot_at = at
     bins = fields.bins

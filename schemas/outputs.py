@@ -236,7 +236,12 @@ class ModelHealth(OutputContract):
         "all", description="The scorer's partition (`p3`), or `all` for a one-engine run."
     )
     model_version: str = Field(description="The version in use after this event.")
-    status: Literal["fitted", "fit_failed", "fit_skipped", "quality", "frozen", "unfrozen"]
+    status: Literal[
+        "fitted", "fit_failed", "fit_skipped", "quality", "version_quality", "frozen", "unfrozen"
+    ] = Field(
+        description="`quality`: the churn model's rolling figures; `version_quality`: "
+        "the figures of the churn probabilities served under `model_version` so far."
+    )
     detail: str
     parameters: dict[str, float] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)

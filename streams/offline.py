@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from models.churn_learning import version_quality_text
 from models.config import ScoringConfig
 from models.engine import ScoringEngine
 from models.programmes.book import ProgrammeBook, pooled_summary
@@ -204,6 +205,8 @@ def format_summary(result: OfflineResult) -> str:
         health = part.churn_health
         if health is not None:
             lines.append(f"churn model{name} {part.churn_version}: {_churn_health_text(health)}")
+        for version, quality in part.churn_by_version:
+            lines.append(f"  scores served under {version}: {version_quality_text(quality)}")
     books = [part.programmes for part in parts if part.programmes is not None]
     lines.extend(programme_lines(books, parts[0].currency if parts else ""))
     return "\n".join(lines)

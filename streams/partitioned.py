@@ -65,6 +65,7 @@ class PartitionSummary:
     model_version: str
     churn_version: str | None
     churn_health: dict[str, float] | None
+    churn_by_version: list[tuple[str, dict[str, float]]]  # quality of each version's scores
     programmes: ProgrammeBook | None
     customers: int
     currency: str
@@ -80,6 +81,7 @@ class PartitionSummary:
             model_version=engine.scorer.model_version,
             churn_version=churn.version if churn is not None else None,
             churn_health=churn.health() if churn is not None else None,
+            churn_by_version=churn.by_version.all() if churn is not None else [],
             programmes=engine.scorer.programmes,
             customers=len(engine.states) if as_of_day is not None else 0,
         )

@@ -3,12 +3,14 @@ explanations, engagement features."""
 
 from __future__ import annotations
 
+import math
 import pickle
 import random
 from collections import defaultdict
 from datetime import datetime
 
 import orjson
+import pytest
 
 from models.churn import ChurnModel
 from models.churn_features import FEATURES
@@ -195,3 +197,65 @@ def test_engagement_and_snapshots_survive_serialization():
     state = engine.states["a"]
     assert state.snapshots and state.engagement.issues_within("complaint", T0 + 4 * DAY, 30)
     assert CustomerState.from_bytes(state.to_bytes()) == state
+
+
+def test_a_model_pickled_with_fewer_features_recomputes_its_coefficients():
+    rng = random.Random(5)
+    model = ChurnModel(warmup_labels=10)
+    for _ in range(100):
+        model.learn_one({name: rng.gauss(0, 1) for name in FEATURES}, rng.random() < 0.4)
+    vector = tuple(rng.gauss(0, 1) for _ in FEATURES)
+    expected = model.model_probability(vector)
+    means, scales, weights, intercept = model.coefficients()
+    model._coefficients = (means[:20], scales[:20], weights[:20], intercept)  # an old copy
+    restored = pickle.loads(pickle.dumps(model))
+    assert restored.model_probability(vector) == expected
+
+
+def test_quality_is_reported_per_model_version_that_served_the_snapshot():
+    from dataclasses import replace
+
+    from models.value import PRIOR_PARAMS
+
+    engine = ScoringEngine(ScoringConfig(churn_window_days=WINDOW), refit=False)
+    seen = spy_on_labels(engine)
+    events = history(days=300)
+    cut = T0 + 120 * DAY
+    before = [e for e in events if _ts(e["occurred_at"]) < cut]
+    outputs = feed(engine, before)
+    second = replace(PRIOR_PARAMS, spend=(7.0, 4.0, 15.0), fitted_through="2023-05-01")
+    taken_before = {(c, s[0]) for c, state in engine.states.items() for s in state.snapshots}
+    taken_before |= {(c, label.taken_at) for _, _, c, label in seen}
+    engine.install(second)
+    outputs += feed(engine, events[len(before) :])
+    outputs += engine.advance_watermark(T0 + 600 * DAY)
+    versions = (PRIOR_PARAMS.version, second.version)
+    # each label counts for the version that served its snapshot
+    served_by = {0: [], 1: []}
+    for _, _, customer, label in seen:
+        assert label.version_number == (0 if (customer, label.taken_at) in taken_before else 1)
+        served_by[label.version_number].append((label.served, label.churned))
+    assert min(len(pairs) for pairs in served_by.values()) > 200
+    reported = dict(engine.scorer.churn.by_version.all())
+    assert set(reported) == set(versions)
+    for number, version in enumerate(versions):
+        pairs, metrics = served_by[number], reported[version]
+        assert metrics["labels"] == len(pairs)
+        log_loss = -sum(math.log(p if y else 1 - p) for p, y in pairs) / len(pairs)
+        assert metrics["log_loss"] == pytest.approx(log_loss)
+        assert metrics["brier"] == pytest.approx(sum((y - p) ** 2 for p, y in pairs) / len(pairs))
+        churners = [p for p, y in pairs if y]
+        stayers = [p for p, y in pairs if not y]
+        wins = sum((c > s) + 0.5 * (c == s) for c in churners for s in stayers)
+        assert metrics["auc"] == pytest.approx(wins / (len(churners) * len(stayers)), abs=0.01)
+    # and the model-health events carry the same figures, named by version
+    events_by_version = defaultdict(list)
+    for output in outputs:
+        value = output.value
+        if output.stream is Stream.MODEL_HEALTH and value["status"] == "version_quality":
+            events_by_version[value["model_version"]].append(value)
+    assert set(events_by_version) == set(versions)
+    for version in versions:
+        assert events_by_version[version][-1]["metrics"] == reported[version]
+    ids = [v["event_id"] for values in events_by_version.values() for v in values]
+    assert len(ids) == len(set(ids))

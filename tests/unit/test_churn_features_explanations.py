@@ -86,3 +86,32 @@ def test_churn_reasons_use_the_cap_words():
         AT_CAP["days_since_page_view"],
         AT_CAP["days_since_email_open"],
     ]
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "login",
+        "page_view",
+        "email_open",
+        "email_click",
+        "cart_abandon",
+        "support_ticket",
+        "complaint",
+        "survey",
+        "unsubscribe",
+        "review",
+    ],
+)
+def test_days_since_the_last_interaction_of_each_kind(kind):
+    state = CustomerState.new(0.0)
+    state.add_purchase(day=0, amount=20.0)
+    before = dict(zip(FEATURES, churn_features(state, 50 * DAY, 0.5, 0.5), strict=True))
+    assert before[f"days_since_{kind}"] == NEVER_DAYS
+    state.engagement = state.engagement.observe(kind, 9 * DAY, 8.0).observe(kind, 10 * DAY, 8.0)
+    after = dict(zip(FEATURES, churn_features(state, 50 * DAY, 0.5, 0.5), strict=True))
+    assert after[f"days_since_{kind}"] == 40.0
+    # no other kind's clock moved
+    changed = {n for n in FEATURES if n.startswith("days_since_") and after[n] != before[n]}
+    assert changed == {f"days_since_{kind}"}
+    assert describe(f"days_since_{kind}", 40.0).count("40") == 1

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from array import array
+
 import msgpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from models.churn_features import FEATURES, FEATURES_V6, NEVER_DAYS
+from models.engagement import TRACKED_KINDS
 from models.state import CustomerState
 
 
@@ -91,6 +95,36 @@ def test_ids_of_an_older_state_format_are_kept_until_its_last_event():
     assert old.has_seen(fp(1)) and old.recent_ids == s.recent_ids
 
 
+def test_a_format_6_state_gains_the_newer_kinds_as_never_seen():
+    s = CustomerState.new(0.0)
+    s.engagement = s.engagement.observe("login", 100.0).observe("complaint", 200.0)
+    s.engagement = s.engagement.observe("survey", 300.0, 4.0)
+    vector = array("d", range(len(FEATURES)))
+    s.snapshots = ((300.0, 0.25, vector, False, 3),)
+    v6 = msgpack.unpackb(s.to_bytes(), raw=False)
+    # format 6: 7 tracked kinds (login ... cart_abandon), 20 features per snapshot
+    values = array("d")
+    values.frombytes(v6[20][0])
+    k = len(TRACKED_KINDS)
+    old_values = values[: 2 + 7] + values[2 + k : 2 + k + 7]
+    old_vector = array("d", (vector[FEATURES.index(name)] for name in FEATURES_V6))
+    v6[0], v6[20][0], v6[21][0][2] = 6, old_values.tobytes(), old_vector.tobytes()
+    old = CustomerState.from_bytes(msgpack.packb(v6, use_bin_type=True))
+    assert old.engagement.days_since("login", 86_400.0 + 100.0) == 1.0
+    assert old.engagement.days_since("complaint", 200.0) == 0.0
+    assert old.engagement.days_since("survey", 300.0) is None  # not kept by format 6
+    assert old.engagement.last_survey == 4.0
+    widened = dict(zip(FEATURES, old.snapshots[0][2], strict=True))
+    for name in FEATURES:
+        expected = NEVER_DAYS if name not in FEATURES_V6 else vector[FEATURES.index(name)]
+        assert widened[name] == expected
+    assert old.snapshots[0][:2] == (300.0, 0.25) and len(old.snapshots[0][2]) == len(FEATURES)
+    assert old.snapshots[0][3:] == (False, 3)  # the version number was not in format 6
+    del v6[21][0][4]
+    older = CustomerState.from_bytes(msgpack.packb(v6, use_bin_type=True))
+    assert older.snapshots[0][3:] == (False, -1)
+
+
 def test_a_fingerprint_straddling_two_others_is_not_seen():
     s = CustomerState.new(0.0)
     s.remember(bytes([0, 0, 0, 0, 1, 2, 3, 4]), 0.0, 0.0, 32)
@@ -145,5 +179,5 @@ def test_serialized_state_is_compact():
     for number in range(32):
         s.remember(fp(number * 7919), 1.7e9, 0.0, 32)
     s.segment = "active"
-    # 32 ids x 16 bytes + about 150 bytes of statistics + 16 doubles of engagement
-    assert len(s.to_bytes()) < 860
+    # 32 ids x 16 bytes + about 150 bytes of statistics + 22 doubles of engagement
+    assert len(s.to_bytes()) < 910
