@@ -26,12 +26,21 @@ MAX_AMOUNT = 1e9
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
-# Printable, no whitespace or control characters: safe as a Kafka key, a Redis key
-# part and a CSV cell.
-_ID_PATTERN = r"^[^\s\x00-\x1f\x7f]+$"
+# Visible characters only, so that two ids that look the same are the same id: no
+# whitespace, no control characters (C0, DEL, C1), no invisible format characters of
+# the Basic Multilingual Plane (soft hyphen, Arabic letter mark, zero-width spaces
+# and joiners, direction marks and overrides, word joiners, invisible operators,
+# byte-order mark, interlinear annotation) and no private-use characters. Explicit
+# ranges rather than Unicode classes, so that JSON Schema validators in any language
+# read the same pattern. Safe as a Kafka key, a Redis key part and a CSV cell.
+_ID_PATTERN = (
+    r"^[^\s\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e"
+    r"\u2060-\u206f\ufeff\ufff9-\ufffb\ue000-\uf8ff]+$"
+)
 
 Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=_ID_PATTERN)]
-"""An event or customer id: 1-128 printable characters without whitespace."""
+"""An event or customer id: 1-128 visible characters (no whitespace, control, format
+or private-use characters)."""
 
 RESERVED_EVENT_ID_PREFIX = "due:"
 """Causes of time-driven re-scores (`due:2024-02-01`): an input may not look like one,

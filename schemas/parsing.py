@@ -82,6 +82,11 @@ def _classify(error: ErrorDetails) -> tuple[R, str]:
     if field == "schema_version":
         return R.UNSUPPORTED_SCHEMA_VERSION, detail
     if field in _ID_FIELDS:
+        if kind == "string_pattern_mismatch":
+            detail = (
+                f"{where}: {error.get('input')!r} holds whitespace, a control character or "
+                "an invisible (format or private-use) character"
+            )
         return R.INVALID_ID, detail
     if field in _TIME_FIELDS or field_path[-1:] == ["signup_at"]:
         if kind == "timezone_aware":

@@ -111,6 +111,21 @@ def test_erasures_are_forgotten_once_the_watermark_passes_them():
     assert engine.erasures == {}
 
 
+@pytest.mark.parametrize(
+    "invisible",
+    ["\u200b", "\u200d", "\u00ad", "\ufeff", "\u202e", "\u2060", "\u0085", "\ue000", "\u00a0"],
+)
+def test_ids_with_invisible_characters_are_rejected(invisible):
+    # "c1" and "c<zero-width space>1" look the same: they would be two customers.
+    for field in ("customer_id", "event_id"):
+        event = {**interaction("c1", 1.0), field: f"c{invisible}1"}
+        rejected = parse_event(raw(event))
+        assert isinstance(rejected, Rejected) and rejected.reason == "invalid_id"
+        assert rejected.detail.startswith(f"{field}: ") and "invisible" in rejected.detail
+    visible = parse_event(raw({**interaction("Ünïcødé-客户-😀", 1.0)}))
+    assert not isinstance(visible, Rejected)
+
+
 def test_an_input_id_that_looks_like_a_timer_cause_is_rejected():
     rejected = parse_event(raw(interaction("a", 1.0, event_id="due:2024-01-15")))
     assert isinstance(rejected, Rejected) and rejected.reason == "invalid_id"
