@@ -26,10 +26,16 @@ from models.state import CustomerState
 @dataclass
 class Restored:
     states: dict[str, CustomerState] = field(default_factory=dict)
+    # the same states still serialized, instead (`result(decode=False)`: a disk store)
+    serialized: dict[str, bytes] = field(default_factory=dict)
     engine_blob: bytes | None = None
     offsets: dict[str, int] = field(default_factory=dict)
     records: int = 0
     rolled_back: int = 0  # customers whose post-checkpoint version was dropped
+
+    @property
+    def customers(self) -> int:
+        return len(self.states) + len(self.serialized)
 
 
 class ChangelogFold:
@@ -70,26 +76,33 @@ class ChangelogFold:
                 self._confirmed[customer_id] = value
         self._pending, self._pending_new = {}, set()
 
-    def result(self) -> Restored:
+    def result(self, decode: bool = True) -> Restored:
+        """The restored partition; with `decode` off its states stay serialized."""
         restored = Restored(records=self._records)
+        kept = restored.states if decode else restored.serialized
+        read = CustomerState.from_bytes if decode else bytes
         for customer_id, value in self._confirmed.items():
-            restored.states[customer_id] = CustomerState.from_bytes(value[1:])
+            kept[customer_id] = read(value[1:])
         for customer_id, value in self._pending.items():
             if customer_id in self._confirmed or customer_id in self._pending_new:
                 restored.rolled_back += 1  # back to the checkpoint's version (or none)
             elif value is not None:  # the checkpointed version was compacted away
-                restored.states[customer_id] = CustomerState.from_bytes(value[1:])
+                kept[customer_id] = read(value[1:])
         if self._checkpoint is not None:
             restored.offsets, restored.engine_blob = decode_checkpoint(self._checkpoint)
         return restored
 
 
 async def read_changelog(
-    consumer: AIOKafkaConsumer, tp: TopicPartition, no_data_timeout: float = 5.0
+    consumer: AIOKafkaConsumer,
+    tp: TopicPartition,
+    no_data_timeout: float = 5.0,
+    decode: bool = True,
 ) -> Restored:
     """Fold one changelog partition, from its start to its end as of now, with an
     assigned (group-less) consumer. The end is the high watermark of the fetch
-    responses (Tansu answers ListOffsets with the wrong end offset)."""
+    responses (Tansu answers ListOffsets with the wrong end offset). With `decode`
+    off, the states stay serialized (for a disk store)."""
     fold = ChangelogFold()
     consumer.assign([tp])
     await consumer.seek_to_beginning(tp)
@@ -101,7 +114,7 @@ async def read_changelog(
             position = record.offset + 1
         highwater = consumer.highwater(tp)
         if highwater is not None and position >= highwater:
-            return fold.result()
+            return fold.result(decode)
         if records:
             last_data = time.monotonic()
         elif time.monotonic() - last_data > no_data_timeout:

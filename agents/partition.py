@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import msgpack
 
+from agents.disk_states import DiskStates
 from models.checkpoint import checkpoint_bytes, restore_checkpoint
 from models.config import ScoringConfig
 from models.engine import ScoringEngine
@@ -95,7 +96,7 @@ class PartitionScorer:
         topics: Iterable[str],
         config: ScoringConfig,
         *,
-        states: Mapping[str, CustomerState] | None = None,
+        states: Mapping[str, CustomerState] | DiskStates | None = None,
         engine_blob: bytes | None = None,
         offsets: Mapping[str, int] | None = None,
         fit_executor: Executor | None = None,
@@ -105,7 +106,8 @@ class PartitionScorer:
         self.max_rescores = max_rescores  # per clock advance of `follow_wall_clock` / poll
         self.behind = False  # a bounded advance left customers due: `catch_up` goes on
         self.topics = tuple(topics)
-        self.states = TrackedStates(states or {})
+        # A disk store tracks its changes itself; plain states are wrapped to do so.
+        self.states = states if isinstance(states, DiskStates) else TrackedStates(states or {})
         self.engine = ScoringEngine(
             config, states=self.states, fit_executor=fit_executor, scope=f"p{partition}"
         )
@@ -227,4 +229,11 @@ class PartitionScorer:
             self.persisted.add(customer_id)
             records.append((key, flag + state.to_bytes()))
         blob = checkpoint_bytes(self.engine)
+        if isinstance(states, DiskStates):
+            states.flush()  # bounded work per checkpoint rather than at eviction
         return Checkpoint(records, encode_checkpoint(self.next_offsets, blob))
+
+    def close(self) -> None:
+        """Release what the partition holds outside memory (a disk store)."""
+        if isinstance(self.states, DiskStates):
+            self.states.close()

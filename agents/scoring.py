@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import tempfile
 import time
 from collections import defaultdict
 from concurrent.futures import Executor
+from pathlib import Path
 
 import orjson
 import redis.asyncio as aioredis
@@ -29,6 +32,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from mode import Service
 
 from agents.changelog import Restored, read_changelog
+from agents.disk_states import DiskStates
 from agents.metrics import WorkerMetrics
 from agents.partition import CHECKPOINT_KEY, PartitionScorer
 from agents.redis_store import RedisScoreStore
@@ -80,6 +84,7 @@ class ScoringService(Service):
         self._redis_retry_at = 0.0
         self._idle_since: dict[int, float] = {}
         self._paused: set[int] = set()  # partitions whose fetching waits for a catch-up
+        self._store_dir: Path | None = None  # this worker's RocksDB directory, once made
 
     # -- lifecycle ------------------------------------------------------------------
     async def on_start(self) -> None:
@@ -117,6 +122,10 @@ class ScoringService(Service):
             async with self._lock:
                 await self._checkpoint(set(self.partitions))
             await self.consumer.stop()  # leaves the group: the others take over now
+        for scorer in self.partitions.values():
+            scorer.close()
+        if self._store_dir is not None:
+            shutil.rmtree(self._store_dir, ignore_errors=True)
         if self.producer is not None:
             await self.producer.stop()
         if self.store is not None:
@@ -284,7 +293,9 @@ class ScoringService(Service):
         async with self._lock:
             await self._checkpoint(partitions)
             for partition in partitions:
-                self.partitions.pop(partition, None)
+                scorer = self.partitions.pop(partition, None)
+                if scorer is not None:
+                    scorer.close()
                 self._assigned_at.pop(partition, None)
                 self._paused.discard(partition)  # a new assignment is not paused
             self._fetched_next = {
@@ -304,9 +315,10 @@ class ScoringService(Service):
             )
             await reader.start()
             try:
+                decode = self.settings.store == "memory"  # a disk store takes the bytes
                 for partition in new:
                     tp = TopicPartition(self.names.changelog, partition)
-                    self._install(partition, await read_changelog(reader, tp))
+                    self._install(partition, await read_changelog(reader, tp, decode=decode))
             finally:
                 await reader.stop()
 
@@ -316,7 +328,11 @@ class ScoringService(Service):
             partition,
             self.names.merge_order,
             partition_config(self.settings),
-            states=restored.states,
+            states=(
+                restored.states
+                if self.settings.store == "memory"
+                else self._disk(partition, restored)
+            ),
             engine_blob=restored.engine_blob,
             offsets=restored.offsets,
             fit_executor=self.fit_executor,
@@ -324,7 +340,7 @@ class ScoringService(Service):
         )
         self.partitions[partition] = scorer
         self._assigned_at[partition] = time.time()
-        self.metrics.restored_customers += len(restored.states)
+        self.metrics.restored_customers += restored.customers
         for topic in self.names.inputs:
             tp = TopicPartition(topic, partition)
             self.consumer.seek(tp, scorer.next_offsets[topic])
@@ -332,9 +348,21 @@ class ScoringService(Service):
         log.info(
             "partition %d: restored %d customers from %d changelog records "
             "(%d rolled back), inputs from %s",
-            partition, len(restored.states), restored.records,
+            partition, restored.customers, restored.records,
             restored.rolled_back, scorer.next_offsets,
         )  # fmt: skip
+
+    def _disk(self, partition: int, restored: Restored) -> DiskStates:
+        """A fresh RocksDB store loaded with a restored partition's states (each
+        worker has its own directory: partitions move between workers)."""
+        if self._store_dir is None:
+            base = self.settings.store_dir
+            if base is not None:
+                base.mkdir(parents=True, exist_ok=True)
+            prefix = f"{self.settings.app_id}-states-"
+            self._store_dir = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+        states = DiskStates(self._store_dir / f"p{partition}", self.settings.store_cache_customers)
+        return states.load(restored.serialized.items())
 
     # -- views ----------------------------------------------------------------------
     def lag(self) -> dict[str, int]:

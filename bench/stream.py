@@ -153,6 +153,7 @@ def recovery(stack: tuple[str, str], events: Path, partitions: int, work: Path) 
     summary = asyncio.run(replay_file(events, settings, show_progress=False))
     wait_done(worker, summary.events)
     customers = worker.get("/health")[1]["customers"]
+    print(f"store {settings.store}: worker after the replay: {_memory(worker)}", flush=True)
     for how in (signal.SIGTERM, signal.SIGKILL):
         if how is signal.SIGTERM:
             worker.stop(120)
@@ -172,9 +173,19 @@ def recovery(stack: tuple[str, str], events: Path, partitions: int, work: Path) 
             time.sleep(0.1)
         print(
             f"recovery after {how.name}: {customers:,} customers restored and assigned "
-            f"{time.time() - started:.1f} s after the process started", flush=True
+            f"{time.time() - started:.1f} s after the process started; {_memory(worker)}",
+            flush=True,
         )  # fmt: skip
     worker.stop(120)
+
+
+def _memory(worker: WorkerProcess) -> str:
+    """The worker process's resident and peak resident memory (Linux)."""
+    fields = {}
+    for line in Path(f"/proc/{worker.process.pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        fields[name] = value.strip()
+    return f"RSS {fields.get('VmRSS', '?')}, peak {fields.get('VmHWM', '?')}"
 
 
 def main() -> int:

@@ -67,6 +67,9 @@ class ScoringEngine:
         # Erasure time by customer, while an earlier-dated event could still be applied.
         self.erasures: dict[str, float] = {}
         self._timers = DayTimers()
+        # Each customer's live timer day; heap entries for other days are stale. Kept
+        # here, not in the state: a state may live on disk (the worker's RocksDB store).
+        self._timer_days: dict[str, int] = {}
         self._learning = ChurnLearning(config, self.scorer.churn, scope)
         self._refits = RefitSchedule(config, fit_executor)
         self._next_work_at = -math.inf
@@ -229,12 +232,14 @@ class ScoringEngine:
 
     def _fire(self, day: int, customer_id: str, outputs: list[Output]) -> int:
         """Handle one timer; returns 1 when the customer was re-scored."""
-        state = self.states.get(customer_id)
-        if state is None or state.timer_day != day:
+        if self._timer_days.get(customer_id) != day:
             return 0  # erased, or superseded by an earlier timer
+        state = self.states.get(customer_id)
+        if state is None:
+            return 0
         if state.due_day is None or state.due_day > day:
             # Newer events moved the due time later: follow it now, lazily.
-            self._set_timer(state, customer_id, state.due_day)
+            self._set_timer(customer_id, state.due_day)
             return 0
         at = start_of_day(day)
         clock = self.clock
@@ -242,7 +247,7 @@ class ScoringEngine:
         step = rescore(state, customer_id, at, due_cause(day), self.scorer, current)
         self._learn_population(state, step)
         self._store(customer_id, step)
-        self._set_timer(step.state, customer_id, step.state.due_day)
+        self._set_timer(customer_id, step.state.due_day)
         self.counters.rescored += 1
         outputs.extend(step.outputs)
         return 1
@@ -251,19 +256,27 @@ class ScoringEngine:
         """Rebuild what derives from the states (after restoring them, or to drop stale
         timers): the due and label timers and the population quantiles."""
         self._timers.clear()
-        for customer_id, state in self.states.items():
-            self._set_timer(state, customer_id, state.due_day)
-        self._learning.rebuild((cid, s.snapshots) for cid, s in self.states.items())
-        if self.scorer.programmes is not None:
-            self.scorer.programmes.rebuild((cid, s.programmes) for cid, s in self.states.items())
+        self._timer_days.clear()
+        snapshots, programmes = [], []
         population = self.scorer.population = Population()
-        for state in self.states.values():
+        for customer_id, state in self.states.items():  # one pass: states may be on disk
+            self._set_timer(customer_id, state.due_day)
+            if state.snapshots:
+                snapshots.append((customer_id, state.snapshots))
+            if state.programmes is not None:
+                programmes.append((customer_id, state.programmes))
             population.move(None, state.population_bins)
+        self._learning.rebuild(snapshots)
+        if self.scorer.programmes is not None:
+            self.scorer.programmes.rebuild(programmes)
         self._plan_next_work()
 
-    def _set_timer(self, state: CustomerState, customer_id: str, day: int | None) -> None:
-        state.timer_day = day
-        if day is not None:
+    def _set_timer(self, customer_id: str, day: int | None) -> None:
+        """The customer's one live timer (older heap entries for them are stale)."""
+        if day is None:
+            self._timer_days.pop(customer_id, None)
+        else:
+            self._timer_days[customer_id] = day
             self._timers.add(day, customer_id)
 
     def _refresh(self, day: int) -> bool:
@@ -319,6 +332,7 @@ class ScoringEngine:
         state = step.state
         if state is None:
             self.states.pop(customer_id, None)
+            self._timer_days.pop(customer_id, None)
             self.counters.erased += 1
             return
         self.states[customer_id] = state
@@ -330,8 +344,10 @@ class ScoringEngine:
         if step.snapshot_at is not None:
             self._wake_by(self._learning.schedule(customer_id, step.snapshot_at))
         due_day = state.due_day
-        if due_day is not None and (state.timer_day is None or due_day < state.timer_day):
-            self._set_timer(state, customer_id, due_day)
+        if due_day is not None:
+            timer_day = self._timer_days.get(customer_id)
+            if timer_day is None or due_day < timer_day:
+                self._set_timer(customer_id, due_day)
             self._wake_by(due_day)
             if len(self._timers) > 2 * len(self.states) + 1024:
                 self.rebuild_timers()

@@ -80,7 +80,6 @@ class CustomerState:
         "spend_first",
         "spend_repeat",
         "tier_since",
-        "timer_day",
         "value_tier",
     )
 
@@ -118,9 +117,6 @@ class CustomerState:
         # (event time taken, probability served then, feature vector, a purchase inside
         # the window was seen: labelled 0 when the window ends).
         self.snapshots: tuple[Snapshot, ...] = ()
-        # Engine bookkeeping, not customer data: the day of this customer's live timer
-        # in the engine's timers (never serialized; rebuilt from `due_day` on restore).
-        self.timer_day: int | None = None
 
     @classmethod
     def new(cls, first_seen: float) -> CustomerState:
@@ -154,7 +150,6 @@ class CustomerState:
         twin.segment_since = self.segment_since
         twin.spend_first = self.spend_first
         twin.spend_repeat = self.spend_repeat
-        twin.timer_day = self.timer_day
         twin.value_tier = self.value_tier
         twin.tier_since = self.tier_since
         twin.population_bins = self.population_bins
@@ -363,7 +358,6 @@ class CustomerState:
                 (at, p, array("d", widen_v6(vector)), *rest)
                 for at, p, vector, *rest in state.snapshots
             )
-        state.timer_day = None
         state.recent_ids = (
             bytes(packed_ids) if fields[0] >= 6 else _with_times(packed_ids, state.last_event_at)
         )
@@ -389,4 +383,4 @@ def _with_times(fingerprints: bytes, at: float) -> bytes:
     )
 
 
-_DATA_SLOTS = tuple(name for name in CustomerState.__slots__ if name != "timer_day")
+_DATA_SLOTS = CustomerState.__slots__

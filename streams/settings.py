@@ -110,6 +110,20 @@ class Settings(BaseSettings):
         description="silent customers a partition re-scores per poll when its clock jumps "
         "without events (live idle clock); the others stay due for the next polls",
     )
+    store: Literal["memory", "rocksdb"] = Field(
+        "memory",
+        description="where a worker keeps its partitions' customer states: memory, or "
+        "RocksDB on local disk with `store_cache_customers` per partition in memory (for "
+        "state larger than memory); the changelog topic backs both",
+    )
+    store_dir: Path | None = Field(
+        None,
+        description="RocksDB store: directory for the partitions' databases (none: a "
+        "temporary directory per worker, deleted at stop)",
+    )
+    store_cache_customers: int = Field(
+        50_000, ge=1, description="RocksDB store: states kept deserialized per partition"
+    )
     live_clock_idle_seconds: float | None = Field(
         None,
         gt=0,

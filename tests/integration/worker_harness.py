@@ -25,7 +25,11 @@ from streams.up import WorkerProcess, ensure_topics, start_worker
 
 
 def fresh_settings(
-    kafka_url: str, redis_url: str, partitions: int = 2, checkpoint_seconds: float = 0.5
+    kafka_url: str,
+    redis_url: str,
+    partitions: int = 2,
+    checkpoint_seconds: float = 0.5,
+    **overrides: object,
 ) -> Settings:
     """Settings with topic names, consumer group and Redis keys of their own."""
     run = uuid.uuid4().hex[:10]
@@ -37,6 +41,7 @@ def fresh_settings(
         redis_prefix=f"t{run}:",
         partitions=partitions,
         checkpoint_interval_seconds=checkpoint_seconds,
+        **overrides,
     )
     ensure_topics(settings)
     return settings

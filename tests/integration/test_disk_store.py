@@ -1,0 +1,128 @@
+"""The RocksDB store of the worker's customer states (local disk, no broker): a
+partition scored on it gives exactly what it gives in memory, outputs, checkpoints and
+restores alike, with a cache far smaller than the partition."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from agents.changelog import ChangelogFold
+from agents.disk_states import DiskStates
+from agents.partition import CHECKPOINT_KEY, Checkpoint, PartitionScorer, decode_checkpoint
+from models.config import ScoringConfig
+from models.simulation import SimulationConfig
+from models.state import CustomerState
+from models.transition import Output
+from streams.simulate import write_simulation
+from streams.topics import routing_fields
+
+TOPICS = ("t.customer-events", "t.transactions", "t.interactions")
+TOPIC_OF = {"customer": TOPICS[0], "transaction": TOPICS[1], "interaction": TOPICS[2]}
+
+
+def records_by_topic(path: Path) -> dict[str, list[tuple[int, bytes, float]]]:
+    by_topic: dict[str, list[tuple[int, bytes, float]]] = {topic: [] for topic in TOPICS}
+    for line in path.read_bytes().splitlines():
+        event_type, _ = routing_fields(line)
+        topic = by_topic[TOPIC_OF.get(event_type, TOPICS[2])]
+        topic.append((len(topic), line, 0.0))
+    return by_topic
+
+
+def run(
+    part: PartitionScorer, by_topic: dict, chunk: int = 700
+) -> tuple[list[Output], list[Checkpoint]]:
+    """Feed the records in chunks, draining and checkpointing after each."""
+    outputs, checkpoints = [], []
+    longest = max(len(records) for records in by_topic.values())
+    for start in range(0, longest, chunk):
+        for topic, records in by_topic.items():
+            part.add(topic, records[start : start + chunk])
+        idle = {t for t, records in by_topic.items() if start + chunk >= len(records)}
+        outputs += part.drain(idle)
+        checkpoints.append(part.take_checkpoint())
+    return outputs, checkpoints
+
+
+def values(outputs: list[Output]) -> list[tuple]:
+    return [(o.stream, o.key, orjson.dumps(o.value)) for o in outputs]
+
+
+@pytest.fixture(scope="module")
+def events(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("disk") / "events.jsonl"
+    write_simulation(SimulationConfig(customers=400, days=400, seed=21), path)
+    return path
+
+
+def test_a_partition_on_disk_scores_exactly_as_in_memory(events, tmp_path):
+    by_topic = records_by_topic(events)
+    config = ScoringConfig()
+    in_memory = PartitionScorer(0, TOPICS, config)
+    disk = DiskStates(tmp_path / "p0", cache_customers=25)  # 400 customers: evictions
+    on_disk = PartitionScorer(0, TOPICS, config, states=disk)
+    memory_outputs, memory_checkpoints = run(in_memory, by_topic)
+    disk_outputs, disk_checkpoints = run(on_disk, by_topic)
+    assert len(memory_outputs) > 5000
+    assert values(disk_outputs) == values(memory_outputs)
+    # the same changed states at every checkpoint, in order, and the same offsets
+    assert [c.states for c in disk_checkpoints] == [c.states for c in memory_checkpoints]
+    offsets = [decode_checkpoint(c.record)[0] for c in disk_checkpoints]
+    assert offsets == [decode_checkpoint(c.record)[0] for c in memory_checkpoints]
+    assert len(disk) == len(in_memory.states) > 300
+    assert len(disk._cache) <= 25
+    assert dict(disk.items()) == dict(in_memory.states.items())  # equal states
+    on_disk.close()
+    assert not (tmp_path / "p0").exists()
+
+
+def test_a_disk_store_restored_from_the_changelog_continues_as_in_memory(events, tmp_path):
+    by_topic = records_by_topic(events)
+    half = {topic: records[: len(records) // 2] for topic, records in by_topic.items()}
+    rest = {topic: records[len(records) // 2 :] for topic, records in by_topic.items()}
+    config = ScoringConfig()
+    first = PartitionScorer(0, TOPICS, config)
+    _, checkpoints = run(first, half)
+    fold = ChangelogFold()
+    for checkpoint in checkpoints:
+        for key, value in [*checkpoint.states, (CHECKPOINT_KEY, checkpoint.record)]:
+            fold.add(key, value)
+    # the same changelog restored into memory and onto disk
+    decoded, serialized = fold.result(), fold.result(decode=False)
+    assert serialized.customers == decoded.customers > 0 and not serialized.states
+
+    def restored(states) -> PartitionScorer:
+        return PartitionScorer(
+            0, TOPICS, config, states=states, engine_blob=decoded.engine_blob,
+            offsets=decoded.offsets,
+        )  # fmt: skip
+
+    memory = restored(decoded.states)
+    disk = DiskStates(tmp_path / "p0", cache_customers=10).load(serialized.serialized.items())
+    on_disk = restored(disk)
+    assert dict(disk.items()) == decoded.states
+    memory_outputs, _ = run(memory, rest)
+    disk_outputs, _ = run(on_disk, rest)
+    assert values(disk_outputs) == values(memory_outputs) and len(memory_outputs) > 1000
+    on_disk.close()
+
+
+def test_the_disk_store_is_a_mapping_with_dict_order_and_change_tracking(tmp_path):
+    states = DiskStates(tmp_path / "s", cache_customers=2)
+    for number in range(5):
+        states[f"c{number}"] = CustomerState.new(float(number))
+    del states["c1"]
+    states["c1"] = CustomerState.new(10.0)  # back, at the end as in a dict
+    states["c0"] = CustomerState.new(20.0)  # replaced in place
+    assert list(states) == ["c0", "c2", "c3", "c4", "c1"]
+    assert [s.first_seen for s in states.values()] == [20.0, 2.0, 3.0, 4.0, 10.0]
+    assert states.take_dirty() == {"c0", "c1", "c2", "c3", "c4"} and states.dirty == set()
+    assert states.pop("nobody", None) is None and states.take_dirty() == {"nobody"}
+    assert states.pop("c3").first_seen == 3.0 and "c3" not in states and len(states) == 4
+    with pytest.raises(KeyError):
+        states["c3"]
+    assert states.get("c3") is None
+    states.close()
