@@ -135,16 +135,16 @@ class Engagement:
                         tickets += 1
                     elif issues[k + 1] == _COMPLAINT:
                         complaints += 1
-        return (
-            logins,
-            views,
-            opens,
-            clicks,
-            carts,
-            float(tickets),
-            float(complaints),
-            *[_capped_days(values[index], at, never_days) for index in _DAYS_SINCE],
-        )
+        inputs = [logins, views, opens, clicks, carts, float(tickets), float(complaints)]
+        append = inputs.append
+        for index in _DAYS_SINCE:  # days since, capped (`never_days` if never)
+            last = values[index]
+            if last == _NONE:
+                append(never_days)
+            else:
+                days = (at - last) / SECONDS_PER_DAY
+                append((days if days < never_days else never_days) if days > 0.0 else 0.0)
+        return tuple(inputs)
 
     @property
     def last_survey(self) -> float | None:
@@ -176,16 +176,6 @@ class Engagement:
 
     def __repr__(self) -> str:
         return f"Engagement({list(self._values)!r}, {self._issues!r})"
-
-
-def _capped_days(last: float, at: float, cap: float) -> float:
-    """Days from `last` to `at` (`cap` if never, and at most `cap`)."""
-    if last == _NONE:
-        return cap
-    days = (at - last) / SECONDS_PER_DAY
-    if not days > 0.0:
-        return 0.0
-    return days if days < cap else cap
 
 
 def _decay_to(values: array, at: float) -> None:
