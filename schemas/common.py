@@ -10,6 +10,7 @@ Every limit here is part of the public contract; the dead-letter reasons in
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -26,21 +27,74 @@ MAX_AMOUNT = 1e9
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
-# Visible characters only, so that two ids that look the same are the same id: no
-# whitespace, no control characters (C0, DEL, C1), no invisible format characters of
-# the Basic Multilingual Plane (soft hyphen, Arabic letter mark, zero-width spaces
-# and joiners, direction marks and overrides, word joiners, invisible operators,
-# byte-order mark, interlinear annotation) and no private-use characters. Explicit
-# ranges rather than Unicode classes, so that JSON Schema validators in any language
-# read the same pattern. Safe as a Kafka key, a Redis key part and a CSV cell.
+# Visible characters only, so that two ids that look the same are the same id. The
+# pattern (explicit ranges of the Basic Multilingual Plane, so that JSON Schema
+# validators in any language read it alike) excludes whitespace, control characters
+# (C0, DEL, C1), invisible format characters (soft hyphen, Arabic letter mark,
+# zero-width spaces and joiners, direction marks and overrides, word joiners,
+# invisible operators, byte-order mark, interlinear annotation) and private use;
+# `_visible` then rejects what a BMP pattern cannot name or what is invisible without
+# being a format character (other planes' format and private-use characters, tags,
+# variation selectors, Hangul fillers, noncharacters). Safe
+# as a Kafka key, a Redis key part and a CSV cell.
 _ID_PATTERN = (
     r"^[^\s\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e"
     r"\u2060-\u206f\ufeff\ufff9-\ufffb\ue000-\uf8ff]+$"
 )
+# Short texts (categories, SKUs, channels, attribute keys) are words: they keep the
+# zero-width non-joiner and joiner (U+200C, U+200D) that Persian and Indic spelling
+# need.
+_TEXT_PATTERN = _ID_PATTERN.replace("\\u200b-\\u200f", "\\u200b\\u200e\\u200f")
+# Not "Cn" (unassigned): a character newer than this Python's Unicode tables (a new
+# emoji) would be refused. Noncharacters are named instead.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Zl", "Zp", "Zs"})
+_INVISIBLE = frozenset(
+    [
+        *(0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x3164, 0xFFA0),  # joiner, fillers
+        *range(0xFE00, 0xFE10),  # variation selectors
+        *range(0xE0100, 0xE01F0),  # variation selectors supplement
+        *range(0xFDD0, 0xFDF0),  # noncharacters (and U+xxFFFE, U+xxFFFF below)
+    ]
+)
+_WORD_JOINERS = frozenset({0x200C, 0x200D})
 
-Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=_ID_PATTERN)]
-"""An event or customer id: 1-128 visible characters (no whitespace, control, format
-or private-use characters)."""
+
+def _visible(text: str, allow_joiners: bool = False) -> str:
+    """`text` if every character is visible (see `_ID_PATTERN`), else a ValueError.
+
+    >>> _visible("Ünïcødé-客户-😀")
+    'Ünïcødé-客户-😀'
+    >>> _visible("c1\U000e0041")
+    Traceback (most recent call last):
+    ...
+    ValueError: holds an invisible character (U+E0041)
+    """
+    if text.isascii():  # the pattern has excluded every invisible ASCII character
+        return text
+    for char in text:
+        code = ord(char)
+        if code < 0x80 or (allow_joiners and code in _WORD_JOINERS):
+            continue
+        if (
+            code in _INVISIBLE
+            or code & 0xFFFE == 0xFFFE
+            or unicodedata.category(char) in _INVISIBLE_CATEGORIES
+        ):
+            raise ValueError(f"holds an invisible character (U+{code:04X})")
+    return text
+
+
+def _visible_text(text: str) -> str:
+    return _visible(text, allow_joiners=True)
+
+
+Identifier = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=_ID_PATTERN),
+    AfterValidator(_visible),
+]
+"""An event or customer id: 1-128 visible characters (no whitespace, control, format,
+private-use or otherwise invisible characters)."""
 
 RESERVED_EVENT_ID_PREFIX = "due:"
 """Causes of time-driven re-scores (`due:2024-02-01`): an input may not look like one,
@@ -56,7 +110,11 @@ def _not_reserved(event_id: str) -> str:
 EventId = Annotated[Identifier, AfterValidator(_not_reserved)]
 """An input event's id: an `Identifier` not starting with the reserved `due:`."""
 
-ShortText = Annotated[str, Field(min_length=1, max_length=64, pattern=_ID_PATTERN)]
+ShortText = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=_TEXT_PATTERN), AfterValidator(_visible_text)
+]
+"""A word-like text (category, SKU, channel, attribute key): visible characters, the
+zero-width non-joiner and joiner allowed."""
 
 
 Timestamp = Annotated[AwareDatetime, Field(ge=EARLIEST, lt=LATEST)]

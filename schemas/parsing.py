@@ -81,12 +81,14 @@ def _classify(error: ErrorDetails) -> tuple[R, str]:
         return R.MISSING_FIELD, f"{where}: field required"
     if field == "schema_version":
         return R.UNSUPPORTED_SCHEMA_VERSION, detail
+    if kind == "string_pattern_mismatch":
+        detail = (
+            f"{where}: {error.get('input')!r} holds whitespace, a control character or "
+            "an invisible (format or private-use) character"
+        )
+    elif kind == "value_error" and "invisible" in message:
+        detail = f"{where}: {error.get('input')!r} {message.removeprefix('Value error, ')}"
     if field in _ID_FIELDS:
-        if kind == "string_pattern_mismatch":
-            detail = (
-                f"{where}: {error.get('input')!r} holds whitespace, a control character or "
-                "an invisible (format or private-use) character"
-            )
         return R.INVALID_ID, detail
     if field in _TIME_FIELDS or field_path[-1:] == ["signup_at"]:
         if kind == "timezone_aware":

@@ -113,7 +113,11 @@ def test_erasures_are_forgotten_once_the_watermark_passes_them():
 
 @pytest.mark.parametrize(
     "invisible",
-    ["\u200b", "\u200d", "\u00ad", "\ufeff", "\u202e", "\u2060", "\u0085", "\ue000", "\u00a0"],
+    [
+        *("\u200b", "\u200d", "\u00ad", "\ufeff", "\u202e", "\u2060", "\u0085", "\ue000"),
+        *("\u00a0", "\U000e0041", "\U000f0000", "\ufe0f", "\u034f", "\u3164", "\ufdd0"),
+        *("\uffff", "\U0001d173", "\u17b4"),
+    ],
 )
 def test_ids_with_invisible_characters_are_rejected(invisible):
     # "c1" and "c<zero-width space>1" look the same: they would be two customers.
@@ -124,6 +128,18 @@ def test_ids_with_invisible_characters_are_rejected(invisible):
         assert rejected.detail.startswith(f"{field}: ") and "invisible" in rejected.detail
     visible = parse_event(raw({**interaction("Ünïcødé-客户-😀", 1.0)}))
     assert not isinstance(visible, Rejected)
+
+
+def test_words_keep_the_joiners_their_spelling_needs_but_nothing_else_invisible():
+    books = "\u06a9\u062a\u0627\u0628\u200c\u0647\u0627"  # Persian "books", with a ZWNJ
+    event = purchase("c1", 1.0)
+    event["items"] = [{"sku": "s1", "category": books, "quantity": 1, "unit_price": 5.0}]
+    assert not isinstance(parse_event(raw(event)), Rejected)
+    for hidden in ("\u200b", "\U000e0041", "\u202e"):
+        event["items"][0]["category"] = f"books{hidden}"
+        rejected = parse_event(raw(event))
+        assert isinstance(rejected, Rejected) and rejected.reason == "invalid_field"
+        assert "invisible" in rejected.detail and "pattern" not in rejected.detail
 
 
 def test_an_input_id_that_looks_like_a_timer_cause_is_rejected():
