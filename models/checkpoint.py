@@ -78,7 +78,11 @@ def restore_checkpoint(engine: ScoringEngine, blob: bytes) -> None:
     engine.counters = checkpoint.counters
     engine._refits.next_day = checkpoint.refit_next_day
     engine._refits.pending = checkpoint.refit_pending
-    engine._learning.model = checkpoint.scorer.churn
+    engine._learning.model = churn = checkpoint.scorer.churn
+    scorer = engine.scorer
+    if churn is not None and scorer.version_number not in churn.by_version.names:
+        # a checkpoint from before quality per version: name the version serving now
+        churn.by_version.name(scorer.version_number, scorer.model_version)
     engine._learning.next_report_day = checkpoint.report_day
     engine._refreshed_day = checkpoint.refreshed_day
     engine.erasures = dict(checkpoint.erasures)

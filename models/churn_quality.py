@@ -48,6 +48,16 @@ class VersionQuality:
         counts = self.positives_by_bin if churned else self.negatives
         counts[min(BINS - 1, int(p * BINS))] += 1
 
+    def absorb(self, other: VersionQuality) -> None:
+        """Add `other`'s labels to these (a version folded into `older`)."""
+        self.labels += other.labels
+        self.log_loss_sum += other.log_loss_sum
+        self.brier_sum += other.brier_sum
+        for mine, theirs in ((self.positives_by_bin, other.positives_by_bin),
+                             (self.negatives, other.negatives)):  # fmt: skip
+            for index, count in enumerate(theirs):
+                mine[index] += count
+
     def auc(self) -> float | None:
         """P(a churner was served more than a stayer), ties half; None with one class."""
         positives, negatives = sum(self.positives_by_bin), sum(self.negatives)
@@ -95,8 +105,13 @@ class QualityByVersion:
                 del self.names[old]
             kept = {*self.names.values(), OLDER}
             for version_name in [v for v in self.quality if v not in kept]:
-                self.quality.pop(version_name)  # its labels now count as older
+                # its labels, counted so far and to come, count as older from now on
+                older = self.quality.get(OLDER)
+                if older is None:
+                    older = self.quality[OLDER] = VersionQuality()
+                older.absorb(self.quality.pop(version_name))
                 self._changed.discard(version_name)
+                self._changed.add(OLDER)
 
     def record(self, number: int, served: float, churned: bool) -> None:
         version = self.names.get(number, OLDER)

@@ -259,3 +259,39 @@ def test_quality_is_reported_per_model_version_that_served_the_snapshot():
         assert events_by_version[version][-1]["metrics"] == reported[version]
     ids = [v["event_id"] for values in events_by_version.values() for v in values]
     assert len(ids) == len(set(ids))
+
+
+def test_an_evicted_versions_labels_are_folded_into_older():
+    from models.churn_quality import OLDER, QualityByVersion
+
+    quality = QualityByVersion(keep=2)
+    quality.name(0, "a")
+    for served, churned in [(0.9, True), (0.2, False), (0.4, True)]:
+        quality.record(0, served, churned)
+    quality.changed()
+    quality.name(1, "b")
+    quality.name(2, "c")  # "a" is no longer kept
+    quality.record(0, 0.1, False)  # a late label of "a"
+    reported = dict(quality.changed())
+    assert set(reported) == {OLDER}
+    assert reported[OLDER]["labels"] == 4.0
+    assert reported[OLDER]["log_loss"] == pytest.approx(
+        -(math.log(0.9) + math.log(0.8) + math.log(0.4) + math.log(0.9)) / 4
+    )
+    assert reported[OLDER]["auc"] == pytest.approx(1.0)
+
+
+def test_a_checkpoint_from_before_quality_per_version_names_the_serving_version():
+    from models.checkpoint import checkpoint_bytes, restore_checkpoint
+
+    engine = ScoringEngine(ScoringConfig(churn_window_days=WINDOW), refit=False)
+    feed(engine, history(customers=100, days=200))
+    churn = engine.scorer.churn
+    del churn.__dict__["_by_version"]  # as pickled before this existed
+    blob = checkpoint_bytes(engine)
+    restored = ScoringEngine(
+        ScoringConfig(churn_window_days=WINDOW), refit=False, states=dict(engine.states)
+    )
+    restore_checkpoint(restored, blob)
+    names = restored.scorer.churn.by_version.names
+    assert names == {restored.scorer.version_number: restored.scorer.model_version}
