@@ -107,12 +107,12 @@ class ChurnLearning:
             "metrics": metrics,
         }
 
-    def rebuild(self, snapshots_by_customer: Iterable[tuple[str, tuple]]) -> None:
-        """Timers from restored states."""
+    def rebuild(self, snapshot_times: Iterable[tuple[str, Iterable[float]]]) -> None:
+        """Timers from restored states: each customer's open snapshots' times."""
         self.timers.clear()
-        for customer_id, snapshots in snapshots_by_customer:
-            for snapshot in snapshots:
-                self.schedule(customer_id, snapshot[0])
+        for customer_id, times in snapshot_times:
+            for taken_at in times:
+                self.schedule(customer_id, taken_at)
 
 
 def version_quality_text(metrics: dict[str, float]) -> str:

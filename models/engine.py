@@ -257,18 +257,19 @@ class ScoringEngine:
         timers): the due and label timers and the population quantiles."""
         self._timers.clear()
         self._timer_days.clear()
-        snapshots, programmes = [], []
+        # One pass keeping only times: the states may be on disk (read, then dropped).
+        snapshot_times, window_ends = [], []
         population = self.scorer.population = Population()
-        for customer_id, state in self.states.items():  # one pass: states may be on disk
+        for customer_id, state in self.states.items():
             self._set_timer(customer_id, state.due_day)
             if state.snapshots:
-                snapshots.append((customer_id, state.snapshots))
-            if state.programmes is not None:
-                programmes.append((customer_id, state.programmes))
+                snapshot_times.append((customer_id, [s[0] for s in state.snapshots]))
+            if state.programmes is not None and state.programmes.open:
+                window_ends.append((customer_id, [a.end for a in state.programmes.open]))
             population.move(None, state.population_bins)
-        self._learning.rebuild(snapshots)
+        self._learning.rebuild(snapshot_times)
         if self.scorer.programmes is not None:
-            self.scorer.programmes.rebuild(programmes)
+            self.scorer.programmes.rebuild(window_ends)
         self._plan_next_work()
 
     def _set_timer(self, customer_id: str, day: int | None) -> None:

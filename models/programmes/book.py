@@ -15,7 +15,7 @@ from models.ids import deterministic_id
 from models.programmes.catalogue import Programme, ProgrammesConfig
 from models.programmes.decision import Moment, screened
 from models.programmes.measurement import ArmStats, Estimate, estimate, posterior_uplift
-from models.programmes.memory import Attribution, ProgrammeMemory
+from models.programmes.memory import Attribution
 from models.timeline import SECONDS_PER_DAY, date_of_day, day_of, iso_utc, start_of_day
 from models.timers import DayTimers
 
@@ -155,12 +155,12 @@ class ProgrammeBook:
         while (day := timers.next_day()) is not None and start_of_day(day) <= watermark:
             yield from dict.fromkeys(timers.pop_day()[1])
 
-    def rebuild(self, memories: Iterable[tuple[str, ProgrammeMemory | None]]) -> None:
+    def rebuild(self, window_ends: Iterable[tuple[str, Iterable[float]]]) -> None:
+        """Timers from restored states: the ends of each customer's open windows."""
         self.timers.clear()
-        for customer_id, memory in memories:
-            if memory is not None:
-                for attribution in memory.open:
-                    self.schedule(customer_id, attribution.end)
+        for customer_id, ends in window_ends:
+            for end in ends:
+                self.schedule(customer_id, end)
 
     def observe(self, customer_id: str, attribution: Attribution) -> dict:
         """A window closed: return its `programme_outcome` event, and count it if it
