@@ -15,19 +15,20 @@ event id keeps it from counting the replayed events twice.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agents.disk_states import DiskStates
 from agents.partition import CHECKPOINT_KEY, NEW, decode_checkpoint
 from models.state import CustomerState
 
 
 @dataclass
 class Restored:
-    states: dict[str, CustomerState] = field(default_factory=dict)
-    # the same states still serialized, instead (`result(decode=False)`: a disk store)
-    serialized: dict[str, bytes] = field(default_factory=dict)
+    # the states, in memory; or, folded into a disk store, the store
+    states: Mapping[str, CustomerState] = field(default_factory=dict)
     engine_blob: bytes | None = None
     offsets: dict[str, int] = field(default_factory=dict)
     records: int = 0
@@ -35,11 +36,14 @@ class Restored:
 
     @property
     def customers(self) -> int:
-        return len(self.states) + len(self.serialized)
+        return len(self.states)
 
 
 class ChangelogFold:
-    """Folds one changelog partition's records, in offset order, into a `Restored`.
+    """Folds one changelog partition's records, in offset order, into a `Restored`:
+    in memory, or straight into a disk store (`into`), so that the partition's states
+    are never all in memory; only those written since the last checkpoint record are
+    (one checkpoint interval's changes), until the next one confirms them.
 
     >>> fold = ChangelogFold()
     >>> fold.add(b"c1", NEW + CustomerState().to_bytes())
@@ -47,8 +51,10 @@ class ChangelogFold:
     ({}, 1)
     """
 
-    def __init__(self) -> None:
-        self._confirmed: dict[str, bytes] = {}  # as of the last checkpoint
+    def __init__(self, into: DiskStates | None = None) -> None:
+        self._into = into
+        # as of the last checkpoint: flagged values in memory, or the disk store
+        self._confirmed: dict[str, bytes] = {}
         self._pending: dict[str, bytes | None] = {}  # written since, latest first wins
         self._pending_new: set[str] = set()  # had no state at the last checkpoint
         self._checkpoint: bytes | None = None
@@ -69,25 +75,36 @@ class ChangelogFold:
         self._pending[customer_id] = value
 
     def _confirm(self) -> None:
+        into = self._into
         for customer_id, value in self._pending.items():
-            if value is None:
+            if into is not None:
+                into.put_serialized(customer_id, None if value is None else value[1:])
+            elif value is None:
                 self._confirmed.pop(customer_id, None)
             else:
                 self._confirmed[customer_id] = value
         self._pending, self._pending_new = {}, set()
 
-    def result(self, decode: bool = True) -> Restored:
-        """The restored partition; with `decode` off its states stay serialized."""
+    def _was_confirmed(self, customer_id: str) -> bool:
+        into = self._into
+        return customer_id in (self._confirmed if into is None else into)
+
+    def result(self) -> Restored:
         restored = Restored(records=self._records)
-        kept = restored.states if decode else restored.serialized
-        read = CustomerState.from_bytes if decode else bytes
+        states: dict[str, CustomerState] = {}
         for customer_id, value in self._confirmed.items():
-            kept[customer_id] = read(value[1:])
+            states[customer_id] = CustomerState.from_bytes(value[1:])
         for customer_id, value in self._pending.items():
-            if customer_id in self._confirmed or customer_id in self._pending_new:
+            if self._was_confirmed(customer_id) or customer_id in self._pending_new:
                 restored.rolled_back += 1  # back to the checkpoint's version (or none)
             elif value is not None:  # the checkpointed version was compacted away
-                kept[customer_id] = read(value[1:])
+                if self._into is not None:
+                    self._into.put_serialized(customer_id, value[1:])
+                else:
+                    states[customer_id] = CustomerState.from_bytes(value[1:])
+        if self._into is not None:
+            self._into.finish_load()
+        restored.states = states if self._into is None else self._into
         if self._checkpoint is not None:
             restored.offsets, restored.engine_blob = decode_checkpoint(self._checkpoint)
         return restored
@@ -97,13 +114,13 @@ async def read_changelog(
     consumer: AIOKafkaConsumer,
     tp: TopicPartition,
     no_data_timeout: float = 5.0,
-    decode: bool = True,
+    into: DiskStates | None = None,
 ) -> Restored:
     """Fold one changelog partition, from its start to its end as of now, with an
-    assigned (group-less) consumer. The end is the high watermark of the fetch
-    responses (Tansu answers ListOffsets with the wrong end offset). With `decode`
-    off, the states stay serialized (for a disk store)."""
-    fold = ChangelogFold()
+    assigned (group-less) consumer, into memory or `into` a disk store. The end is the
+    high watermark of the fetch responses (Tansu answers ListOffsets with the wrong
+    end offset)."""
+    fold = ChangelogFold(into)
     consumer.assign([tp])
     await consumer.seek_to_beginning(tp)
     position, last_data = 0, time.monotonic()
@@ -114,7 +131,7 @@ async def read_changelog(
             position = record.offset + 1
         highwater = consumer.highwater(tp)
         if highwater is not None and position >= highwater:
-            return fold.result(decode)
+            return fold.result()
         if records:
             last_data = time.monotonic()
         elif time.monotonic() - last_data > no_data_timeout:

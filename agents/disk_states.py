@@ -18,12 +18,14 @@ disk without disturbing the cache.
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections import OrderedDict
-from collections.abc import ItemsView, Iterable, Iterator, MutableMapping, ValuesView
+from collections.abc import ItemsView, Iterator, MutableMapping, ValuesView
 from pathlib import Path
 
-from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteOptions
 
 from models.state import CustomerState
 
@@ -46,7 +48,7 @@ class DiskStates(MutableMapping[str, CustomerState]):
         if self.path.exists():  # a leftover of a killed worker: the changelog rebuilds it
             shutil.rmtree(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._options = Options(raw_mode=True)
+        self._options = _small_memory_options()
         self._db = Rdict(str(self.path), options=self._options)
         write_options = WriteOptions()
         write_options.disable_wal = True  # the changelog is the log
@@ -56,24 +58,36 @@ class DiskStates(MutableMapping[str, CustomerState]):
         self._cache: OrderedDict[str, CustomerState] = OrderedDict()  # most recent last
         self._unwritten: set[str] = set()  # cached states newer than their copy on disk
         self.dirty: set[str] = set()  # changed since `take_dirty` (the checkpoint)
+        self._batch: WriteBatch | None = None  # `put_serialized` writes not yet written
+        self._batched = 0
+        self._closed = False
 
     # -- loading ------------------------------------------------------------------
-    def load(self, serialized: Iterable[tuple[str, bytes]]) -> DiskStates:
-        """Add states in their serialized form (`CustomerState.to_bytes`), as restored
-        from the changelog; not marked dirty (they are what the changelog holds)."""
-        batch, pending = WriteBatch(raw_mode=True), 0
-        for customer_id, data in serialized:
+    def put_serialized(self, customer_id: str, data: bytes | None) -> None:
+        """Set (or with None remove) a customer's state in its serialized form
+        (`CustomerState.to_bytes`), as the changelog holds it; batched until
+        `finish_load`, and not marked dirty (it is what the changelog holds)."""
+        if self._batch is None:
+            self._batch, self._batched = WriteBatch(raw_mode=True), 0
+        self._cache.pop(customer_id, None)
+        self._unwritten.discard(customer_id)
+        if data is None:
+            self._keys.pop(customer_id, None)
+            self._batch.delete(customer_id.encode())
+        else:
             self._keys[customer_id] = None
-            self._cache.pop(customer_id, None)
-            self._unwritten.discard(customer_id)
-            batch.put(customer_id.encode(), data)
-            pending += 1
-            if pending >= 10_000:
-                self._db.write(batch)
-                batch, pending = WriteBatch(raw_mode=True), 0
-        if pending:
-            self._db.write(batch)
-        return self
+            self._batch.put(customer_id.encode(), data)
+        self._batched += 1
+        if self._batched >= 10_000:
+            self.finish_load()
+
+    def finish_load(self) -> None:
+        """Write what `put_serialized` batched, then flush RocksDB's memtable to disk
+        (with no write-ahead log it would otherwise keep the loaded data in memory)."""
+        if self._batch is not None:
+            self._db.write(self._batch)
+            self._batch = None
+        self._db.flush()
 
     # -- the mapping ----------------------------------------------------------------
     def __getitem__(self, customer_id: str) -> CustomerState:
@@ -160,7 +174,10 @@ class DiskStates(MutableMapping[str, CustomerState]):
         self._unwritten.clear()
 
     def close(self) -> None:
-        """Close and delete the database (the changelog holds the states)."""
+        """Close and delete the database (the changelog holds the states). Once."""
+        if self._closed:
+            return
+        self._closed = True
         self._db.close()
         Rdict.destroy(str(self.path), self._options)
         shutil.rmtree(self.path, ignore_errors=True)
@@ -179,6 +196,58 @@ class DiskStates(MutableMapping[str, CustomerState]):
             if customer_id in self._unwritten:
                 self._db[customer_id.encode()] = state.to_bytes()
                 self._unwritten.discard(customer_id)
+
+
+def worker_store_dir(base: Path | None, app_id: str) -> Path:
+    """A new directory for one worker's databases, under `base` (None: the system's
+    temporary directory), marked with the worker's process id. Directories left by
+    workers of this app that are no longer running (killed) are deleted first.
+
+    >>> import tempfile
+    >>> base = Path(tempfile.mkdtemp())
+    >>> left = base / "app-states-old"; left.mkdir(); _ = (left / _OWNER).write_text("999999999")
+    >>> mine = worker_store_dir(base, "app")
+    >>> sorted(p.name for p in base.iterdir()) == [mine.name], (mine / _OWNER).exists()
+    (True, True)
+    """
+    base = Path(base) if base is not None else Path(tempfile.gettempdir())
+    base.mkdir(parents=True, exist_ok=True)
+    prefix = f"{app_id}-states-"
+    for old in base.glob(f"{prefix}*"):
+        if not _owner_alive(old):
+            shutil.rmtree(old, ignore_errors=True)
+    mine = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    (mine / _OWNER).write_text(str(os.getpid()))
+    return mine
+
+
+_OWNER = "owner.pid"
+
+
+def _owner_alive(directory: Path) -> bool:
+    try:
+        pid = int((directory / _OWNER).read_text())
+    except (OSError, ValueError):
+        return True  # not ours to judge (being created, or not a worker's)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
+
+
+def _small_memory_options() -> Options:
+    """RocksDB options for a store that must stay small in memory: 4 MiB write buffers
+    (two at most) and an 8 MiB block cache per partition."""
+    options = Options(raw_mode=True)
+    options.set_write_buffer_size(4 << 20)
+    options.set_max_write_buffer_number(2)
+    table = BlockBasedOptions()
+    table.set_block_cache(Cache(8 << 20))
+    options.set_block_based_table_factory(table)
+    return options
 
 
 class _ScanItems(ItemsView):

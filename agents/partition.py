@@ -96,7 +96,7 @@ class PartitionScorer:
         topics: Iterable[str],
         config: ScoringConfig,
         *,
-        states: Mapping[str, CustomerState] | DiskStates | None = None,
+        states: Mapping[str, CustomerState] | None = None,
         engine_blob: bytes | None = None,
         offsets: Mapping[str, int] | None = None,
         fit_executor: Executor | None = None,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import tempfile
 import time
 from collections import defaultdict
 from concurrent.futures import Executor
@@ -32,7 +31,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from mode import Service
 
 from agents.changelog import Restored, read_changelog
-from agents.disk_states import DiskStates
+from agents.disk_states import DiskStates, worker_store_dir
 from agents.metrics import WorkerMetrics
 from agents.partition import CHECKPOINT_KEY, PartitionScorer
 from agents.redis_store import RedisScoreStore
@@ -315,10 +314,16 @@ class ScoringService(Service):
             )
             await reader.start()
             try:
-                decode = self.settings.store == "memory"  # a disk store takes the bytes
                 for partition in new:
                     tp = TopicPartition(self.names.changelog, partition)
-                    self._install(partition, await read_changelog(reader, tp, decode=decode))
+                    disk = self._disk(partition) if self.settings.store == "rocksdb" else None
+                    try:
+                        restored = await read_changelog(reader, tp, into=disk)
+                    except BaseException:
+                        if disk is not None:
+                            disk.close()
+                        raise
+                    self._install(partition, restored)
             finally:
                 await reader.stop()
 
@@ -328,11 +333,7 @@ class ScoringService(Service):
             partition,
             self.names.merge_order,
             partition_config(self.settings),
-            states=(
-                restored.states
-                if self.settings.store == "memory"
-                else self._disk(partition, restored)
-            ),
+            states=restored.states,  # a dict, or the disk store folded into
             engine_blob=restored.engine_blob,
             offsets=restored.offsets,
             fit_executor=self.fit_executor,
@@ -352,17 +353,12 @@ class ScoringService(Service):
             restored.rolled_back, scorer.next_offsets,
         )  # fmt: skip
 
-    def _disk(self, partition: int, restored: Restored) -> DiskStates:
-        """A fresh RocksDB store loaded with a restored partition's states (each
-        worker has its own directory: partitions move between workers)."""
+    def _disk(self, partition: int) -> DiskStates:
+        """A fresh RocksDB store for a partition's states (each worker has its own
+        directory: partitions move between workers)."""
         if self._store_dir is None:
-            base = self.settings.store_dir
-            if base is not None:
-                base.mkdir(parents=True, exist_ok=True)
-            prefix = f"{self.settings.app_id}-states-"
-            self._store_dir = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
-        states = DiskStates(self._store_dir / f"p{partition}", self.settings.store_cache_customers)
-        return states.load(restored.serialized.items())
+            self._store_dir = worker_store_dir(self.settings.store_dir, self.settings.app_id)
+        return DiskStates(self._store_dir / f"p{partition}", self.settings.store_cache_customers)
 
     # -- views ----------------------------------------------------------------------
     def lag(self) -> dict[str, int]:

@@ -11,7 +11,13 @@ import pytest
 
 from agents.changelog import ChangelogFold
 from agents.disk_states import DiskStates
-from agents.partition import CHECKPOINT_KEY, Checkpoint, PartitionScorer, decode_checkpoint
+from agents.partition import (
+    CHECKPOINT_KEY,
+    NEW,
+    Checkpoint,
+    PartitionScorer,
+    decode_checkpoint,
+)
 from models.config import ScoringConfig
 from models.simulation import SimulationConfig
 from models.state import CustomerState
@@ -86,13 +92,25 @@ def test_a_disk_store_restored_from_the_changelog_continues_as_in_memory(events,
     config = ScoringConfig()
     first = PartitionScorer(0, TOPICS, config)
     _, checkpoints = run(first, half)
-    fold = ChangelogFold()
+    disk = DiskStates(tmp_path / "p0", cache_customers=10)
+    folds = ChangelogFold(), ChangelogFold(into=disk)
     for checkpoint in checkpoints:
         for key, value in [*checkpoint.states, (CHECKPOINT_KEY, checkpoint.record)]:
-            fold.add(key, value)
-    # the same changelog restored into memory and onto disk
-    decoded, serialized = fold.result(), fold.result(decode=False)
-    assert serialized.customers == decoded.customers > 0 and not serialized.states
+            for fold in folds:
+                fold.add(key, value)
+    # the same changelog restored into memory and onto disk, with records written
+    # after the last checkpoint (rolled back) and a customer whose checkpointed
+    # version was compacted away (kept)
+    last = checkpoints[-1].states
+    customer, value = last[0]
+    for fold in folds:
+        fold.add(b"late-new", NEW + CustomerState.new(1.0).to_bytes())  # rolled back
+        fold.add(customer, value)  # rolled back to the checkpoint's version
+    decoded, on_disk_restored = (fold.result() for fold in folds)
+    assert on_disk_restored.states is disk and len(disk._cache) == 0
+    assert on_disk_restored.customers == decoded.customers > 300
+    assert on_disk_restored.rolled_back == decoded.rolled_back == 2
+    assert dict(disk.items()) == decoded.states and list(disk) == list(decoded.states)
 
     def restored(states) -> PartitionScorer:
         return PartitionScorer(
@@ -101,9 +119,7 @@ def test_a_disk_store_restored_from_the_changelog_continues_as_in_memory(events,
         )  # fmt: skip
 
     memory = restored(decoded.states)
-    disk = DiskStates(tmp_path / "p0", cache_customers=10).load(serialized.serialized.items())
     on_disk = restored(disk)
-    assert dict(disk.items()) == decoded.states
     memory_outputs, _ = run(memory, rest)
     disk_outputs, _ = run(on_disk, rest)
     assert values(disk_outputs) == values(memory_outputs) and len(memory_outputs) > 1000
