@@ -16,10 +16,10 @@ River-style dict. Missing information has a neutral, documented value.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from models.engagement import DAYS_SINCE_KINDS
+from models.engagement import DAYS_SINCE_KINDS, Engagement
 from models.timeline import SECONDS_PER_DAY
 
 if TYPE_CHECKING:  # the state widens old snapshots with `widen_v6`: no import cycle
@@ -164,18 +164,32 @@ _AT_CAP = {
 }
 
 
-def widen_v6(vector: Sequence[float]) -> tuple[float, ...]:
+def widen_v6(vector: Sequence[float], known: Mapping[str, float] | None = None) -> tuple:
     """A feature vector of state format 6 or older in today's `FEATURES`: the
-    days-since features it lacks read as never seen (`NEVER_DAYS`).
+    days-since features it lacks take their `known` value (what the state can still
+    tell as of the snapshot), else read as never seen (`NEVER_DAYS`).
 
-    >>> v = widen_v6(tuple(float(i) for i in range(len(FEATURES_V6))))
+    >>> v = widen_v6(tuple(float(i) for i in range(len(FEATURES_V6))), {"days_since_review": 3.0})
     >>> len(v) == len(FEATURES), dict(zip(FEATURES, v))["days_since_login"]
     (True, 11.0)
-    >>> dict(zip(FEATURES, v))["days_since_complaint"]
-    365.0
+    >>> dict(zip(FEATURES, v))["days_since_complaint"], dict(zip(FEATURES, v))["days_since_review"]
+    (365.0, 3.0)
     """
     old = dict(zip(FEATURES_V6, vector, strict=True))
-    return tuple(old.get(name, NEVER_DAYS) for name in FEATURES)
+    known = known or {}
+    return tuple(old[name] if name in old else known.get(name, NEVER_DAYS) for name in FEATURES)
+
+
+def known_days_since(engagement: Engagement, at: float) -> dict[str, float]:
+    """The days-since features that `engagement` still knows exactly as of an earlier
+    time `at`: a kind whose last interaction is not after `at` (a later one hides the
+    one before)."""
+    known = {}
+    for kind in DAYS_SINCE_KINDS:
+        last = engagement.last_time(kind)
+        if last is not None and last <= at:
+            known[f"days_since_{kind}"] = min(NEVER_DAYS, (at - last) / SECONDS_PER_DAY)
+    return known
 
 
 def describe(name: str, value: float) -> str:

@@ -96,6 +96,11 @@ class Engagement:
             return count
         return count * math.exp(-(at - values[0]) * _LN2_PER_SECOND)
 
+    def last_time(self, kind: str) -> float | None:
+        """Event time of the last interaction of `kind` (None if never)."""
+        last = self._values[_LAST + _KIND_INDEX[kind]]
+        return None if last == _NONE else last
+
     def days_since(self, kind: str, at: float) -> float | None:
         last = self._values[_LAST + _KIND_INDEX[kind]]
         return None if last == _NONE else max(0.0, (at - last) / SECONDS_PER_DAY)

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 import msgpack
 
-from models.churn_features import widen_v6
+from models.churn_features import known_days_since, widen_v6
 from models.engagement import Engagement
 from models.errors import ClvError
 from models.ids import FINGERPRINT_BYTES
@@ -355,7 +355,7 @@ class CustomerState:
         )
         if fields[0] < 7 and state.snapshots:
             state.snapshots = tuple(
-                (at, p, array("d", widen_v6(vector)), *rest)
+                (at, p, array("d", widen_v6(vector, known_days_since(state.engagement, at))), *rest)
                 for at, p, vector, *rest in state.snapshots
             )
         state.recent_ids = (
