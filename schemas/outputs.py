@@ -240,7 +240,8 @@ class ModelHealth(OutputContract):
         "fitted", "fit_failed", "fit_skipped", "quality", "version_quality", "frozen", "unfrozen"
     ] = Field(
         description="`quality`: the churn model's rolling figures; `version_quality`: "
-        "the figures of the churn probabilities served under `model_version` so far."
+        "the figures of the churn probabilities served under `model_version` so far "
+        "(`older`: the versions no longer kept, the last 12 are)."
     )
     detail: str
     parameters: dict[str, float] = Field(default_factory=dict)
