@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # the state widens old snapshots with `widen_v6`: no import c
 NEVER_DAYS = 365.0  # "days since" for a kind never seen, and the cap
 NEUTRAL_SURVEY = 7.0  # a customer who never answered counts as a typical answer
 
-FEATURES = (
+_VALUE_AND_ENGAGEMENT = (
     "recency_days",
     "log_frequency",
     "tenure_days",
@@ -40,36 +40,24 @@ FEATURES = (
     "email_opens_30d",
     "email_clicks_30d",
     "cart_abandons_30d",
+)
+_PROFILE = ("last_survey", "answered_survey", "unsubscribed", "log_refunds")
+FEATURES = (
+    *_VALUE_AND_ENGAGEMENT,
     "tickets_30d",
     "complaints_30d",
     *(f"days_since_{kind}" for kind in DAYS_SINCE_KINDS),
-    "last_survey",
-    "answered_survey",
-    "unsubscribed",
-    "log_refunds",
+    *_PROFILE,
 )
 # The features of state formats up to 6, in their order (older snapshots are widened).
 FEATURES_V6 = (
-    "recency_days",
-    "log_frequency",
-    "tenure_days",
-    "log_monetary",
-    "p_alive",
-    "value_logit_no_purchase",
-    "logins_30d",
-    "page_views_30d",
-    "email_opens_30d",
-    "email_clicks_30d",
-    "cart_abandons_30d",
+    *_VALUE_AND_ENGAGEMENT,
     "days_since_login",
     "days_since_page_view",
     "days_since_email_open",
     "tickets_30d",
     "complaints_30d",
-    "last_survey",
-    "answered_survey",
-    "unsubscribed",
-    "log_refunds",
+    *_PROFILE,
 )
 
 _DESCRIPTIONS = {

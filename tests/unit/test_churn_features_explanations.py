@@ -8,6 +8,7 @@ import pytest
 from models.churn import ChurnModel
 from models.churn_features import FEATURES, NEVER_DAYS, churn_features, describe
 from models.state import CustomerState
+from schemas.inputs import INTERACTION_KINDS
 
 DAY = 86_400.0
 AT_CAP = {
@@ -88,21 +89,7 @@ def test_churn_reasons_use_the_cap_words():
     ]
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "login",
-        "page_view",
-        "email_open",
-        "email_click",
-        "cart_abandon",
-        "support_ticket",
-        "complaint",
-        "survey",
-        "unsubscribe",
-        "review",
-    ],
-)
+@pytest.mark.parametrize("kind", INTERACTION_KINDS)  # every kind of the contract
 def test_days_since_the_last_interaction_of_each_kind(kind):
     state = CustomerState.new(0.0)
     state.add_purchase(day=0, amount=20.0)
