@@ -109,7 +109,11 @@ class PartitionScorer:
         # A disk store tracks its changes itself; plain states are wrapped to do so.
         self.states = states if isinstance(states, DiskStates) else TrackedStates(states or {})
         self.engine = ScoringEngine(
-            config, states=self.states, fit_executor=fit_executor, scope=f"p{partition}"
+            config,
+            states=self.states,
+            fit_executor=fit_executor,
+            scope=f"p{partition}",
+            derive_from_states=engine_blob is None,  # else restoring derives them
         )
         if engine_blob is not None:
             restore_checkpoint(self.engine, engine_blob)

@@ -51,7 +51,11 @@ class ScoringEngine:
         refit: bool = True,
         fit_executor: Executor | None = None,
         scope: str = "all",
+        derive_from_states: bool = True,
     ) -> None:
+        """`derive_from_states` off: the caller restores a checkpoint next, which
+        derives the timers and quantiles from the states (one pass over them, not two:
+        they may be on disk)."""
         self.config = config
         self.scorer = Scorer(config, params)
         self.scope = scope  # names this engine's partition in programme result ids
@@ -74,7 +78,8 @@ class ScoringEngine:
         self._refits = RefitSchedule(config, fit_executor)
         self._next_work_at = -math.inf
         self._refreshed_day: int | None = None  # of the scorer's population snapshots
-        self.rebuild_timers()
+        if derive_from_states:
+            self.rebuild_timers()
 
     # -- inputs ---------------------------------------------------------------------
     def process_raw(
