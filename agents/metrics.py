@@ -71,6 +71,7 @@ class WorkerMetrics:
         self.redis_failed_flushes = 0
         self.checkpoints = 0
         self.restored_customers = 0
+        self.buffered_high_water = 0  # most records one input has held, waiting to merge
         self.latency = Histogram()  # broker timestamp of the input -> score in Redis
 
     def render(self, lag: Mapping[str, int], extra: Mapping[str, float] = {}) -> str:
@@ -94,6 +95,7 @@ class WorkerMetrics:
             "clvstream_redis_failed_flushes_total": self.redis_failed_flushes,
             "clvstream_checkpoints_total": self.checkpoints,
             "clvstream_restored_customers_total": self.restored_customers,
+            "clvstream_buffered_records_high_water": self.buffered_high_water,
             **extra,
         }
         for name, value in scalars.items():

@@ -82,7 +82,8 @@ class ScoringService(Service):
         self._checkpoint_every = settings.checkpoint_interval_seconds
         self._redis_retry_at = 0.0
         self._idle_since: dict[int, float] = {}
-        self._paused: set[int] = set()  # partitions whose fetching waits for a catch-up
+        # inputs whose fetching waits: a catch-up, or a full buffer (see _fetch_unless_behind)
+        self._paused: set[TopicPartition] = set()
         self._store_dir: Path | None = None  # this worker's RocksDB directory, once made
 
     # -- lifecycle ------------------------------------------------------------------
@@ -168,6 +169,9 @@ class ScoringService(Service):
             metrics.events_in[tp.topic] += sum(1 for r in records if r.offset >= fetched_before)
             self._fetched_next[tp] = max(fetched_before, records[-1].offset + 1)
             scorer.add(tp.topic, ((r.offset, r.value, r.timestamp / 1000) for r in records))
+            held = len(scorer.buffers[tp.topic])
+            if held > metrics.buffered_high_water:
+                metrics.buffered_high_water = held
         for partition, scorer in list(self.partitions.items()):
             if scorer.behind:  # a bounded clock advance left customers due: them first
                 outputs = scorer.catch_up()
@@ -196,17 +200,20 @@ class ScoringService(Service):
         return idle
 
     def _fetch_unless_behind(self, partition: int, scorer: PartitionScorer) -> None:
-        """While a partition catches up with its clock its inputs wait in the broker,
-        not in memory: fetching pauses, and resumes once it has caught up."""
-        if scorer.behind == (partition in self._paused):
-            return
-        tps = [TopicPartition(topic, partition) for topic in scorer.topics]
-        if scorer.behind:
-            self.consumer.pause(*tps)
-            self._paused.add(partition)
-        else:
-            self.consumer.resume(*tps)
-            self._paused.discard(partition)
+        """Records wait in the broker, not in memory: a partition's inputs pause while it
+        catches up with its clock, and an input pauses while it has
+        `max_buffered_per_input` records buffered (the merge by event time waits for a
+        sparser input, which goes on fetching); each resumes once that is over."""
+        limit = self.settings.max_buffered_per_input
+        for topic in scorer.topics:
+            tp = TopicPartition(topic, partition)
+            wait = scorer.behind or len(scorer.buffers[topic]) >= limit
+            if wait and tp not in self._paused:
+                self.consumer.pause(tp)
+                self._paused.add(tp)
+            elif not wait and tp in self._paused:
+                self.consumer.resume(tp)
+                self._paused.discard(tp)
 
     def _follow_wall_clock(
         self, partition: int, scorer: PartitionScorer, idle: set[str], now: float
@@ -296,7 +303,7 @@ class ScoringService(Service):
                 if scorer is not None:
                     scorer.close()
                 self._assigned_at.pop(partition, None)
-                self._paused.discard(partition)  # a new assignment is not paused
+                self._paused -= {tp for tp in self._paused if tp.partition == partition}
             self._fetched_next = {
                 tp: n for tp, n in self._fetched_next.items() if tp.partition not in partitions
             }

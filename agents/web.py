@@ -71,6 +71,7 @@ def register_views(app: faust.App, service: ScoringService) -> None:
             "clvstream_customers": sum(len(s.states) for s in service.partitions.values()),
             "clvstream_assigned_partitions": len(service.partitions),
             "clvstream_redis_pending": service.store.pending if service.store else 0,
+            "clvstream_buffered_records": sum(s.buffered() for s in service.partitions.values()),
             "clvstream_rescored_total": counters.get("rescored", 0),
             "clvstream_duplicates_total": counters.get("duplicates", 0),
         }

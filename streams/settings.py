@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=0, le=65535)
     checkpoint_interval_seconds: float = Field(2.0, gt=0, le=3600)
     max_batch: int = Field(1000, ge=1, description="records per poll of the input topics")
+    max_buffered_per_input: int = Field(
+        5000,
+        ge=1,
+        description="records a partition's input may hold in memory waiting for the "
+        "merge by event time; beyond it fetching that input pauses",
+    )
     max_rescores_per_tick: int = Field(
         2000,
         ge=1,

@@ -153,8 +153,11 @@ def test_a_worker_killed_mid_replay_ends_with_the_state_of_an_uninterrupted_run(
 def test_a_second_worker_takes_over_the_partitions_of_a_killed_one(
     kafka_url, redis_url, tmp_path, partitions, store
 ):
-    # On RocksDB each worker keeps 20 deserialized states per partition of ~125.
+    # On RocksDB each worker keeps 20 deserialized states per partition of ~125. Inputs
+    # pause at 100 buffered records (fetches of up to 200 come on top): pauses and
+    # resumes all along, and the merge by event time must still give the offline run.
     options = {"store": store, "store_dir": tmp_path / "states", "store_cache_customers": 20}
+    options |= {"max_buffered_per_input": 100, "max_batch": 200}
     settings = fresh_settings(kafka_url, redis_url, partitions=partitions, **options)
     events = simulated_file(tmp_path, 500, 300, seed=12)
     expected, _ = offline_stream_scores(events, settings)
@@ -169,6 +172,7 @@ def test_a_second_worker_takes_over_the_partitions_of_a_killed_one(
                 break
             assert time.monotonic() < deadline, f"partitions not split: {shares}"
             time.sleep(0.2)
+        held = [metric(first, "clvstream_buffered_records_high_water")]
         first.process.send_signal(signal.SIGKILL)
         first.process.wait()
         deadline = time.monotonic() + 60
@@ -177,11 +181,13 @@ def test_a_second_worker_takes_over_the_partitions_of_a_killed_one(
             time.sleep(0.2)
         wait_until_scored([second], 0)
         served = redis_scores(settings)
+        held.append(metric(second, "clvstream_buffered_records_high_water"))
     finally:
         second.stop()
         first.stop()
     assert_served_as_offline(served, expected)
     assert sent > 0
+    assert 0 < max(held) <= 100 + 200  # the limit, and one fetch beyond it at most
     if store == "rocksdb":
         # The survivor stopped cleanly and deleted its databases; the killed worker's
         # stay behind (the changelog holds the states: they are safe to delete).
