@@ -37,14 +37,13 @@ LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 # being a format character (other planes' format and private-use characters, tags,
 # variation selectors, Hangul fillers, noncharacters). Safe
 # as a Kafka key, a Redis key part and a CSV cell.
-_ID_PATTERN = (
-    r"^[^\s\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e"
-    r"\u2060-\u206f\ufeff\ufff9-\ufffb\ue000-\uf8ff]+$"
-)
+_INVISIBLE_BEFORE = r"\s\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b"
+_INVISIBLE_AFTER = r"\u200e\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\ue000-\uf8ff"
+_ID_PATTERN = rf"^[^{_INVISIBLE_BEFORE}\u200c\u200d{_INVISIBLE_AFTER}]+$"
 # Short texts (categories, SKUs, channels, attribute keys) are words: they keep the
 # zero-width non-joiner and joiner (U+200C, U+200D) that Persian and Indic spelling
 # need.
-_TEXT_PATTERN = _ID_PATTERN.replace("\\u200b-\\u200f", "\\u200b\\u200e\\u200f")
+_TEXT_PATTERN = rf"^[^{_INVISIBLE_BEFORE}{_INVISIBLE_AFTER}]+$"
 # Not "Cn" (unassigned): a character newer than this Python's Unicode tables (a new
 # emoji) would be refused. Noncharacters are named instead.
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Zl", "Zp", "Zs"})
