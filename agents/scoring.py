@@ -82,7 +82,7 @@ class ScoringService(Service):
         self._checkpoint_every = settings.checkpoint_interval_seconds
         self._redis_retry_at = 0.0
         self._idle_since: dict[int, float] = {}
-        # inputs whose fetching waits: a catch-up, or a full buffer (see _fetch_unless_behind)
+        # inputs whose fetching waits: a catch-up or a full buffer (_pause_or_resume_fetching)
         self._paused: set[TopicPartition] = set()
         self._store_dir: Path | None = None  # this worker's RocksDB directory, once made
 
@@ -179,7 +179,7 @@ class ScoringService(Service):
                 idle = self._idle_inputs(partition, scorer, now)
                 outputs = scorer.drain(idle)
                 outputs += self._follow_wall_clock(partition, scorer, idle, now)
-            self._fetch_unless_behind(partition, scorer)
+            self._pause_or_resume_fetching(partition, scorer)
             if outputs:
                 await self._emit(partition, outputs)
             await asyncio.sleep(0)  # let the web server and heartbeats in between
@@ -199,7 +199,7 @@ class ScoringService(Service):
                 idle.add(topic)
         return idle
 
-    def _fetch_unless_behind(self, partition: int, scorer: PartitionScorer) -> None:
+    def _pause_or_resume_fetching(self, partition: int, scorer: PartitionScorer) -> None:
         """Records wait in the broker, not in memory: a partition's inputs pause while it
         catches up with its clock, and an input pauses while it has
         `max_buffered_per_input` records buffered (the merge by event time waits for a
