@@ -53,7 +53,7 @@ class ChangelogFold:
 
     def __init__(self, into: DiskStates | None = None) -> None:
         self._into = into
-        # as of the last checkpoint: flagged values in memory, or the disk store
+        # flagged values as of the last checkpoint (a disk fold writes them `into` it)
         self._confirmed: dict[str, bytes] = {}
         self._pending: dict[str, bytes | None] = {}  # written since, latest first wins
         self._pending_new: set[str] = set()  # had no state at the last checkpoint
