@@ -20,7 +20,7 @@ from models.dead_letters import OriginInfo, dead_letter
 from models.errors import FitError
 from models.ids import deterministic_id
 from models.population import Population
-from models.refit import PopulationStats, collect_statistics, fit_value_params
+from models.refit import PopulationStats, fit_value_params
 from models.refit_schedule import FitOutcome, RefitSchedule
 from models.scorer import Scorer
 from models.state import CustomerState
@@ -37,6 +37,7 @@ from models.transition import (
     resolve_expired,
 )
 from models.value import PRIOR_PARAMS, ValueParams
+from models.value_stats import ValueStatsIndex
 from schemas.outputs import DeadLetterReason
 from schemas.parsing import Event, Rejected, parse_event
 
@@ -74,6 +75,8 @@ class ScoringEngine:
         # Each customer's live timer day; heap entries for other days are stale. Kept
         # here, not in the state: a state may live on disk (the worker's RocksDB store).
         self._timer_days: dict[str, int] = {}
+        # The value model's statistics, kept as states change: a refit reads no state.
+        self._value_stats = ValueStatsIndex()
         self._learning = ChurnLearning(config, self.scorer.churn, scope)
         self._refits = RefitSchedule(config, fit_executor)
         self._next_work_at = -math.inf
@@ -265,8 +268,10 @@ class ScoringEngine:
         # One pass keeping only times: the states may be on disk (read, then dropped).
         snapshot_times, window_ends = [], []
         population = self.scorer.population = Population()
+        value_stats = self._value_stats = ValueStatsIndex()
         for customer_id, state in self.states.items():
             self._set_timer(customer_id, state.due_day)
+            value_stats.put(customer_id, state)
             if state.snapshots:
                 snapshot_times.append((customer_id, [s[0] for s in state.snapshots]))
             if state.programmes is not None and state.programmes.open:
@@ -276,6 +281,13 @@ class ScoringEngine:
         if self.scorer.programmes is not None:
             self.scorer.programmes.rebuild(window_ends)
         self._plan_next_work()
+
+    def _compact_timers(self) -> None:
+        """Drop the stale heap entries: one per customer, at their live timer day (no
+        state is read)."""
+        self._timers.clear()
+        for customer_id, day in self._timer_days.items():
+            self._timers.add(day, customer_id)
 
     def _set_timer(self, customer_id: str, day: int | None) -> None:
         """The customer's one live timer (older heap entries for them are stale)."""
@@ -339,9 +351,11 @@ class ScoringEngine:
         if state is None:
             self.states.pop(customer_id, None)
             self._timer_days.pop(customer_id, None)
+            self._value_stats.remove(customer_id)
             self.counters.erased += 1
             return
         self.states[customer_id] = state
+        self._value_stats.put(customer_id, state)
         if step.labels:
             self._learning.learn(step.labels)
         if step.trigger is not None:
@@ -355,8 +369,8 @@ class ScoringEngine:
             if timer_day is None or due_day < timer_day:
                 self._set_timer(customer_id, due_day)
             self._wake_by(due_day)
-            if len(self._timers) > 2 * len(self.states) + 1024:
-                self.rebuild_timers()
+            if len(self._timers) > 2 * len(self._timer_days) + 1024:
+                self._compact_timers()
 
     def _wake_by(self, day: int) -> None:
         if start_of_day(day) < self._next_work_at:
@@ -389,7 +403,7 @@ class ScoringEngine:
         return day_of(max(self.clock.max_event_time, self.clock.watermark))
 
     def statistics(self, through_day: int) -> PopulationStats:
-        return collect_statistics(self.states.values(), through_day)
+        return self._value_stats.collect(through_day)
 
     def refit(self, through_day: int) -> Output:
         """Fit the value model on all states now, precisely, and install it (a final or
