@@ -7,6 +7,9 @@ Key layout (prefix `clvstream:` by default):
 - `{prefix}lifecycle:{lifecycle}` and `{prefix}tier:{value_tier}`: sorted sets of
   customer ids scored by CLV, so "the 100 highest-value customers now at risk" is
   `ZREVRANGE clvstream:lifecycle:at_risk 0 99 WITHSCORES`;
+- `{prefix}segment-clv`: hash of the CLV summed over each of those sets (fields
+  `lifecycle:{lifecycle}`, `tier:{value_tier}`), kept by the same scripts, so the
+  customers and value per segment are `ZCARD` and `HGET`, not a read of every member;
 - `{prefix}erased:{customer_id}`: the event time of an erasure (kept `tombstone_days`),
   so a replayed older score cannot bring an erased customer back.
 
@@ -31,6 +34,17 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from streams.offline import SCORE_COLUMNS, cell_text
 
 _WRITE_BATCH = """
+local function leave(prefix, set, id)
+  local clv = redis.call('ZSCORE', prefix .. set, id)
+  if clv then
+    redis.call('ZREM', prefix .. set, id)
+    redis.call('HINCRBYFLOAT', prefix .. 'segment-clv', set, -tonumber(clv))
+  end
+end
+local function join(prefix, set, id, clv)
+  redis.call('ZADD', prefix .. set, clv, id)
+  redis.call('HINCRBYFLOAT', prefix .. 'segment-clv', set, clv)
+end
 local prefix, ttl = ARGV[1], ARGV[2]
 local written, ignored = 0, 0
 for i = 1, #KEYS do
@@ -43,16 +57,16 @@ for i = 1, #KEYS do
                       or (old[1] and tonumber(old[1]) > at)) then
     ignored = ignored + 1
   else
-    if old[2] then redis.call('ZREM', prefix .. 'lifecycle:' .. old[2], id) end
-    if old[3] and old[3] ~= '' then redis.call('ZREM', prefix .. 'tier:' .. old[3], id) end
+    if old[2] then leave(prefix, 'lifecycle:' .. old[2], id) end
+    if old[3] and old[3] ~= '' then leave(prefix, 'tier:' .. old[3], id) end
     redis.call('DEL', KEYS[i])
     if kind == 'E' then
       redis.call('SET', prefix .. 'erased:' .. id, ARGV[n + 3], 'EX', ttl)
     else
       redis.call('HSET', KEYS[i], '_at', ARGV[n + 3], unpack(cjson.decode(ARGV[n + 7])))
       if clv ~= '' then
-        redis.call('ZADD', prefix .. 'lifecycle:' .. lifecycle, clv, id)
-        if tier ~= '' then redis.call('ZADD', prefix .. 'tier:' .. tier, clv, id) end
+        join(prefix, 'lifecycle:' .. lifecycle, id, clv)
+        if tier ~= '' then join(prefix, 'tier:' .. tier, id, clv) end
       end
     end
     written = written + 1
@@ -122,6 +136,22 @@ class RedisScoreStore:
         self.written += sum(written for written, _ in results)
         self.ignored_older += sum(ignored for _, ignored in results)
         return True
+
+
+async def segment_totals(
+    client: aioredis.Redis, prefix: str, sets: list[str]
+) -> dict[str, tuple[int, float]]:
+    """Customers and summed CLV of each named sorted set (e.g. `lifecycle:at_risk`),
+    in one round trip whatever the number of customers."""
+    async with client.pipeline(transaction=False) as pipe:
+        for name in sets:
+            pipe.zcard(prefix + name)
+        pipe.hmget(prefix + "segment-clv", sets)
+        *counts, sums = await pipe.execute()
+    return {
+        name: (int(count), float(clv) if count and clv is not None else 0.0)
+        for name, count, clv in zip(sets, counts, sums, strict=True)
+    }
 
 
 def _script_args(customer_id: str, at: float, score: dict | None) -> list[str]:

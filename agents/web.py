@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from agents.redis_store import segment_totals
 from models.programmes.book import pooled_summary
 from models.segments import LIFECYCLE_SEGMENTS, UNRANKED
 
@@ -35,17 +36,22 @@ def register_views(app: faust.App, service: ScoringService) -> None:
     async def segments(web, request):
         prefix = service.settings.redis_prefix
         tiers = [name for name, _ in service.settings.scoring.segments.value_tiers]
-        result = {"lifecycle": {}, "value_tier": {}}
-        groups = (("lifecycle", "lifecycle", LIFECYCLE_SEGMENTS), ("value_tier", "tier", tiers))
-        for group, key_part, names in groups:
-            for name in (*names, "rest", UNRANKED) if group == "value_tier" else names:
-                members = await service.redis.zrange(
-                    f"{prefix}{key_part}:{name}", 0, -1, withscores=True
-                )
-                result[group][name] = {
-                    "customers": len(members),
-                    "clv": round(sum(score for _, score in members), 2),
+        groups = {
+            "lifecycle": [f"lifecycle:{name}" for name in LIFECYCLE_SEGMENTS],
+            "value_tier": [f"tier:{name}" for name in (*tiers, "rest", UNRANKED)],
+        }
+        every_set = [name for names in groups.values() for name in names]
+        totals = await segment_totals(service.redis, prefix, every_set)
+        result = {
+            group: {
+                name.split(":", 1)[1]: {
+                    "customers": totals[name][0],
+                    "clv": round(totals[name][1], 2),
                 }
+                for name in names
+            }
+            for group, names in groups.items()
+        }
         return web.json(result)
 
     @app.page("/programmes")

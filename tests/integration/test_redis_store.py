@@ -15,7 +15,7 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
-from agents.redis_store import HASH_FIELDS, RedisScoreStore
+from agents.redis_store import HASH_FIELDS, RedisScoreStore, segment_totals
 from models.config import ScoringConfig
 from streams.devstack import free_port, redis_ready, valkey_binary, valkey_command
 from streams.offline import cell_text, score_file
@@ -83,6 +83,27 @@ def test_the_served_hash_equals_the_offline_row_and_segments_answer_in_one_call(
     )[:100]
     assert at_risk and [c for c, _ in at_risk] == [u["customer_id"] for u in expected]
     assert [round(s, 6) for _, s in at_risk] == [round(u["clv"], 6) for u in expected]
+    assert_totals_match_the_sets(sync, redis_url, prefix)
+
+
+def assert_totals_match_the_sets(sync: redis.Redis, url: str, prefix: str) -> None:
+    """The kept per-segment totals equal a read of every member of every set."""
+    sets = sorted(key.removeprefix(prefix) for key in sync.scan_iter(f"{prefix}*:*"))
+    sets = [name for name in sets if name.split(":")[0] in ("lifecycle", "tier")]
+
+    async def totals():
+        client = aioredis.from_url(url)
+        try:
+            return await segment_totals(client, prefix, [*sets, "lifecycle:nobody"])
+        finally:
+            await client.aclose()
+
+    kept = run(totals())
+    assert kept.pop("lifecycle:nobody") == (0, 0.0)
+    for name in sets:
+        members = sync.zrange(prefix + name, 0, -1, withscores=True)
+        assert kept[name][0] == len(members), name
+        assert abs(kept[name][1] - sum(s for _, s in members)) < 1e-6 * (1 + kept[name][1])
 
 
 def test_older_scores_never_overwrite_newer_ones_and_customers_move_between_sets(redis_url):
@@ -99,6 +120,8 @@ def test_older_scores_never_overwrite_newer_ones_and_customers_move_between_sets
     assert sync.zscore(f"{prefix}lifecycle:at_risk", "c1") is None
     assert sync.zscore(f"{prefix}lifecycle:active", "c1") == 70.0
     assert sync.zscore(f"{prefix}tier:top_5", "c1") == 70.0
+    assert_totals_match_the_sets(sync, redis_url, prefix)
+    assert sync.hget(f"{prefix}segment-clv", "lifecycle:at_risk") == "0"  # moved out
 
 
 def test_erased_customers_are_removed_and_stay_removed(redis_url):
@@ -112,6 +135,8 @@ def test_erased_customers_are_removed_and_stay_removed(redis_url):
     assert sync.zscore(f"{prefix}tier:top_5", "gone") is None
     store = run(write(redis_url, prefix, [[("gone", score, 0.0)]]))  # a replay of the past
     assert store.ignored_older == 1 and not sync.exists(f"{prefix}customer:gone")
+    assert_totals_match_the_sets(sync, redis_url, prefix)
+    assert sync.hget(f"{prefix}segment-clv", "tier:top_5") == "0"
 
 
 def test_scoring_goes_on_while_redis_is_down_and_catches_up_when_it_returns():

@@ -116,6 +116,9 @@ def test_replayed_events_reach_redis_with_the_offline_scorers_results(
     assert api_row["customer_id"] == sorted(served)[0] and "clv" in api_row
     assert status == 404 and "nobody-here" in missing["error"]
     assert sum(s["customers"] for s in segments["lifecycle"].values()) == len(served)
+    served_clv = sum(float(row["clv"]) for row in served.values() if row["clv"])
+    segments_clv = sum(s["clv"] for s in segments["lifecycle"].values())
+    assert served_clv > 0 and abs(segments_clv - served_clv) <= 0.01 * len(segments["lifecycle"])
 
 
 def test_a_worker_killed_mid_replay_ends_with_the_state_of_an_uninterrupted_run(
