@@ -101,7 +101,10 @@ class PartitionScorer:
         offsets: Mapping[str, int] | None = None,
         fit_executor: Executor | None = None,
         max_rescores: int | None = None,
+        derive: bool = True,
     ) -> None:
+        """`derive` off: the caller exhausts `engine.rebuild_in_steps()` before
+        feeding it (to derive the timers from many states in steps)."""
         self.partition = partition
         self.max_rescores = max_rescores  # per clock advance of `follow_wall_clock` / poll
         self.behind = False  # a bounded advance left customers due: `catch_up` goes on
@@ -113,10 +116,10 @@ class PartitionScorer:
             states=self.states,
             fit_executor=fit_executor,
             scope=f"p{partition}",
-            derive_from_states=engine_blob is None,  # else restoring derives them
+            derive_from_states=derive and engine_blob is None,  # else restoring derives them
         )
         if engine_blob is not None:
-            restore_checkpoint(self.engine, engine_blob)
+            restore_checkpoint(self.engine, engine_blob, derive=derive)
         self.persisted: set[str] = set(self.states)  # customers in the last checkpoint
         self.buffers: dict[str, deque[Buffered]] = {topic: deque() for topic in self.topics}
         start = offsets or {}

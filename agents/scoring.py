@@ -330,12 +330,14 @@ class ScoringService(Service):
                         if disk is not None:
                             disk.close()
                         raise
-                    self._install(partition, restored)
+                    await self._install(partition, restored)
             finally:
                 await reader.stop()
 
-    def _install(self, partition: int, restored: Restored) -> None:
-        """Score a newly assigned partition from its restored state and offsets."""
+    async def _install(self, partition: int, restored: Restored) -> None:
+        """Score a newly assigned partition from its restored state and offsets. The
+        timers are derived from the states in steps, with the event loop let in between
+        (heartbeats: a million states on disk take seconds to read)."""
         scorer = PartitionScorer(
             partition,
             self.names.merge_order,
@@ -345,7 +347,10 @@ class ScoringService(Service):
             offsets=restored.offsets,
             fit_executor=self.fit_executor,
             max_rescores=self.settings.max_rescores_per_tick,
+            derive=False,
         )
+        for _ in scorer.engine.rebuild_in_steps():
+            await asyncio.sleep(0)
         self.partitions[partition] = scorer
         self._assigned_at[partition] = time.time()
         self.metrics.restored_customers += restored.customers

@@ -60,8 +60,10 @@ def checkpoint_bytes(engine: ScoringEngine) -> bytes:
     return zlib.compress(pickle.dumps((_FORMAT, checkpoint), pickle.HIGHEST_PROTOCOL), 1)
 
 
-def restore_checkpoint(engine: ScoringEngine, blob: bytes) -> None:
-    """Install a checkpoint into an engine that already holds the matching states."""
+def restore_checkpoint(engine: ScoringEngine, blob: bytes, derive: bool = True) -> None:
+    """Install a checkpoint into an engine that already holds the matching states.
+    `derive` off: the caller derives the timers from the states next
+    (`engine.rebuild_in_steps`)."""
     try:
         version, checkpoint = pickle.loads(zlib.decompress(blob))
     except Exception as error:
@@ -86,4 +88,5 @@ def restore_checkpoint(engine: ScoringEngine, blob: bytes) -> None:
     engine._learning.next_report_day = checkpoint.report_day
     engine._refreshed_day = checkpoint.refreshed_day
     engine.erasures = dict(checkpoint.erasures)
-    engine.rebuild_timers()
+    if derive:
+        engine.rebuild_timers()

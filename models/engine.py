@@ -262,14 +262,24 @@ class ScoringEngine:
 
     def rebuild_timers(self) -> None:
         """Rebuild what derives from the states (after restoring them, or to drop stale
-        timers): the due and label timers and the population quantiles."""
+        timers): the due and label timers, the population quantiles and the value-model
+        statistics."""
+        for _ in self.rebuild_in_steps():
+            pass
+
+    def rebuild_in_steps(self, states_per_step: int = 20_000) -> Iterator[int]:
+        """`rebuild_timers` in steps, yielding the states read so far after every
+        `states_per_step`, so a caller on an event loop can let others run (a million
+        states on disk take seconds). The engine is not usable until it is exhausted."""
         self._timers.clear()
         self._timer_days.clear()
         # One pass keeping only times: the states may be on disk (read, then dropped).
         snapshot_times, window_ends = [], []
         population = self.scorer.population = Population()
         value_stats = self._value_stats = ValueStatsIndex()
-        for customer_id, state in self.states.items():
+        for read, (customer_id, state) in enumerate(self.states.items(), 1):
+            if read % states_per_step == 0:
+                yield read
             self._set_timer(customer_id, state.due_day)
             value_stats.put(customer_id, state)
             if state.snapshots:

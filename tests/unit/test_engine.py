@@ -169,3 +169,26 @@ def test_restoring_states_rebuilds_the_due_timers():
     restored.clock.observe(engine.clock.max_event_time)
     rescored = by_stream(restored.advance_watermark(T0 + 30 * DAY), Stream.SCORES)
     assert sorted(o.key for o in rescored) == ["a", "b"]
+
+
+def test_deriving_in_steps_gives_what_deriving_at_once_gives():
+    config = ScoringConfig(rescore_after_days=(7, 30))
+    engine = ScoringEngine(config, refit=False)
+    feed(engine, [purchase(f"c{n}", n // 3, 10.0 + n) for n in range(50)])
+    assert len(engine.states) == 50
+
+    def restored(in_steps: bool) -> ScoringEngine:
+        twin = ScoringEngine(config, states=dict(engine.states), derive_from_states=not in_steps)
+        if in_steps:
+            assert list(twin.rebuild_in_steps(states_per_step=8)) == [8, 16, 24, 32, 40, 48]
+        twin.clock.observe(engine.clock.max_event_time)
+        return twin
+
+    at_once, stepped = restored(False), restored(True)
+    assert stepped.statistics(40).x.tolist() == at_once.statistics(40).x.tolist()
+    outputs = [
+        [(o.stream, o.key, o.value) for o in twin.advance_watermark(T0 + 60 * DAY)]
+        for twin in (at_once, stepped)
+    ]
+    assert len(by_stream(at_once.advance_watermark(T0 + 61 * DAY), Stream.SCORES)) == 0
+    assert outputs[0] == outputs[1] and len(outputs[0]) > 50  # re-scores of every customer
