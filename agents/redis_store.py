@@ -10,6 +10,9 @@ Key layout (prefix `clvstream:` by default):
 - `{prefix}segment-clv`: hash of the CLV summed over each of those sets (fields
   `lifecycle:{lifecycle}`, `tier:{value_tier}`), kept by the same scripts, so the
   customers and value per segment are `ZCARD` and `HGET`, not a read of every member;
+  the first flush of a worker sums sets written before the totals existed (once per
+  Redis, marked by the field `_complete`). Workers of a version without the totals
+  must not write while a version with them runs (stop them before upgrading);
 - `{prefix}erased:{customer_id}`: the event time of an erasure (kept `tombstone_days`),
   so a replayed older score cannot bring an erased customer back.
 
@@ -24,6 +27,7 @@ next `flush`; scoring never waits for Redis.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 import orjson
@@ -38,7 +42,11 @@ local function leave(prefix, set, id)
   local clv = redis.call('ZSCORE', prefix .. set, id)
   if clv then
     redis.call('ZREM', prefix .. set, id)
-    redis.call('HINCRBYFLOAT', prefix .. 'segment-clv', set, -tonumber(clv))
+    if redis.call('ZCARD', prefix .. set) == 0 then  -- exactly 0, no rounding residue
+      redis.call('HSET', prefix .. 'segment-clv', set, 0)
+    else
+      redis.call('HINCRBYFLOAT', prefix .. 'segment-clv', set, -tonumber(clv))
+    end
   end
 end
 local function join(prefix, set, id, clv)
@@ -75,6 +83,22 @@ end
 return {written, ignored}
 """
 
+# Sums the sets into `segment-clv` once, for sets written before the totals were
+# kept (the write script only adds and subtracts); `_complete` marks it done.
+_START_TOTALS = """
+local hash = ARGV[1] .. 'segment-clv'
+if redis.call('HEXISTS', hash, '_complete') == 1 then return 0 end
+redis.call('DEL', hash)
+for i = 1, #KEYS do
+  local members = redis.call('ZRANGE', KEYS[i], 0, -1, 'WITHSCORES')
+  local sum = 0
+  for j = 2, #members, 2 do sum = sum + tonumber(members[j]) end
+  redis.call('HSET', hash, string.sub(KEYS[i], #ARGV[1] + 1), string.format('%.17g', sum))
+end
+redis.call('HSET', hash, '_complete', '1')
+return #KEYS
+"""
+
 _CUSTOMERS_PER_CALL = 500
 HASH_FIELDS = (*SCORE_COLUMNS, "scored_at")
 
@@ -89,6 +113,8 @@ class RedisScoreStore:
         self.prefix = prefix
         self.tombstone_seconds = tombstone_days * 86_400
         self._write_batch = client.register_script(_WRITE_BATCH)
+        self._start_totals = client.register_script(_START_TOTALS)
+        self._totals_started = False
         self._pending: dict[str, tuple[float, dict | None]] = {}
         self.written = 0
         self.ignored_older = 0
@@ -105,6 +131,13 @@ class RedisScoreStore:
         if pending is None or at >= pending[0]:
             self._pending[customer_id] = (at, score)
 
+    async def start_totals(self) -> None:
+        """Make sure the per-segment totals cover every set (once per Redis: sets
+        written before totals were kept are summed; a no-op afterwards)."""
+        sets = await _segment_sets(self.client, self.prefix)
+        await self._start_totals(keys=sets, args=[self.prefix])
+        self._totals_started = True
+
     @property
     def pending(self) -> int:
         return len(self._pending)
@@ -118,6 +151,8 @@ class RedisScoreStore:
         self._pending = {}
         items = list(batch.items())
         try:
+            if not self._totals_started:
+                await self.start_totals()
             async with self.client.pipeline(transaction=False) as pipe:
                 for start in range(0, len(items), _CUSTOMERS_PER_CALL):
                     chunk = items[start : start + _CUSTOMERS_PER_CALL]
@@ -140,18 +175,28 @@ class RedisScoreStore:
 
 async def segment_totals(
     client: aioredis.Redis, prefix: str, sets: list[str]
-) -> dict[str, tuple[int, float]]:
+) -> dict[str, tuple[int, float | None]]:
     """Customers and summed CLV of each named sorted set (e.g. `lifecycle:at_risk`),
-    in one round trip whatever the number of customers."""
+    in one round trip whatever the number of customers; the CLV is None until the
+    totals are started (no worker has written yet)."""
     async with client.pipeline(transaction=False) as pipe:
         for name in sets:
             pipe.zcard(prefix + name)
-        pipe.hmget(prefix + "segment-clv", sets)
+        pipe.hmget(prefix + "segment-clv", [*sets, "_complete"])
         *counts, sums = await pipe.execute()
+    *sums, complete = sums
     return {
-        name: (int(count), float(clv) if count and clv is not None else 0.0)
+        name: (int(count), (float(clv or 0.0) if count else 0.0) if complete else None)
         for name, count, clv in zip(sets, counts, sums, strict=True)
     }
+
+
+async def _segment_sets(client: aioredis.Redis, prefix: str) -> list[str]:
+    keys: set[str] = set()
+    for kind in ("lifecycle", "tier"):
+        async for key in client.scan_iter(match=f"{prefix}{kind}:*", count=1000):
+            keys.add(key.decode() if isinstance(key, bytes) else key)
+    return sorted(keys)
 
 
 def _script_args(customer_id: str, at: float, score: dict | None) -> list[str]:
@@ -169,7 +214,7 @@ def _script_args(customer_id: str, at: float, score: dict | None) -> list[str]:
         repr(at),
         score.get("lifecycle") or "",
         score.get("value_tier") or "",
-        repr(float(clv)) if clv is not None else "",
+        repr(float(clv)) if clv is not None and math.isfinite(clv) else "",
         orjson.dumps(fields).decode(),
     ]
 

@@ -349,8 +349,12 @@ class ScoringService(Service):
             max_rescores=self.settings.max_rescores_per_tick,
             derive=False,
         )
-        for _ in scorer.engine.rebuild_in_steps():
-            await asyncio.sleep(0)
+        try:
+            for _ in scorer.engine.rebuild_in_steps():
+                await asyncio.sleep(0)
+        except BaseException:  # e.g. cancelled mid-way: do not leak the disk store
+            scorer.close()
+            raise
         self.partitions[partition] = scorer
         self._assigned_at[partition] = time.time()
         self.metrics.restored_customers += restored.customers

@@ -46,7 +46,7 @@ def register_views(app: faust.App, service: ScoringService) -> None:
             group: {
                 name.split(":", 1)[1]: {
                     "customers": totals[name][0],
-                    "clv": round(totals[name][1], 2),
+                    "clv": None if totals[name][1] is None else round(totals[name][1], 2),
                 }
                 for name in names
             }

@@ -48,11 +48,17 @@ def main() -> int:
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="clv-refit-pause-") as work:
+        measure(args.customers, args.repeats, Path(work))
+    return 0
+
+
+def measure(customers: int, repeats: int, work: Path) -> None:
     memory: dict[str, CustomerState] = {}
-    disk = DiskStates(Path(tempfile.mkdtemp(prefix="clv-refit-pause-")) / "p0", 50_000)
+    disk = DiskStates(work / "p0", 50_000)
     index = ValueStatsIndex()
     put_seconds = 0.0
-    for customer_id, state in population(args.customers):
+    for customer_id, state in population(customers):
         memory[customer_id] = disk[customer_id] = state
         started = time.perf_counter()
         index.put(customer_id, state)
@@ -64,12 +70,11 @@ def main() -> int:
         ("read from the states, RocksDB store", lambda: collect_statistics(disk.values(), day)),
         ("from the value-statistics index", lambda: index.collect(day)),
     ]
-    print(f"{args.customers:,} customers; median of {args.repeats} runs")
-    for name, work in rows:
-        print(f"  {name}: {timed(work, args.repeats):.3f} s")
-    print(f"  index upkeep: {put_seconds / args.customers * 1e6:.2f} us per stored state")
+    print(f"{customers:,} customers; median of {repeats} runs")
+    for name, gather in rows:
+        print(f"  {name}: {timed(gather, repeats):.3f} s")
+    print(f"  index upkeep: {put_seconds / customers * 1e6:.2f} us per stored state")
     disk.close()
-    return 0
 
 
 if __name__ == "__main__":

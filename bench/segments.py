@@ -3,8 +3,9 @@
     python -m bench.segments [--customers 6000 --days 730 --seeds 3]
 
 Flapping: customers whose lifecycle (or value tier) changed more than twice within
-30 days without a purchase in those 30 days, with the configured hysteresis and with
-it switched off (no margins, no minimum time in a segment).
+30 days without a purchase in those 30 days (a first assignment is not a change),
+with the configured hysteresis and with it switched off (no margins, no minimum time
+in a segment).
 
 Needs: before each purchase with items (after a 180-day warm-up), the customer's
 top-3 next-best categories as served at that moment; a hit when the purchase holds
@@ -76,11 +77,14 @@ class Replay:
         for output in outputs:
             if output.stream is Stream.SEGMENT_CHANGES:
                 value = output.value
+                if value["from_segment"] is None:
+                    continue  # a first assignment, not a change
                 moment = datetime.fromisoformat(value["occurred_at"]).timestamp()
                 self.changes[value["dimension"]][output.key].append(moment)
 
     def flappers(self, dimension: str) -> tuple[int, int]:
-        """(customers who flapped, customers with any change) in one dimension."""
+        """(customers who flapped, customers who changed at least once) in one
+        dimension; a customer's first segment is not a change."""
         flapped = 0
         window = FLAP_DAYS * SECONDS_PER_DAY
         for customer, times in self.changes[dimension].items():
@@ -123,7 +127,7 @@ def measure(args: argparse.Namespace, work: Path) -> int:
                 figures[f"{label} {dimension}"].append(flapped / args.customers)
                 print(f"seed {seed} {label:>13} {dimension:<10}: {flapped:,} of "
                       f"{args.customers:,} customers changed > 2 times in {FLAP_DAYS} days "
-                      f"without buying ({changed:,} changed at all)")  # fmt: skip
+                      f"without buying ({changed:,} changed at least once)")  # fmt: skip
             if label == "hysteresis":
                 trials = replay.needs_trials
                 needs, popular = replay.needs_hits / trials, replay.popular_hits / trials

@@ -229,7 +229,7 @@ class ScoringEngine:
                 continue
             new = state.copy()
             new.programmes = memory
-            self.states[customer_id] = new
+            self.states[customer_id] = new  # no value statistic changed: index as it is
             for attribution in closed:
                 value = book.observe(customer_id, attribution)
                 outputs.append(Output(Stream.PROGRAMME_OUTCOMES, customer_id, value))
@@ -271,6 +271,8 @@ class ScoringEngine:
         """`rebuild_timers` in steps, yielding the states read so far after every
         `states_per_step`, so a caller on an event loop can let others run (a million
         states on disk take seconds). The engine is not usable until it is exhausted."""
+        if states_per_step < 1:
+            raise ValueError("states_per_step must be at least 1")
         self._timers.clear()
         self._timer_days.clear()
         # One pass keeping only times: the states may be on disk (read, then dropped).

@@ -260,7 +260,8 @@ def _print_where(settings: Settings, worker: WorkerProcess, out_dir: Path) -> No
         f"  API      {worker.api}/customers/<id>  {worker.api}/segments  "
         f"{worker.api}/programmes  {worker.api}/health  {worker.api}/metrics\n"
         f"  Redis    {redis_url}  keys {prefix}customer:<id>, "
-        f"{prefix}lifecycle:<segment>, {prefix}tier:<tier> (sorted by CLV)\n"
+        f"{prefix}lifecycle:<segment>, {prefix}tier:<tier> (sorted by CLV), "
+        f"{prefix}segment-clv\n"
         f"  Kafka    {settings.kafka_url}  in: {', '.join(names.inputs)}\n"
         f"           out: {', '.join(names.outputs)}\n"
         f"  worker   pid {worker.process.pid}, log {out_dir / 'worker.log'}\n",

@@ -124,6 +124,31 @@ def test_older_scores_never_overwrite_newer_ones_and_customers_move_between_sets
     assert sync.hget(f"{prefix}segment-clv", "lifecycle:at_risk") == "0"  # moved out
 
 
+def test_totals_start_from_sets_written_before_they_were_kept(redis_url):
+    """Sets written by a version without totals (plain ZADDs here) are summed once, at
+    the first flush; later moves keep the totals right."""
+    prefix = f"test:{uuid.uuid4().hex[:8]}:"
+    sync = redis.Redis.from_url(redis_url, decode_responses=True)
+    sync.zadd(f"{prefix}lifecycle:active", {"old": 500.25, "old2": 300.5})
+    sync.zadd(f"{prefix}tier:top_5", {"old": 500.25})
+    sync.hset(f"{prefix}customer:old", mapping={"_at": "1.0", "lifecycle": "active",
+                                                "value_tier": "top_5"})  # fmt: skip
+
+    async def totals():
+        client = aioredis.from_url(redis_url)
+        try:
+            return await segment_totals(client, prefix, ["lifecycle:active"])
+        finally:
+            await client.aclose()
+
+    assert run(totals()) == {"lifecycle:active": (2, None)}  # not started: unknown
+    moved = score_event("old", "2024-03-01T00:00:00+00:00", 40.0, "at_risk", "rest")
+    run(write(redis_url, prefix, [[("old", moved, 0.0)]]))
+    assert run(totals()) == {"lifecycle:active": (1, 300.5)}
+    assert_totals_match_the_sets(sync, redis_url, prefix)
+    assert sync.hget(f"{prefix}segment-clv", "tier:top_5") == "0"
+
+
 def test_erased_customers_are_removed_and_stay_removed(redis_url):
     prefix = f"test:{uuid.uuid4().hex[:8]}:"
     score = score_event("gone", "2024-03-01T00:00:00+00:00", 50.0, "active", "top_5")

@@ -13,7 +13,7 @@ from models.errors import FitError
 from models.timeline import SECONDS_PER_DAY, day_of
 from models.transition import Stream
 from schemas.outputs import DeadLetter
-from tests.factories import BASE, interaction, purchase, raw
+from tests.factories import BASE, customer_event, interaction, purchase, raw
 
 DAY = SECONDS_PER_DAY
 T0 = BASE.timestamp()
@@ -192,3 +192,35 @@ def test_deriving_in_steps_gives_what_deriving_at_once_gives():
     ]
     assert len(by_stream(at_once.advance_watermark(T0 + 61 * DAY), Stream.SCORES)) == 0
     assert outputs[0] == outputs[1] and len(outputs[0]) > 50  # re-scores of every customer
+
+
+def test_compacting_the_timer_heap_changes_no_output():
+    """Compacting stale timers (done when the heap outgrows the live timers) at any
+    moment gives the outputs of never compacting."""
+    config = ScoringConfig(rescore_after_days=(2, 7, 20), allowed_lateness_seconds=5 * DAY)
+    rng = random.Random(11)
+    events = []
+    for number in range(300):
+        customer, day = f"c{rng.randrange(12)}", rng.uniform(0, 120)
+        kind = "erase" if number % 25 == 0 else rng.choice(["buy", "visit"])
+        if kind == "erase":
+            events.append(customer_event(customer, day, "erasure"))
+        elif kind == "buy":
+            events.append(purchase(customer, day, rng.uniform(5, 80)))
+        else:
+            events.append(interaction(customer, day))
+    events.sort(key=lambda event: event["occurred_at"])
+
+    def run(compact_every: int | None) -> list:
+        engine, outputs = ScoringEngine(config, refit=False), []
+        for number, event in enumerate(events, 1):
+            outputs += engine.process_raw(raw(event), origin(number))
+            if compact_every and number % compact_every == 0:
+                engine._compact_timers()
+        outputs += engine.advance_watermark(T0 + 300 * DAY)
+        return [(o.stream, o.key, o.value) for o in outputs]
+
+    plain = run(None)
+    assert sum(1 for stream, _, _ in plain if stream is Stream.SCORES) > 300  # re-scores too
+    for every in (1, 3, 17):
+        assert run(every) == plain
