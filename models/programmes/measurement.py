@@ -209,17 +209,19 @@ def _skew_shift(
     k3_t, k3_c = treated.residual_skew(theta), control.residual_skew(theta)
     k3_t, k3_c = (0.0 if nt < 3 else k3_t), (0.0 if nc < 3 else k3_c)
     k3 = (max(nt - 2, 0) * k3_t + max(nc - 2, 0) * k3_c) / (max(nt - 2, 0) + max(nc - 2, 0))
-    if not math.isfinite(k3):
+    cubed = se**3
+    if not math.isfinite(k3) or cubed <= 0.0:  # a vanishing spread underflows to 0
         return 0.0
-    gamma = k3 * (1 / nt**2 - 1 / nc**2) / se**3
+    gamma = k3 * (1 / nt**2 - 1 / nc**2) / cubed
     shift = gamma * (2 * quantile * quantile + 1) / 6
     return max(-quantile / 2, min(quantile / 2, shift))
 
 
 def _welch_df(a: float, b: float, nt: int, nc: int) -> float:
-    if a + b <= 0:
+    denominator = a * a / (nt - 1) + b * b / (nc - 1)
+    if a + b <= 0 or denominator <= 0.0:  # no spread, or one that underflows when squared
         return float(nt + nc - 2)
-    return (a + b) ** 2 / (a * a / (nt - 1) + b * b / (nc - 1))
+    return (a + b) ** 2 / denominator
 
 
 def posterior_uplift(prior: float, prior_sd: float, measured: Estimate | None) -> float:
