@@ -13,7 +13,7 @@ others back.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -23,6 +23,7 @@ from agents.disk_states import DiskStates
 from models.checkpoint import checkpoint_bytes, restore_checkpoint
 from models.config import ScoringConfig
 from models.engine import ScoringEngine
+from models.shared_fits import SharedFits
 from models.state import CustomerState
 from models.transition import Output
 from schemas.parsing import Rejected, parse_event
@@ -102,12 +103,15 @@ class PartitionScorer:
         fit_executor: Executor | None = None,
         max_rescores: int | None = None,
         derive: bool = True,
+        shared: SharedFits | None = None,
+        publish: Callable[[tuple], None] | None = None,
     ) -> None:
         """`derive` off: the caller exhausts `engine.rebuild_in_steps()` before
         feeding it (to derive the timers from many states in steps)."""
         self.partition = partition
         self.max_rescores = max_rescores  # per clock advance of `follow_wall_clock` / poll
         self.behind = False  # a bounded advance left customers due: `catch_up` goes on
+        self.waiting = False  # its next event or clock move waits for a refit's outcome
         self.topics = tuple(topics)
         # A disk store tracks its changes itself; plain states are wrapped to do so.
         self.states = states if isinstance(states, DiskStates) else TrackedStates(states or {})
@@ -117,6 +121,8 @@ class PartitionScorer:
             fit_executor=fit_executor,
             scope=f"p{partition}",
             derive_from_states=derive and engine_blob is None,  # else restoring derives them
+            shared=shared,
+            publish=publish,
         )
         if engine_blob is not None:
             restore_checkpoint(self.engine, engine_blob, derive=derive)
@@ -157,6 +163,7 @@ class PartitionScorer:
         outputs: list[Output] = []
         if self.behind:
             return outputs
+        self.waiting = False
         buffers, topics = self.buffers, self.topics
         while True:
             best_topic, best = None, None
@@ -168,8 +175,11 @@ class PartitionScorer:
                         best_topic, best = topic, head
                 elif topic not in idle:
                     return outputs  # that input may still bring earlier events
-            if best is None or self.engine.waiting_for_fit(best.at):
-                return outputs  # a refit due first is not done: go on at the next poll
+            if best is None:
+                return outputs
+            if self.engine.waiting_for_fit(best.at):
+                self.waiting = True  # a refit due first is not done: go on at the next poll
+                return outputs
             buffers[best_topic].popleft()
             outputs.extend(self._process(best_topic, best))
             if self.behind:
@@ -202,6 +212,9 @@ class PartitionScorer:
         engine = self.engine
         watermark = now - engine.config.allowed_lateness_seconds
         if self.behind or watermark <= engine.clock.watermark:
+            return []
+        if engine.waiting_for_fit(now):  # a follower waits for the leader's refits
+            self.waiting = True
             return []
         engine.clock.advance_watermark_to(watermark)
         return self._on_clock()

@@ -36,6 +36,7 @@ from agents.metrics import WorkerMetrics
 from agents.partition import CHECKPOINT_KEY, PartitionScorer
 from agents.redis_store import RedisScoreStore
 from models.config import ScoringConfig
+from models.shared_fits import SharedFits
 from models.transition import Erasure, Output, Stream
 from streams.devstack import bootstrap_servers
 from streams.settings import Settings
@@ -85,6 +86,14 @@ class ScoringService(Service):
         # inputs whose fetching waits: a catch-up or a full buffer (_pause_or_resume_fetching)
         self._paused: set[TopicPartition] = set()
         self._store_dir: Path | None = None  # this worker's RocksDB directory, once made
+        # Several partitions share the value model of partition 0 (`models.shared_fits`):
+        # its records go out on the value-fits topic and come back to every worker.
+        scoring = settings.scoring
+        self.shared_fits = (
+            SharedFits(scoring.refit_install_delay_days) if settings.partitions > 1 else None
+        )
+        self._fit_records: list[tuple] = []  # published by partition 0, to produce
+        self._fits_reader: AIOKafkaConsumer | None = None
 
     # -- lifecycle ------------------------------------------------------------------
     async def on_start(self) -> None:
@@ -115,6 +124,14 @@ class ScoringService(Service):
             **security,
         )
         self.consumer.subscribe(list(self.names.inputs), listener=_Listener(self))
+        if self.shared_fits is not None:
+            self._fits_reader = AIOKafkaConsumer(
+                bootstrap_servers=servers, enable_auto_commit=False, **security
+            )
+            await self._fits_reader.start()
+            fits = TopicPartition(self.names.value_fits, 0)
+            self._fits_reader.assign([fits])
+            await self._fits_reader.seek_to_beginning(fits)
         await self.consumer.start()
 
     async def on_stop(self) -> None:
@@ -122,6 +139,8 @@ class ScoringService(Service):
             async with self._lock:
                 await self._checkpoint(set(self.partitions))
             await self.consumer.stop()  # leaves the group: the others take over now
+        if self._fits_reader is not None:
+            await self._fits_reader.stop()
         for scorer in self.partitions.values():
             scorer.close()
         if self._store_dir is not None:
@@ -134,6 +153,40 @@ class ScoringService(Service):
             await self.redis.aclose()
         if self.fit_executor is not None:
             self.fit_executor.shutdown(wait=False, cancel_futures=True)
+
+    @Service.task
+    async def _read_value_fits(self) -> None:
+        """Every worker takes in partition 0's published refits (`models.shared_fits`);
+        a follower partition holds back events until they cover them."""
+        if self._fits_reader is None or self.shared_fits is None:
+            return
+        while not self.should_stop:
+            try:
+                batch = await self._fits_reader.getmany(timeout_ms=200)
+            except Exception as error:  # broker trouble: report, back off, go on
+                log.warning("value-fits fetch failed: %s", error)
+                await asyncio.sleep(0.5)
+                continue
+            for records in batch.values():
+                for record in records:
+                    try:
+                        self.shared_fits.apply(tuple(orjson.loads(record.value)))
+                    except (ValueError, TypeError, KeyError, IndexError) as error:
+                        log.error("unreadable value-fits record %s: %s", record.offset, error)
+
+    async def _publish_fits(self) -> None:
+        """Produce what partition 0 published since the last batch (a fit done in the
+        executor included)."""
+        leader = self.partitions.get(0)
+        if leader is not None and self.shared_fits is not None:
+            leader.engine.poll_fits()
+        records = list(self._fit_records)
+        self._fit_records.clear()  # (the leader's engine appends to this very list)
+        for record in records:
+            key = f"{record[0]}:{record[1]}".encode() if record[0] != "progress" else b"progress"
+            await self.producer.send(
+                self.names.value_fits, orjson.dumps(list(record)), key, partition=0
+            )
 
     @Service.task
     async def _run(self) -> None:
@@ -183,6 +236,7 @@ class ScoringService(Service):
             if outputs:
                 await self._emit(partition, outputs)
             await asyncio.sleep(0)  # let the web server and heartbeats in between
+        await self._publish_fits()
         await self._flush_redis()
 
     def _idle_inputs(self, partition: int, scorer: PartitionScorer, now: float) -> set[str]:
@@ -348,6 +402,8 @@ class ScoringService(Service):
             fit_executor=self.fit_executor,
             max_rescores=self.settings.max_rescores_per_tick,
             derive=False,
+            shared=self.shared_fits,
+            publish=self._fit_records.append if partition == 0 and self.shared_fits else None,
         )
         try:
             for _ in scorer.engine.rebuild_in_steps():
@@ -407,6 +463,8 @@ class ScoringService(Service):
             "customers": sum(len(s.states) for s in self.partitions.values()),
             "buffered": sum(s.buffered() for s in self.partitions.values()),
             "catching_up": sorted(p for p, s in self.partitions.items() if s.behind),
+            # holding events back until a refit's outcome is known (partition 0's)
+            "waiting_for_fits": sorted(p for p, s in self.partitions.items() if s.waiting),
             "redis_ok": self.redis_ok,
             "redis_pending": self.store.pending if self.store else 0,
             "lag": sum(self.lag().values()),

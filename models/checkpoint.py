@@ -21,6 +21,7 @@ from models.engine import ScoringEngine
 from models.errors import ClvError
 from models.refit_schedule import PendingFit
 from models.scorer import Scorer
+from models.shared_fits import FollowerSchedule
 
 _FORMAT = 1
 
@@ -39,6 +40,8 @@ class EngineCheckpoint:
     report_day: int | None
     refreshed_day: int | None
     erasures: tuple[tuple[str, float], ...] = ()  # customers erased, while still in reach
+    # A follower partition (`models.shared_fits`): the leader's refits installed so far.
+    refit_installed_through: int | None = None
 
 
 def checkpoint_bytes(engine: ScoringEngine) -> bytes:
@@ -56,6 +59,7 @@ def checkpoint_bytes(engine: ScoringEngine) -> bytes:
         report_day=engine._learning.next_report_day,
         refreshed_day=engine._refreshed_day,
         erasures=tuple(sorted(engine.erasures.items())),
+        refit_installed_through=getattr(refits, "installed_through", None),
     )
     return zlib.compress(pickle.dumps((_FORMAT, checkpoint), pickle.HIGHEST_PROTOCOL), 1)
 
@@ -78,8 +82,12 @@ def restore_checkpoint(engine: ScoringEngine, blob: bytes, derive: bool = True) 
         book.scope = engine.scope
     engine.clock = checkpoint.clock
     engine.counters = checkpoint.counters
-    engine._refits.next_day = checkpoint.refit_next_day
-    engine._refits.pending = checkpoint.refit_pending
+    refits = engine._refits
+    if isinstance(refits, FollowerSchedule):
+        refits.installed_through = getattr(checkpoint, "refit_installed_through", None)
+    else:
+        refits.next_day = checkpoint.refit_next_day
+        refits.pending = checkpoint.refit_pending
     engine._learning.model = churn = checkpoint.scorer.churn
     scorer = engine.scorer
     if churn is not None and scorer.version_number not in churn.by_version.names:

@@ -9,7 +9,7 @@ inputs or parsed events and get outputs back; they decide where outputs go.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from concurrent.futures import Executor
 
 from models.churn_learning import ChurnLearning
@@ -21,8 +21,9 @@ from models.errors import FitError
 from models.ids import deterministic_id
 from models.population import Population
 from models.refit import PopulationStats, fit_value_params
-from models.refit_schedule import FitOutcome, RefitSchedule
+from models.refit_schedule import FitOutcome, RefitSchedule, outcome_record
 from models.scorer import Scorer
+from models.shared_fits import FollowerSchedule, SharedFits
 from models.state import CustomerState
 from models.timeline import SECONDS_PER_DAY, date_of_day, day_of, iso_utc, start_of_day
 from models.timers import DayTimers
@@ -53,6 +54,8 @@ class ScoringEngine:
         fit_executor: Executor | None = None,
         scope: str = "all",
         derive_from_states: bool = True,
+        shared: SharedFits | None = None,
+        publish: Callable[[tuple], None] | None = None,
     ) -> None:
         """`derive_from_states` off: the caller restores a checkpoint next, which
         derives the timers and quantiles from the states (one pass over them, not two:
@@ -78,7 +81,13 @@ class ScoringEngine:
         # The value model's statistics, kept as states change: a refit reads no state.
         self._value_stats = ValueStatsIndex()
         self._learning = ChurnLearning(config, self.scorer.churn, scope)
-        self._refits = RefitSchedule(config, fit_executor)
+        # Several partitions share one value model: a follower installs what the leader
+        # publishes (`models.shared_fits`); a partition alone, or the leader, fits.
+        self._refits: RefitSchedule | FollowerSchedule = (
+            FollowerSchedule(shared)
+            if shared is not None and publish is None
+            else RefitSchedule(config, fit_executor, publish, shared)
+        )
         self._next_work_at = -math.inf
         self._refreshed_day: int | None = None  # of the scorer's population snapshots
         if derive_from_states:
@@ -92,8 +101,17 @@ class ScoringEngine:
 
         Events after `until` (event time) are counted and skipped.
         """
+        return self.process_parsed(parse_event(raw), raw, origin, until)
+
+    def process_parsed(
+        self,
+        parsed: Event | Rejected,
+        raw: bytes | str,
+        origin: OriginInfo,
+        until: float | None = None,
+    ) -> list[Output]:
+        """`process_raw` of an input parsed already (`parse_event`)."""
         self.counters.read += 1
-        parsed = parse_event(raw)
         if isinstance(parsed, Rejected):
             reason, detail = parsed.reason, parsed.detail
             return [self._counted(dead_letter(raw, origin, reason, detail, parsed.customer_id))]
@@ -400,11 +418,22 @@ class ScoringEngine:
         """True when an event at `at` would move the clock to the install day of a refit
         still running in the executor: a caller that must not block (the stream worker)
         holds the event back until the fit is done; installing waits otherwise."""
-        pending = self._refits.pending
+        if not self.refit_enabled:
+            return False
+        refits = self._refits
+        watermark = max(at - self.clock.allowed_lateness, self.clock.watermark)
+        if not math.isfinite(watermark):
+            return False  # a record that moves no clock
+        if refits.blocks(day_of(watermark)):
+            return True  # a follower ahead of what the leader has published
+        pending = refits.pending
         if pending is None or pending.future is None or pending.future.done():
             return False
-        watermark = max(at - self.clock.allowed_lateness, self.clock.watermark)
         return day_of(watermark) >= pending.install_day
+
+    def poll_fits(self) -> None:
+        """A leader publishes a fit that is done (call it now and then)."""
+        self._refits.poll()
 
     def _fit_inputs(self) -> tuple[PopulationStats, ValueParams]:
         return self.statistics(self.current_day), self.scorer.params
@@ -420,14 +449,38 @@ class ScoringEngine:
     def refit(self, through_day: int) -> Output:
         """Fit the value model on all states now, precisely, and install it (a final or
         on-demand refit); a scheduled refit still pending is dropped."""
-        self._refits.cancel()
+        refits = self._refits
+        refits.cancel()
+        if isinstance(refits, FollowerSchedule):  # the leader's final fit
+            final = refits.book.final
+            if final is None:
+                raise FitError("the leading partition has published no final refit")
+            return self._apply_fit(final)
         previous = self.scorer.params
         try:
             stats = self.statistics(through_day)
             params = fit_value_params(stats, self.config, previous, precise=True)
+            outcome = FitOutcome(through_day, through_day, params, None)
         except FitError as error:
-            return self._apply_fit(FitOutcome.failed(through_day, through_day, error))
-        return self._apply_fit(FitOutcome(through_day, through_day, params, None))
+            outcome = FitOutcome.failed(through_day, through_day, error)
+        if refits.publish is not None:
+            refits.publish(outcome_record(outcome, "final"))
+        return self._apply_fit(outcome)
+
+    def publish_end(self, as_of_day: int, final_refit: bool) -> list[Output]:
+        """The leading partition at the end of an offline run (its clock advanced to
+        the end of the as-of day): its final refit and its progress, for the others."""
+        refits = self._refits
+        if refits.publish is None:
+            raise ValueError("only a leading partition publishes its end")
+        outputs = []
+        if final_refit and self.clock.started:
+            outputs.append(self.refit(as_of_day))
+        elif final_refit:
+            nothing = FitOutcome(as_of_day, as_of_day, None, "no data in the leading partition")
+            refits.publish(outcome_record(nothing, "final"))
+        refits.publish(("progress", as_of_day))
+        return outputs
 
     def _apply_fit(self, outcome: FitOutcome) -> Output:
         if outcome.params is None:

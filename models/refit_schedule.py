@@ -12,11 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from models.config import ScoringConfig
 from models.errors import FitError, NotEnoughData
 from models.refit import PopulationStats, fit_value_params
 from models.value import ValueParams
+
+if TYPE_CHECKING:
+    from models.shared_fits import SharedFits
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,14 +47,35 @@ class FitOutcome:
         return cls(through_day, install_day, None, str(error), isinstance(error, NotEnoughData))
 
 
+def outcome_record(outcome: FitOutcome, kind: str = "outcome") -> tuple:
+    """A refit's outcome as a record of JSON types (`models.shared_fits`)."""
+    params = outcome.params.as_dict() if outcome.params is not None else None
+    return (kind, outcome.install_day, params, outcome.error, outcome.too_early)
+
+
 class RefitSchedule:
-    def __init__(self, config: ScoringConfig, executor: Executor | None = None) -> None:
+    """A partition's own refits. With `publish` set it leads the other partitions
+    (`models.shared_fits`): it publishes its progress, its refits and their outcomes;
+    with `book` set, an outcome already published for an install day is the one
+    installed (a leader that took over installs what its predecessor published)."""
+
+    def __init__(
+        self,
+        config: ScoringConfig,
+        executor: Executor | None = None,
+        publish: Callable[[tuple], None] | None = None,
+        book: SharedFits | None = None,
+    ) -> None:
         self.interval = config.refit_interval_days
         self.delay = config.refit_install_delay_days
         self.config = config
         self.executor = executor
         self.next_day: int | None = None
         self.pending: PendingFit | None = None
+        self.publish = publish
+        self.book = book
+        self._published_progress: int | None = None
+        self._published_outcome: int | None = None  # install day of the last one
 
     @property
     def next_work_day(self) -> int | None:
@@ -72,6 +97,7 @@ class RefitSchedule:
             and watermark_day < self.next_day
             and (self.pending is None or watermark_day < self.pending.install_day)
         ):
+            self._progress(watermark_day)
             return []  # the common case, once per event: nothing to do
         outcomes = []
         if self.pending is not None and watermark_day >= self.pending.install_day:
@@ -84,7 +110,34 @@ class RefitSchedule:
                 outcomes.append(self._finish())
             stats, previous = fit_inputs()
             self._start(stats, previous, watermark_day)
+        self._progress(watermark_day)
         return outcomes
+
+    def _progress(self, watermark_day: int) -> None:
+        if self.publish is not None and (
+            self._published_progress is None or watermark_day > self._published_progress
+        ):
+            self._published_progress = watermark_day
+            self.publish(("progress", watermark_day))
+
+    def poll(self) -> None:
+        """A leader publishes the outcome of a fit as soon as it is done (the followers
+        may need it before the leader's own clock reaches the install day)."""
+        pending = self.pending
+        if (
+            self.publish is None
+            or pending is None
+            or pending.future is None
+            or not pending.future.done()
+            or self._published_outcome == pending.install_day
+        ):
+            return
+        self._publish_outcome(self._outcome(pending))
+
+    def _publish_outcome(self, outcome: FitOutcome) -> None:
+        if self.publish is not None and self._published_outcome != outcome.install_day:
+            self._published_outcome = outcome.install_day
+            self.publish(outcome_record(outcome))
 
     def _start(self, stats: PopulationStats, previous: ValueParams, day: int) -> None:
         future = None
@@ -94,9 +147,19 @@ class RefitSchedule:
             except RuntimeError:  # executor shut down or broken: fit in-process instead
                 future = None
         self.pending = PendingFit(future, stats.through_day, day + self.delay, stats, previous)
+        if self.publish is not None:
+            self.publish(("start", day + self.delay))
 
     def _finish(self) -> FitOutcome:
         pending, self.pending = self.pending, None
+        outcome = self._outcome(pending)
+        self._publish_outcome(outcome)
+        return outcome
+
+    def _outcome(self, pending: PendingFit) -> FitOutcome:
+        published = self.book.outcomes.get(pending.install_day) if self.book else None
+        if published is not None:
+            return published
         try:
             params = self._result(pending)
         except FitError as error:
@@ -112,6 +175,9 @@ class RefitSchedule:
             except Exception:  # the fit process died (e.g. OOM-killed): same fit, in-process
                 pass
         return fit_value_params(pending.stats, self.config, pending.previous)
+
+    def blocks(self, day: int) -> bool:
+        return False  # a partition fitting for itself never waits for another
 
     def cancel(self) -> None:
         """Drop a fit not yet due (e.g. a final refit replaces it)."""

@@ -31,14 +31,19 @@ import orjson
 from models.config import ScoringConfig
 from models.engine import ScoringEngine
 from models.programmes.book import ProgrammeBook
-from models.timeline import end_of_day
+from models.shared_fits import SharedFits
+from models.timeline import day_of, end_of_day
 from models.transition import Output, Stream
+from schemas.parsing import parse_event
+from streams.holding import Held, HeldEvents, InputOrder, must_wait
 from streams.lines import json_lines
 from streams.orphan_guard import exit_with_parent
 from streams.score_csv import scores_writer, write_rows
 from streams.topics import partition_of, routing_fields
 
 AFTER_LAST_LINE = 1 << 62  # the line number of the outputs of the end of the replay
+LEADER = 0  # the partition that fits the value model for all (`models.shared_fits`)
+HOLD_LIMIT = 50_000  # held events per process before it waits for the leader
 
 
 @dataclass(frozen=True)
@@ -105,31 +110,100 @@ class Sinks:
 
 @dataclass
 class Replay:
-    """One process's partitions: replays the file into them, then scores them."""
+    """One process's partitions: replays the file into them, then scores them.
+
+    With several partitions they share one value model (`models.shared_fits`):
+    partition 0 leads, the others install its refits and hold back an event that
+    would take them past what it has published. `relay` (a process running some
+    of the partitions): the pipe to the parent, which forwards the leader's records
+    to the other processes."""
 
     job: Job
     sinks: Sinks
     fit_executor: Executor | None = None
+    relay: Connection | None = None
     engines: dict[int, ScoringEngine] = field(init=False)
 
     def __post_init__(self) -> None:
         job = self.job
         config = job.config.for_partition(job.partitions)
+        shared = job.partitions > 1
+        self.book = SharedFits(config.refit_install_delay_days) if shared else None
         self.engines = {
             p: ScoringEngine(
                 config,
                 fit_executor=self.fit_executor,
                 scope="all" if job.partitions == 1 else f"p{p}",
+                shared=self.book,
+                publish=self._publish if shared and p == LEADER else None,
             )
             for p in job.owned
         }
         for engine in self.engines.values():
             engine.future_limit = job.future_limit
+        self.held = HeldEvents()
+        self.order = InputOrder(self.sinks.write)
+        self._seen_version = -1
+        self._leader_ran = not shared or LEADER in self.engines  # in this process: no wait
+        self._waiting_for_as_of: int | None = None
 
+    # -- the shared value model ------------------------------------------------------
+    def _publish(self, record: tuple) -> None:
+        self.book.apply(record)  # type: ignore[union-attr]
+        if self.relay is not None:
+            self.relay.send(("fit", record))
+
+    def receive(self, block: bool) -> tuple | None:
+        """Take in the parent's messages: the leader's records (applied), or another
+        message (returned as (kind, value)). `block`: wait for one message first."""
+        relay = self.relay
+        while relay is not None and (block or relay.poll()):
+            block = False
+            kind, value = relay.recv()
+            if kind == "fit":
+                self.book.apply(value)  # type: ignore[union-attr]
+            elif kind == "ran":
+                self._leader_ran = True
+            else:
+                return kind, value
+        return None
+
+    def _write(self, line: int, partition: int, outputs: list[Output]) -> None:
+        if outputs:
+            self.order.write(line, partition, outputs, self.held.first_line())
+
+    def _drain(self) -> None:
+        """Process the held events that may go now, in order."""
+        book = self.book
+        if book is None or book.version == self._seen_version:
+            return
+        self._seen_version = book.version
+        until = self.job.until
+        for partition, engine in self.engines.items():
+            self.held.drain(
+                partition,
+                lambda held, engine=engine: not must_wait(engine, held.parsed, until),
+                lambda held, p=partition, engine=engine: self._write(
+                    held.line, p, engine.process_parsed(held.parsed, held.raw, held.origin, until)
+                ),
+            )
+        self.order.release(self.held.first_line())
+
+    def _wait_for_leader(self, done: Callable[[], bool]) -> None:
+        """Block on the parent's messages until `done` (the leader runs elsewhere)."""
+        while not done():
+            if self.relay is None:
+                raise RuntimeError("the leading partition's records are missing")
+            if self.receive(block=True) is not None:
+                raise RuntimeError("unexpected message while waiting for the leader")
+        self._drain()
+
+    # -- the replay ------------------------------------------------------------------
     def run(self, progress: Callable[[int, int], None]) -> int | None:
         """Replay the file; the last day any of these partitions has seen (or None)."""
-        job, engines, sinks = self.job, self.engines, self.sinks
+        job, engines = self.job, self.engines
         single = next(iter(engines.values())) if job.partitions == 1 else None
+        leader = engines.get(LEADER) if job.partitions > 1 else None
         origin_file, done, read = job.events_path.name, 0, 0
         with open(job.events_path, "rb") as lines:
             for line_number, done, raw in json_lines(lines):
@@ -137,34 +211,87 @@ class Replay:
                     progress(done, read)
                 if not raw.strip():
                     continue
-                if single is not None:
-                    partition, engine = 0, single
-                else:
-                    partition = route(raw, job.partitions)
-                    engine = engines.get(partition)  # type: ignore[assignment]
-                    if engine is None:
-                        continue
-                read += 1
                 origin = {"source": "file", "file": origin_file, "line": line_number}
-                outputs = engine.process_raw(raw, origin, job.until)
-                if outputs:
-                    sinks.write(line_number, partition, outputs)
+                if single is not None:
+                    read += 1
+                    outputs = single.process_raw(raw, origin, job.until)
+                    if outputs:
+                        self.sinks.write(line_number, 0, outputs)
+                    continue
+                partition = route(raw, job.partitions)
+                engine = engines.get(partition)
+                if engine is None:
+                    continue
+                read += 1
+                self._replay_line(line_number, partition, engine, raw, origin)
+                if line_number % 64 == 0:
+                    self._now_and_then(leader, line_number)
         progress(done, read)
+        if leader is not None:
+            leader.poll_fits()
+            if self.relay is not None:
+                self.relay.send(("ran", None))
+        self._drain()
         days = [e.current_day for e in engines.values() if e.clock.started]
+        days += [day_of(at) for at in self.held.days(job.until, job.future_limit)]
         return max(days) if days else None
+
+    def _replay_line(
+        self, line: int, partition: int, engine: ScoringEngine, raw: bytes, origin: dict
+    ) -> None:
+        if partition == LEADER:
+            self._write(line, partition, engine.process_raw(raw, origin, self.job.until))
+        else:
+            parsed = parse_event(raw)
+            if self.held.holds(partition) or must_wait(engine, parsed, self.job.until):
+                self.held.add(partition, Held(line, raw, origin, parsed))
+            else:
+                outputs = engine.process_parsed(parsed, raw, origin, self.job.until)
+                self._write(line, partition, outputs)
+        if len(self.held):
+            self._drain()
+
+    def _now_and_then(self, leader: ScoringEngine | None, line: int) -> None:
+        if leader is not None:
+            leader.poll_fits()  # publish a fit done in the executor
+            self._drain()
+        elif self.relay is not None and line % 256 == 0:
+            self.receive(block=False)
+            self._drain()
+            # Ahead of the leader by many events: wait for it rather than hold them all
+            # (never once its replay is over: it publishes the rest in `finish`).
+            while len(self.held) > HOLD_LIMIT and not self._leader_ran:
+                self._wait_for_leader(self._leader_moved(self.book.version))  # type: ignore[union-attr]
+
+    def _leader_moved(self, version: int) -> Callable[[], bool]:
+        return lambda: self.book.version != version or self._leader_ran  # type: ignore[union-attr]
+
+    def _leader_ended(self, as_of_day: int) -> Callable[[], bool]:
+        """True once the leader has published its end (`ScoringEngine.publish_end`)."""
+        book, final_refit = self.book, self.job.final_refit
+        return lambda: not book.blocks(as_of_day) and (not final_refit or book.final is not None)  # type: ignore[union-attr]
 
     def finish(self, as_of_day: int | None, scores: IO[str]) -> list[PartitionSummary]:
         """Advance every partition to the end of the as-of day, refit, write the scores
         (one CSV row per customer, by id, no header). No as-of day: nothing was read
-        before it, nothing to score."""
+        before it, nothing to score. The leader goes first: the others install its
+        refits and its final fit."""
         if as_of_day is None:
             return [PartitionSummary.of(e, None) for _, e in sorted(self.engines.items())]
         end = end_of_day(as_of_day)
+        job = self.job
         for partition, engine in sorted(self.engines.items()):
+            if partition != LEADER and self.book is not None:
+                self._wait_for_leader(self._leader_ended(as_of_day))
+                if len(self.held):
+                    raise RuntimeError("held events left after the leader's end")
             outputs = engine.advance_watermark(end)
-            if self.job.final_refit and engine.clock.started:
+            if partition == LEADER and self.book is not None:
+                outputs += engine.publish_end(as_of_day, job.final_refit)
+            elif job.final_refit and engine.clock.started:
                 outputs.append(engine.refit(as_of_day))
-            self.sinks.write(AFTER_LAST_LINE, partition, outputs)
+            self._write(AFTER_LAST_LINE, partition, outputs)
+        self.order.release(None)
         rows = heapq.merge(
             *(engine.score_rows(end) for engine in self.engines.values()),
             key=lambda row: row["customer_id"],
@@ -217,7 +344,7 @@ def run_in_processes(
             known = [day for day in last_days if day is not None]
             as_of_day = given if given is not None else max(known) if known else None
             for pipe in pipes:
-                pipe.send(as_of_day)
+                pipe.send(("as_of", as_of_day))
             summaries = [s for batch in _gather(pipes, processes, None, None) for s in batch]
         except BaseException:  # one failed (or Ctrl-C): the others may wait for the as-of
             for process in processes:
@@ -265,10 +392,12 @@ def _serve_job(job: Job, parts: _Parts, pipe: Connection, done, index: int, pare
             _open(parts.dead_letter) as dead_letter,
             open(parts.scores, "w", newline="", encoding="utf-8") as scores,
         ):
-            replay = Replay(job, Sinks(emitted, dead_letter, tagged=True))
+            replay = Replay(job, Sinks(emitted, dead_letter, tagged=True), relay=pipe)
             pipe.send(("day", replay.run(progress)))
-            as_of_day = pipe.recv()
-            summaries = replay.finish(as_of_day, scores)
+            message = replay.receive(block=True)
+            while message is None or message[0] != "as_of":
+                message = replay.receive(block=True)
+            summaries = replay.finish(message[1], scores)
         pipe.send(("done", summaries))
     except BaseException:
         pipe.send(("error", traceback.format_exc()))
@@ -291,6 +420,11 @@ def _gather(pipes: list[Connection], processes, done, progress) -> list:
                 kind, value = "error", f"exit code {processes[index].exitcode}"
             if kind == "error":
                 raise RuntimeError(f"scoring process {index} failed:\n{value}")
+            if kind in ("fit", "ran"):  # the leader's: for every other process
+                for other in pipes:
+                    if other is not pipe:
+                        other.send((kind, value))
+                continue
             answers[index] = value
         if progress is not None and done is not None:
             progress(min(done[0::2]), sum(done[1::2]))  # each reads the whole file

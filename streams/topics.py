@@ -53,13 +53,19 @@ class TopicNames:
         return self.prefix + "state-changelog"
 
     @property
+    def value_fits(self) -> str:
+        """The leading partition's value-model refits, read by every worker (partition
+        0 only; `models.shared_fits`)."""
+        return self.prefix + "value-fits"
+
+    @property
     def all(self) -> tuple[str, ...]:
-        return (*self.inputs, *self.outputs, self.changelog)
+        return (*self.inputs, *self.outputs, self.changelog, self.value_fits)
 
     @property
     def compacted(self) -> tuple[str, ...]:
-        """Topics keyed by customer where only the latest value matters."""
-        return (self.output(Stream.SCORES), self.changelog)
+        """Topics keyed where only the latest value per key matters."""
+        return (self.output(Stream.SCORES), self.changelog, self.value_fits)
 
     def input_kind(self, topic: str) -> str:
         return topic.removeprefix(self.prefix)

@@ -310,7 +310,8 @@ def test_a_live_worker_rescores_everyone_due_after_old_data_in_bounded_polls(
         while True:
             health = process.get("/health")[1]
             seen_catching_up |= bool(health["catching_up"])
-            if seen_catching_up and not health["catching_up"] and health["caught_up"]:
+            done = not health["catching_up"] and not health["waiting_for_fits"]
+            if seen_catching_up and done and health["caught_up"]:
                 break
             assert time.monotonic() < deadline, health
             time.sleep(0.1)

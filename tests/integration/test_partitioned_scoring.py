@@ -74,9 +74,11 @@ def test_the_output_does_not_depend_on_how_many_processes_score_the_partitions(
 
 def test_a_partition_scores_its_customers_as_if_it_had_only_their_events(events_file, tmp_path):
     """What makes N offline partitions the service's N partitions: each has its own
-    clock, models and refits, fed only with its own customers' events."""
+    clock and online models, fed only with its own customers' events; the value model
+    is partition 0's, which fits it on its customers as if it were alone."""
     _, scores, _, _ = run(events_file, tmp_path, "split", partitions=2, jobs=2, as_of=AS_OF)
     split = rows(scores)
+    assert len({row["model_version"] for row in split.values()}) == 1  # one value model
     seen: set[str] = set()
     for partition in (0, 1):
         own = [
@@ -90,9 +92,57 @@ def test_a_partition_scores_its_customers_as_if_it_had_only_their_events(events_
         out = tmp_path / f"alone-{partition}.csv"
         score_file(alone, out, config, as_of=AS_OF, show_progress=False, fit_in_background=False)
         by_itself = rows(out.read_bytes())
-        assert by_itself and all(split[cid] == row for cid, row in by_itself.items())
+        assert by_itself
+        if partition == 0:  # the leader: exactly as alone
+            assert all(split[cid] == row for cid, row in by_itself.items())
+            leader_version = next(iter(by_itself.values()))["model_version"]
+        else:  # its own history, the leader's value model
+            assert all(
+                split[cid][column] == row[column]
+                for cid, row in by_itself.items()
+                for column in ("frequency", "recency_days", "tenure_days", "total_spend")
+            )
+            assert next(iter(by_itself.values()))["model_version"] != leader_version
+            assert {split[cid]["model_version"] for cid in by_itself} == {leader_version}
         seen |= by_itself.keys()
     assert seen == split.keys()
+
+
+def test_every_partition_installs_the_leaders_refits_on_the_same_days_even_when_it_lags(
+    events_file, tmp_path
+):
+    """Partition 0 leads the value-model refits. With its customers silent for 100 days
+    the others run ahead of it and hold their events back, in one process or three,
+    and still install each refit on the day the leader set, with the same outputs."""
+    lines = events_file.read_bytes().splitlines()
+    start = orjson.loads(lines[0])["occurred_at"][:10]
+    first_day = date.fromisoformat(start).toordinal()
+
+    def silent(line: bytes) -> bool:  # a leader's customer's event in days 80-180
+        customer = _customer(line)
+        if customer is None or partition_of(customer, 3) != 0:
+            return False
+        stamp = orjson.loads(line).get("occurred_at")
+        if stamp is None:
+            return False
+        day = date.fromisoformat(stamp[:10]).toordinal()
+        return 80 <= day - first_day < 180
+
+    lagging = tmp_path / "lagging.jsonl"
+    lagging.write_bytes(b"\n".join(line for line in lines if not silent(line)) + b"\n")
+    one = run(lagging, tmp_path, "lag-one", partitions=3, jobs=1)
+    three = run(lagging, tmp_path, "lag-three", partitions=3, jobs=3)
+    assert one[1:] == three[1:]
+    installed: dict[str, set[tuple[str, str]]] = {}
+    for line in one[2].splitlines():
+        value = orjson.loads(line)["value"] or {}
+        if value.get("model") == "value":  # fitted, or skipped: too few customers yet
+            installed.setdefault(value["scope"], set()).add(
+                (value["status"], value["model_version"], value["occurred_at"])
+            )
+    assert set(installed) == {"p0", "p1", "p2"}
+    assert len(installed["p0"]) >= 6  # scheduled refits and the final one
+    assert installed["p0"] == installed["p1"] == installed["p2"]
 
 
 def test_one_partition_is_the_plain_offline_scorer(events_file, tmp_path):

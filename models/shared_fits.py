@@ -1,0 +1,169 @@
+"""One set of value-model parameters for every partition: the leader fits, the others
+install what it published, at the same event-time days.
+
+With several partitions, partition 0 (the leader) refits the value model on its
+customers (a hash sample of the population) on its event-time schedule, as a single
+partition does, and publishes what it does as records:
+
+- `("progress", day)`: its refit schedule has seen every watermark day up to `day`,
+  so every refit it will still start takes effect after `day + install delay`;
+- `("start", install_day)`: a refit started; it takes effect on `install_day`;
+- `("outcome", install_day, params, error, too_early)`: how that refit ended;
+- `("final", day, params, error, too_early)`: the final refit of an offline run.
+
+The other partitions (followers) never fit: each installs the published outcomes
+when its own watermark reaches their install days. A follower whose next event would
+take its watermark past what the leader has published waits (the caller holds the
+event back), so every partition installs the same parameters at the same event time
+whatever the speed of the others: replays stay deterministic. The leader never
+waits for a follower, so they cannot wait for each other.
+
+Records are plain tuples of JSON types (a published topic carries them as JSON).
+
+>>> book = SharedFits(install_delay_days=30)
+>>> book.blocks(5)  # the leader has published nothing yet
+True
+>>> book.apply(("progress", 100)), book.apply(("start", 130)), book.blocks(129)
+(True, True, False)
+>>> book.blocks(130)  # the refit taking effect on day 130 has no outcome yet
+True
+>>> book.apply(("outcome", 130, None, "too few customers", True)), book.blocks(130)
+(True, False)
+>>> [outcome.error for outcome in book.due(100, 130)]
+['too few customers']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.refit_schedule import FitOutcome
+from models.value import ValueParams
+
+Record = tuple
+
+
+@dataclass
+class SharedFits:
+    """What the leader has published, as known here (records in any repetition)."""
+
+    install_delay_days: int
+    progress_day: int | None = None
+    final: FitOutcome | None = None
+
+    def __post_init__(self) -> None:
+        self.outcomes: dict[int, FitOutcome | None] = {}  # install day -> outcome (None: running)
+        self.version = 0  # bumped by every record that changed something
+
+    def apply(self, record: Record) -> bool:
+        """Take in one record; the first outcome per install day stands (a leader that
+        restarted publishes its refits again). True when something changed."""
+        kind, day = record[0], int(record[1])
+        changed = False
+        if kind == "progress":
+            if self.progress_day is None or day > self.progress_day:
+                self.progress_day, changed = day, True
+        elif kind == "start":
+            if day not in self.outcomes:
+                self.outcomes[day], changed = None, True
+        elif kind in ("outcome", "final"):
+            outcome = _outcome(record)
+            if kind == "final":
+                if self.final is None:
+                    self.final, changed = outcome, True
+            elif self.outcomes.get(day) is None:
+                self.outcomes[day], changed = outcome, True
+        else:
+            raise ValueError(f"unknown shared-fit record {kind!r}")
+        if changed:
+            self.version += 1
+        return changed
+
+    @property
+    def known_through(self) -> int | None:
+        """The last watermark day a follower may reach: no refit the leader has yet
+        to start takes effect by then."""
+        if self.progress_day is None:
+            return None
+        return self.progress_day + self.install_delay_days
+
+    def blocks(self, day: int) -> bool:
+        """True when a follower must not move its watermark to `day` yet."""
+        known = self.known_through
+        if known is None or day > known:
+            return True
+        return any(outcome is None for at, outcome in self.outcomes.items() if at <= day)
+
+    def next_install_after(self, day: int | None) -> int | None:
+        later = [at for at in self.outcomes if day is None or at > day]
+        return min(later) if later else None
+
+    def due(self, after_day: int | None, through_day: int) -> list[FitOutcome]:
+        """The outcomes taking effect after `after_day`, through `through_day`, in order
+        (all known: the caller checked `blocks`)."""
+        days = sorted(d for d in self.outcomes if (after_day is None or d > after_day))
+        return [self.outcomes[d] for d in days if d <= through_day]  # type: ignore[misc]
+
+
+def _outcome(record: Record) -> FitOutcome:
+    _, install_day, params, error, too_early = record
+    value = ValueParams.from_dict(params) if params is not None else None
+    return FitOutcome(
+        through_day=install_day, install_day=install_day, params=value, error=error,
+        too_early=bool(too_early),
+    )  # fmt: skip
+
+
+class FollowerSchedule:
+    """A follower partition's refits: the leader's outcomes, each installed when the
+    watermark reaches its install day. Its caller holds back an event that `blocks`."""
+
+    pending = None  # never a fit of its own (read by checkpoints)
+    next_day = None
+    publish = None
+
+    def __init__(self, book: SharedFits) -> None:
+        self.book = book
+        self.installed_through: int | None = None  # every install day up to it is done
+        self.late_installs = 0  # outcomes installed after their day (a caller did not wait)
+
+    def blocks(self, day: int) -> bool:
+        return self.book.blocks(day)
+
+    @property
+    def next_work_day(self) -> int | None:
+        """The next install day known, or the day after what is known (the leader will
+        have published more by the time the watermark may get there)."""
+        book = self.book
+        days = [book.next_install_after(self.installed_through)]
+        if book.known_through is not None:
+            days.append(book.known_through + 1)
+        known = [day for day in days if day is not None]
+        return min(known) if known else None
+
+    def step(self, watermark_day: int, fit_inputs: object = None) -> list[FitOutcome]:
+        """The outcomes due by `watermark_day` not installed yet, in order."""
+        book, outcomes = self.book, []
+        for day in sorted(d for d in book.outcomes if self._after(d) and d <= watermark_day):
+            outcome = book.outcomes[day]
+            if outcome is None:  # still running at the leader: installed when known
+                return outcomes
+            if book.known_through is None or day > book.known_through:
+                self.late_installs += 1
+            outcomes.append(outcome)
+            self.installed_through = day
+        known = book.known_through
+        if known is not None:
+            through = min(watermark_day, known)
+            if self._after(through):
+                self.installed_through = through
+        return outcomes
+
+    def _after(self, day: int) -> bool:
+        return self.installed_through is None or day > self.installed_through
+
+    def poll(self) -> None:
+        pass
+
+    def cancel(self) -> None:
+        pass

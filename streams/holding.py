@@ -1,0 +1,118 @@
+"""Offline partitions that share one value model: events a follower must hold back
+until the leading partition has published its refits, and outputs kept in input
+line order meanwhile (`streams.partitioned`, `models.shared_fits`).
+
+>>> held = HeldEvents()
+>>> held.add(0, Held(7, b"{}", {}, None)); held.add(1, Held(9, b"{}", {}, None))
+>>> held.first_line(), len(held)
+(7, 2)
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from models.engine import ScoringEngine
+from models.transition import Output
+from schemas.parsing import Event, Rejected
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    line: int
+    raw: bytes
+    origin: dict
+    parsed: Event | Rejected | None
+
+
+class HeldEvents:
+    """Each follower partition's held-back events, in input order."""
+
+    def __init__(self) -> None:
+        self.queues: dict[int, deque[Held]] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def holds(self, partition: int) -> bool:
+        queue = self.queues.get(partition)
+        return bool(queue)
+
+    def add(self, partition: int, event: Held) -> None:
+        self.queues.setdefault(partition, deque()).append(event)
+        self._count += 1
+
+    def first_line(self) -> int | None:
+        """The earliest input line still held (None: nothing held)."""
+        lines = [queue[0].line for queue in self.queues.values() if queue]
+        return min(lines) if lines else None
+
+    def drain(
+        self,
+        partition: int,
+        ready: Callable[[Held], bool],
+        process: Callable[[Held], None],
+    ) -> None:
+        """Process the partition's held events in order while the next one is ready."""
+        queue = self.queues.get(partition)
+        while queue and ready(queue[0]):
+            process(queue.popleft())
+            self._count -= 1
+
+    def days(self, until: float | None, future_limit: float | None) -> list[float]:
+        """Event times of the held events that will be applied (not skipped or
+        dead-lettered for their date)."""
+        times = []
+        for queue in self.queues.values():
+            for held in queue:
+                at = event_time(held.parsed)
+                if at is not None and not _after(at, until) and not _after(at, future_limit):
+                    times.append(at)
+        return times
+
+
+class InputOrder:
+    """Writes outputs in (input line, partition) order although held events are
+    processed late: outputs of lines after the earliest held one wait here."""
+
+    def __init__(self, write: Callable[[int, int, list[Output]], None]) -> None:
+        self._write = write
+        self._later: list[tuple[int, int, int, list[Output]]] = []
+        self._count = 0
+
+    def write(self, line: int, partition: int, outputs: list[Output], first_held: int | None):
+        if first_held is None and not self._later:
+            self._write(line, partition, outputs)
+            return
+        self._count += 1
+        heapq.heappush(self._later, (line, partition, self._count, outputs))
+        self.release(first_held)
+
+    def release(self, first_held: int | None) -> None:
+        later = self._later
+        while later and (first_held is None or later[0][0] < first_held):
+            line, partition, _, outputs = heapq.heappop(later)
+            self._write(line, partition, outputs)
+
+
+def event_time(parsed: Event | Rejected | None) -> float | None:
+    if parsed is None or isinstance(parsed, Rejected):
+        return None
+    return parsed.occurred_at.timestamp()
+
+
+def must_wait(engine: ScoringEngine, parsed, until: float | None) -> bool:
+    """True when a follower must hold the event back: it would move the clock past
+    what the leading partition has published (a rejected or skipped one never does)."""
+    at = event_time(parsed)
+    if at is None or _after(at, until) or _after(at, engine.future_limit):
+        return False
+    return engine.waiting_for_fit(at)
+
+
+def _after(at: float, limit: float | None) -> bool:
+    return limit is not None and at > limit
