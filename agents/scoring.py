@@ -17,6 +17,7 @@ input since the last checkpoint, and its outputs repeat with the same event ids.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import shutil
 import time
@@ -93,6 +94,8 @@ class ScoringService(Service):
             SharedFits(scoring.refit_install_delay_days) if settings.partitions > 1 else None
         )
         self._fit_records: list[tuple] = []  # published by partition 0, to produce
+        self._leader_quiet_since: float | None = None
+        self._leader_released = False
         self._fits_reader: AIOKafkaConsumer | None = None
 
     # -- lifecycle ------------------------------------------------------------------
@@ -161,18 +164,31 @@ class ScoringService(Service):
         if self._fits_reader is None or self.shared_fits is None:
             return
         while not self.should_stop:
-            try:
-                batch = await self._fits_reader.getmany(timeout_ms=200)
-            except Exception as error:  # broker trouble: report, back off, go on
-                log.warning("value-fits fetch failed: %s", error)
-                await asyncio.sleep(0.5)
-                continue
-            for records in batch.values():
+            batch = await _fetch(self._fits_reader, 200, "value-fits")
+            for records in (batch or {}).values():
                 for record in records:
                     try:
                         self.shared_fits.apply(tuple(orjson.loads(record.value)))
-                    except (ValueError, TypeError, KeyError, IndexError) as error:
+                    except Exception as error:  # not ours: skipped, never a crash
                         log.error("unreadable value-fits record %s: %s", record.offset, error)
+
+    def _watch_leader(self, quiet: bool, now: float) -> None:
+        """Partition 0 with nothing to read for `leader_idle_release_seconds`: the other
+        partitions stop waiting for its refits (`("idle", 1)`) until it reads again."""
+        release = self.settings.leader_idle_release_seconds
+        if self.shared_fits is None or release is None:
+            return
+        if not quiet:
+            self._leader_quiet_since = None
+            if self._leader_released:
+                self._leader_released = False
+                self._fit_records.append(("idle", 0))
+            return
+        if self._leader_quiet_since is None:
+            self._leader_quiet_since = now
+        if now - self._leader_quiet_since >= release and not self._leader_released:
+            self._leader_released = True
+            self._fit_records.append(("idle", 1))
 
     async def _publish_fits(self) -> None:
         """Produce what partition 0 published since the last batch (a fit done in the
@@ -180,22 +196,22 @@ class ScoringService(Service):
         leader = self.partitions.get(0)
         if leader is not None and self.shared_fits is not None:
             leader.engine.poll_fits()
-        records = list(self._fit_records)
-        self._fit_records.clear()  # (the leader's engine appends to this very list)
-        for record in records:
-            key = f"{record[0]}:{record[1]}".encode() if record[0] != "progress" else b"progress"
-            await self.producer.send(
-                self.names.value_fits, orjson.dumps(list(record)), key, partition=0
-            )
+        topic = self.names.value_fits
+        while self._fit_records:
+            record = self._fit_records[0]  # (the leader's engine appends to this very list)
+            value = orjson.dumps(list(record))
+            try:
+                await self.producer.send(topic, value, fit_key(record, value), partition=0)
+            except Exception as error:  # kept, sent again after the next batch
+                log.warning("value-fits record not sent: %s", error)
+                return
+            self._fit_records.pop(0)
 
     @Service.task
     async def _run(self) -> None:
         while not self.should_stop:
-            try:
-                batch = await self.consumer.getmany(timeout_ms=50)
-            except Exception as error:  # broker trouble: report, back off, go on
-                log.warning("fetch failed: %s", error)
-                await asyncio.sleep(0.5)
+            batch = await _fetch(self.consumer, 50, "input")
+            if batch is None:
                 continue
             # Shielded: a stop cancels `_run`, but a batch in progress completes (its
             # outputs are sent) before `on_stop` takes the lock for the final checkpoint.
@@ -230,6 +246,9 @@ class ScoringService(Service):
                 outputs = scorer.catch_up()
             else:
                 idle = self._idle_inputs(partition, scorer, now)
+                if partition == 0:
+                    quiet = len(idle) == len(scorer.topics) and not scorer.buffered()
+                    self._watch_leader(quiet, now)
                 outputs = scorer.drain(idle)
                 outputs += self._follow_wall_clock(partition, scorer, idle, now)
             self._pause_or_resume_fetching(partition, scorer)
@@ -412,6 +431,9 @@ class ScoringService(Service):
             scorer.close()
             raise
         self.partitions[partition] = scorer
+        if partition == 0 and self.shared_fits is not None:
+            self._leader_quiet_since, self._leader_released = None, False
+            self._fit_records.append(("idle", 0))  # a former owner may have released it
         self._assigned_at[partition] = time.time()
         self.metrics.restored_customers += restored.customers
         for topic in self.names.inputs:
@@ -478,6 +500,27 @@ class ScoringService(Service):
                 if isinstance(value, int):
                     totals[name] += value
         return dict(totals)
+
+
+def fit_key(record: tuple, value: bytes) -> bytes:
+    """The value-fits key under compaction: the latest progress and idle state; every
+    distinct announcement and outcome (readers keep the first per install day)."""
+    kind = record[0]
+    if kind in ("progress", "idle"):
+        return kind.encode()
+    if kind == "start":
+        return f"start:{record[1]}".encode()
+    return f"{kind}:{record[1]}:{hashlib.sha1(value).hexdigest()[:16]}".encode()
+
+
+async def _fetch(consumer: AIOKafkaConsumer, timeout_ms: int, what: str) -> dict | None:
+    """One `getmany`; on broker trouble: report, back off, and None (go on after)."""
+    try:
+        return await consumer.getmany(timeout_ms=timeout_ms)
+    except Exception as error:
+        log.warning("%s fetch failed: %s", what, error)
+        await asyncio.sleep(0.5)
+        return None
 
 
 def partition_config(settings: Settings) -> ScoringConfig:

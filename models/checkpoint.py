@@ -88,6 +88,7 @@ def restore_checkpoint(engine: ScoringEngine, blob: bytes, derive: bool = True) 
     else:
         refits.next_day = checkpoint.refit_next_day
         refits.pending = checkpoint.refit_pending
+        refits.resume()  # the pending fit in the executor again (a future is not kept)
     engine._learning.model = churn = checkpoint.scorer.churn
     scorer = engine.scorer
     if churn is not None and scorer.version_number not in churn.by_version.names:

@@ -362,7 +362,11 @@ class ScoringEngine:
             next_at = min(next_at, start_of_day(self._refreshed_day + 1))
         if self.refit_enabled:
             refit_day = self._refits.next_work_day
-            next_at = min(next_at, -math.inf if refit_day is None else start_of_day(refit_day))
+            if refit_day is not None:
+                next_at = min(next_at, start_of_day(refit_day))
+            elif not isinstance(self._refits, FollowerSchedule):
+                next_at = -math.inf  # its schedule starts at the next clock work
+            # (a follower with nothing known to install waits for nothing)
         book = self.scorer.programmes
         if book is not None and (window_day := book.next_day()) is not None:
             next_at = min(next_at, start_of_day(window_day))

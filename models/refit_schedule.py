@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from models.config import ScoringConfig
@@ -76,6 +76,8 @@ class RefitSchedule:
         self.book = book
         self._published_progress: int | None = None
         self._published_outcome: int | None = None  # install day of the last one
+        self._ready: FitOutcome | None = None  # the pending fit's outcome, once known
+        self._published_days: set[int] = set()  # install days of the outcomes it published
 
     @property
     def next_work_day(self) -> int | None:
@@ -106,6 +108,11 @@ class RefitSchedule:
             self.next_day = (watermark_day // self.interval + 1) * self.interval
         elif watermark_day >= self.next_day:
             self.next_day = (watermark_day // self.interval + 1) * self.interval
+            if self.pending is not None and self.publish is not None:
+                # A leader keeps the install day it announced (the other partitions
+                # install on it): no refit starts before then.
+                self._progress(watermark_day)
+                return outcomes
             if self.pending is not None:  # a slow or long-delayed fit: finish it first
                 outcomes.append(self._finish())
             stats, previous = fit_inputs()
@@ -118,6 +125,7 @@ class RefitSchedule:
             self._published_progress is None or watermark_day > self._published_progress
         ):
             self._published_progress = watermark_day
+            self._close_stale(watermark_day)
             self.publish(("progress", watermark_day))
 
     def poll(self) -> None:
@@ -127,16 +135,52 @@ class RefitSchedule:
         if (
             self.publish is None
             or pending is None
-            or pending.future is None
-            or not pending.future.done()
             or self._published_outcome == pending.install_day
+            or (pending.future is not None and not pending.future.done())
         ):
             return
-        self._publish_outcome(self._outcome(pending))
+        if pending.future is None and self.executor is not None:
+            self.resume()  # restored from a checkpoint: fit in the executor again
+            return
+        self._ready = self._outcome(pending)
+        self._publish_outcome(self._ready)
+
+    def resume(self) -> None:
+        """After a restore: fit the pending refit in the executor again (a checkpoint
+        keeps no future), and close the refits a former leader announced that this one
+        will not finish (they would hold the other partitions back for ever)."""
+        pending = self.pending
+        if pending is not None and pending.future is None and self.executor is not None:
+            try:
+                future = self.executor.submit(
+                    fit_value_params, pending.stats, self.config, pending.previous
+                )
+            except RuntimeError:
+                future = None
+            self.pending = replace(pending, future=future)
+
+    def _close_stale(self, watermark_day: int) -> None:
+        """Close the refits announced (by a former run of this leader) that it will not
+        finish: not its pending one, and due before any it could still start. Followers
+        would wait for them for ever. (Replays of data at rest never leave any.)"""
+        book, pending = self.book, self.pending
+        if book is None:
+            return
+        for day, outcome in sorted(book.outcomes.items()):
+            if day > watermark_day + self.delay:
+                break
+            if (
+                outcome is None
+                and day not in self._published_days
+                and (pending is None or day != pending.install_day)
+            ):
+                error = "not fitted: the leading partition restarted from an earlier checkpoint"
+                self._publish_outcome(FitOutcome(day, day, None, error, True))
 
     def _publish_outcome(self, outcome: FitOutcome) -> None:
-        if self.publish is not None and self._published_outcome != outcome.install_day:
+        if self.publish is not None and outcome.install_day not in self._published_days:
             self._published_outcome = outcome.install_day
+            self._published_days.add(outcome.install_day)
             self.publish(outcome_record(outcome))
 
     def _start(self, stats: PopulationStats, previous: ValueParams, day: int) -> None:
@@ -147,12 +191,14 @@ class RefitSchedule:
             except RuntimeError:  # executor shut down or broken: fit in-process instead
                 future = None
         self.pending = PendingFit(future, stats.through_day, day + self.delay, stats, previous)
+        self._ready = None
         if self.publish is not None:
             self.publish(("start", day + self.delay))
 
     def _finish(self) -> FitOutcome:
         pending, self.pending = self.pending, None
-        outcome = self._outcome(pending)
+        ready, self._ready = self._ready, None
+        outcome = ready if ready is not None else self._outcome(pending)
         self._publish_outcome(outcome)
         return outcome
 

@@ -9,7 +9,9 @@ partition does, and publishes what it does as records:
   so every refit it will still start takes effect after `day + install delay`;
 - `("start", install_day)`: a refit started; it takes effect on `install_day`;
 - `("outcome", install_day, params, error, too_early)`: how that refit ended;
-- `("final", day, params, error, too_early)`: the final refit of an offline run.
+- `("final", day, params, error, too_early)`: the final refit of an offline run;
+- `("idle", 1 or 0)`: the service's partition 0 has had nothing to read for a while
+  (the others go on without it), or reads again.
 
 The other partitions (followers) never fit: each installs the published outcomes
 when its own watermark reaches their install days. A follower whose next event would
@@ -54,13 +56,21 @@ class SharedFits:
     def __post_init__(self) -> None:
         self.outcomes: dict[int, FitOutcome | None] = {}  # install day -> outcome (None: running)
         self.version = 0  # bumped by every record that changed something
+        # The leader has had nothing to read for a while (the service's setting): the
+        # others go on without waiting for its progress, at the cost of late installs.
+        self.leader_idle = False
 
     def apply(self, record: Record) -> bool:
         """Take in one record; the first outcome per install day stands (a leader that
-        restarted publishes its refits again). True when something changed."""
+        restarted publishes its refits again). True when something changed; ValueError
+        for a record of another shape."""
+        _check(record)
         kind, day = record[0], int(record[1])
         changed = False
-        if kind == "progress":
+        if kind == "idle":
+            if self.leader_idle != bool(day):
+                self.leader_idle, changed = bool(day), True
+        elif kind == "progress":
             if self.progress_day is None or day > self.progress_day:
                 self.progress_day, changed = day, True
         elif kind == "start":
@@ -73,8 +83,6 @@ class SharedFits:
                     self.final, changed = outcome, True
             elif self.outcomes.get(day) is None:
                 self.outcomes[day], changed = outcome, True
-        else:
-            raise ValueError(f"unknown shared-fit record {kind!r}")
         if changed:
             self.version += 1
         return changed
@@ -90,7 +98,7 @@ class SharedFits:
     def blocks(self, day: int) -> bool:
         """True when a follower must not move its watermark to `day` yet."""
         known = self.known_through
-        if known is None or day > known:
+        if (known is None or day > known) and not self.leader_idle:
             return True
         return any(outcome is None for at, outcome in self.outcomes.items() if at <= day)
 
@@ -103,6 +111,18 @@ class SharedFits:
         (all known: the caller checked `blocks`)."""
         days = sorted(d for d in self.outcomes if (after_day is None or d > after_day))
         return [self.outcomes[d] for d in days if d <= through_day]  # type: ignore[misc]
+
+
+def _check(record: Record) -> None:
+    sizes = {"progress": 2, "start": 2, "idle": 2, "outcome": 5, "final": 5}
+    if (
+        not isinstance(record, tuple | list)
+        or len(record) < 2
+        or sizes.get(record[0]) != len(record)
+        or not isinstance(record[1], int)
+        or (len(record) == 5 and not isinstance(record[2], dict | None))
+    ):
+        raise ValueError(f"not a shared-fit record: {record!r:.200}")
 
 
 def _outcome(record: Record) -> FitOutcome:
@@ -126,6 +146,7 @@ class FollowerSchedule:
         self.book = book
         self.installed_through: int | None = None  # every install day up to it is done
         self.late_installs = 0  # outcomes installed after their day (a caller did not wait)
+        self._last_step_day: int | None = None
 
     def blocks(self, day: int) -> bool:
         return self.book.blocks(day)
@@ -136,7 +157,7 @@ class FollowerSchedule:
         have published more by the time the watermark may get there)."""
         book = self.book
         days = [book.next_install_after(self.installed_through)]
-        if book.known_through is not None:
+        if book.known_through is not None and not book.leader_idle:
             days.append(book.known_through + 1)
         known = [day for day in days if day is not None]
         return min(known) if known else None
@@ -144,11 +165,12 @@ class FollowerSchedule:
     def step(self, watermark_day: int, fit_inputs: object = None) -> list[FitOutcome]:
         """The outcomes due by `watermark_day` not installed yet, in order."""
         book, outcomes = self.book, []
+        last, self._last_step_day = self._last_step_day, watermark_day
         for day in sorted(d for d in book.outcomes if self._after(d) and d <= watermark_day):
             outcome = book.outcomes[day]
             if outcome is None:  # still running at the leader: installed when known
                 return outcomes
-            if book.known_through is None or day > book.known_through:
+            if last is not None and day <= last:  # its day had passed here already
                 self.late_installs += 1
             outcomes.append(outcome)
             self.installed_through = day

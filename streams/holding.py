@@ -63,17 +63,6 @@ class HeldEvents:
             process(queue.popleft())
             self._count -= 1
 
-    def days(self, until: float | None, future_limit: float | None) -> list[float]:
-        """Event times of the held events that will be applied (not skipped or
-        dead-lettered for their date)."""
-        times = []
-        for queue in self.queues.values():
-            for held in queue:
-                at = event_time(held.parsed)
-                if at is not None and not _after(at, until) and not _after(at, future_limit):
-                    times.append(at)
-        return times
-
 
 class InputOrder:
     """Writes outputs in (input line, partition) order although held events are
@@ -109,10 +98,10 @@ def must_wait(engine: ScoringEngine, parsed, until: float | None) -> bool:
     """True when a follower must hold the event back: it would move the clock past
     what the leading partition has published (a rejected or skipped one never does)."""
     at = event_time(parsed)
-    if at is None or _after(at, until) or _after(at, engine.future_limit):
+    if at is None or after(at, until) or after(at, engine.future_limit):
         return False
     return engine.waiting_for_fit(at)
 
 
-def _after(at: float, limit: float | None) -> bool:
+def after(at: float, limit: float | None) -> bool:
     return limit is not None and at > limit

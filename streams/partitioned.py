@@ -35,7 +35,7 @@ from models.shared_fits import SharedFits
 from models.timeline import day_of, end_of_day
 from models.transition import Output, Stream
 from schemas.parsing import parse_event
-from streams.holding import Held, HeldEvents, InputOrder, must_wait
+from streams.holding import Held, HeldEvents, InputOrder, after, event_time, must_wait
 from streams.lines import json_lines
 from streams.orphan_guard import exit_with_parent
 from streams.score_csv import scores_writer, write_rows
@@ -145,7 +145,7 @@ class Replay:
         self.order = InputOrder(self.sinks.write)
         self._seen_version = -1
         self._leader_ran = not shared or LEADER in self.engines  # in this process: no wait
-        self._waiting_for_as_of: int | None = None
+        self._last_at: float | None = None  # the latest event time read (several partitions)
 
     # -- the shared value model ------------------------------------------------------
     def _publish(self, record: tuple) -> None:
@@ -218,31 +218,38 @@ class Replay:
                     if outputs:
                         self.sinks.write(line_number, 0, outputs)
                     continue
+                if line_number % 64 == 0:
+                    self._now_and_then(leader, line_number)
                 partition = route(raw, job.partitions)
                 engine = engines.get(partition)
                 if engine is None:
                     continue
                 read += 1
                 self._replay_line(line_number, partition, engine, raw, origin)
-                if line_number % 64 == 0:
-                    self._now_and_then(leader, line_number)
         progress(done, read)
         if leader is not None:
             leader.poll_fits()
             if self.relay is not None:
                 self.relay.send(("ran", None))
         self._drain()
-        days = [e.current_day for e in engines.values() if e.clock.started]
-        days += [day_of(at) for at in self.held.days(job.until, job.future_limit)]
-        return max(days) if days else None
+        if single is not None:
+            return single.current_day if single.clock.started else None
+        # Several partitions: the latest date of an event read (not one skipped or
+        # dead-lettered for its date), whether applied yet or still held, so the day does
+        # not depend on how far the leader had got. (It can differ from the last day
+        # applied: an event rejected when applied, e.g. for its currency, counts here.)
+        return day_of(self._last_at) if self._last_at is not None else None
 
     def _replay_line(
         self, line: int, partition: int, engine: ScoringEngine, raw: bytes, origin: dict
     ) -> None:
+        parsed = parse_event(raw)
+        at = event_time(parsed)
+        if at is not None and not after(at, self.job.until) and not after(at, engine.future_limit):
+            self._last_at = at if self._last_at is None else max(self._last_at, at)
         if partition == LEADER:
-            self._write(line, partition, engine.process_raw(raw, origin, self.job.until))
+            self._write(line, partition, engine.process_parsed(parsed, raw, origin, self.job.until))
         else:
-            parsed = parse_event(raw)
             if self.held.holds(partition) or must_wait(engine, parsed, self.job.until):
                 self.held.add(partition, Held(line, raw, origin, parsed))
             else:

@@ -136,6 +136,13 @@ class Settings(BaseSettings):
         description="live mode: after this many idle seconds a partition's clock follows "
         "the wall clock (None: never, as in replay)",
     )
+    leader_idle_release_seconds: float | None = Field(
+        30.0,
+        gt=0,
+        description="with several partitions: once partition 0 has had nothing to read for "
+        "this many seconds, the others stop waiting for its value-model refits and go on "
+        "(its refits published later are installed late); None: they wait for it",
+    )
 
     @classmethod
     def settings_customise_sources(

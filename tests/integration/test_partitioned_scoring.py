@@ -141,8 +141,28 @@ def test_every_partition_installs_the_leaders_refits_on_the_same_days_even_when_
                 (value["status"], value["model_version"], value["occurred_at"])
             )
     assert set(installed) == {"p0", "p1", "p2"}
-    assert len(installed["p0"]) >= 6  # scheduled refits and the final one
+    assert len(installed["p0"]) >= 5  # scheduled refits and the final one
     assert installed["p0"] == installed["p1"] == installed["p2"]
+
+
+def test_the_as_of_day_does_not_depend_on_whether_the_last_event_was_still_held(
+    events_file, tmp_path
+):
+    """A follower's last event, 5 days after the rest and rejected when applied (its
+    currency), may still be held when the file ends, or not: the as-of day is the
+    same either way."""
+    customer = next(f"c{n:07d}" for n in range(10**6) if partition_of(f"c{n:07d}", 2) == 1)
+    last = orjson.loads(events_file.read_bytes().splitlines()[-1])["occurred_at"][:10]
+    later = date.fromordinal(date.fromisoformat(last).toordinal() + 5).isoformat()
+    bad = {"event_type": "transaction", "schema_version": 1, "event_id": "late-gold",
+           "customer_id": customer, "occurred_at": f"{later}T12:00:00+00:00",
+           "kind": "purchase", "amount": 10.0, "currency": "XAU"}  # fmt: skip
+    path = tmp_path / "gold.jsonl"
+    path.write_bytes(events_file.read_bytes() + orjson.dumps(bad) + b"\n")
+    one = run(path, tmp_path, "gold-one", partitions=2, jobs=1)
+    two = run(path, tmp_path, "gold-two", partitions=2, jobs=2)
+    assert one[0].as_of == two[0].as_of == later
+    assert one[1:] == two[1:]
 
 
 def test_one_partition_is_the_plain_offline_scorer(events_file, tmp_path):

@@ -3,9 +3,15 @@ same parameters on the same days and wait rather than run ahead of it."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import pytest
+
 from models.checkpoint import checkpoint_bytes, restore_checkpoint
 from models.config import ScoringConfig
 from models.engine import ScoringEngine
+from models.refit_schedule import RefitSchedule
 from models.shared_fits import SharedFits
 from models.timeline import SECONDS_PER_DAY, day_of
 from models.transition import Stream
@@ -92,3 +98,86 @@ def _time(event: dict) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(event["occurred_at"]).timestamp()
+
+
+def test_records_of_another_shape_are_refused_and_change_nothing():
+    book = SharedFits(30)
+    for record in (("progress",), ("progress", "5"), ("outcome", 5, [1, 2], None, False),
+                   ("start", 5, 6), ("later", 5), "progress"):  # fmt: skip
+        with pytest.raises(ValueError):
+            book.apply(record)
+    assert book.version == 0 and book.progress_day is None and not book.outcomes
+
+
+def leader_schedule(published: list, executor=None) -> RefitSchedule:
+    book = SharedFits(CONFIG.refit_install_delay_days)
+
+    def publish(record):
+        published.append(record)
+        book.apply(record)
+
+    return RefitSchedule(CONFIG, executor, publish=publish, book=book)
+
+
+def inputs_of(engine: ScoringEngine):
+    return lambda: (engine.statistics(engine.current_day), engine.scorer.params)
+
+
+def test_a_leader_keeps_the_install_day_it_announced_and_publishes_a_fit_once_done():
+    engine = ScoringEngine(CONFIG, refit=False)
+    for number, event in enumerate(random_history(300, 200, seed=4), 1):
+        engine.process_raw(raw(event), origin(number))
+    published: list = []
+    schedule = leader_schedule(published)
+    schedule.step(200, inputs_of(engine))  # the first call only sets the schedule
+    schedule.step(215, inputs_of(engine))  # crosses day 210 (a gap): takes effect on 245
+    assert ("start", 245) in published
+    schedule.step(241, inputs_of(engine))  # crosses 240 before 245: no new refit yet
+    assert schedule.pending.install_day == 245 and published.count(("start", 245)) == 1
+    assert not any(r[0] == "start" and r[1] != 245 for r in published)
+    schedule.poll()  # no executor: fitted now, published before its day
+    assert any(r[0] == "outcome" and r[1] == 245 for r in published)
+    assert [o.install_day for o in schedule.step(245, inputs_of(engine))] == [245]
+    assert sum(1 for r in published if r[0] == "outcome") == 1  # not published twice
+
+
+def test_a_leader_closes_refits_a_former_run_announced_but_it_will_not_finish():
+    published: list = []
+    schedule = leader_schedule(published)
+    schedule.book.apply(("start", 130))  # from before a restart; this run crosses elsewhere
+    schedule.book.apply(("start", 400))  # not due before a refit it could still start
+    schedule.step(90, lambda: None)
+    schedule.step(101, lambda: None)  # progress 101: 130 <= 101 + 30
+    closed = [r for r in published if r[0] == "outcome"]
+    assert [(r[1], r[2]) for r in closed] == [(130, None)] and "restarted" in closed[0][3]
+    assert not schedule.book.blocks(131) and schedule.book.blocks(400)
+
+
+def test_a_restored_pending_refit_is_fitted_in_the_executor_again():
+    engine = ScoringEngine(CONFIG, refit=False)
+    for number, event in enumerate(random_history(300, 200, seed=4), 1):
+        engine.process_raw(raw(event), origin(number))
+    with ThreadPoolExecutor(1) as executor:
+        published: list = []
+        schedule = leader_schedule(published, executor)
+        schedule.step(200, inputs_of(engine))
+        schedule.step(215, inputs_of(engine))
+        schedule.pending = replace(schedule.pending, future=None)  # as a checkpoint keeps it
+        schedule.resume()
+        assert schedule.pending.future is not None
+        schedule.pending.future.result()
+        schedule.poll()
+    assert any(r[0] == "outcome" and r[1] == 245 and r[2] for r in published)
+
+
+def test_an_idle_leader_lets_the_others_go_on_except_past_a_running_refit():
+    book = SharedFits(30)
+    book.apply(("progress", 100))
+    book.apply(("start", 125))
+    assert book.blocks(200)
+    book.apply(("idle", 1))
+    assert not book.blocks(120) and book.blocks(125)  # its refit still runs
+    book.apply(("outcome", 125, None, "too few", True))
+    assert not book.blocks(200)
+    book.apply(("idle", 0))
+    assert book.blocks(200)
