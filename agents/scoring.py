@@ -94,6 +94,7 @@ class ScoringService(Service):
             SharedFits(scoring.refit_install_delay_days) if settings.partitions > 1 else None
         )
         self._fit_records: list[tuple] = []  # published by partition 0, to produce
+        self._fits_in_flight: list[tuple[tuple, asyncio.Future]] = []
         self._leader_quiet_since: float | None = None
         self._leader_released = False
         self._fits_reader: AIOKafkaConsumer | None = None
@@ -201,11 +202,27 @@ class ScoringService(Service):
             record = self._fit_records[0]  # (the leader's engine appends to this very list)
             value = orjson.dumps(list(record))
             try:
-                await self.producer.send(topic, value, fit_key(record, value), partition=0)
+                delivery = await self.producer.send(
+                    topic, value, fit_key(record, value), partition=0
+                )
             except Exception as error:  # kept, sent again after the next batch
                 log.warning("value-fits record not sent: %s", error)
                 return
             self._fit_records.pop(0)
+            self._fits_in_flight.append((record, delivery))
+
+    def _fit_records_delivered(self) -> bool:
+        """After a flush: True when every value-fits record is acknowledged; those that
+        failed go back to the front of the queue."""
+        failed = []
+        for record, delivery in self._fits_in_flight:
+            if not delivery.done() or delivery.cancelled() or delivery.exception() is not None:
+                failed.append(record)
+        self._fits_in_flight = []
+        if failed:
+            log.warning("%d value-fits records not acknowledged: sent again", len(failed))
+            self._fit_records[:0] = failed
+        return not self._fit_records
 
     @Service.task
     async def _run(self) -> None:
@@ -345,7 +362,13 @@ class ScoringService(Service):
     # -- checkpoints and rebalancing ------------------------------------------------
     async def _checkpoint(self, partitions: set[int]) -> None:
         producer = self.producer
+        if 0 in partitions and self.shared_fits is not None:
+            await self._publish_fits()
         await producer.flush()  # outputs first: a checkpoint never covers unsent outputs
+        if 0 in partitions and not self._fit_records_delivered():
+            # A checkpoint of partition 0 must not cover refit records the others never
+            # got: it is checkpointed once they are out (a restart sends them again).
+            partitions = partitions - {0}
         offsets: dict[TopicPartition, int] = {}
         for partition in sorted(partitions):
             scorer = self.partitions.get(partition)

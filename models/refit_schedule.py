@@ -135,22 +135,28 @@ class RefitSchedule:
         if (
             self.publish is None
             or pending is None
-            or self._published_outcome == pending.install_day
+            or pending.install_day in self._published_days
             or (pending.future is not None and not pending.future.done())
         ):
             return
         if pending.future is None and self.executor is not None:
             self.resume()  # restored from a checkpoint: fit in the executor again
-            return
+            if self.pending is not None and self.pending.future is not None:
+                return
+            pending = self.pending  # the executor is broken: fit in-process now
         self._ready = self._outcome(pending)
         self._publish_outcome(self._ready)
 
     def resume(self) -> None:
         """After a restore: fit the pending refit in the executor again (a checkpoint
-        keeps no future), and close the refits a former leader announced that this one
-        will not finish (they would hold the other partitions back for ever)."""
+        keeps no future)."""
         pending = self.pending
-        if pending is not None and pending.future is None and self.executor is not None:
+        if (
+            pending is not None
+            and pending.future is None
+            and self.executor is not None
+            and pending.install_day not in self._published_days
+        ):
             try:
                 future = self.executor.submit(
                     fit_value_params, pending.stats, self.config, pending.previous

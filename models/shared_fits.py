@@ -118,6 +118,7 @@ def _check(record: Record) -> None:
     if (
         not isinstance(record, tuple | list)
         or len(record) < 2
+        or not isinstance(record[0], str)
         or sizes.get(record[0]) != len(record)
         or not isinstance(record[1], int)
         or (len(record) == 5 and not isinstance(record[2], dict | None))

@@ -4,10 +4,12 @@ same parameters on the same days and wait rather than run ahead of it."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 
 import pytest
 
+from models import refit_schedule
 from models.checkpoint import checkpoint_bytes, restore_checkpoint
 from models.config import ScoringConfig
 from models.engine import ScoringEngine
@@ -181,3 +183,42 @@ def test_an_idle_leader_lets_the_others_go_on_except_past_a_running_refit():
     assert not book.blocks(200)
     book.apply(("idle", 0))
     assert book.blocks(200)
+
+
+def fed_engine() -> ScoringEngine:
+    engine = ScoringEngine(CONFIG, refit=False)
+    for number, event in enumerate(random_history(300, 200, seed=4), 1):
+        engine.process_raw(raw(event), origin(number))
+    return engine
+
+
+def test_a_leader_whose_fit_process_died_fits_in_process_and_publishes():
+    class Broken:
+        def submit(self, *args, **kwargs):
+            raise BrokenProcessPool("the fit process died")
+
+    engine, published = fed_engine(), []
+    schedule = leader_schedule(published, Broken())
+    schedule.step(200, inputs_of(engine))
+    schedule.step(215, inputs_of(engine))
+    schedule.poll()
+    assert any(r[0] == "outcome" and r[1] == 245 and r[2] for r in published)
+
+
+def test_a_published_fit_is_not_fitted_again_while_its_record_travels(monkeypatch):
+    engine, published = fed_engine(), []
+    book = SharedFits(CONFIG.refit_install_delay_days)  # fed by the topic: not yet
+    schedule = RefitSchedule(CONFIG, None, publish=published.append, book=book)
+    schedule.step(200, inputs_of(engine))
+    schedule.step(215, inputs_of(engine))
+    schedule.poll()
+    fits: list = []
+    real = refit_schedule.fit_value_params
+    monkeypatch.setattr(
+        refit_schedule, "fit_value_params", lambda *a, **k: fits.append(1) or real(*a, **k)
+    )
+    book.apply(("start", 230))  # a former run's, read late: closed
+    schedule.step(216, inputs_of(engine))
+    for _ in range(3):
+        schedule.poll()
+    assert fits == [] and [r[1] for r in published if r[0] == "outcome"] == [245, 230]
