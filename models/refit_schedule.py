@@ -75,7 +75,6 @@ class RefitSchedule:
         self.publish = publish
         self.book = book
         self._published_progress: int | None = None
-        self._published_outcome: int | None = None  # install day of the last one
         self._ready: FitOutcome | None = None  # the pending fit's outcome, once known
         self._published_days: set[int] = set()  # install days of the outcomes it published
 
@@ -185,7 +184,6 @@ class RefitSchedule:
 
     def _publish_outcome(self, outcome: FitOutcome) -> None:
         if self.publish is not None and outcome.install_day not in self._published_days:
-            self._published_outcome = outcome.install_day
             self._published_days.add(outcome.install_day)
             self.publish(outcome_record(outcome))
 

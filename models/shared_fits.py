@@ -31,8 +31,8 @@ True
 True
 >>> book.apply(("outcome", 130, None, "too few customers", True)), book.blocks(130)
 (True, False)
->>> [outcome.error for outcome in book.due(100, 130)]
-['too few customers']
+>>> book.outcomes[130].error
+'too few customers'
 """
 
 from __future__ import annotations
@@ -105,12 +105,6 @@ class SharedFits:
     def next_install_after(self, day: int | None) -> int | None:
         later = [at for at in self.outcomes if day is None or at > day]
         return min(later) if later else None
-
-    def due(self, after_day: int | None, through_day: int) -> list[FitOutcome]:
-        """The outcomes taking effect after `after_day`, through `through_day`, in order
-        (all known: the caller checked `blocks`)."""
-        days = sorted(d for d in self.outcomes if (after_day is None or d > after_day))
-        return [self.outcomes[d] for d in days if d <= through_day]  # type: ignore[misc]
 
 
 def _check(record: Record) -> None:
