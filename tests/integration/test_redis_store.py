@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import csv
 import subprocess
-import tempfile
 import time
 import uuid
 from datetime import datetime
-from pathlib import Path
 
 import orjson
 import redis
@@ -164,10 +162,11 @@ def test_erased_customers_are_removed_and_stay_removed(redis_url):
     assert sync.hget(f"{prefix}segment-clv", "tier:top_5") == "0"
 
 
-def test_scoring_goes_on_while_redis_is_down_and_catches_up_when_it_returns():
+def test_scoring_goes_on_while_redis_is_down_and_catches_up_when_it_returns(tmp_path):
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
-    workdir = Path(tempfile.mkdtemp(prefix="clv-redis-down-"))
+    workdir = tmp_path / "valkey"  # removed by pytest, not left in /tmp
+    workdir.mkdir()
     command = valkey_command(valkey_binary(), port, workdir)
 
     def start() -> subprocess.Popen:
