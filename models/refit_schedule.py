@@ -107,15 +107,14 @@ class RefitSchedule:
             self.next_day = (watermark_day // self.interval + 1) * self.interval
         elif watermark_day >= self.next_day:
             self.next_day = (watermark_day // self.interval + 1) * self.interval
-            if self.pending is not None and self.publish is not None:
-                # A leader keeps the install day it announced (the other partitions
-                # install on it): no refit starts before then.
-                self._progress(watermark_day)
-                return outcomes
-            if self.pending is not None:  # a slow or long-delayed fit: finish it first
-                outcomes.append(self._finish())
-            stats, previous = fit_inputs()
-            self._start(stats, previous, watermark_day)
+            # A leader keeps the install day it announced (the other partitions install
+            # on it): while a refit is pending it starts none. Alone, a partition
+            # finishes a slow or long-delayed fit first.
+            if self.pending is None or self.publish is None:
+                if self.pending is not None:
+                    outcomes.append(self._finish())
+                stats, previous = fit_inputs()
+                self._start(stats, previous, watermark_day)
         self._progress(watermark_day)
         return outcomes
 

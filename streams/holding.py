@@ -94,14 +94,17 @@ def event_time(parsed: Event | Rejected | None) -> float | None:
     return parsed.occurred_at.timestamp()
 
 
+def clock_time(parsed, until: float | None, future_limit: float | None) -> float | None:
+    """The event time that moves a clock, or None for an input that never does: one
+    rejected, or skipped or dead-lettered for its date."""
+    at = event_time(parsed)
+    if at is None or (until is not None and at > until):
+        return None
+    return None if future_limit is not None and at > future_limit else at
+
+
 def must_wait(engine: ScoringEngine, parsed, until: float | None) -> bool:
     """True when a follower must hold the event back: it would move the clock past
-    what the leading partition has published (a rejected or skipped one never does)."""
-    at = event_time(parsed)
-    if at is None or after(at, until) or after(at, engine.future_limit):
-        return False
-    return engine.waiting_for_fit(at)
-
-
-def after(at: float, limit: float | None) -> bool:
-    return limit is not None and at > limit
+    what the leading partition has published."""
+    at = clock_time(parsed, until, engine.future_limit)
+    return at is not None and engine.waiting_for_fit(at)

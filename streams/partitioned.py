@@ -35,7 +35,7 @@ from models.shared_fits import SharedFits
 from models.timeline import day_of, end_of_day
 from models.transition import Output, Stream
 from schemas.parsing import parse_event
-from streams.holding import Held, HeldEvents, InputOrder, after, event_time, must_wait
+from streams.holding import Held, HeldEvents, InputOrder, clock_time, must_wait
 from streams.lines import json_lines
 from streams.orphan_guard import exit_with_parent
 from streams.score_csv import scores_writer, write_rows
@@ -244,8 +244,8 @@ class Replay:
         self, line: int, partition: int, engine: ScoringEngine, raw: bytes, origin: dict
     ) -> None:
         parsed = parse_event(raw)
-        at = event_time(parsed)
-        if at is not None and not after(at, self.job.until) and not after(at, engine.future_limit):
+        at = clock_time(parsed, self.job.until, engine.future_limit)
+        if at is not None:
             self._last_at = at if self._last_at is None else max(self._last_at, at)
         if partition == LEADER:
             self._write(line, partition, engine.process_parsed(parsed, raw, origin, self.job.until))
