@@ -206,7 +206,10 @@ def test_the_servers_die_with_a_killed_owner(tmp_path):
         "print(*stack.pids, flush=True)\n"
         "time.sleep(600)\n"
     )
-    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # a killed owner's work dir stays there
+    owner = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env
+    )
     pids = [int(pid) for pid in owner.stdout.readline().split()]
     assert len(pids) == 2 and all(_alive(pid) for pid in pids)
     owner.send_signal(signal.SIGKILL)  # no atexit, no finally

@@ -62,7 +62,8 @@ STARTED: list[WorkerProcess] = []
 
 
 def worker(settings: Settings, tmp: Path, name: str = "worker") -> WorkerProcess:
-    process = start_worker(settings, tmp / f"{name}.log")
+    # Its temporary files in the test's folder: a worker killed by a test leaves them.
+    process = start_worker(settings, tmp / f"{name}.log", extra_env={"TMPDIR": str(tmp)})
     STARTED.append(process)
     process.wait_ready(timeout=90)
     return process
