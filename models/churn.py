@@ -146,9 +146,17 @@ class ChurnModel:
     def reasons(
         self, vector: Sequence[float], coefficients: Coefficients | None = None, top: int = 3
     ) -> list[str]:
-        """The top factors raising this customer's churn risk, in plain words."""
-        parts = self.contributions(vector, coefficients)[:top]
-        return [describe(name, value) for name, value, push in parts if push > 0]
+        """The top factors raising this customer's churn risk, in plain words; with the
+        given coefficients (as they were when a score was made) or the current."""
+        terms = self.terms() if coefficients is None else _scaled_terms(coefficients)
+        return ranked_reasons(vector, terms, top)
+
+    def terms(self) -> _Terms:
+        """The current coefficients as (feature index, mean, scale, weight) of every
+        feature with a scale: an immutable snapshot, for `ranked_reasons`."""
+        if self._coefficients is None or self._terms is None:
+            self._terms = _scaled_terms(self.coefficients())
+        return self._terms
 
     def _refresh(self) -> Coefficients:
         scaler = self.pipeline["StandardScaler"]
@@ -197,3 +205,27 @@ class ChurnModel:
     @staticmethod
     def as_features(vector: Sequence[float]) -> dict[str, float]:
         return dict(zip(FEATURES, vector, strict=True))
+
+
+def ranked_reasons(vector: Sequence[float], terms: _Terms, top: int = 3) -> list[str]:
+    """The first `top` of the model's contributions (weight x standardized value,
+    largest first, ties in feature order) that push towards churn, in plain words.
+    Only features with a scale contribute, and only positive pushes are named, so those
+    alone are ranked.
+
+    >>> terms = ((0, 30.0, 10.0, 1.0), (2, 0.0, 1.0, -2.0))
+    >>> ranked_reasons((50.0, 0.0, 1.0) + (0.0,) * (len(FEATURES) - 3), terms)
+    ['no purchase for 50 days']
+    """
+    pushes = []
+    for index, mean, scale, weight in terms:
+        push = weight * (vector[index] - mean) / scale
+        if push > 0:
+            pushes.append((push, index))
+    if len(pushes) > 1:
+        pushes.sort(key=_by_push_descending)
+    return [describe(FEATURES[index], vector[index]) for _, index in pushes[:top]]
+
+
+def _by_push_descending(part: tuple[float, int]) -> float:
+    return -part[0]

@@ -11,7 +11,7 @@ only on the inputs before it.
 
 from __future__ import annotations
 
-from models.churn import ChurnModel
+from models.churn import ChurnModel, ranked_reasons
 from models.churn_features import churn_features
 from models.config import ScoringConfig
 from models.needs import EMPTY_NEEDS, NeedsModel, NeedsSnapshot, top_needs
@@ -92,8 +92,7 @@ class ScoreFields:
 
     __slots__ = (
         "_affinity",
-        "_churn",
-        "_churn_coefficients",
+        "_churn_terms",
         "_config",
         "_needs",
         "_population",
@@ -136,7 +135,7 @@ class ScoreFields:
         if refunds > 0.0:
             gross = state.spend_first + state.spend_repeat
             retained = total_spend / gross if total_spend > 0.0 else 0.0
-        self.churn_vector = self._churn = self._churn_coefficients = None
+        self.churn_vector = self._churn_terms = None
         self.churn_probability = self.values = self.bins = None
         self.value_tier = self.tier_why = None
         self._population, self._affinity, self._needs = scorer.population_snapshot, None, None
@@ -160,7 +159,7 @@ class ScoreFields:
             )
             churn_probability = churn.probability(vector, churn_probability)
             if churn.labels:
-                self._churn, self._churn_coefficients = churn, churn.coefficients()
+                self._churn_terms = churn.terms()
         self.churn_probability = churn_probability
         last_day = state.last_day
         bought_today = day == last_day
@@ -226,9 +225,8 @@ class ScoreFields:
     @property
     def churn_reasons(self) -> list[str]:
         """Top factors of the churn risk, from the model as it was when scored."""
-        if self._churn is None:
-            return []
-        return self._churn.reasons(self.churn_vector, self._churn_coefficients)
+        terms = self._churn_terms
+        return [] if terms is None else ranked_reasons(self.churn_vector, terms)
 
     def as_row(self, customer_id: str) -> dict:
         """Flat fields shared by the score event, the CSV row and the Redis hash."""

@@ -240,5 +240,12 @@ def rfm_named(scores: str) -> str:
     >>> rfm_named("534"), rfm_named("145")
     ('champions', 'cant_lose_them')
     """
-    r, f, m = (int(digit) for digit in scores)
-    return rfm_segment(r, (f + m + 1) // 2)
+    return _RFM_NAMES[scores]
+
+
+_RFM_NAMES = {
+    f"{r}{f}{m}": rfm_segment(r, (f + m + 1) // 2)
+    for r in range(1, 6)
+    for f in range(1, 6)
+    for m in range(1, 6)
+}

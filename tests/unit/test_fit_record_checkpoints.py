@@ -1,0 +1,105 @@
+"""Partition 0 is checkpointed only once the broker has acknowledged its value-fits
+records: a restart from a checkpoint must never skip records the other partitions did
+not get. The service's checkpoint logic with a stand-in producer (no broker: the
+broker path is covered by the integration tests of the shared value model)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from agents.partition import CHECKPOINT_KEY, PartitionScorer
+from agents.scoring import ScoringService
+from streams.settings import load_settings
+
+
+class HeldProducer:
+    """Records every send; `flush` acknowledges them, except value-fits records while
+    `hold_fits` is set (their delivery stays pending, or fails with `fail_fits`)."""
+
+    def __init__(self, fits_topic: str) -> None:
+        self.fits_topic = fits_topic
+        self.hold_fits = True
+        self.fail_fits = False
+        self.sent: list[tuple[str, bytes | None, int | None]] = []
+        self._pending: list[tuple[str, asyncio.Future]] = []
+
+    async def send(self, topic, value=None, key=None, partition=None):
+        delivery = asyncio.get_running_loop().create_future()
+        self.sent.append((topic, key, partition))
+        self._pending.append((topic, delivery))
+        return delivery
+
+    async def flush(self) -> None:
+        still = []
+        for topic, delivery in self._pending:
+            if topic == self.fits_topic and self.hold_fits:
+                if self.fail_fits:
+                    delivery.set_exception(ConnectionError("broker went away"))
+                else:
+                    still.append((topic, delivery))
+                continue
+            delivery.set_result(None)
+        self._pending = still
+
+
+class NoCommits:
+    async def commit(self, offsets) -> None:
+        pass
+
+
+def service_with_two_partitions() -> tuple[ScoringService, HeldProducer]:
+    settings = load_settings(topic_prefix="t.", partitions=2, app_id="fits-test")
+    service = ScoringService(settings)
+    producer = HeldProducer(service.names.value_fits)
+    service.producer, service.consumer = producer, NoCommits()
+    config = settings.scoring.model_copy(update={"churn_model": False})
+    for partition in (0, 1):
+        service.partitions[partition] = PartitionScorer(
+            partition, service.names.merge_order, config
+        )
+    return service, producer
+
+
+def checkpointed(producer: HeldProducer, changelog: str) -> list[int | None]:
+    return [p for topic, key, p in producer.sent if topic == changelog and key == CHECKPOINT_KEY]
+
+
+def test_partition_0_waits_for_its_fit_records_and_the_others_do_not():
+    async def scenario() -> None:
+        service, producer = service_with_two_partitions()
+        changelog = service.names.changelog
+        service._fit_records.append(("progress", 12))
+        await service._checkpoint({0, 1})
+        assert checkpointed(producer, changelog) == [1]  # partition 0 left out
+        assert service._fit_records == [("progress", 12)]  # queued to be sent again
+
+        producer.sent.clear()
+        producer.hold_fits = False  # the broker acknowledges from now on
+        await service._checkpoint({0, 1})
+        fits = [key for topic, key, _ in producer.sent if topic == service.names.value_fits]
+        assert fits == [b"progress"]  # sent again, before the checkpoint
+        assert checkpointed(producer, changelog) == [0, 1]
+        assert service._fit_records == [] and service._fits_in_flight == []
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_fit_record_is_sent_again_and_holds_partition_0_back():
+    async def scenario() -> None:
+        service, producer = service_with_two_partitions()
+        producer.fail_fits = True
+        service._fit_records.append(("start", 40, 70))
+        await service._checkpoint({0})
+        assert checkpointed(producer, service.names.changelog) == []
+        assert service._fit_records == [("start", 40, 70)]
+
+    asyncio.run(scenario())
+
+
+def test_without_fit_records_partition_0_is_checkpointed_at_once():
+    async def scenario() -> None:
+        service, producer = service_with_two_partitions()
+        await service._checkpoint({0, 1})
+        assert checkpointed(producer, service.names.changelog) == [0, 1]
+
+    asyncio.run(scenario())
