@@ -18,9 +18,7 @@ disk without disturbing the cache.
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from collections import OrderedDict
 from collections.abc import ItemsView, Iterator, MutableMapping, ValuesView
 from pathlib import Path
@@ -28,6 +26,7 @@ from pathlib import Path
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteOptions
 
 from models.state import CustomerState
+from streams.scratch import owned_dir
 
 _MISSING = object()
 
@@ -201,41 +200,8 @@ class DiskStates(MutableMapping[str, CustomerState]):
 def worker_store_dir(base: Path | None, app_id: str) -> Path:
     """A new directory for one worker's databases, under `base` (None: the system's
     temporary directory), marked with the worker's process id. Directories left by
-    workers of this app that are no longer running (killed) are deleted first.
-
-    >>> import tempfile
-    >>> base = Path(tempfile.mkdtemp())
-    >>> left = base / "app-states-old"; left.mkdir(); _ = (left / _OWNER).write_text("999999999")
-    >>> mine = worker_store_dir(base, "app")
-    >>> sorted(p.name for p in base.iterdir()) == [mine.name], (mine / _OWNER).exists()
-    (True, True)
-    """
-    base = Path(base) if base is not None else Path(tempfile.gettempdir())
-    base.mkdir(parents=True, exist_ok=True)
-    prefix = f"{app_id}-states-"
-    for old in base.glob(f"{prefix}*"):
-        if not _owner_alive(old):
-            shutil.rmtree(old, ignore_errors=True)
-    mine = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
-    (mine / _OWNER).write_text(str(os.getpid()))
-    return mine
-
-
-_OWNER = "owner.pid"
-
-
-def _owner_alive(directory: Path) -> bool:
-    try:
-        pid = int((directory / _OWNER).read_text())
-    except (OSError, ValueError):
-        return True  # not ours to judge (being created, or not a worker's)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, another user's
-    return True
+    workers of this app that are no longer running (killed) are deleted first."""
+    return owned_dir(base, f"{app_id}-states-")
 
 
 def _small_memory_options() -> Options:

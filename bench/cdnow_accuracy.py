@@ -13,7 +13,6 @@ import argparse
 import csv
 import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from datetime import date
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.metrics import auc, top_share
+from bench.scratch import work_dir
 from streams.cli import CDNOW_FILE
 
 CALIBRATION_END = date(1997, 9, 30)
@@ -86,7 +86,7 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", default=["pareto_nbd", "bg_nbd"])
     args = parser.parse_args()
     truth = holdout_truth(CDNOW_FILE)
-    work = Path(tempfile.mkdtemp(prefix="clv-cdnow-"))
+    work = work_dir("clv-cdnow-")
     events = work / "events.jsonl"
     subprocess.run(
         [sys.executable, "-m", "streams.cli", "import", "cdnow", str(CDNOW_FILE), "--out",

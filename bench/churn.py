@@ -25,7 +25,6 @@ import csv
 import statistics
 import subprocess
 import sys
-import tempfile
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
@@ -41,6 +40,7 @@ from bench.metrics import (
     out_of_fold_logistic,
     predict_logistic,
 )
+from bench.scratch import work_dir
 from models.timeline import day_of_date, end_of_day
 from streams.offline import score_file
 from streams.settings import load_settings
@@ -169,7 +169,7 @@ def main() -> int:
     parser.add_argument("--as-of-day", type=int, default=600)
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="clv-churn-"))
+    work = work_dir("clv-churn-")
     results = []
     for seed in range(1, args.seeds + 1):
         result = run(args.customers, args.days, args.as_of_day, seed, work)

@@ -11,9 +11,9 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
+from bench.scratch import work_dir
 from models.config import ScoringConfig
 from models.engine import ScoringEngine
 
@@ -50,7 +50,7 @@ def main() -> int:
     parser.add_argument("--sample-customers", type=int, default=20_000)
     parser.add_argument("--sample-days", type=int, default=730)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="clv-memory-"))
+    work = work_dir("clv-memory-")
 
     sample = work / "sample.jsonl"
     simulate(args.sample_customers, args.sample_days, sample)

@@ -24,13 +24,13 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
 from agents.metrics import LATENCY_BUCKETS
 from bench.events import events_file
+from bench.scratch import work_dir
 from streams.devstack import DevStack, free_port
 from streams.replay import replay_file
 from streams.settings import Settings, load_settings
@@ -200,7 +200,7 @@ def main() -> int:
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--recovery", action="store_true")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="clv-stream-bench-"))
+    work = work_dir("clv-stream-bench-")
     events = events_file(args.events, work, args.customers, args.days, seed=3)
     with DevStack() as dev:
         stack = (

@@ -15,12 +15,12 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 from bench.events import events_file
+from bench.scratch import work_dir
 
 
 def bare_loop(path: Path, at_least_seconds: float = 0.0) -> tuple[int, float]:
@@ -59,7 +59,7 @@ def main() -> int:
     parser.add_argument("--events", type=Path, help="use this events file instead")
     parser.add_argument("scorer_options", nargs="*", help="extra options for clvstream score")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="clv-throughput-"))
+    work = work_dir("clv-throughput-")
     events = events_file(args.events, work, args.customers, args.days, args.seed)
     bare_rates, score_rates, ratios = [], [], []
     for repeat in range(args.repeats):

@@ -435,6 +435,14 @@ class ScoringEngine:
             return False
         return day_of(watermark) >= pending.install_day
 
+    @property
+    def late_fit_installs(self) -> int:
+        """Shared refits this follower installed after their day (their leader was
+        released as idle, or a restarted leader merged live input differently): the
+        scores between the two days used the older parameters, unlike a replay."""
+        refits = self._refits
+        return refits.late_installs if isinstance(refits, FollowerSchedule) else 0
+
     def poll_fits(self) -> None:
         """A leader publishes a fit that is done (call it now and then)."""
         self._refits.poll()

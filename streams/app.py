@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import shutil
-import tempfile
 from typing import Any
 
 import faust
@@ -19,6 +18,7 @@ from agents.scoring import ScoringService
 from agents.web import register_views
 from models.errors import ConfigError
 from streams.offline import fit_executor
+from streams.scratch import owned_dir
 from streams.settings import Settings
 
 
@@ -53,8 +53,9 @@ def create_app(settings: Settings) -> faust.App:
 
 def _scratch_dir(app_id: str) -> str:
     """Faust insists on a data directory even with the memory store: a temporary one,
-    removed at exit, instead of `{app_id}-data` in the working directory."""
-    path = tempfile.mkdtemp(prefix=f"clvstream-{app_id}-")
+    removed at exit, instead of `{app_id}-data` in the working directory (one left
+    by a killed worker is removed by the next worker of the app)."""
+    path = str(owned_dir(None, f"clvstream-{app_id}-"))
     atexit.register(shutil.rmtree, path, True)
     return path
 

@@ -185,6 +185,24 @@ def test_an_idle_leader_lets_the_others_go_on_except_past_a_running_refit():
     assert book.blocks(200)
 
 
+def test_a_fit_published_after_a_follower_passed_its_day_is_installed_late_and_counted():
+    book = SharedFits(30)
+    follower = ScoringEngine(CONFIG, shared=book, scope="p1")
+    book.apply(("progress", day_of(T0)))
+    book.apply(("idle", 1))  # the leader fell silent: the follower goes on without it
+    for day in (0, 50, 80):
+        follower.process_raw(raw(purchase("c1", day)), origin(day + 1))
+    assert follower.late_fit_installs == 0
+    params = follower.scorer.params.as_dict()
+    book.apply(("start", day_of(T0) + 40))
+    book.apply(("outcome", day_of(T0) + 40, {**params, "fitted_through": "2024-01-10"},
+                None, False))  # fmt: skip
+    book.apply(("idle", 0))
+    outputs = follower.process_raw(raw(purchase("c1", 81)), origin(99))
+    assert installs(outputs)  # installed now, on day 81's clock, not on day 40
+    assert follower.late_fit_installs == 1
+
+
 def fed_engine() -> ScoringEngine:
     engine = ScoringEngine(CONFIG, refit=False)
     for number, event in enumerate(random_history(300, 200, seed=4), 1):
