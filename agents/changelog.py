@@ -125,7 +125,7 @@ async def read_changelog(
     await consumer.seek_to_beginning(tp)
     position, last_data = 0, time.monotonic()
     while True:
-        records = (await consumer.getmany(tp, timeout_ms=200)).get(tp, ())
+        records = (await consumer.getmany(tp, timeout_ms=50)).get(tp, ())
         for record in records:
             fold.add(record.key, record.value)
             position = record.offset + 1

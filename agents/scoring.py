@@ -5,8 +5,10 @@ the hot path is one aiokafka consumer in the consumer group `{app_id}-scorer`,
 polled in batches: records go to their partition's `PartitionScorer`, outputs are
 produced without waiting per message, scores are written to Redis once per batch.
 
-Durability: every `checkpoint_interval_seconds` (and when partitions are revoked or
-the worker stops) each partition writes its changed customer states and then a
+Durability: every `checkpoint_interval_seconds` (partitions one at a time, spread
+over the interval so that no poll waits for all of them; and all of them when
+partitions are revoked or the worker stops) each partition writes its changed
+customer states and then a
 checkpoint record (models, clock, input offsets) to its changelog partition, waits
 for the broker to acknowledge, then commits the offsets. A restarted or newly
 assigned partition restores from the changelog (`agents.changelog`) and reads its
@@ -80,7 +82,9 @@ class ScoringService(Service):
         self._lock = asyncio.Lock()
         self._fetched_next: dict[TopicPartition, int] = {}
         self._assigned_at: dict[int, float] = {}
-        self._last_checkpoint = time.monotonic()
+        # When each partition was last checkpointed (monotonic): each is checkpointed on
+        # its own, staggered, so no poll stalls for all of them at once.
+        self._checkpointed_at: dict[int, float] = {}
         self._checkpoint_every = settings.checkpoint_interval_seconds
         self._redis_retry_at = 0.0
         self._idle_since: dict[int, float] = {}
@@ -123,6 +127,7 @@ class ScoringService(Service):
             auto_offset_reset="earliest",
             partition_assignment_strategy=(RangePartitionAssignor,),
             max_poll_records=settings.max_batch,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
             session_timeout_ms=6_000,  # a join on Tansu waits half of this
             heartbeat_interval_ms=1_000,
             **security,
@@ -130,7 +135,10 @@ class ScoringService(Service):
         self.consumer.subscribe(list(self.names.inputs), listener=_Listener(self))
         if self.shared_fits is not None:
             self._fits_reader = AIOKafkaConsumer(
-                bootstrap_servers=servers, enable_auto_commit=False, **security
+                bootstrap_servers=servers,
+                enable_auto_commit=False,
+                fetch_max_wait_ms=settings.fetch_max_wait_ms,
+                **security,
             )
             await self._fits_reader.start()
             fits = TopicPartition(self.names.value_fits, 0)
@@ -237,8 +245,16 @@ class ScoringService(Service):
     async def _step(self, batch: dict) -> None:
         async with self._lock:
             await self._handle(batch)
-            if time.monotonic() - self._last_checkpoint >= self._checkpoint_every:
-                await self._checkpoint(set(self.partitions))
+            due = self._checkpoint_due(time.monotonic())
+            if due is not None:
+                await self._checkpoint({due})
+
+    def _checkpoint_due(self, now: float) -> int | None:
+        """The partition most overdue for its checkpoint, if any is (one per poll)."""
+        if not self._checkpointed_at:
+            return None
+        partition, at = min(self._checkpointed_at.items(), key=lambda item: item[1])
+        return partition if now - at >= self._checkpoint_every else None
 
     # -- the batch ------------------------------------------------------------------
     async def _handle(self, batch: dict) -> None:
@@ -383,7 +399,10 @@ class ScoringService(Service):
             for topic, offset in scorer.next_offsets.items():
                 offsets[TopicPartition(topic, partition)] = offset
         await producer.flush()
-        self._last_checkpoint = time.monotonic()
+        done = time.monotonic()
+        for partition in partitions:
+            if partition in self.partitions:
+                self._checkpointed_at[partition] = done
         self.metrics.checkpoints += 1
         if offsets:
             try:  # for lag monitoring only: restores read the offsets from the changelog
@@ -399,6 +418,7 @@ class ScoringService(Service):
                 if scorer is not None:
                     scorer.close()
                 self._assigned_at.pop(partition, None)
+                self._checkpointed_at.pop(partition, None)
                 self._paused -= {tp for tp in self._paused if tp.partition == partition}
             self._fetched_next = {
                 tp: n for tp, n in self._fetched_next.items() if tp.partition not in partitions
@@ -413,6 +433,7 @@ class ScoringService(Service):
                 bootstrap_servers=bootstrap_servers(self.settings.kafka_url or ""),
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
+                fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
                 **self.settings.kafka.client_options(),
             )
             await reader.start()
@@ -458,6 +479,9 @@ class ScoringService(Service):
             self._leader_quiet_since, self._leader_released = None, False
             self._fit_records.append(("idle", 0))  # a former owner may have released it
         self._assigned_at[partition] = time.time()
+        # A phase per partition spreads their checkpoints over the interval.
+        phase = (partition * 0.6180339887) % 1.0
+        self._checkpointed_at[partition] = time.monotonic() - phase * self._checkpoint_every
         self.metrics.restored_customers += restored.customers
         for topic in self.names.inputs:
             tp = TopicPartition(topic, partition)

@@ -77,7 +77,7 @@ def scorer_rate(stack: tuple[str, str], events: Path, partitions: int, work: Pat
     settings = fresh(*stack, partitions)
     worker = start_worker(settings, work / "bench-worker.log")
     try:
-        worker.wait_ready(120)
+        worker.wait_ready(120, partitions)
         summary = asyncio.run(replay_file(events, settings, show_progress=False))
         done = wait_done(worker, summary.events)
         return summary.events / (done - summary.first_produced_at)
@@ -127,7 +127,7 @@ def latency(stack: tuple[str, str], events: Path, partitions: int, rate: float, 
     settings = fresh(*stack, partitions)
     worker = start_worker(settings, work / "latency-worker.log")
     try:
-        worker.wait_ready(120)
+        worker.wait_ready(120, partitions)
         summary = asyncio.run(replay_file(events, settings, rate=rate, show_progress=False))
         wait_done(worker, summary.events)
         _, text = worker.get("/metrics")
@@ -149,7 +149,7 @@ def latency(stack: tuple[str, str], events: Path, partitions: int, rate: float, 
 def recovery(stack: tuple[str, str], events: Path, partitions: int, work: Path) -> None:
     settings = fresh(*stack, partitions)
     worker = start_worker(settings, work / "recovery-worker.log")
-    worker.wait_ready(120)
+    worker.wait_ready(120, partitions)
     summary = asyncio.run(replay_file(events, settings, show_progress=False))
     wait_done(worker, summary.events)
     customers = worker.get("/health")[1]["customers"]

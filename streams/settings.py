@@ -104,6 +104,16 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=0, le=65535)
     checkpoint_interval_seconds: float = Field(2.0, gt=0, le=3600)
     max_batch: int = Field(1000, ge=1, description="records per poll of the input topics")
+    fetch_max_wait_ms: int = Field(
+        50,
+        ge=1,
+        le=60_000,
+        description="how long a fetch may wait for records at the broker. Tansu answers "
+        "a fetch only when this has passed unless every partition in it has data, so "
+        "the Kafka client's default of 500 ms made input arrive in bursts twice a second "
+        "and each changelog restore wait about a second; Apache Kafka answers as soon "
+        "as there is data either way",
+    )
     max_buffered_per_input: int = Field(
         5000,
         ge=1,

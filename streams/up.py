@@ -75,14 +75,15 @@ class WorkerProcess:
         except json.JSONDecodeError:
             return status, body
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = 60.0, partitions: int = 1) -> None:
+        """Wait until the worker has restored and holds `partitions` partitions."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise UpError(f"the worker exited with code {self.process.returncode}")
             try:
                 _, body = self.get("/health")
-                if isinstance(body, dict) and body.get("partitions"):
+                if isinstance(body, dict) and len(body.get("partitions") or ()) >= partitions:
                     return
             except OSError:
                 pass

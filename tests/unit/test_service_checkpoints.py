@@ -1,7 +1,8 @@
-"""Partition 0 is checkpointed only once the broker has acknowledged its value-fits
-records: a restart from a checkpoint must never skip records the other partitions did
-not get. The service's checkpoint logic with a stand-in producer (no broker: the
-broker path is covered by the integration tests of the shared value model)."""
+"""The worker's checkpoints, with a stand-in producer (no broker: the broker path is
+covered by the integration tests). Partition 0 is checkpointed only once the broker
+has acknowledged its value-fits records, so a restart from a checkpoint never skips
+records the other partitions did not get; partitions are checkpointed one per poll,
+so no poll stalls for all of them."""
 
 from __future__ import annotations
 
@@ -101,5 +102,22 @@ def test_without_fit_records_partition_0_is_checkpointed_at_once():
         service, producer = service_with_two_partitions()
         await service._checkpoint({0, 1})
         assert checkpointed(producer, service.names.changelog) == [0, 1]
+
+    asyncio.run(scenario())
+
+
+def test_partitions_are_checkpointed_one_per_poll_each_within_the_interval():
+    async def scenario() -> None:
+        service, producer = service_with_two_partitions()
+        every = service._checkpoint_every
+        service._checkpointed_at = {0: 10.0, 1: 10.0 + every / 2}
+        assert service._checkpoint_due(10.0 + every - 0.01) is None
+        assert service._checkpoint_due(10.0 + every) == 0
+        await service._checkpoint({0})
+        assert checkpointed(producer, service.names.changelog) == [0]
+        now = service._checkpointed_at[0]
+        assert now > 10.0 + every  # marked when written (monotonic clock)
+        assert service._checkpoint_due(now) == 1  # overdue since 10 + 1.5 intervals
+        assert service._checkpoint_due(10.0 + every / 2 + every - 0.01) is None
 
     asyncio.run(scenario())
