@@ -403,8 +403,8 @@ class ScoringService(Service):
         for partition in partitions:
             if partition in self.partitions:
                 self._checkpointed_at[partition] = done
-        self.metrics.checkpoints += 1
         if offsets:
+            self.metrics.checkpoints += 1  # (none when partition 0 waits for its records)
             try:  # for lag monitoring only: restores read the offsets from the changelog
                 await self.consumer.commit(offsets)
             except Exception as error:

@@ -108,10 +108,9 @@ class Settings(BaseSettings):
         50,
         ge=1,
         le=60_000,
-        description="how long a fetch may wait for records at the broker. Tansu answers "
-        "a fetch only when this has passed unless every partition in it has data, so "
-        "the Kafka client's default of 500 ms made input arrive in bursts twice a second "
-        "and each changelog restore wait about a second; Apache Kafka answers as soon "
+        description="how long a fetch may wait for records at the broker. On Tansu the "
+        "Kafka client's default of 500 ms made input arrive in bursts twice a second "
+        "and each changelog restore take about a second; Apache Kafka answers as soon "
         "as there is data either way",
     )
     max_buffered_per_input: int = Field(
