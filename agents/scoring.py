@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 _NOT_SEEN_GRACE_SECONDS = 2.0  # an input never fetched yet counts as idle after this
 _REDIS_RETRY_SECONDS = 1.0
+_FIT_RECORDS_RETRY_SECONDS = 0.2  # partition 0's checkpoint, while its records are out
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -385,6 +386,9 @@ class ScoringService(Service):
             # A checkpoint of partition 0 must not cover refit records the others never
             # got: it is checkpointed once they are out (a restart sends them again).
             partitions = partitions - {0}
+            if 0 in self._checkpointed_at:  # tried again soon, after any other due
+                retry_at = time.monotonic() + _FIT_RECORDS_RETRY_SECONDS
+                self._checkpointed_at[0] = retry_at - self._checkpoint_every
         offsets: dict[TopicPartition, int] = {}
         for partition in sorted(partitions):
             scorer = self.partitions.get(partition)

@@ -7,6 +7,7 @@ so no poll stalls for all of them."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from agents.partition import CHECKPOINT_KEY, PartitionScorer
 from agents.scoring import ScoringService
@@ -120,5 +121,19 @@ def test_partitions_are_checkpointed_one_per_poll_each_within_the_interval():
         assert now > 10.0 + every  # marked when written (monotonic clock)
         assert service._checkpoint_due(now) == 1  # overdue since 10 + 1.5 intervals
         assert service._checkpoint_due(10.0 + every / 2 + every - 0.01) is None
+
+    asyncio.run(scenario())
+
+
+def test_partition_0_waiting_for_its_records_does_not_hold_the_others_checkpoints_back():
+    async def scenario() -> None:
+        service, producer = service_with_two_partitions()
+        service._fit_records.append(("progress", 12))  # never acknowledged (held)
+        service._checkpointed_at = {0: 1.0, 1: 2.0}  # both overdue, partition 0 more
+        for _ in range(2):  # two polls
+            due = service._checkpoint_due(time.monotonic())
+            if due is not None:
+                await service._checkpoint({due})
+        assert checkpointed(producer, service.names.changelog) == [1]
 
     asyncio.run(scenario())
