@@ -122,24 +122,19 @@ class ScoringService(Service):
         )
         await self.producer.start()
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=servers,
             group_id=f"{settings.app_id}-scorer",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             partition_assignment_strategy=(RangePartitionAssignor,),
             max_poll_records=settings.max_batch,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
             session_timeout_ms=6_000,  # a join on Tansu waits half of this
             heartbeat_interval_ms=1_000,
-            **security,
+            **settings.consumer_options(),
         )
         self.consumer.subscribe(list(self.names.inputs), listener=_Listener(self))
         if self.shared_fits is not None:
             self._fits_reader = AIOKafkaConsumer(
-                bootstrap_servers=servers,
-                enable_auto_commit=False,
-                fetch_max_wait_ms=settings.fetch_max_wait_ms,
-                **security,
+                enable_auto_commit=False, **settings.consumer_options()
             )
             await self._fits_reader.start()
             fits = TopicPartition(self.names.value_fits, 0)
@@ -434,11 +429,9 @@ class ScoringService(Service):
             if not new:
                 return
             reader = AIOKafkaConsumer(
-                bootstrap_servers=bootstrap_servers(self.settings.kafka_url or ""),
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
-                fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
-                **self.settings.kafka.client_options(),
+                **self.settings.consumer_options(),
             )
             await reader.start()
             try:

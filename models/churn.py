@@ -111,11 +111,8 @@ class ChurnModel:
     def model_probability(self, vector: Sequence[float]) -> float:
         if len(vector) != len(FEATURES):
             raise ValueError(f"{len(vector)} features, expected {len(FEATURES)}")
-        coefficients = self._coefficients or self._refresh()
-        terms = self._terms
-        if terms is None:
-            terms = self._terms = _scaled_terms(coefficients)
-        z = coefficients[3]
+        terms = self.terms()
+        z = self._coefficients[3]  # the intercept (`terms` refreshed the coefficients)
         for index, mean, scale, weight in terms:  # features without a scale add nothing
             z += weight * (vector[index] - mean) / scale
         z = max(-_CLAMP, min(_CLAMP, z))

@@ -155,13 +155,7 @@ class RefitSchedule:
             and self.executor is not None
             and pending.install_day not in self._published_days
         ):
-            try:
-                future = self.executor.submit(
-                    fit_value_params, pending.stats, self.config, pending.previous
-                )
-            except RuntimeError:
-                future = None
-            self.pending = replace(pending, future=future)
+            self.pending = replace(pending, future=self._submit(pending.stats, pending.previous))
 
     def _close_stale(self, watermark_day: int) -> None:
         """Close the refits announced (by a former run of this leader) that it will not
@@ -187,16 +181,21 @@ class RefitSchedule:
             self.publish(outcome_record(outcome))
 
     def _start(self, stats: PopulationStats, previous: ValueParams, day: int) -> None:
-        future = None
-        if self.executor is not None:
-            try:
-                future = self.executor.submit(fit_value_params, stats, self.config, previous)
-            except RuntimeError:  # executor shut down or broken: fit in-process instead
-                future = None
+        future = self._submit(stats, previous)
         self.pending = PendingFit(future, stats.through_day, day + self.delay, stats, previous)
         self._ready = None
         if self.publish is not None:
             self.publish(("start", day + self.delay))
+
+    def _submit(self, stats: PopulationStats, previous: ValueParams) -> Future | None:
+        """The fit in the executor; None without one, or when it is shut down or broken
+        (the fit then runs in-process when its outcome is needed)."""
+        if self.executor is None:
+            return None
+        try:
+            return self.executor.submit(fit_value_params, stats, self.config, previous)
+        except RuntimeError:
+            return None
 
     def _finish(self) -> FitOutcome:
         pending, self.pending = self.pending, None

@@ -153,6 +153,21 @@ class Settings(BaseSettings):
         "(its refits published later are installed late); None: they wait for it",
     )
 
+    def consumer_options(self) -> dict[str, Any]:
+        """What every aiokafka consumer of the service is given: the brokers, the fetch
+        wait and the Kafka security.
+
+        >>> Settings(kafka_url="kafka://a:1").consumer_options()["fetch_max_wait_ms"]
+        50
+        """
+        from streams.devstack import bootstrap_servers  # (brings Kafka's admin client)
+
+        return {
+            "bootstrap_servers": bootstrap_servers(self.kafka_url or ""),
+            "fetch_max_wait_ms": self.fetch_max_wait_ms,
+            **self.kafka.client_options(),
+        }
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -74,7 +74,6 @@ async def read_service(settings: Settings, builder: ReportBuilder, timeout: floa
     from aiokafka.errors import KafkaError
 
     from models.transition import Stream
-    from streams.devstack import bootstrap_servers
     from streams.topics import TopicNames
 
     if not settings.kafka_url:
@@ -96,10 +95,7 @@ async def read_service(settings: Settings, builder: ReportBuilder, timeout: floa
         builder.add_event(stream, event, customer)
 
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers(settings.kafka_url),
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        **settings.kafka.client_options(),
+        enable_auto_commit=False, auto_offset_reset="earliest", **settings.consumer_options()
     )
     try:
         await consumer.start()
