@@ -35,11 +35,12 @@ class DiskStates(MutableMapping[str, CustomerState]):
     """A `MutableMapping` of customer id -> state on RocksDB with a write-back cache.
 
     >>> import tempfile
-    >>> states = DiskStates(Path(tempfile.mkdtemp()) / "p0", cache_customers=1)
+    >>> base = Path(tempfile.mkdtemp())
+    >>> states = DiskStates(base / "p0", cache_customers=1)
     >>> states["a"], states["b"] = CustomerState.new(1.0), CustomerState.new(2.0)
     >>> list(states), states["a"].first_seen, sorted(states.take_dirty())  # "a" from disk
     (['a', 'b'], 1.0, ['a', 'b'])
-    >>> states.close()
+    >>> states.close(); shutil.rmtree(base)
     """
 
     def __init__(self, path: Path, cache_customers: int = 50_000) -> None:

@@ -33,13 +33,15 @@ def running(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_a_killed_scorer_leaves_no_fit_worker_or_forkserver_behind():
+def test_a_killed_scorer_leaves_no_fit_worker_or_forkserver_behind(tmp_path):
     scorer = subprocess.run(
         [sys.executable, "-c", KILLED_SCORER],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=Path(__file__).resolve().parents[2],
+        # the forkserver's directory of the killed scorer stays: in tmp_path, not /tmp
+        env={**os.environ, "TMPDIR": str(tmp_path)},
     )
     assert scorer.returncode == -9, scorer.stderr
     worker, forkserver = map(int, scorer.stdout.split())
