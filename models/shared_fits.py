@@ -55,6 +55,7 @@ class SharedFits:
 
     def __post_init__(self) -> None:
         self.outcomes: dict[int, FitOutcome | None] = {}  # install day -> outcome (None: running)
+        self._running: set[int] = set()  # install days whose outcome is not known yet
         self.version = 0  # bumped by every record that changed something
         # The leader has had nothing to read for a while (the service's setting): the
         # others go on without waiting for its progress, at the cost of late installs.
@@ -76,6 +77,7 @@ class SharedFits:
         elif kind == "start":
             if day not in self.outcomes:
                 self.outcomes[day], changed = None, True
+                self._running.add(day)
         elif kind in ("outcome", "final"):
             outcome = _outcome(record)
             if kind == "final":
@@ -83,6 +85,7 @@ class SharedFits:
                     self.final, changed = outcome, True
             elif self.outcomes.get(day) is None:
                 self.outcomes[day], changed = outcome, True
+                self._running.discard(day)
         if changed:
             self.version += 1
         return changed
@@ -100,7 +103,8 @@ class SharedFits:
         known = self.known_through
         if (known is None or day > known) and not self.leader_idle:
             return True
-        return any(outcome is None for at, outcome in self.outcomes.items() if at <= day)
+        # (checked per event: the running refits, not every outcome ever published)
+        return any(at <= day for at in self._running)
 
     def next_install_after(self, day: int | None) -> int | None:
         later = [at for at in self.outcomes if day is None or at > day]

@@ -8,6 +8,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from models import refit_schedule
 from models.checkpoint import checkpoint_bytes, restore_checkpoint
@@ -94,6 +96,26 @@ def test_the_first_outcome_of_an_install_day_stands():
     book.apply(("progress", 50))
     assert not book.apply(("progress", 20))  # a restarted leader's older progress
     assert book.known_through == 80
+
+
+_RECORDS = st.one_of(
+    st.tuples(st.just("progress"), st.integers(0, 200)),
+    st.tuples(st.just("start"), st.integers(0, 200)),
+    st.tuples(st.just("idle"), st.integers(0, 1)),
+    st.tuples(st.just("outcome"), st.integers(0, 200), st.none(), st.just("x"), st.booleans()),
+)
+
+
+@given(st.lists(_RECORDS, max_size=30))
+def test_blocks_means_past_what_is_known_or_onto_a_refit_still_running(records):
+    book = SharedFits(30)
+    for record in records:
+        book.apply(record)
+    known = book.known_through
+    for day in range(0, 262):
+        behind_leader = (known is None or day > known) and not book.leader_idle
+        running = any(outcome is None for at, outcome in book.outcomes.items() if at <= day)
+        assert book.blocks(day) == (behind_leader or running), day
 
 
 def _time(event: dict) -> float:
