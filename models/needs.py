@@ -33,7 +33,7 @@ _ROW_LENGTH = 12  # most likely next categories kept per category in a snapshot
 class Affinity:
     """Immutable; every update returns a new value (states stay cheap to copy)."""
 
-    __slots__ = ("at", "basket", "basket_day", "entries", "prior_basket")
+    __slots__ = ("_needs_memo", "at", "basket", "basket_day", "entries", "prior_basket")
 
     def __init__(
         self,
@@ -48,6 +48,12 @@ class Affinity:
         self.basket_day = basket_day
         self.basket = basket  # categories of the latest purchase day
         self.prior_basket = prior_basket  # ... and of the purchase day before it
+        # (snapshot, config, top needs): the last `top_needs` answer for this value, which
+        # a customer's next scores reuse until the affinity or the day's snapshot changes
+        self._needs_memo: tuple[NeedsSnapshot, NeedsConfig, tuple[str, ...]] | None = None
+
+    def __reduce__(self):  # pickled without the memo (it holds a whole snapshot)
+        return Affinity, (self.at, self.entries, self.basket_day, self.basket, self.prior_basket)
 
     def purchase(
         self, at: float, day: int, spend: Mapping[str, float], cfg: NeedsConfig
@@ -156,11 +162,10 @@ class NeedsSnapshot:
         self, next_counts: dict[str, dict[str, float]], popularity: dict[str, float]
     ) -> None:
         total = sum(popularity.values()) or 1.0
-        ranked = sorted(
-            ((c, n) for c, n in popularity.items() if n > 0), key=lambda kv: (-kv[1], kv[0])
-        )
+        # most first, ties by name: (-count, name) pairs sort without a key function
+        ranked = sorted([(-n, c) for c, n in popularity.items() if n > 0])
         self.popular: tuple[tuple[str, float], ...] = tuple(
-            (c, n / total) for c, n in ranked[:_ROW_LENGTH]
+            (c, -negative / total) for negative, c in ranked[:_ROW_LENGTH]
         )
         prior = dict(self.popular)
         self.next: dict[str, tuple[tuple[str, float], ...]] = {}
@@ -169,8 +174,8 @@ class NeedsSnapshot:
             probabilities = {c: (n + prior.get(c, 0.0)) / (mass + 1.0) for c, n in row.items()}
             for c, p in prior.items():
                 probabilities.setdefault(c, p / (mass + 1.0))
-            best = sorted(probabilities.items(), key=lambda kv: (-kv[1], kv[0]))
-            self.next[before] = tuple(best[:_ROW_LENGTH])
+            best = sorted([(-p, c) for c, p in probabilities.items()])[:_ROW_LENGTH]
+            self.next[before] = tuple((c, -negative) for negative, c in best)
 
 
 EMPTY_NEEDS = NeedsSnapshot({}, {})
@@ -178,6 +183,9 @@ EMPTY_NEEDS = NeedsSnapshot({}, {})
 
 def top_needs(affinity: Affinity, snapshot: NeedsSnapshot, cfg: NeedsConfig) -> list[str]:
     """The customer's next-best categories, best first."""
+    memo = affinity._needs_memo
+    if memo is not None and memo[0] is snapshot and memo[1] is cfg:
+        return list(memo[2])
     scores: dict[str, float] = {}
     basket = affinity.basket
     weight = cfg.next_weight if basket else 0.0
@@ -189,8 +197,11 @@ def top_needs(affinity: Affinity, snapshot: NeedsSnapshot, cfg: NeedsConfig) -> 
     if len(scores) < cfg.top_needs:  # fill up with what is popular
         for category, p in snapshot.popular:
             scores.setdefault(category, 1e-9 * p)
-    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [category for category, _ in ranked[: cfg.top_needs]]
+    # best score first, ties by name: sorting (-score, name) pairs, no key function
+    ranked = sorted([(-score, category) for category, score in scores.items()])
+    best = tuple(category for _, category in ranked[: cfg.top_needs])
+    affinity._needs_memo = (snapshot, cfg, best)
+    return list(best)
 
 
 def popular_categories(snapshot: NeedsSnapshot, n: int) -> list[str]:

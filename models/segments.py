@@ -212,7 +212,8 @@ def rfm_scores(recency_pct: float, frequency_pct: float, monetary_pct: float) ->
     >>> rfm_scores(0.99, 0.5, 0.1)
     '531'
     """
-    return "".join(str(min(5, 1 + int(p * 5))) for p in (recency_pct, frequency_pct, monetary_pct))
+    r, f, m = (min(5, 1 + int(p * 5)) for p in (recency_pct, frequency_pct, monetary_pct))
+    return f"{r}{f}{m}"
 
 
 def rfm_segment(r: int, fm: int) -> str:

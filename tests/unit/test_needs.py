@@ -63,6 +63,24 @@ def test_the_model_learns_what_customers_buy_next_and_snapshots_are_frozen():
     assert pickle.loads(pickle.dumps(model)).snapshot().next == fresh.next
 
 
+def test_top_needs_are_remembered_per_snapshot_and_config_and_not_pickled():
+    model = NeedsModel(max_categories=50)
+    for _ in range(5):
+        model.learn(("tents",), ("boots",))
+    snapshot = model.snapshot()
+    customer = Affinity().purchase(0.0, 0, {"tents": 100.0, "maps": 1.0}, CFG)
+    expected = top_needs(Affinity.from_list(customer.to_list()), snapshot, CFG)
+    assert sorted(expected) == ["boots", "maps", "tents"]
+    first = top_needs(customer, snapshot, CFG)
+    first.append("mutated by a caller")  # a fresh list: the memo is not shared
+    assert top_needs(customer, snapshot, CFG) == expected
+    one = NeedsConfig(top_needs=1)
+    assert top_needs(customer, snapshot, one) == expected[:1]  # another config: not the memo
+    copy = pickle.loads(pickle.dumps(customer))
+    assert copy == customer and copy._needs_memo is None
+    assert top_needs(copy, snapshot, CFG) == expected
+
+
 def test_the_vocabulary_is_bounded():
     model = NeedsModel(max_categories=3)
     model.learn(("a",), ("b", "c", "d", "e"))
