@@ -22,6 +22,7 @@ from models.errors import ClvError
 from models.refit_schedule import PendingFit
 from models.scorer import Scorer
 from models.shared_fits import FollowerSchedule
+from models.value import ValueModel
 
 _FORMAT = 1
 
@@ -75,6 +76,8 @@ def restore_checkpoint(engine: ScoringEngine, blob: bytes, derive: bool = True) 
     if version != _FORMAT or not isinstance(checkpoint, EngineCheckpoint):
         raise CheckpointError(f"unknown checkpoint format {version!r}")
     engine.scorer = checkpoint.scorer
+    # the process's model for these parameters (its memo shared with other partitions)
+    engine.scorer.value_model = ValueModel.shared(engine.scorer.params, engine.config)
     if "programmes" not in engine.scorer.__dict__:  # a checkpoint from before programmes
         engine.scorer.programmes = Scorer(engine.config, engine.scorer.params).programmes
     book = engine.scorer.programmes

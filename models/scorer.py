@@ -43,7 +43,7 @@ class Scorer:
         self.config = config
         self.params = params
         self.model_version = params.version
-        self.value_model = ValueModel(params, config)
+        self.value_model = ValueModel.shared(params, config)
         self.churn = (
             ChurnModel(config.churn_warmup_labels, config.churn_learning_rate)
             if config.churn_model
@@ -70,7 +70,7 @@ class Scorer:
         twin = Scorer.__new__(Scorer)
         twin.__dict__.update(self.__dict__)
         twin.params, twin.model_version = params, params.version
-        twin.value_model = ValueModel(params, self.config)
+        twin.value_model = ValueModel.shared(params, self.config)
         twin.version_number = self.version_number + 1
         if twin.churn is not None:
             twin.churn.by_version.name(twin.version_number, params.version)

@@ -12,6 +12,7 @@ True
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -130,7 +131,8 @@ class ValueScores:
 
 
 class ValueModel:
-    """Scores one customer; build one per parameter version (it precomputes steps)."""
+    """Scores one customer; build one per parameter version (it precomputes steps), or
+    take the process's one for the parameters (`shared`)."""
 
     def __init__(self, params: ValueParams, config: ScoringConfig) -> None:
         unit = params.time_unit_days
@@ -155,6 +157,20 @@ class ValueModel:
         # e.g. every one-time buyer of the same age, share it. Every score reads the
         # horizon too (CLV ranks), so both are computed together. Bounded: cleared when full.
         self._memo: dict[int | tuple[int, float, float], _Entry] = {}
+
+    @classmethod
+    def shared(cls, params: ValueParams, config: ScoringConfig) -> ValueModel:
+        """The model for `params` and the config's horizon settings that this process
+        already has, if any: the partitions of one worker install the same refits, and
+        one memo serves them all (it is a pure cache: the scores are the same)."""
+        key = (
+            params, config.churn_window_days, config.horizon_days,
+            config.clv_steps_per_year, config.annual_discount_rate, config.margin_rate,
+        )  # fmt: skip
+        model = _SHARED.get(key)
+        if model is None:
+            model = _SHARED[key] = cls(params, config)
+        return model
 
     def __getstate__(self) -> dict:
         """Pickled without the memo (a cache: a restored model computes equal values)."""
@@ -229,4 +245,5 @@ class ValueModel:
 
 
 _Entry = tuple[float, float, float, float]  # P(alive), P(no purchase), expected, discounted
+_SHARED: weakref.WeakValueDictionary[tuple, ValueModel] = weakref.WeakValueDictionary()
 _DAYS = 1 << 21  # whole days below this pack into a memo key

@@ -59,3 +59,14 @@ def test_a_corrupt_checkpoint_is_an_error_not_a_crash():
     engine = ScoringEngine(ScoringConfig())
     with pytest.raises(CheckpointError):
         restore_checkpoint(engine, b"not a checkpoint")
+
+
+def test_partitions_with_the_same_value_parameters_share_one_value_model():
+    config = ScoringConfig()
+    first, second = ScoringEngine(config), ScoringEngine(config.for_partition(4))
+    assert first.scorer.value_model is second.scorer.value_model  # one memo per process
+    other_horizon = ScoringEngine(ScoringConfig(horizon_days=180))
+    assert other_horizon.scorer.value_model is not first.scorer.value_model
+    restored = ScoringEngine(config)
+    restore_checkpoint(restored, checkpoint_bytes(first))
+    assert restored.scorer.value_model is first.scorer.value_model
