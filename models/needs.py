@@ -28,12 +28,13 @@ from models.timeline import SECONDS_PER_DAY
 
 Entry = tuple[str, float, float, float]  # category, decayed purchases, spend, views
 _ROW_LENGTH = 12  # most likely next categories kept per category in a snapshot
+_MEMO_LIMIT = 1 << 15  # affinities a snapshot remembers top needs for (cleared when full)
 
 
 class Affinity:
     """Immutable; every update returns a new value (states stay cheap to copy)."""
 
-    __slots__ = ("_needs_memo", "at", "basket", "basket_day", "entries", "prior_basket")
+    __slots__ = ("at", "basket", "basket_day", "entries", "prior_basket")
 
     def __init__(
         self,
@@ -48,12 +49,6 @@ class Affinity:
         self.basket_day = basket_day
         self.basket = basket  # categories of the latest purchase day
         self.prior_basket = prior_basket  # ... and of the purchase day before it
-        # (snapshot, config, top needs): the last `top_needs` answer for this value, which
-        # a customer's next scores reuse until the affinity or the day's snapshot changes
-        self._needs_memo: tuple[NeedsSnapshot, NeedsConfig, tuple[str, ...]] | None = None
-
-    def __reduce__(self):  # pickled without the memo (it holds a whole snapshot)
-        return Affinity, (self.at, self.entries, self.basket_day, self.basket, self.prior_basket)
 
     def purchase(
         self, at: float, day: int, spend: Mapping[str, float], cfg: NeedsConfig
@@ -154,9 +149,12 @@ class NeedsModel:
 
 
 class NeedsSnapshot:
-    """Frozen next-category probabilities, smoothed towards popularity."""
+    """Frozen next-category probabilities, smoothed towards popularity. It remembers
+    the top needs it gave each customer's affinity (`top_needs`): a customer's scores
+    of one day reuse them until the affinity changes; the memo goes with the snapshot
+    when the next day's replaces it, and is not pickled."""
 
-    __slots__ = ("next", "popular")
+    __slots__ = ("_memo", "next", "popular")
 
     def __init__(
         self, next_counts: dict[str, dict[str, float]], popularity: dict[str, float]
@@ -176,6 +174,16 @@ class NeedsSnapshot:
                 probabilities.setdefault(c, p / (mass + 1.0))
             best = sorted([(-p, c) for c, p in probabilities.items()])[:_ROW_LENGTH]
             self.next[before] = tuple((c, -negative) for negative, c in best)
+        # id(affinity) -> (affinity, config, top needs); the affinity is kept, so its id
+        # cannot be reused by another object while the entry stands
+        self._memo: dict[int, tuple[Affinity, NeedsConfig, tuple[str, ...]]] = {}
+
+    def __getstate__(self) -> tuple[None, dict]:
+        return None, {"next": self.next, "popular": self.popular}
+
+    def __setstate__(self, state: tuple[None, dict]) -> None:
+        _, slots = state
+        self.next, self.popular, self._memo = slots["next"], slots["popular"], {}
 
 
 EMPTY_NEEDS = NeedsSnapshot({}, {})
@@ -183,9 +191,10 @@ EMPTY_NEEDS = NeedsSnapshot({}, {})
 
 def top_needs(affinity: Affinity, snapshot: NeedsSnapshot, cfg: NeedsConfig) -> list[str]:
     """The customer's next-best categories, best first."""
-    memo = affinity._needs_memo
-    if memo is not None and memo[0] is snapshot and memo[1] is cfg:
-        return list(memo[2])
+    memo = snapshot._memo
+    known = memo.get(id(affinity))
+    if known is not None and known[0] is affinity and known[1] is cfg:
+        return list(known[2])
     scores: dict[str, float] = {}
     basket = affinity.basket
     weight = cfg.next_weight if basket else 0.0
@@ -200,7 +209,9 @@ def top_needs(affinity: Affinity, snapshot: NeedsSnapshot, cfg: NeedsConfig) -> 
     # best score first, ties by name: sorting (-score, name) pairs, no key function
     ranked = sorted([(-score, category) for category, score in scores.items()])
     best = tuple(category for _, category in ranked[: cfg.top_needs])
-    affinity._needs_memo = (snapshot, cfg, best)
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    memo[id(affinity)] = (affinity, cfg, best)
     return list(best)
 
 

@@ -76,9 +76,10 @@ def test_top_needs_are_remembered_per_snapshot_and_config_and_not_pickled():
     assert top_needs(customer, snapshot, CFG) == expected
     one = NeedsConfig(top_needs=1)
     assert top_needs(customer, snapshot, one) == expected[:1]  # another config: not the memo
-    copy = pickle.loads(pickle.dumps(customer))
-    assert copy == customer and copy._needs_memo is None
-    assert top_needs(copy, snapshot, CFG) == expected
+    assert id(customer) in snapshot._memo
+    copy = pickle.loads(pickle.dumps(snapshot))
+    assert copy.next == snapshot.next and copy.popular == snapshot.popular
+    assert copy._memo == {} and top_needs(customer, copy, CFG) == expected
 
 
 def test_the_vocabulary_is_bounded():
