@@ -212,7 +212,9 @@ def rfm_scores(recency_pct: float, frequency_pct: float, monetary_pct: float) ->
     >>> rfm_scores(0.99, 0.5, 0.1)
     '531'
     """
-    r, f, m = (min(5, 1 + int(p * 5)) for p in (recency_pct, frequency_pct, monetary_pct))
+    r = min(5, 1 + int(recency_pct * 5))
+    f = min(5, 1 + int(frequency_pct * 5))
+    m = min(5, 1 + int(monetary_pct * 5))
     return f"{r}{f}{m}"
 
 
