@@ -24,6 +24,7 @@ import logging
 import shutil
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -92,6 +93,8 @@ class ScoringService(Service):
         # inputs whose fetching waits: a catch-up or a full buffer (_pause_or_resume_fetching)
         self._paused: set[TopicPartition] = set()
         self._store_dir: Path | None = None  # this worker's RocksDB directory, once made
+        self._stop_deadline = 0.0  # (monotonic) the steps of a stop give up after it
+        self.on_stopping: Callable[[], None] | None = None  # called as a stop begins
         # Several partitions share the value model of partition 0 (`models.shared_fits`):
         # its records go out on the value-fits topic and come back to every worker.
         scoring = settings.scoring
@@ -143,24 +146,43 @@ class ScoringService(Service):
         await self.consumer.start()
 
     async def on_stop(self) -> None:
+        """The final checkpoint, then the clients, all within `stop_timeout_seconds`: a
+        worker whose broker or Redis is gone still stops (a checkpoint given up mid-way
+        is rolled back at the next start, which replays the input since the previous
+        one). `on_stopping` is called first (the worker process arms its watchdog)."""
+        self._stop_deadline = time.monotonic() + self.settings.stop_timeout_seconds
+        if self.on_stopping is not None:
+            self.on_stopping()
         if self.consumer is not None:
             async with self._lock:
-                await self._checkpoint(set(self.partitions))
-            await self.consumer.stop()  # leaves the group: the others take over now
+                await self._bounded("the final checkpoint", self._checkpoint(set(self.partitions)))
+            # leaves the group: the others take over now
+            await self._bounded("leaving the consumer group", self.consumer.stop())
         if self._fits_reader is not None:
-            await self._fits_reader.stop()
+            await self._bounded("the value-fits reader's stop", self._fits_reader.stop())
         for scorer in self.partitions.values():
             scorer.close()
         if self._store_dir is not None:
             shutil.rmtree(self._store_dir, ignore_errors=True)
         if self.producer is not None:
-            await self.producer.stop()
+            await self._bounded("the producer's last flush", self.producer.stop())
         if self.store is not None:
-            await self.store.flush()
+            await self._bounded("the last Redis write", self.store.flush())
         if self.redis is not None:
-            await self.redis.aclose()
+            await self._bounded("closing Redis", self.redis.aclose())
         if self.fit_executor is not None:
             self.fit_executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _bounded(self, what: str, step: Awaitable[object]) -> None:
+        """Wait for a step of the stop until the stop's deadline, then give it up."""
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(step, max(0.1, self._stop_deadline - started))
+        except TimeoutError:
+            log.warning("stopping: %s given up after %.1f s (broker or Redis unreachable)",
+                        what, time.monotonic() - started)  # fmt: skip
+        except Exception as error:
+            log.warning("stopping: %s failed: %s", what, error)
 
     @Service.task
     async def _read_value_fits(self) -> None:

@@ -103,6 +103,16 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535)
     checkpoint_interval_seconds: float = Field(2.0, gt=0, le=3600)
+    stop_timeout_seconds: float = Field(
+        20.0,
+        gt=0,
+        le=3600,
+        description="on stop, how long the last steps (the final checkpoint, leaving the "
+        "group, the producer's flush, the last Redis write) may wait for an unreachable "
+        "broker or Redis before they are given up; a checkpoint given up costs nothing but "
+        "a longer replay at the next start. A stop still hanging 5 s later (Faust's own "
+        "clients) ends the process",
+    )
     max_batch: int = Field(1000, ge=1, description="records per poll of the input topics")
     fetch_max_wait_ms: int = Field(
         50,

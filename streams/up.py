@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -51,9 +53,31 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
 
     ensure_topics(settings)
     app = create_app(settings)
+    # Faust's own clients can hang on a broker that is gone, after the service's bounded
+    # steps: the process then ends, losing nothing (every state survives a hard exit,
+    # as it survives SIGKILL; the next start replays from the last checkpoint).
+    limit = settings.stop_timeout_seconds + STOP_GRACE_SECONDS
+    app.scoring_service.on_stopping = lambda: _exit_if_still_running_after(limit)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
     return 0
+
+
+STOP_GRACE_SECONDS = 5.0
+"""After a worker's stop timeout, the time its Faust services have left to stop."""
+
+
+def _exit_if_still_running_after(seconds: float) -> None:
+    def exit_now() -> None:
+        logging.getLogger(__name__).error(
+            "the worker had not stopped %.0f s after it was asked to: exiting now", seconds
+        )
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True  # a process that stops in time exits without waiting for it
+    timer.start()
 
 
 @dataclass
