@@ -42,7 +42,6 @@ from agents.redis_store import RedisScoreStore
 from models.config import ScoringConfig
 from models.shared_fits import SharedFits
 from models.transition import Erasure, Output, Stream
-from streams.devstack import bootstrap_servers
 from streams.settings import Settings
 from streams.topics import TopicNames
 
@@ -110,18 +109,15 @@ class ScoringService(Service):
     # -- lifecycle ------------------------------------------------------------------
     async def on_start(self) -> None:
         settings = self.settings
-        servers = bootstrap_servers(settings.kafka_url or "")
-        security = settings.kafka.client_options()
         redis_url = settings.redis_url.get_secret_value() if settings.redis_url else ""
         self.redis = aioredis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=5)
         self.store = RedisScoreStore(self.redis, settings.redis_prefix)
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=servers,
             acks="all",
             linger_ms=5,
             max_batch_size=1 << 20,
             max_request_size=16 << 20,
-            **security,
+            **settings.client_options(),
         )
         await self.producer.start()
         self.consumer = AIOKafkaConsumer(

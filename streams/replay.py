@@ -16,7 +16,6 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from streams.devstack import bootstrap_servers
 from streams.lines import json_lines
 from streams.progress import Progress
 from streams.settings import Settings
@@ -62,11 +61,7 @@ async def replay_file(
     """Produce every line of `path` (as fast as possible, or `rate` events/s)."""
     names = TopicNames(settings.topic_prefix)
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers(settings.kafka_url or ""),
-        acks=1,
-        linger_ms=20,
-        max_batch_size=512 * 1024,
-        **settings.kafka.client_options(),
+        acks=1, linger_ms=20, max_batch_size=512 * 1024, **settings.client_options()
     )
     summary = ReplaySummary()
     progress = Progress(os.path.getsize(path), "replaying") if show_progress else None

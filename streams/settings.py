@@ -163,20 +163,26 @@ class Settings(BaseSettings):
         "(its refits published later are installed late); None: they wait for it",
     )
 
+    def client_options(self) -> dict[str, Any]:
+        """What every aiokafka client of the service is given: the brokers and the
+        Kafka security.
+
+        >>> Settings(kafka_url="kafka://a:1").client_options()["bootstrap_servers"]
+        'a:1'
+        """
+        from streams.devstack import bootstrap_servers  # (brings Kafka's admin client)
+
+        brokers = bootstrap_servers(self.kafka_url or "")
+        return {"bootstrap_servers": brokers, **self.kafka.client_options()}
+
     def consumer_options(self) -> dict[str, Any]:
-        """What every aiokafka consumer of the service is given: the brokers, the fetch
-        wait and the Kafka security.
+        """What every aiokafka consumer of the service is given: `client_options` and
+        the fetch wait.
 
         >>> Settings(kafka_url="kafka://a:1").consumer_options()["fetch_max_wait_ms"]
         50
         """
-        from streams.devstack import bootstrap_servers  # (brings Kafka's admin client)
-
-        return {
-            "bootstrap_servers": bootstrap_servers(self.kafka_url or ""),
-            "fetch_max_wait_ms": self.fetch_max_wait_ms,
-            **self.kafka.client_options(),
-        }
+        return {**self.client_options(), "fetch_max_wait_ms": self.fetch_max_wait_ms}
 
     @classmethod
     def settings_customise_sources(
