@@ -144,15 +144,15 @@ class ValueModel:
             self.purchases = BGNBD(*params.purchase)
         self.spend = GammaGamma(*params.spend)
         self._unit = unit
-        self._window = config.churn_window_days / unit
-        steps = max(1, round(config.horizon_days * config.clv_steps_per_year / _DAYS_PER_YEAR))
-        step_days = config.horizon_days / steps
+        window_days, horizon_days, steps_per_year, rate, margin = _horizon_settings(config)
+        self._window = window_days / unit
+        steps = max(1, round(horizon_days * steps_per_year / _DAYS_PER_YEAR))
+        step_days = horizon_days / steps
         self._step_ends = tuple(k * step_days / unit for k in range(1, steps + 1))
-        rate = config.annual_discount_rate
         self._discounts = [
             (1.0 + rate) ** (-((k - 0.5) * step_days) / _DAYS_PER_YEAR) for k in range(1, steps + 1)
         ]
-        self._margin = config.margin_rate
+        self._margin = margin
         # Memoized: nothing here depends on spend, and customers with the same (x, t_x, T),
         # e.g. every one-time buyer of the same age, share it. Every score reads the
         # horizon too (CLV ranks), so both are computed together. Bounded: cleared when full.
@@ -163,10 +163,7 @@ class ValueModel:
         """The model for `params` and the config's horizon settings that this process
         already has, if any: the partitions of one worker install the same refits, and
         one memo serves them all (it is a pure cache: the scores are the same)."""
-        key = (
-            params, config.churn_window_days, config.horizon_days,
-            config.clv_steps_per_year, config.annual_discount_rate, config.margin_rate,
-        )  # fmt: skip
+        key = (params, *_horizon_settings(config))
         model = _SHARED.get(key)
         if model is None:
             model = _SHARED[key] = cls(params, config)
@@ -242,6 +239,15 @@ class ValueModel:
         if not math.isfinite(discounted):
             raise ArithmeticError(f"non-finite horizon for x={x} t_x={t_x_days} T={T_days}")
         return expected, discounted
+
+
+def _horizon_settings(config: ScoringConfig) -> tuple[int, int, int, float, float]:
+    """Everything of the config a `ValueModel` reads (so also what `shared` keys by):
+    churn window and horizon (days), CLV steps per year, discount rate, margin rate."""
+    return (
+        config.churn_window_days, config.horizon_days, config.clv_steps_per_year,
+        config.annual_discount_rate, config.margin_rate,
+    )  # fmt: skip
 
 
 _Entry = tuple[float, float, float, float]  # P(alive), P(no purchase), expected, discounted
