@@ -17,7 +17,7 @@ import faust
 from agents.scoring import ScoringService
 from agents.web import register_views
 from models.errors import ConfigError
-from streams.offline import fit_executor
+from streams.orphan_guard import fit_executor
 from streams.scratch import owned_dir
 from streams.settings import Settings
 

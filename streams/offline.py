@@ -6,11 +6,9 @@ file, same settings: byte-identical outputs.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -20,7 +18,7 @@ from models.config import ScoringConfig
 from models.engine import ScoringEngine
 from models.programmes.book import ProgrammeBook, pooled_summary
 from models.timeline import date_of_day, day_of_date, end_of_day
-from streams.orphan_guard import exit_with_parent
+from streams.orphan_guard import fit_executor
 from streams.partitioned import Job, PartitionSummary, Replay, Sinks, run_in_processes
 from streams.progress import Progress
 from streams.report.programmes import effect_text
@@ -102,6 +100,7 @@ def score_file(
             # Events from the future (beyond the run's start, give or take the allowed
             # skew) are bad dates; with an as-of date, events after it are skipped anyway.
             future_limit=time.time() + config.max_future_seconds if as_of is None else None,
+            fits_in_background=fit_in_background,
         )
         for index in range(jobs)
     ]
@@ -112,7 +111,7 @@ def score_file(
         summaries = run_in_processes(job_of, scores_path, emitted_path, dead_letter_path, update)
     else:
         summaries, engines = _score_in_process(
-            job_of[0], scores_path, emitted_path, dead_letter_path, fit_in_background, update
+            job_of[0], scores_path, emitted_path, dead_letter_path, update
         )
     if progress is not None:
         progress.close(os.path.getsize(events_path), sum(s.counters["read"] for s in summaries))
@@ -132,10 +131,9 @@ def _score_in_process(
     scores_path: Path,
     emitted_path: Path | None,
     dead_letter_path: Path | None,
-    fit_in_background: bool,
     progress: Callable[[int, int], None],
 ) -> tuple[list[PartitionSummary], list[ScoringEngine]]:
-    executor = fit_executor() if fit_in_background else None
+    executor = fit_executor() if job.fits_in_background else None
     emitted = open(emitted_path, "wb") if emitted_path else None  # noqa: SIM115
     dead_letter = open(dead_letter_path, "wb") if dead_letter_path else None  # noqa: SIM115
     try:
@@ -153,21 +151,6 @@ def _score_in_process(
         if executor is not None:
             executor.shutdown(cancel_futures=True)
     return summaries, list(replay.engines.values())
-
-
-def fit_executor() -> ProcessPoolExecutor:
-    """One worker process for population refits, so they run beside the replay. It is
-    started (and imports the fitter) now, while the replay's first weeks are read."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["models.refit", "streams.orphan_guard"])
-    executor = ProcessPoolExecutor(
-        max_workers=1,
-        mp_context=context,
-        initializer=exit_with_parent,  # a killed scorer or worker leaves no orphans
-        initargs=(os.getpid(),),
-    )
-    executor.submit(abs, 0)
-    return executor
 
 
 def format_summary(result: OfflineResult) -> str:

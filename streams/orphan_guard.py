@@ -9,9 +9,11 @@ whether that process still exists and exits when it does not.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 POLL_SECONDS = 1.0
 _HAS_PROC = os.path.isdir("/proc/self")
@@ -49,3 +51,21 @@ def process_exists(pid: int) -> bool:
     except PermissionError:  # exists, owned by someone else
         return True
     return True
+
+
+def fit_executor(start_method: str = "forkserver") -> ProcessPoolExecutor:
+    """One worker process for population refits, so they run beside the replay. It is
+    started (and imports the fitter) now, while the replay's first weeks are read.
+    A process forked from one that started a forkserver cannot use that forkserver
+    (it is not the forkserver's parent): it asks for `spawn`."""
+    context = multiprocessing.get_context(start_method)
+    if start_method == "forkserver":
+        context.set_forkserver_preload(["models.refit", "streams.orphan_guard"])
+    executor = ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=context,
+        initializer=exit_with_parent,  # a killed scorer or worker leaves no orphans
+        initargs=(os.getpid(),),
+    )
+    executor.submit(abs, 0)
+    return executor

@@ -37,7 +37,7 @@ from models.transition import Output, Stream
 from schemas.parsing import parse_event
 from streams.holding import Held, HeldEvents, InputOrder, clock_time, must_wait
 from streams.lines import json_lines
-from streams.orphan_guard import exit_with_parent
+from streams.orphan_guard import exit_with_parent, fit_executor
 from streams.score_csv import scores_writer, write_rows
 from streams.topics import partition_of, routing_fields
 
@@ -58,6 +58,7 @@ class Job:
     as_of_day: int | None  # None: the last event's day, over all partitions
     final_refit: bool
     future_limit: float | None = None  # events dated after it are dead-lettered
+    fits_in_background: bool = True  # the leader's refits in a process of their own
 
 
 @dataclass
@@ -393,13 +394,19 @@ def _serve_job(job: Job, parts: _Parts, pipe: Connection, done, index: int, pare
     def progress(bytes_done: int, read: int) -> None:
         done[2 * index], done[2 * index + 1] = bytes_done, read
 
+    executor = None
     try:
+        # The leader's refits run beside its replay, as in one process: run inline they
+        # would stall it, and every other process waits for the leader's fits.
+        if job.fits_in_background and LEADER in job.owned:
+            executor = fit_executor("spawn")
         with (
             _open(parts.emitted) as emitted,
             _open(parts.dead_letter) as dead_letter,
             open(parts.scores, "w", newline="", encoding="utf-8") as scores,
         ):
-            replay = Replay(job, Sinks(emitted, dead_letter, tagged=True), relay=pipe)
+            sinks = Sinks(emitted, dead_letter, tagged=True)
+            replay = Replay(job, sinks, fit_executor=executor, relay=pipe)
             pipe.send(("day", replay.run(progress)))
             message = replay.receive(block=True)
             while message is None or message[0] != "as_of":
@@ -408,6 +415,9 @@ def _serve_job(job: Job, parts: _Parts, pipe: Connection, done, index: int, pare
         pipe.send(("done", summaries))
     except BaseException:
         pipe.send(("error", traceback.format_exc()))
+    finally:
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
 
 
 def _open(path: Path | None):

@@ -14,7 +14,7 @@ import pytest
 KILLED_SCORER = textwrap.dedent(
     """
     import os, signal
-    from streams.offline import fit_executor
+    from streams.orphan_guard import fit_executor
 
     executor = fit_executor()
     print(executor.submit(os.getpid).result(), executor.submit(os.getppid).result(), flush=True)
