@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import orjson
 from aiokafka.partitioner import murmur2
@@ -95,7 +96,13 @@ def partition_of(customer_id: str, partitions: int) -> int:
     >>> [partition_of(customer_id, 4) for customer_id in ("c1", "c2", "00001")]
     [3, 1, 3]
     """
-    return (murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
+    return (_key_hash(customer_id) & 0x7FFFFFFF) % partitions
+
+
+@lru_cache(maxsize=1 << 16)
+def _key_hash(customer_id: str) -> int:
+    # murmur2 in pure Python costs microseconds; a replay asks again for every event
+    return murmur2(customer_id.encode())
 
 
 def routing_fields(line: bytes) -> tuple[str, str | None]:
