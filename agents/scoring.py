@@ -19,7 +19,6 @@ input since the last checkpoint, and its outputs repeat with the same event ids.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import shutil
 import time
@@ -36,11 +35,11 @@ from mode import Service
 
 from agents.changelog import Restored, read_changelog
 from agents.disk_states import DiskStates, worker_store_dir
+from agents.fit_relay import FitRelay, fetch
 from agents.metrics import WorkerMetrics
 from agents.partition import CHECKPOINT_KEY, PartitionScorer
 from agents.redis_store import RedisScoreStore
 from models.config import ScoringConfig
-from models.shared_fits import SharedFits
 from models.transition import Erasure, Output, Stream
 from streams.settings import Settings
 from streams.topics import TopicNames
@@ -96,15 +95,7 @@ class ScoringService(Service):
         self.on_stopping: Callable[[], None] | None = None  # called as a stop begins
         # Several partitions share the value model of partition 0 (`models.shared_fits`):
         # its records go out on the value-fits topic and come back to every worker.
-        scoring = settings.scoring
-        self.shared_fits = (
-            SharedFits(scoring.refit_install_delay_days) if settings.partitions > 1 else None
-        )
-        self._fit_records: list[tuple] = []  # published by partition 0, to produce
-        self._fits_in_flight: list[tuple[tuple, asyncio.Future]] = []
-        self._leader_quiet_since: float | None = None
-        self._leader_released = False
-        self._fits_reader: AIOKafkaConsumer | None = None
+        self.fits = FitRelay(settings, self.names.value_fits) if settings.partitions > 1 else None
 
     # -- lifecycle ------------------------------------------------------------------
     async def on_start(self) -> None:
@@ -131,14 +122,8 @@ class ScoringService(Service):
             **settings.consumer_options(),
         )
         self.consumer.subscribe(list(self.names.inputs), listener=_Listener(self))
-        if self.shared_fits is not None:
-            self._fits_reader = AIOKafkaConsumer(
-                enable_auto_commit=False, **settings.consumer_options()
-            )
-            await self._fits_reader.start()
-            fits = TopicPartition(self.names.value_fits, 0)
-            self._fits_reader.assign([fits])
-            await self._fits_reader.seek_to_beginning(fits)
+        if self.fits is not None:
+            await self.fits.start()
         await self.consumer.start()
 
     async def on_stop(self) -> None:
@@ -154,8 +139,8 @@ class ScoringService(Service):
                 await self._bounded("the final checkpoint", self._checkpoint(set(self.partitions)))
             # leaves the group: the others take over now
             await self._bounded("leaving the consumer group", self.consumer.stop())
-        if self._fits_reader is not None:
-            await self._bounded("the value-fits reader's stop", self._fits_reader.stop())
+        if self.fits is not None:
+            await self._bounded("the value-fits reader's stop", self.fits.stop())
         for scorer in self.partitions.values():
             scorer.close()
         if self._store_dir is not None:
@@ -182,74 +167,15 @@ class ScoringService(Service):
 
     @Service.task
     async def _read_value_fits(self) -> None:
-        """Every worker takes in partition 0's published refits (`models.shared_fits`);
+        """Every worker takes in partition 0's published refits (`agents.fit_relay`);
         a follower partition holds back events until they cover them."""
-        if self._fits_reader is None or self.shared_fits is None:
-            return
-        while not self.should_stop:
-            batch = await _fetch(self._fits_reader, 200, "value-fits")
-            for records in (batch or {}).values():
-                for record in records:
-                    try:
-                        self.shared_fits.apply(tuple(orjson.loads(record.value)))
-                    except Exception as error:  # not ours: skipped, never a crash
-                        log.error("unreadable value-fits record %s: %s", record.offset, error)
-
-    def _watch_leader(self, quiet: bool, now: float) -> None:
-        """Partition 0 with nothing to read for `leader_idle_release_seconds`: the other
-        partitions stop waiting for its refits (`("idle", 1)`) until it reads again."""
-        release = self.settings.leader_idle_release_seconds
-        if self.shared_fits is None or release is None:
-            return
-        if not quiet:
-            self._leader_quiet_since = None
-            if self._leader_released:
-                self._leader_released = False
-                self._fit_records.append(("idle", 0))
-            return
-        if self._leader_quiet_since is None:
-            self._leader_quiet_since = now
-        if now - self._leader_quiet_since >= release and not self._leader_released:
-            self._leader_released = True
-            self._fit_records.append(("idle", 1))
-
-    async def _publish_fits(self) -> None:
-        """Produce what partition 0 published since the last batch (a fit done in the
-        executor included)."""
-        leader = self.partitions.get(0)
-        if leader is not None and self.shared_fits is not None:
-            leader.engine.poll_fits()
-        topic = self.names.value_fits
-        while self._fit_records:
-            record = self._fit_records[0]  # (the leader's engine appends to this very list)
-            value = orjson.dumps(list(record))
-            try:
-                delivery = await self.producer.send(
-                    topic, value, fit_key(record, value), partition=0
-                )
-            except Exception as error:  # kept, sent again after the next batch
-                log.warning("value-fits record not sent: %s", error)
-                return
-            self._fit_records.pop(0)
-            self._fits_in_flight.append((record, delivery))
-
-    def _fit_records_delivered(self) -> bool:
-        """After a flush: True when every value-fits record is acknowledged; those that
-        failed go back to the front of the queue."""
-        failed = []
-        for record, delivery in self._fits_in_flight:
-            if not delivery.done() or delivery.cancelled() or delivery.exception() is not None:
-                failed.append(record)
-        self._fits_in_flight = []
-        if failed:
-            log.warning("%d value-fits records not acknowledged: sent again", len(failed))
-            self._fit_records[:0] = failed
-        return not self._fit_records
+        if self.fits is not None:
+            await self.fits.read(lambda: self.should_stop)
 
     @Service.task
     async def _run(self) -> None:
         while not self.should_stop:
-            batch = await _fetch(self.consumer, 50, "input")
+            batch = await fetch(self.consumer, 50, "input")
             if batch is None:
                 continue
             # Shielded: a stop cancels `_run`, but a batch in progress completes (its
@@ -293,9 +219,9 @@ class ScoringService(Service):
                 outputs = scorer.catch_up()
             else:
                 idle = self._idle_inputs(partition, scorer, now)
-                if partition == 0:
+                if partition == 0 and self.fits is not None:
                     quiet = len(idle) == len(scorer.topics) and not scorer.buffered()
-                    self._watch_leader(quiet, now)
+                    self.fits.watch_leader(quiet, now)
                 outputs = scorer.drain(idle)
                 outputs += self._follow_wall_clock(partition, scorer, idle, now)
             self._pause_or_resume_fetching(partition, scorer)
@@ -304,6 +230,11 @@ class ScoringService(Service):
             await asyncio.sleep(0)  # let the web server and heartbeats in between
         await self._publish_fits()
         await self._flush_redis()
+
+    async def _publish_fits(self) -> None:
+        if self.fits is not None:
+            leader = self.partitions.get(0)
+            await self.fits.publish(self.producer, leader.engine if leader else None)
 
     def _idle_inputs(self, partition: int, scorer: PartitionScorer, now: float) -> set[str]:
         """Inputs of the partition with nothing left to fetch (as of the last fetch)."""
@@ -392,10 +323,10 @@ class ScoringService(Service):
     # -- checkpoints and rebalancing ------------------------------------------------
     async def _checkpoint(self, partitions: set[int]) -> None:
         producer = self.producer
-        if 0 in partitions and self.shared_fits is not None:
+        if 0 in partitions:
             await self._publish_fits()
         await producer.flush()  # outputs first: a checkpoint never covers unsent outputs
-        if 0 in partitions and not self._fit_records_delivered():
+        if 0 in partitions and self.fits is not None and not self.fits.delivered():
             # A checkpoint of partition 0 must not cover refit records the others never
             # got: it is checkpointed once they are out (a restart sends them again).
             partitions = partitions - {0}
@@ -480,8 +411,8 @@ class ScoringService(Service):
             fit_executor=self.fit_executor,
             max_rescores=self.settings.max_rescores_per_tick,
             derive=False,
-            shared=self.shared_fits,
-            publish=self._fit_records.append if partition == 0 and self.shared_fits else None,
+            shared=self.fits.book if self.fits else None,
+            publish=self.fits.queue.append if partition == 0 and self.fits else None,
         )
         try:
             for _ in scorer.engine.rebuild_in_steps():
@@ -490,9 +421,8 @@ class ScoringService(Service):
             scorer.close()
             raise
         self.partitions[partition] = scorer
-        if partition == 0 and self.shared_fits is not None:
-            self._leader_quiet_since, self._leader_released = None, False
-            self._fit_records.append(("idle", 0))  # a former owner may have released it
+        if partition == 0 and self.fits is not None:
+            self.fits.leader_assigned()
         self._assigned_at[partition] = time.time()
         # A phase per partition spreads their checkpoints over the interval.
         phase = (partition * 0.6180339887) % 1.0
@@ -562,27 +492,6 @@ class ScoringService(Service):
                 if isinstance(value, int):
                     totals[name] += value
         return dict(totals)
-
-
-def fit_key(record: tuple, value: bytes) -> bytes:
-    """The value-fits key under compaction: the latest progress and idle state; every
-    distinct announcement and outcome (readers keep the first per install day)."""
-    kind = record[0]
-    if kind in ("progress", "idle"):
-        return kind.encode()
-    if kind == "start":
-        return f"start:{record[1]}".encode()
-    return f"{kind}:{record[1]}:{hashlib.sha1(value).hexdigest()[:16]}".encode()
-
-
-async def _fetch(consumer: AIOKafkaConsumer, timeout_ms: int, what: str) -> dict | None:
-    """One `getmany`; on broker trouble: report, back off, and None (go on after)."""
-    try:
-        return await consumer.getmany(timeout_ms=timeout_ms)
-    except Exception as error:
-        log.warning("%s fetch failed: %s", what, error)
-        await asyncio.sleep(0.5)
-        return None
 
 
 def partition_config(settings: Settings) -> ScoringConfig:

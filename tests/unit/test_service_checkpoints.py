@@ -70,10 +70,10 @@ def test_partition_0_waits_for_its_fit_records_and_the_others_do_not():
     async def scenario() -> None:
         service, producer = service_with_two_partitions()
         changelog = service.names.changelog
-        service._fit_records.append(("progress", 12))
+        service.fits.queue.append(("progress", 12))
         await service._checkpoint({0, 1})
         assert checkpointed(producer, changelog) == [1]  # partition 0 left out
-        assert service._fit_records == [("progress", 12)]  # queued to be sent again
+        assert service.fits.queue == [("progress", 12)]  # queued to be sent again
 
         producer.sent.clear()
         producer.hold_fits = False  # the broker acknowledges from now on
@@ -81,7 +81,7 @@ def test_partition_0_waits_for_its_fit_records_and_the_others_do_not():
         fits = [key for topic, key, _ in producer.sent if topic == service.names.value_fits]
         assert fits == [b"progress"]  # sent again, before the checkpoint
         assert checkpointed(producer, changelog) == [0, 1]
-        assert service._fit_records == [] and service._fits_in_flight == []
+        assert service.fits.queue == [] and service.fits.in_flight == []
 
     asyncio.run(scenario())
 
@@ -90,10 +90,10 @@ def test_a_failed_fit_record_is_sent_again_and_holds_partition_0_back():
     async def scenario() -> None:
         service, producer = service_with_two_partitions()
         producer.fail_fits = True
-        service._fit_records.append(("start", 70))
+        service.fits.queue.append(("start", 70))
         await service._checkpoint({0})
         assert checkpointed(producer, service.names.changelog) == []
-        assert service._fit_records == [("start", 70)]
+        assert service.fits.queue == [("start", 70)]
         assert service.metrics.checkpoints == 0  # none counted that was not written
 
     asyncio.run(scenario())
@@ -128,7 +128,7 @@ def test_partitions_are_checkpointed_one_per_poll_each_within_the_interval():
 def test_partition_0_waiting_for_its_records_does_not_hold_the_others_checkpoints_back():
     async def scenario() -> None:
         service, producer = service_with_two_partitions()
-        service._fit_records.append(("progress", 12))  # never acknowledged (held)
+        service.fits.queue.append(("progress", 12))  # never acknowledged (held)
         service._checkpointed_at = {0: 1.0, 1: 2.0}  # both overdue, partition 0 more
         for _ in range(2):  # two polls
             due = service._checkpoint_due(time.monotonic())

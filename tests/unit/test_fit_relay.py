@@ -1,0 +1,54 @@
+"""Partition 0's idle watch (`agents.fit_relay`): the other partitions stop waiting for
+its refits once it has had nothing to read for the release time, and wait again as
+soon as it reads. No broker: the records are only queued here."""
+
+from __future__ import annotations
+
+from agents.fit_relay import FitRelay
+from streams.settings import load_settings
+
+
+def relay(release: float | None) -> FitRelay:
+    settings = load_settings(partitions=2, leader_idle_release_seconds=release)
+    return FitRelay(settings, "t.value-fits")
+
+
+def test_a_quiet_leader_is_released_once_and_taken_back_when_it_reads():
+    fits = relay(30.0)
+    fits.watch_leader(quiet=True, now=100.0)
+    fits.watch_leader(quiet=True, now=129.9)
+    assert fits.queue == []  # not yet: quiet for 29.9 s
+    fits.watch_leader(quiet=True, now=130.0)
+    fits.watch_leader(quiet=True, now=500.0)
+    assert fits.queue == [("idle", 1)]  # once, however long it stays quiet
+    fits.watch_leader(quiet=False, now=501.0)
+    fits.watch_leader(quiet=False, now=502.0)
+    assert fits.queue == [("idle", 1), ("idle", 0)]
+
+
+def test_a_leader_that_reads_in_between_starts_its_quiet_time_again():
+    fits = relay(30.0)
+    fits.watch_leader(quiet=True, now=100.0)
+    fits.watch_leader(quiet=False, now=120.0)  # read something: not released, no record
+    fits.watch_leader(quiet=True, now=125.0)
+    fits.watch_leader(quiet=True, now=150.0)
+    assert fits.queue == []
+    fits.watch_leader(quiet=True, now=155.0)
+    assert fits.queue == [("idle", 1)]
+
+
+def test_without_a_release_time_the_others_always_wait():
+    fits = relay(None)
+    fits.watch_leader(quiet=True, now=0.0)
+    fits.watch_leader(quiet=True, now=10_000.0)
+    assert fits.queue == []
+
+
+def test_a_newly_assigned_leader_cancels_a_former_owners_release():
+    fits = relay(30.0)
+    fits.watch_leader(quiet=True, now=0.0)
+    fits.watch_leader(quiet=True, now=40.0)
+    fits.leader_assigned()
+    assert fits.queue == [("idle", 1), ("idle", 0)]
+    fits.watch_leader(quiet=True, now=41.0)  # its quiet time starts again
+    assert fits.queue == [("idle", 1), ("idle", 0)]
