@@ -191,6 +191,29 @@ async def segment_totals(
     }
 
 
+async def top_of_segment(
+    client: aioredis.Redis, prefix: str, segment_set: str, limit: int, fields: list[str]
+) -> list[dict]:
+    """The `limit` highest-CLV customers of one sorted set (e.g. `lifecycle:at_risk`),
+    highest first, each with the asked `fields` of its hash (strings, None when
+    missing): one `ZREVRANGE`, then one pipeline of `HMGET`s. A customer scored again
+    between the two shows its newest fields."""
+    members = await client.zrevrange(prefix + segment_set, 0, limit - 1, withscores=True)
+    top = [{"customer_id": member.decode(), "clv": clv} for member, clv in members]
+    if not fields or not top:
+        return top
+    async with client.pipeline(transaction=False) as pipe:
+        for row in top:
+            pipe.hmget(f"{prefix}customer:{row['customer_id']}", fields)
+        values = await pipe.execute()
+    for row, found in zip(top, values, strict=True):
+        row.update(
+            (name, value.decode() if value is not None else None)
+            for name, value in zip(fields, found, strict=True)
+        )
+    return top
+
+
 async def _segment_sets(client: aioredis.Redis, prefix: str) -> list[str]:
     keys: set[str] = set()
     for kind in ("lifecycle", "tier"):

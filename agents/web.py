@@ -2,6 +2,9 @@
 
 - `GET /customers/{id}`: the customer's current scores, as served from Redis;
 - `GET /segments`: customers and total CLV per lifecycle segment and value tier;
+- `GET /segments/{group}/{name}?limit=100&fields=churn_probability,top_needs`: the
+  highest-CLV customers of one lifecycle segment (`group` lifecycle) or value tier
+  (`group` value_tier), highest first, with the asked score fields;
 - `GET /programmes`: per programme, triggers by arm and the measured incremental
   revenue of the windows closed on this worker's partitions (pooled);
 - `GET /health`: 200 when the scorer runs and Redis takes writes, else 503;
@@ -13,9 +16,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agents.redis_store import segment_totals
+from agents.redis_store import segment_totals, top_of_segment
 from models.programmes.book import pooled_summary
 from models.segments import LIFECYCLE_SEGMENTS, UNRANKED
+from streams.score_csv import SCORE_COLUMNS
+
+MAX_LIMIT = 1000
+# Fields a segment's top list may ask for: the score's, except the two every row has.
+TOP_FIELDS = frozenset(SCORE_COLUMNS) - {"customer_id", "clv"} | {"scored_at"}
 
 if TYPE_CHECKING:
     import faust
@@ -32,14 +40,17 @@ def register_views(app: faust.App, service: ScoringService) -> None:
         fields = {k.decode(): v.decode() for k, v in scores.items() if k != b"_at"}
         return web.json(fields)
 
-    @app.page("/segments")
-    async def segments(web, request):
-        prefix = service.settings.redis_prefix
+    def segment_sets() -> dict[str, list[str]]:
         tiers = [name for name, _ in service.settings.scoring.segments.value_tiers]
-        groups = {
+        return {
             "lifecycle": [f"lifecycle:{name}" for name in LIFECYCLE_SEGMENTS],
             "value_tier": [f"tier:{name}" for name in (*tiers, "rest", UNRANKED)],
         }
+
+    @app.page("/segments")
+    async def segments(web, request):
+        prefix = service.settings.redis_prefix
+        groups = segment_sets()
         every_set = [name for names in groups.values() for name in names]
         totals = await segment_totals(service.redis, prefix, every_set)
         result = {
@@ -53,6 +64,21 @@ def register_views(app: faust.App, service: ScoringService) -> None:
             for group, names in groups.items()
         }
         return web.json(result)
+
+    @app.page("/segments/{group}/{name}")
+    async def top_customers(web, request, group: str, name: str):
+        sets = segment_sets()
+        segment_set = f"{'tier' if group == 'value_tier' else group}:{name}"
+        if segment_set not in sets.get(group, ()):
+            known = {g: [s.split(":", 1)[1] for s in names] for g, names in sets.items()}
+            error = f"no segment {group}/{name}; known: {known}"
+            return web.json({"error": error}, status=404)
+        limit, fields, error = top_query(request.query)
+        if error:
+            return web.json({"error": error}, status=400)
+        prefix = service.settings.redis_prefix
+        top = await top_of_segment(service.redis, prefix, segment_set, limit, fields)
+        return web.json({"group": group, "segment": name, "customers": top})
 
     @app.page("/programmes")
     async def programmes(web, request):
@@ -86,3 +112,23 @@ def register_views(app: faust.App, service: ScoringService) -> None:
         }
         text = service.metrics.render(service.lag(), extra)
         return web.text(text, content_type="text/plain")
+
+
+def top_query(query) -> tuple[int, list[str], str]:
+    """`limit` (1 to 1000, default 100) and `fields` (comma-separated score columns) of a
+    segment's top list, or an error text.
+
+    >>> top_query({"limit": "5", "fields": "churn_probability,top_needs"})
+    (5, ['churn_probability', 'top_needs'], '')
+    >>> top_query({"limit": "0"})[2], top_query({"fields": "password"})[2]
+    ('limit must be a whole number from 1 to 1000', "unknown field(s): ['password']")
+    """
+    text = query.get("limit", "100")
+    limit = int(text) if text.isdigit() else 0
+    if not 1 <= limit <= MAX_LIMIT:
+        return 0, [], f"limit must be a whole number from 1 to {MAX_LIMIT}"
+    fields = [name for name in query.get("fields", "").split(",") if name]
+    unknown = sorted(set(fields) - TOP_FIELDS)
+    if unknown:
+        return 0, [], f"unknown field(s): {unknown}"
+    return limit, fields, ""

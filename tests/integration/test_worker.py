@@ -73,6 +73,20 @@ def assert_served_as_offline(served: dict[str, dict], expected: dict[str, dict])
     assert not differ, f"columns that differ (customers): {dict(differ)}"
 
 
+def assert_top_of_segment(status: int, top: dict, served: dict, lifecycle: str, n: int) -> None:
+    """The API's top list of a lifecycle segment: its n highest-CLV customers as served
+    in Redis, highest first, with the asked fields."""
+    assert status == 200 and top["segment"] == lifecycle
+    rows = top["customers"]
+    members = [row for row in served.values() if row["lifecycle"] == lifecycle and row["clv"]]
+    best = sorted((float(row["clv"]) for row in members), reverse=True)[:n]
+    assert len(rows) == min(n, len(members)) > 0
+    assert [row["clv"] for row in rows] == pytest.approx(best)
+    for row in rows:
+        assert row["lifecycle"] == lifecycle
+        assert row["churn_probability"] == served[row["customer_id"]]["churn_probability"]
+
+
 def with_future_date(events: Path) -> None:
     """Put an event dated in 2150 in the middle of the file (a bad producer clock)."""
     lines = events.read_bytes().splitlines(keepends=True)
@@ -107,9 +121,17 @@ def test_replayed_events_reach_redis_with_the_offline_scorers_results(
         _, api_row = process.get(f"/customers/{sorted(served)[0]}")
         status, missing = process.get("/customers/nobody-here")
         _, segments = process.get("/segments")
+        sizes = {name: part["customers"] for name, part in segments["lifecycle"].items()}
+        largest = max(sizes, key=sizes.__getitem__)
+        top_query = f"/segments/lifecycle/{largest}?limit=5&fields=churn_probability,lifecycle"
+        top_status, top = process.get(top_query)
+        unknown_status, _ = process.get("/segments/lifecycle/nonsense")
+        bad_limit_status, _ = process.get(f"/segments/lifecycle/{largest}?limit=0")
     finally:
         assert process.stop() == 0
     assert_served_as_offline(served, expected)
+    assert_top_of_segment(top_status, top, served, largest, 5)
+    assert (unknown_status, bad_limit_status) == (404, 400)
     assert dead == offline_counts["dead_lettered"] > 0
     assert future == 1  # and it moved no clock: every later event was scored as offline
     assert len({row["churn_probability"] for row in served.values()}) > 100  # not constant
