@@ -154,7 +154,7 @@ class NeedsSnapshot:
     of one day reuse them until the affinity changes; the memo goes with the snapshot
     when the next day's replaces it, and is not pickled."""
 
-    __slots__ = ("_memo", "next", "popular")
+    __slots__ = ("_baskets", "_memo", "next", "popular")
 
     def __init__(
         self, next_counts: dict[str, dict[str, float]], popularity: dict[str, float]
@@ -177,6 +177,9 @@ class NeedsSnapshot:
         # id(affinity) -> (affinity, config, top needs); the affinity is kept, so its id
         # cannot be reused by another object while the entry stands
         self._memo: dict[int, tuple[Affinity, NeedsConfig, tuple[str, ...]]] = {}
+        # (basket, weight) -> the basket's part of the top-needs scores: customers who
+        # bought the same categories last share it
+        self._baskets: dict[tuple[tuple[str, ...], float], dict[str, float]] = {}
 
     def __getstate__(self) -> tuple[None, dict]:
         return None, {"next": self.next, "popular": self.popular}
@@ -184,6 +187,21 @@ class NeedsSnapshot:
     def __setstate__(self, state: tuple[None, dict]) -> None:
         _, slots = state
         self.next, self.popular, self._memo = slots["next"], slots["popular"], {}
+        self._baskets = {}
+
+    def basket_scores(self, basket: tuple[str, ...], weight: float) -> dict[str, float]:
+        """What a last basket adds to each category's score (do not modify: shared)."""
+        key = (basket, weight)
+        scores = self._baskets.get(key)
+        if scores is None:
+            scores = {}
+            for before in basket:
+                for category, p in self.next.get(before, self.popular):
+                    scores[category] = scores.get(category, 0.0) + weight * p / len(basket)
+            if len(self._baskets) >= _MEMO_LIMIT:
+                self._baskets.clear()
+            self._baskets[key] = scores
+        return scores
 
 
 EMPTY_NEEDS = NeedsSnapshot({}, {})
@@ -195,14 +213,17 @@ def top_needs(affinity: Affinity, snapshot: NeedsSnapshot, cfg: NeedsConfig) -> 
     known = memo.get(id(affinity))
     if known is not None and known[0] is affinity and known[1] is cfg:
         return list(known[2])
-    scores: dict[str, float] = {}
     basket = affinity.basket
     weight = cfg.next_weight if basket else 0.0
-    for before in basket:
-        for category, p in snapshot.next.get(before, snapshot.popular):
-            scores[category] = scores.get(category, 0.0) + weight * p / len(basket)
-    for category, share in affinity.shares(cfg).items():
-        scores[category] = scores.get(category, 0.0) + (1.0 - weight) * share
+    scores = dict(snapshot.basket_scores(basket, weight)) if basket else {}
+    # the customer's own shares, as `Affinity.shares` computes them (same arithmetic)
+    view_weight = cfg.view_weight
+    raw = {c: n + view_weight * v for c, n, _, v in affinity.entries}
+    total = sum(raw.values())
+    if total > 0:
+        own = 1.0 - weight
+        for category, value in raw.items():
+            scores[category] = scores.get(category, 0.0) + own * (value / total)
     if len(scores) < cfg.top_needs:  # fill up with what is popular
         for category, p in snapshot.popular:
             scores.setdefault(category, 1e-9 * p)
