@@ -97,8 +97,8 @@ class FitRelay:
         while self.queue:
             record = self.queue[0]  # (the leader's engine appends to this very list)
             value = orjson.dumps(list(record))
+            key = fit_key(record, value)
             try:
-                key = fit_key(record, value)
                 delivery = await producer.send(self.topic, value, key, partition=0)
             except Exception as error:  # kept, sent again after the next batch
                 log.warning("value-fits record not sent: %s", error)

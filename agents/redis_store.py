@@ -121,7 +121,7 @@ class RedisScoreStore:
         self.failed_flushes = 0
 
     def customer_key(self, customer_id: str) -> str:
-        return f"{self.prefix}customer:{customer_id}"
+        return customer_key(self.prefix, customer_id)
 
     def add(self, customer_id: str, score: dict | None, erased_at: float | None = None) -> None:
         """Queue a score event (or, with `score` None, an erasure at `erased_at`); only
@@ -204,14 +204,22 @@ async def top_of_segment(
         return top
     async with client.pipeline(transaction=False) as pipe:
         for row in top:
-            pipe.hmget(f"{prefix}customer:{row['customer_id']}", fields)
+            pipe.hmget(customer_key(prefix, row["customer_id"]), fields)
         values = await pipe.execute()
+    rows = []
     for row, found in zip(top, values, strict=True):
+        if all(value is None for value in found):
+            continue  # erased (or its hash gone) between the two calls
         row.update(
             (name, value.decode() if value is not None else None)
             for name, value in zip(fields, found, strict=True)
         )
-    return top
+        rows.append(row)
+    return rows
+
+
+def customer_key(prefix: str, customer_id: str) -> str:
+    return f"{prefix}customer:{customer_id}"
 
 
 async def _segment_sets(client: aioredis.Redis, prefix: str) -> list[str]:

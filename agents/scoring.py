@@ -234,7 +234,7 @@ class ScoringService(Service):
     async def _publish_fits(self) -> None:
         if self.fits is not None:
             leader = self.partitions.get(0)
-            await self.fits.publish(self.producer, leader.engine if leader else None)
+            await self.fits.publish(self.producer, leader.engine if leader is not None else None)
 
     def _idle_inputs(self, partition: int, scorer: PartitionScorer, now: float) -> set[str]:
         """Inputs of the partition with nothing left to fetch (as of the last fetch)."""

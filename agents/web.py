@@ -16,14 +16,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agents.redis_store import segment_totals, top_of_segment
+from agents.redis_store import HASH_FIELDS, segment_totals, top_of_segment
 from models.programmes.book import pooled_summary
 from models.segments import LIFECYCLE_SEGMENTS, UNRANKED
-from streams.score_csv import SCORE_COLUMNS
 
 MAX_LIMIT = 1000
-# Fields a segment's top list may ask for: the score's, except the two every row has.
-TOP_FIELDS = frozenset(SCORE_COLUMNS) - {"customer_id", "clv"} | {"scored_at"}
+# Fields a segment's top list may ask for: the hash's, except the two every row has.
+TOP_FIELDS = frozenset(HASH_FIELDS) - {"customer_id", "clv"}
 
 if TYPE_CHECKING:
     import faust
@@ -122,9 +121,12 @@ def top_query(query) -> tuple[int, list[str], str]:
     (5, ['churn_probability', 'top_needs'], '')
     >>> top_query({"limit": "0"})[2], top_query({"fields": "password"})[2]
     ('limit must be a whole number from 1 to 1000', "unknown field(s): ['password']")
+    >>> [top_query({"limit": text})[0] for text in ("²", "9" * 5000, "-3", "1000", "1001")]
+    [0, 0, 0, 1000, 0]
     """
     text = query.get("limit", "100")
-    limit = int(text) if text.isdigit() else 0
+    # ASCII digits only, and few of them: int() takes other digits, and a huge number
+    limit = int(text) if text.isascii() and text.isdigit() and len(text) <= 4 else 0
     if not 1 <= limit <= MAX_LIMIT:
         return 0, [], f"limit must be a whole number from 1 to {MAX_LIMIT}"
     fields = [name for name in query.get("fields", "").split(",") if name]

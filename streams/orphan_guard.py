@@ -4,13 +4,17 @@ A `ProcessPoolExecutor` worker whose parent is killed (SIGKILL, a crash) waits f
 work forever: it holds both ends of its call queue, so it never sees end of file,
 and under the forkserver start method it also keeps the forkserver alive. A worker
 started with `exit_with_parent(os.getpid())` as its initializer checks every second
-whether that process still exists and exits when it does not.
+whether that process still exists and exits when it does not. It also removes the
+parent's multiprocessing directory (`pymp-*`, where the forkserver's socket lives),
+which a killed parent cannot remove itself.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.util
 import os
+import shutil
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -19,15 +23,19 @@ POLL_SECONDS = 1.0
 _HAS_PROC = os.path.isdir("/proc/self")
 
 
-def exit_with_parent(parent_pid: int) -> None:
-    """Start a daemon thread that ends this process once `parent_pid` has gone."""
-    threading.Thread(target=_watch, args=(parent_pid,), daemon=True).start()
+def exit_with_parent(parent_pid: int, leftover_dir: str | None = None) -> None:
+    """Start a daemon thread that ends this process once `parent_pid` has gone, first
+    removing `leftover_dir` (the parent's `pymp-*` directory) if it is still there."""
+    threading.Thread(target=_watch, args=(parent_pid, leftover_dir), daemon=True).start()
 
 
-def _watch(parent_pid: int) -> None:
+def _watch(parent_pid: int, leftover_dir: str | None) -> None:
     while process_exists(parent_pid):
         time.sleep(POLL_SECONDS)
-    os._exit(0)  # no clean-up to do: the work it held belonged to the dead parent
+    # A parent that exits normally removes its directory itself; a killed one cannot.
+    if leftover_dir is not None and os.path.basename(leftover_dir).startswith("pymp-"):
+        shutil.rmtree(leftover_dir, ignore_errors=True)
+    os._exit(0)  # no other clean-up to do: the work it held belonged to the dead parent
 
 
 def process_exists(pid: int) -> bool:
@@ -57,15 +65,19 @@ def fit_executor(start_method: str = "forkserver") -> ProcessPoolExecutor:
     """One worker process for population refits, so they run beside the replay. It is
     started (and imports the fitter) now, while the replay's first weeks are read.
     A process forked from one that started a forkserver cannot use that forkserver
-    (it is not the forkserver's parent): it asks for `spawn`."""
+    (it is not the forkserver's parent): it asks for `spawn`, and its helper is not
+    told to remove a `pymp-*` directory (a forked process inherits its parent's, which
+    is not its own to remove)."""
     context = multiprocessing.get_context(start_method)
+    leftover = None
     if start_method == "forkserver":
         context.set_forkserver_preload(["models.refit", "streams.orphan_guard"])
+        leftover = multiprocessing.util.get_temp_dir()  # the forkserver's socket is there
     executor = ProcessPoolExecutor(
         max_workers=1,
         mp_context=context,
         initializer=exit_with_parent,  # a killed scorer or worker leaves no orphans
-        initargs=(os.getpid(),),
+        initargs=(os.getpid(), leftover),
     )
     executor.submit(abs, 0)
     return executor

@@ -40,7 +40,7 @@ def test_a_killed_scorer_leaves_no_fit_worker_or_forkserver_behind(tmp_path):
         text=True,
         timeout=60,
         cwd=Path(__file__).resolve().parents[2],
-        # the forkserver's directory of the killed scorer stays: in tmp_path, not /tmp
+        # the killed scorer's multiprocessing directory is made in tmp_path
         env={**os.environ, "TMPDIR": str(tmp_path)},
     )
     assert scorer.returncode == -9, scorer.stderr
@@ -51,3 +51,4 @@ def test_a_killed_scorer_leaves_no_fit_worker_or_forkserver_behind(tmp_path):
         time.sleep(0.2)
     assert not running(worker), "the fit worker outlived its killed scorer"
     assert not running(forkserver), "the forkserver outlived its killed scorer"
+    assert not list(tmp_path.glob("pymp-*")), "the killed scorer's pymp directory stayed"

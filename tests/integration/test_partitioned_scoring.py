@@ -42,7 +42,7 @@ def run(events, folder, name: str, **options):
         emitted_path=emitted,
         dead_letter_path=dead,
         show_progress=False,
-        fit_in_background=False,
+        fit_in_background=options.pop("fit_in_background", False),
         **options,
     )
     return result, out.read_bytes(), emitted.read_bytes(), dead.read_bytes()
@@ -58,6 +58,9 @@ def test_the_output_does_not_depend_on_how_many_processes_score_the_partitions(
     one = run(events_file, tmp_path, "one", partitions=3, jobs=1)
     two = run(events_file, tmp_path, "two", partitions=3, jobs=2)
     assert one[1:] == two[1:]  # scores, emitted events, dead letters: byte for byte
+    # the leader's refits in a fit process of its own (as `clvstream score` runs them)
+    fitted_aside = run(events_file, tmp_path, "aside", partitions=3, jobs=2, fit_in_background=True)
+    assert one[1:] == fitted_aside[1:]
     assert one[0].counters == two[0].counters
     letters = [orjson.loads(line) for line in two[3].splitlines()]
     assert sorted(d["reason"] for d in letters) == [
