@@ -9,7 +9,7 @@ events file is replayed as fast as possible; the rate is events / (last score in
 Redis - first event produced), polled every 0.1 s. In the same run, on fresh topics,
 a pass-through Faust agent (no work, raw values) gets the same replay; its rate is
 events / (its last event seen - first produced). Beside them, the ceiling: the same
-file through `clvstream score --partitions N` (the worker's scoring with the same
+file through `clvstream score --partitions N --jobs 1` (the worker's scoring with the same
 partitions, no broker, no Redis, no outputs serialized), wall clock of the command.
 Latency: a replay at a fraction of the measured rate; p50 / p99 of (input's broker
 timestamp -> score written to Redis) from the worker's histogram (bucket upper
@@ -121,7 +121,7 @@ def scoring_alone_rate(events: Path, partitions: int, work: Path) -> float:
     scoring costs without the broker, Redis or serialized outputs."""
     command = [
         sys.executable, "-m", "streams.cli", "score", str(events), "--out",
-        str(work / "ceiling.csv"), "--partitions", str(partitions),
+        str(work / "ceiling.csv"), "--partitions", str(partitions), "--jobs", "1",
     ]  # fmt: skip
     started = time.perf_counter()
     run = subprocess.run(command, check=True, capture_output=True, text=True)

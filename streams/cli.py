@@ -96,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="split customers as the service's N partitions do, each scored on its own (1)",
     )
     score.add_argument(
-        "--jobs", type=_positive, default=1, help="processes for the partitions, e.g. cores (1)"
+        "--jobs",
+        type=_positive,
+        help="processes for the partitions (default: one per core, at most one per "
+        "partition; the output is the same for any number)",
     )
     _scoring_options(score)
 
@@ -202,6 +205,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def score_jobs(partitions: int, jobs: int | None) -> int:
+    """The processes of `clvstream score`: as asked, else one per core, at most one per
+    partition.
+
+    >>> score_jobs(4, 3), score_jobs(1, None), score_jobs(64, None) == (os.cpu_count() or 1)
+    (3, 1, True)
+    """
+    return jobs if jobs is not None else min(partitions, os.cpu_count() or 1)
+
+
 def _run_score(args: argparse.Namespace) -> int:
     from streams.offline import format_summary, score_file
 
@@ -215,7 +228,7 @@ def _run_score(args: argparse.Namespace) -> int:
         dead_letter_path=args.dead_letter,
         final_refit=not args.no_final_refit,
         partitions=args.partitions,
-        jobs=args.jobs,
+        jobs=score_jobs(args.partitions, args.jobs),
     )
     print(format_summary(result))
     print(f"scores: {args.out}")
