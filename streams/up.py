@@ -284,6 +284,8 @@ def _print_where(settings: Settings, worker: WorkerProcess, out_dir: Path) -> No
         f"\nclvstream is running\n"
         f"  API      {worker.api}/customers/<id>  {worker.api}/segments  "
         f"{worker.api}/programmes  {worker.api}/health  {worker.api}/metrics\n"
+        f"           {worker.api}/segments/lifecycle/at_risk?limit=10"
+        f"&fields=churn_probability,top_needs\n"
         f"  Redis    {redis_url}  keys {prefix}customer:<id>, "
         f"{prefix}lifecycle:<segment>, {prefix}tier:<tier> (sorted by CLV), "
         f"{prefix}segment-clv\n"
