@@ -99,6 +99,8 @@ def passthrough_rate(stack: tuple[str, str], events: Path, partitions: int, work
         "BENCH_EXPECT": str(lines),
         "BENCH_APP": settings.app_id,
         "BENCH_DATADIR": str(work / "faust-data"),
+        # it is SIGKILLed: what it makes in the temporary directory stays, so in `work`
+        "TMPDIR": str(work),
     }
     log = work / "passthrough.out"
     with open(log, "w") as out:
