@@ -82,6 +82,23 @@ def test_top_needs_are_remembered_per_snapshot_and_config_and_not_pickled():
     assert copy._memo == {} and top_needs(customer, copy, CFG) == expected
 
 
+def test_customers_with_the_same_last_basket_share_its_part_and_never_change_it():
+    model = NeedsModel(max_categories=50)
+    for _ in range(5):
+        model.learn(("tents",), ("boots", "maps"))
+        model.learn(("books",), ("lamps",))
+    snapshot = model.snapshot()
+    hiker = Affinity().purchase(0.0, 0, {"tents": 100.0}, CFG).view(0.0, "books", CFG)
+    reader = Affinity().purchase(0.0, 0, {"lamps": 500.0}, CFG)
+    reader = reader.purchase(DAY, 1, {"tents": 5.0}, CFG)
+    assert hiker.basket == reader.basket == ("tents",)
+    # each on a snapshot of its own (nothing shared), then both on one
+    alone = [top_needs(c, pickle.loads(pickle.dumps(snapshot)), CFG) for c in (hiker, reader)]
+    together = [top_needs(c, snapshot, CFG) for c in (hiker, reader)]
+    assert together == alone and alone[0] != alone[1]
+    assert list(snapshot._baskets) == [(("tents",), CFG.next_weight)]  # one entry, shared
+
+
 def test_the_vocabulary_is_bounded():
     model = NeedsModel(max_categories=3)
     model.learn(("a",), ("b", "c", "d", "e"))
