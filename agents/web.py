@@ -10,11 +10,18 @@
 - `GET /health`: 200 when the scorer runs and Redis takes writes, else 503;
 - `GET /metrics`: Prometheus text (events in / out, dead letters by reason, lag,
   latency from an input's broker timestamp to its score in Redis).
+
+The views that read Redis answer 503 with the reason while Redis is unreachable.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agents.redis_store import HASH_FIELDS, segment_totals, top_of_segment
 from models.programmes.book import pooled_summary
@@ -30,8 +37,22 @@ if TYPE_CHECKING:
     from agents.scoring import ScoringService
 
 
+def served_from_redis(view: Callable[..., Awaitable]) -> Callable[..., Awaitable]:
+    """A view that reads Redis: 503 and the reason while Redis is unreachable."""
+
+    @functools.wraps(view)
+    async def answer(web, request, **kwargs):
+        try:
+            return await view(web, request, **kwargs)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+            return web.json({"error": f"Redis unreachable: {error}"}, status=503)
+
+    return answer
+
+
 def register_views(app: faust.App, service: ScoringService) -> None:
     @app.page("/customers/{customer_id}")
+    @served_from_redis
     async def customer(web, request, customer_id: str):
         scores = await service.redis.hgetall(service.store.customer_key(customer_id))
         if not scores:
@@ -47,6 +68,7 @@ def register_views(app: faust.App, service: ScoringService) -> None:
         }
 
     @app.page("/segments")
+    @served_from_redis
     async def segments(web, request):
         prefix = service.settings.redis_prefix
         groups = segment_sets()
@@ -65,6 +87,7 @@ def register_views(app: faust.App, service: ScoringService) -> None:
         return web.json(result)
 
     @app.page("/segments/{group}/{name}")
+    @served_from_redis
     async def top_customers(web, request, group: str, name: str):
         sets = segment_sets()
         segment_set = f"{'tier' if group == 'value_tier' else group}:{name}"
