@@ -12,8 +12,8 @@ from collections.abc import Iterable
 
 from models.churn import ChurnModel
 from models.config import ScoringConfig
-from models.ids import deterministic_id
-from models.timeline import date_of_day, iso_utc, start_of_day
+from models.health_events import daily_health_event
+from models.timeline import start_of_day
 from models.timers import DayTimers
 from models.transition import Label, label_day
 
@@ -91,21 +91,7 @@ class ChurnLearning:
         return events
 
     def _event(self, day: int, version: str, status: str, detail: str, metrics: dict) -> dict:
-        return {
-            "event_type": "model_health",
-            "schema_version": 1,
-            "event_id": deterministic_id(
-                "model", "churn", status, date_of_day(day), version, self.scope
-            ),
-            "occurred_at": iso_utc(start_of_day(day)),
-            "model": "churn",
-            "scope": self.scope,
-            "model_version": version,
-            "status": status,
-            "detail": detail,
-            "parameters": {},
-            "metrics": metrics,
-        }
+        return daily_health_event(day, "churn", self.scope, version, status, detail, metrics)
 
     def rebuild(self, snapshot_times: Iterable[tuple[str, Iterable[float]]]) -> None:
         """Timers from restored states: each customer's open snapshots' times."""

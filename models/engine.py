@@ -18,14 +18,14 @@ from models.config import ScoringConfig
 from models.counters import Counters
 from models.dead_letters import OriginInfo, dead_letter
 from models.errors import FitError
-from models.ids import deterministic_id
+from models.health_events import daily_health_event
 from models.population import Population
 from models.refit import PopulationStats, fit_value_params
 from models.refit_schedule import FitOutcome, RefitSchedule, outcome_record
 from models.scorer import Scorer
 from models.shared_fits import FollowerSchedule, SharedFits
 from models.state import CustomerState
-from models.timeline import SECONDS_PER_DAY, date_of_day, day_of, iso_utc, start_of_day
+from models.timeline import SECONDS_PER_DAY, day_of, iso_utc, start_of_day
 from models.timers import DayTimers
 from models.transition import (
     Output,
@@ -524,24 +524,13 @@ class ScoringEngine:
         )
         values = (*params.purchase, *params.spend)  # plain floats: numpy's do not serialize
         parameters = {n: float(v) for n, v in zip((*names, "p", "q", "v"), values, strict=True)}
-        value = {
-            "event_type": "model_health",
-            "schema_version": 1,
-            "event_id": deterministic_id(
-                "model", "value", status, date_of_day(day), params.version, self.scope
-            ),
-            "occurred_at": iso_utc(start_of_day(day)),
-            "model": "value",
-            "scope": self.scope,
-            "model_version": params.version,
-            "status": status,
-            "detail": detail,
-            "parameters": parameters,
-            "metrics": {
-                "log_likelihood": float(params.log_likelihood or 0.0),
-                "customers": params.n_customers,
-            },
+        metrics = {
+            "log_likelihood": float(params.log_likelihood or 0.0),
+            "customers": params.n_customers,
         }
+        value = daily_health_event(
+            day, "value", self.scope, params.version, status, detail, metrics, parameters
+        )
         return Output(Stream.MODEL_HEALTH, None, value)
 
     # -- outputs --------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 
+from models.health_events import model_health_event
 from models.ids import deterministic_id
 from models.programmes.catalogue import Programme, ProgrammesConfig
 from models.programmes.decision import Moment, screened
@@ -290,19 +291,16 @@ class ProgrammeBook:
             return None
         self.was_frozen = now is not None
         status = "frozen" if now is not None else "unfrozen"
-        return {
-            "event_type": "model_health",
-            "schema_version": 1,
-            "event_id": deterministic_id("programmes", status, self.scope, iso_utc(at)),
-            "occurred_at": iso_utc(at),
-            "model": "programmes",
-            "scope": self.scope,
-            "model_version": "programmes",
-            "status": status,
-            "detail": now or "model health recovered: triggers resume",
-            "parameters": {},
-            "metrics": {"rolling_auc": auc, "drifts_detected": float(drifts)},
-        }
+        return model_health_event(
+            deterministic_id("programmes", status, self.scope, iso_utc(at)),
+            at,
+            "programmes",
+            self.scope,
+            "programmes",
+            status,
+            now or "model health recovered: triggers resume",
+            {"rolling_auc": auc, "drifts_detected": float(drifts)},
+        )
 
 
 def pooled_summary(books: list[ProgrammeBook]) -> list[dict]:
