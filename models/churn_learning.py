@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from models.churn import ChurnModel
 from models.config import ScoringConfig
-from models.health_events import daily_health_event
+from models.health_events import daily_event_id, model_health_event
 from models.timeline import start_of_day
 from models.timers import DayTimers
 from models.transition import Label, label_day
@@ -91,7 +91,9 @@ class ChurnLearning:
         return events
 
     def _event(self, day: int, version: str, status: str, detail: str, metrics: dict) -> dict:
-        return daily_health_event(day, "churn", self.scope, version, status, detail, metrics)
+        event_id = daily_event_id("churn", status, day, version, self.scope)
+        at, scope = start_of_day(day), self.scope
+        return model_health_event(event_id, at, "churn", scope, version, status, detail, metrics)
 
     def rebuild(self, snapshot_times: Iterable[tuple[str, Iterable[float]]]) -> None:
         """Timers from restored states: each customer's open snapshots' times."""

@@ -18,7 +18,7 @@ from models.config import ScoringConfig
 from models.counters import Counters
 from models.dead_letters import OriginInfo, dead_letter
 from models.errors import FitError
-from models.health_events import daily_health_event
+from models.health_events import daily_event_id, model_health_event
 from models.population import Population
 from models.refit import PopulationStats, fit_value_params
 from models.refit_schedule import FitOutcome, RefitSchedule, outcome_record
@@ -528,9 +528,11 @@ class ScoringEngine:
             "log_likelihood": float(params.log_likelihood or 0.0),
             "customers": params.n_customers,
         }
-        value = daily_health_event(
-            day, "value", self.scope, params.version, status, detail, metrics, parameters
-        )
+        event_id = daily_event_id("value", status, day, params.version, self.scope)
+        value = model_health_event(
+            event_id, start_of_day(day), "value", self.scope, params.version, status, detail,
+            metrics, parameters,
+        )  # fmt: skip
         return Output(Stream.MODEL_HEALTH, None, value)
 
     # -- outputs --------------------------------------------------------------------

@@ -1,17 +1,16 @@
 """Model-health output events: one shape for every model (the value model's refits,
 the churn model's quality and drift, the programmes' freezes).
 
->>> event = daily_health_event(0, "churn", "p0", "v1", "drift", "drift seen", {"auc": 0.7})
+>>> event_id = daily_event_id("churn", "drift", 0, "v1", "p0")
+>>> event = model_health_event(event_id, 0.0, "churn", "p0", "v1", "drift", "seen", {"auc": 0.7})
 >>> event["occurred_at"], event["model_version"], event["parameters"], event["metrics"]
 ('1970-01-01T00:00:00+00:00', 'v1', {}, {'auc': 0.7})
->>> event["event_id"] == daily_health_event(0, "churn", "p0", "v1", "drift", "")["event_id"]
-True
 """
 
 from __future__ import annotations
 
 from models.ids import deterministic_id
-from models.timeline import date_of_day, iso_utc, start_of_day
+from models.timeline import date_of_day, iso_utc
 
 
 def model_health_event(
@@ -41,19 +40,7 @@ def model_health_event(
     }
 
 
-def daily_health_event(
-    day: int,
-    model: str,
-    scope: str,
-    version: str,
-    status: str,
-    detail: str,
-    metrics: dict | None = None,
-    parameters: dict | None = None,
-) -> dict:
-    """A model's status on an event-time day, its id derived from the model, status,
-    day, version and scope (one event per such status and day)."""
-    event_id = deterministic_id("model", model, status, date_of_day(day), version, scope)
-    return model_health_event(
-        event_id, start_of_day(day), model, scope, version, status, detail, metrics, parameters
-    )
+def daily_event_id(model: str, status: str, day: int, version: str, scope: str) -> str:
+    """The id of a model's status on an event-time day (one event per such status and
+    day, model version and scope)."""
+    return deterministic_id("model", model, status, date_of_day(day), version, scope)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import subprocess
-import time
 import uuid
 from datetime import datetime
 
@@ -15,9 +13,9 @@ import redis.asyncio as aioredis
 
 from agents.redis_store import HASH_FIELDS, RedisScoreStore, segment_totals
 from models.config import ScoringConfig
-from streams.devstack import free_port, redis_ready, valkey_binary, valkey_command
 from streams.offline import cell_text, score_file
 from tests.factories import jsonl
+from tests.integration.own_redis import OwnRedis
 from tests.unit.test_engine import random_history
 
 
@@ -163,35 +161,24 @@ def test_erased_customers_are_removed_and_stay_removed(redis_url):
 
 
 def test_scoring_goes_on_while_redis_is_down_and_catches_up_when_it_returns(tmp_path):
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    workdir = tmp_path / "valkey"  # removed by pytest, not left in /tmp
-    workdir.mkdir()
-    command = valkey_command(valkey_binary(), port, workdir)
-
-    def start() -> subprocess.Popen:
-        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not redis_ready(url) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return server
+    server = OwnRedis(tmp_path / "valkey")  # removed by pytest, not left in /tmp
+    url = server.url
 
     async def scenario() -> None:
-        server = start()
+        server.start()
         client = aioredis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
         store = RedisScoreStore(client, prefix="down:")
         try:
             store.add("a", score_event("a", "2024-01-01T00:00:00+00:00", 5.0, "new"), None)
             assert await store.flush()
             server.kill()
-            server.wait()
             for day in range(2, 6):  # the scorer keeps producing; Redis is gone
                 at = f"2024-01-0{day}T00:00:00+00:00"
                 store.add("a", score_event("a", at, float(day), "active"), None)
                 store.add("b", score_event("b", at, 1.0, "new"), None)
                 assert not await store.flush()
             assert store.pending == 2 and store.failed_flushes == 4
-            server = start()
+            server.start()
             assert await store.flush() and store.pending == 0
             served = await client.hget("down:customer:a", "scored_at")
             assert served == b"2024-01-05T00:00:00+00:00"
@@ -199,6 +186,5 @@ def test_scoring_goes_on_while_redis_is_down_and_catches_up_when_it_returns(tmp_
         finally:
             await client.aclose()
             server.kill()
-            server.wait()
 
     run(scenario())

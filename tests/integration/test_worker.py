@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import signal
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -12,10 +11,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.devstack import free_port, redis_ready, valkey_binary, valkey_command
 from streams.offline import SCORE_COLUMNS, cell_text
 from streams.partitioned import Job, Replay, Sinks
 from streams.settings import Settings
+from tests.integration.own_redis import OwnRedis
 from tests.integration.worker_harness import (
     changelog_states,
     fresh_settings,
@@ -259,37 +258,23 @@ def _days_between(start: str, end: str) -> int:
 
 
 def test_the_api_answers_503_while_redis_is_down_and_again_once_it_is_back(kafka_url, tmp_path):
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    workdir = tmp_path / "valkey"  # removed by pytest, not left in /tmp
-    workdir.mkdir()
-    command = valkey_command(valkey_binary(), port, workdir)
-
-    def start_redis() -> subprocess.Popen:
-        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not redis_ready(url) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return server
-
-    server = start_redis()
-    settings = fresh_settings(kafka_url, url, partitions=1)
+    redis_server = OwnRedis(tmp_path / "valkey")
+    redis_server.start()
+    settings = fresh_settings(kafka_url, redis_server.url, partitions=1)
     sent = replay(simulated_file(tmp_path, 40, 60, seed=5), settings)
     process = worker(settings, tmp_path)
     try:
         wait_until_scored([process], sent)
         customer = sorted(redis_scores(settings))[0]
         before = process.get(f"/customers/{customer}")[0]
-        server.kill()
-        server.wait()
+        redis_server.kill()
         paths = (f"/customers/{customer}", "/segments", "/segments/lifecycle/active")
         down = [process.get(path) for path in paths]
-        server = start_redis()  # empty: the killed server kept nothing
+        redis_server.start()  # empty: the killed server kept nothing
         back = process.get(f"/customers/{customer}")
     finally:
         assert process.stop() == 0
-        server.kill()
-        server.wait()
+        redis_server.kill()
     assert before == 200
     assert [status for status, _ in down] == [503, 503, 503]
     assert all(body["error"].startswith("Redis unreachable") for _, body in down)
