@@ -13,7 +13,7 @@ an offset (in Python, aware `datetime` objects).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, get_args
 
 from pydantic import Field, TypeAdapter, ValidationInfo, field_validator, model_validator
 
@@ -29,18 +29,6 @@ from schemas.common import (
     Timestamp,
 )
 
-INTERACTION_KINDS = (
-    "login",
-    "page_view",
-    "email_open",
-    "email_click",
-    "support_ticket",
-    "complaint",
-    "survey",
-    "unsubscribe",
-    "cart_abandon",
-    "review",
-)
 InteractionKind = Literal[
     "login",
     "page_view",
@@ -53,6 +41,7 @@ InteractionKind = Literal[
     "cart_abandon",
     "review",
 ]
+INTERACTION_KINDS: tuple[str, ...] = get_args(InteractionKind)
 
 
 class Item(Contract):

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import betaln, gammaln, hyp2f1
 
+from models.btyd.queries import SurvivalQueries
+
 
 @dataclass(frozen=True, slots=True)
-class BGNBD:
+class BGNBD(SurvivalQueries):
     r: float
     alpha: float
     a: float
@@ -68,12 +70,3 @@ class BGNBD:
             alive = (a + b + x - 1.0) / (a - 1.0) * (1.0 - (a_T / (a_T + t)) ** r_x * hyp)
             values.append(p_alive * alive if t > 0 else 0.0)
         return values
-
-    def p_alive(self, x: int, t_x: float, T: float) -> float:
-        return self.survival(x, t_x, T, None)[0]
-
-    def expected_purchases(self, x: int, t_x: float, T: float, t: float) -> float:
-        return self.cumulative(x, T, self.p_alive(x, t_x, T), (t,))[0]
-
-    def p_no_purchase(self, x: int, t_x: float, T: float, t: float) -> float:
-        return self.survival(x, t_x, T, t)[1]

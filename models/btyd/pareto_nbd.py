@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import gammaln, hyp2f1
 
+from models.btyd.queries import SurvivalQueries
+
 
 def _log_tail(u, r_x, alpha, s, beta, log=np.log):
     """log I(u); arrays with `log=np.log`, plain floats with `log=math.log` (faster)."""
@@ -92,7 +94,7 @@ def discount_steps(cumulative: list[float], discounts) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
-class ParetoNBD:
+class ParetoNBD(SurvivalQueries):
     r: float
     alpha: float
     s: float
@@ -214,15 +216,3 @@ class ParetoNBD:
             b_T, power = self.beta + T, self.s - 1.0
             terms = steps[T] = tuple(1.0 - (b_T / (b_T + t)) ** power for t in times)
         return terms
-
-    def p_alive(self, x: int, t_x: float, T: float) -> float:
-        """P(still alive at T | x, t_x, T)."""
-        return self.survival(x, t_x, T, None)[0]
-
-    def expected_purchases(self, x: int, t_x: float, T: float, t: float) -> float:
-        """E[purchases in (T, T+t] | x, t_x, T]."""
-        return self.cumulative(x, T, self.p_alive(x, t_x, T), (t,))[0]
-
-    def p_no_purchase(self, x: int, t_x: float, T: float, t: float) -> float:
-        """P(no purchase in (T, T+t] | x, t_x, T); does not collapse to 1 - P(alive)."""
-        return self.survival(x, t_x, T, t)[1]
