@@ -17,11 +17,9 @@ from models.clock import EventClock
 from models.config import ScoringConfig
 from models.counters import Counters
 from models.dead_letters import OriginInfo, dead_letter
-from models.errors import FitError
-from models.health_events import daily_event_id, model_health_event
+from models.engine_refits import EngineRefits
 from models.population import Population
-from models.refit import PopulationStats, fit_value_params
-from models.refit_schedule import FitOutcome, RefitSchedule, outcome_record
+from models.refit_schedule import RefitSchedule
 from models.scorer import Scorer
 from models.shared_fits import FollowerSchedule, SharedFits
 from models.state import CustomerState
@@ -43,7 +41,7 @@ from schemas.outputs import DeadLetterReason
 from schemas.parsing import Event, Rejected, parse_event
 
 
-class ScoringEngine:
+class ScoringEngine(EngineRefits):
     def __init__(
         self,
         config: ScoringConfig,
@@ -409,131 +407,6 @@ class ScoringEngine:
     def _wake_by(self, day: int) -> None:
         if start_of_day(day) < self._next_work_at:
             self._next_work_at = start_of_day(day)
-
-    # -- population refit -----------------------------------------------------------
-    def _maybe_refit(self, outputs: list[Output]) -> list[Output]:
-        if not self.refit_enabled or not self.clock.started:
-            return outputs
-        outcomes = self._refits.step(day_of(self.clock.watermark), self._fit_inputs)
-        outputs.extend(self._apply_fit(outcome) for outcome in outcomes)
-        return outputs
-
-    def waiting_for_fit(self, at: float) -> bool:
-        """True when an event at `at` would move the clock to the install day of a refit
-        still running in the executor: a caller that must not block (the stream worker)
-        holds the event back until the fit is done; installing waits otherwise."""
-        if not self.refit_enabled:
-            return False
-        refits = self._refits
-        watermark = max(at - self.clock.allowed_lateness, self.clock.watermark)
-        if not math.isfinite(watermark):
-            return False  # a record that moves no clock
-        if refits.blocks(day_of(watermark)):
-            return True  # a follower ahead of what the leader has published
-        pending = refits.pending
-        if pending is None or pending.future is None or pending.future.done():
-            return False
-        return day_of(watermark) >= pending.install_day
-
-    @property
-    def late_fit_installs(self) -> int:
-        """Shared refits this follower installed after their day (their leader was
-        released as idle, or a restarted leader merged live input differently): the
-        scores between the two days used the older parameters, unlike a replay."""
-        refits = self._refits
-        return refits.late_installs if isinstance(refits, FollowerSchedule) else 0
-
-    def poll_fits(self) -> None:
-        """A leader publishes a fit that is done (call it now and then)."""
-        self._refits.poll()
-
-    def _fit_inputs(self) -> tuple[PopulationStats, ValueParams]:
-        return self.statistics(self.current_day), self.scorer.params
-
-    @property
-    def current_day(self) -> int:
-        """The latest day the data covers: the max event time or the watermark floor."""
-        return day_of(max(self.clock.max_event_time, self.clock.watermark))
-
-    def statistics(self, through_day: int) -> PopulationStats:
-        return self._value_stats.collect(through_day)
-
-    def refit(self, through_day: int) -> Output:
-        """Fit the value model on all states now, precisely, and install it (a final or
-        on-demand refit); a scheduled refit still pending is dropped."""
-        refits = self._refits
-        refits.cancel()
-        if isinstance(refits, FollowerSchedule):  # the leader's final fit
-            final = refits.book.final
-            if final is None:
-                raise FitError("the leading partition has published no final refit")
-            return self._apply_fit(final)
-        previous = self.scorer.params
-        try:
-            stats = self.statistics(through_day)
-            params = fit_value_params(stats, self.config, previous, precise=True)
-            outcome = FitOutcome(through_day, through_day, params, None)
-        except FitError as error:
-            outcome = FitOutcome.failed(through_day, through_day, error)
-        if refits.publish is not None:
-            refits.publish(outcome_record(outcome, "final"))
-        return self._apply_fit(outcome)
-
-    def publish_end(self, as_of_day: int, final_refit: bool) -> list[Output]:
-        """The leading partition at the end of an offline run (its clock advanced to
-        the end of the as-of day): its final refit and its progress, for the others."""
-        refits = self._refits
-        if refits.publish is None:
-            raise ValueError("only a leading partition publishes its end")
-        outputs = []
-        if final_refit and self.clock.started:
-            outputs.append(self.refit(as_of_day))
-        elif final_refit:
-            nothing = FitOutcome(as_of_day, as_of_day, None, "no data in the leading partition")
-            refits.publish(outcome_record(nothing, "final"))
-        refits.publish(("progress", as_of_day))
-        return outputs
-
-    def _apply_fit(self, outcome: FitOutcome) -> Output:
-        if outcome.params is None:
-            if outcome.too_early:
-                self.counters.skipped_refits += 1
-                status = "fit_skipped"
-            else:
-                self.counters.failed_refits += 1
-                status = "fit_failed"
-            return self._model_event(outcome.install_day, status, f"kept previous: {outcome.error}")
-        params = outcome.params
-        self.install(params)
-        self.counters.refits += 1
-        detail = f"fitted on {params.n_customers} customers through {params.fitted_through}"
-        if params.notes:
-            detail += "; " + "; ".join(params.notes)
-        return self._model_event(outcome.install_day, "fitted", detail)
-
-    def install(self, params: ValueParams) -> None:
-        if params.version != self.scorer.model_version:
-            self.scorer = self.scorer.with_params(params)
-
-    def _model_event(self, day: int, status: str, detail: str) -> Output:
-        params = self.scorer.params
-        names = (
-            ("r", "alpha", "s", "beta")
-            if params.model == "pareto_nbd"
-            else ("r", "alpha", "a", "b")
-        )
-        values = (*params.purchase, *params.spend)  # plain floats: numpy's do not serialize
-        parameters = {n: float(v) for n, v in zip((*names, "p", "q", "v"), values, strict=True)}
-        metrics = {
-            "log_likelihood": float(params.log_likelihood or 0.0),
-            "customers": params.n_customers,
-        }
-        event_id = daily_event_id("value", status, day, params.version, self.scope)
-        value = model_health_event(
-            event_id, start_of_day(day), "value", self.scope, params.version, status, detail,
-            metrics, parameters,
-        )  # fmt: skip
-        return Output(Stream.MODEL_HEALTH, None, value)
 
     # -- outputs --------------------------------------------------------------------
     def score_rows(self, at: float) -> Iterator[dict]:
