@@ -116,6 +116,7 @@ class RedisScoreStore:
         self._start_totals = client.register_script(_START_TOTALS)
         self._totals_started = False
         self._pending: dict[str, tuple[float, dict | None]] = {}
+        self._in_flight = 0  # customers of a flush whose writes are not answered yet
         self.written = 0
         self.ignored_older = 0
         self.failed_flushes = 0
@@ -140,7 +141,9 @@ class RedisScoreStore:
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        """Customers whose latest score is not in Redis yet: queued, or in a flush that
+        Redis has not answered (so 0 means every score given so far is written)."""
+        return len(self._pending) + self._in_flight
 
     async def flush(self) -> bool:
         """Write everything pending (one script call per 500 customers, one pipeline);
@@ -150,6 +153,7 @@ class RedisScoreStore:
         batch = self._pending
         self._pending = {}
         items = list(batch.items())
+        self._in_flight = len(items)
         try:
             if not self._totals_started:
                 await self.start_totals()
@@ -168,6 +172,8 @@ class RedisScoreStore:
                 if customer_id not in self._pending or self._pending[customer_id][0] < at:
                     self._pending[customer_id] = (at, score)
             return False
+        finally:
+            self._in_flight = 0
         self.written += sum(written for written, _ in results)
         self.ignored_older += sum(ignored for _, ignored in results)
         return True

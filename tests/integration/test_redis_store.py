@@ -188,3 +188,24 @@ def test_scoring_goes_on_while_redis_is_down_and_catches_up_when_it_returns(tmp_
             server.kill()
 
     run(scenario())
+
+
+def test_a_flush_in_flight_still_counts_as_pending(redis_url):
+    """`pending` (served as /health's `redis_pending`) says 0 only once Redis has
+    answered: a caller waiting for 0 then finds every score in Redis."""
+
+    async def scenario() -> None:
+        client = aioredis.from_url(redis_url)
+        store = RedisScoreStore(client, prefix=f"t{uuid.uuid4().hex[:8]}:")
+        try:
+            store.add("a", score_event("a", "2024-01-01T00:00:00+00:00", 5.0, "new"), None)
+            store.add("b", score_event("b", "2024-01-01T00:00:00+00:00", 1.0, "new"), None)
+            flush = asyncio.create_task(store.flush())
+            await asyncio.sleep(0)  # the flush has sent its commands, Redis has not answered
+            assert not flush.done() and store.pending == 2
+            assert await flush and store.pending == 0
+            assert await client.exists(store.customer_key("a"), store.customer_key("b")) == 2
+        finally:
+            await client.aclose()
+
+    run(scenario())
