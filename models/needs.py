@@ -87,11 +87,15 @@ class Affinity:
             kept = kept[: cfg.max_categories_per_customer]
         return now, tuple(sorted((c, n, s, v) for c, (n, s, v) in kept))
 
+    def weights(self, cfg: NeedsConfig) -> tuple[dict[str, float], float]:
+        """Each category's (decayed) purchases plus its weighted views, and their sum."""
+        view_weight = cfg.view_weight
+        raw = {c: n + view_weight * v for c, n, _, v in self.entries}
+        return raw, sum(raw.values())
+
     def shares(self, cfg: NeedsConfig) -> dict[str, float]:
         """Each category's share of the customer's (decayed) purchases and views."""
-        weight = cfg.view_weight
-        raw = {c: n + weight * v for c, n, _, v in self.entries}
-        total = sum(raw.values())
+        raw, total = self.weights(cfg)
         return {c: w / total for c, w in raw.items()} if total > 0 else {}
 
     def to_list(self) -> list:
@@ -216,10 +220,8 @@ def top_needs(affinity: Affinity, snapshot: NeedsSnapshot, cfg: NeedsConfig) -> 
     basket = affinity.basket
     weight = cfg.next_weight if basket else 0.0
     scores = dict(snapshot.basket_scores(basket, weight)) if basket else {}
-    # the customer's own shares, as `Affinity.shares` computes them (same arithmetic)
-    view_weight = cfg.view_weight
-    raw = {c: n + view_weight * v for c, n, _, v in affinity.entries}
-    total = sum(raw.values())
+    # the customer's own shares (`Affinity.shares`), added without a dict of their own
+    raw, total = affinity.weights(cfg)
     if total > 0:
         own = 1.0 - weight
         for category, value in raw.items():

@@ -29,6 +29,9 @@ from pydantic_settings import (
 from models.config import ScoringConfig
 from models.errors import ConfigError
 
+STOP_GRACE_SECONDS = 5.0
+"""After a worker's stop timeout, the time its Faust services have left to stop."""
+
 
 class KafkaSecurity(BaseModel):
     """Passed to the Kafka clients as they are (aiokafka / kafka-python names)."""
@@ -110,8 +113,8 @@ class Settings(BaseSettings):
         description="on stop, how long the last steps (the final checkpoint, leaving the "
         "group, the producer's flush, the last Redis write) may wait for an unreachable "
         "broker or Redis before they are given up; a checkpoint given up costs nothing but "
-        "a longer replay at the next start. A stop still hanging 5 s later (Faust's own "
-        "clients) ends the process",
+        "a longer replay at the next start. A stop still hanging "
+        f"{STOP_GRACE_SECONDS:.0f} s later (Faust's own clients) ends the process",
     )
     max_batch: int = Field(1000, ge=1, description="records per poll of the input topics")
     fetch_max_wait_ms: int = Field(

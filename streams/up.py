@@ -26,7 +26,7 @@ from pydantic import SecretStr
 
 from models.errors import ClvError
 from streams.devstack import DevStack, create_topics, die_with_parent, free_port
-from streams.settings import Settings
+from streams.settings import STOP_GRACE_SECONDS, Settings
 from streams.topics import TopicNames
 
 
@@ -61,10 +61,6 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
     return 0
-
-
-STOP_GRACE_SECONDS = 5.0
-"""After a worker's stop timeout, the time its Faust services have left to stop."""
 
 
 def _exit_if_still_running_after(seconds: float) -> None:
