@@ -22,10 +22,10 @@ import msgpack
 from agents.disk_states import DiskStates
 from models.checkpoint import checkpoint_bytes, restore_checkpoint
 from models.config import ScoringConfig
+from models.emitted import Output
 from models.engine import ScoringEngine
 from models.shared_fits import SharedFits
 from models.state import CustomerState
-from models.transition import Output
 from schemas.parsing import Rejected, parse_event
 
 CHECKPOINT_KEY = b"\x00checkpoint"

@@ -35,10 +35,10 @@ TRUE_EFFECTS = {
 
 def run_seed(customers: int, days: int, seed: int) -> dict:
     from models.config import ScoringConfig
+    from models.emitted import Stream
     from models.engine import ScoringEngine
     from models.simulation import SimulationConfig, simulate
     from models.simulation.effects import ProgrammeEffects, with_programme_effects
-    from models.transition import Stream
 
     started = time.perf_counter()
     simulation = simulate(SimulationConfig(customers=customers, days=days, seed=seed))

@@ -23,11 +23,11 @@ from datetime import datetime
 from pathlib import Path
 
 from models.config import ScoringConfig, SegmentConfig
+from models.emitted import Stream
 from models.engine import ScoringEngine
 from models.needs import popular_categories, top_needs
 from models.simulation import SimulationConfig, simulate
 from models.timeline import SECONDS_PER_DAY
-from models.transition import Stream
 from schemas.parsing import parse_event
 
 WARM_UP_DAYS = 180

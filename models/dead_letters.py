@@ -3,8 +3,8 @@ text (truncated when oversized), under an id derived from all three."""
 
 from __future__ import annotations
 
+from models.emitted import Output, Stream
 from models.ids import deterministic_id
-from models.transition import Output, Stream
 from schemas.common import MAX_PAYLOAD_BYTES
 from schemas.outputs import DeadLetterReason, Origin
 

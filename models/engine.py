@@ -17,6 +17,7 @@ from models.clock import EventClock
 from models.config import ScoringConfig
 from models.counters import Counters
 from models.dead_letters import OriginInfo, dead_letter
+from models.emitted import Output, Stream
 from models.engine_refits import EngineRefits
 from models.population import Population
 from models.refit_schedule import RefitSchedule
@@ -25,16 +26,7 @@ from models.shared_fits import FollowerSchedule, SharedFits
 from models.state import CustomerState
 from models.timeline import SECONDS_PER_DAY, day_of, iso_utc, start_of_day
 from models.timers import DayTimers
-from models.transition import (
-    Output,
-    Status,
-    Step,
-    Stream,
-    apply_event,
-    due_cause,
-    rescore,
-    resolve_expired,
-)
+from models.transition import Status, Step, apply_event, due_cause, rescore, resolve_expired
 from models.value import PRIOR_PARAMS, ValueParams
 from models.value_stats import ValueStatsIndex
 from schemas.outputs import DeadLetterReason

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 
+from models.emitted import Output, Stream
 from models.errors import FitError
 from models.health_events import daily_event_id, model_health_event
 from models.refit import PopulationStats, fit_value_params
 from models.refit_schedule import FitOutcome, outcome_record
 from models.shared_fits import FollowerSchedule
 from models.timeline import day_of, start_of_day
-from models.transition import Output, Stream
 from models.value import ValueParams
 
 

@@ -15,8 +15,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from models.emitted import Output
 from models.engine import ScoringEngine
-from models.transition import Output
 from schemas.parsing import Event, Rejected
 
 

@@ -19,7 +19,8 @@ from models.engine import ScoringEngine
 from models.programmes.book import ProgrammeBook, pooled_summary
 from models.timeline import date_of_day, day_of_date, end_of_day
 from streams.orphan_guard import fit_executor
-from streams.partitioned import Job, PartitionSummary, Replay, Sinks, run_in_processes
+from streams.partitioned import Job, PartitionSummary, Replay, Sinks
+from streams.partitioned_jobs import run_in_processes
 from streams.progress import Progress
 from streams.report.programmes import effect_text
 from streams.score_csv import SCORE_COLUMNS, cell_text, scores_writer, write_rows

@@ -6,39 +6,33 @@ Each customer belongs to the partition Kafka's default partitioner gives their i
 engine of its own, as in a worker: its own event-time clock, online models, value
 model refits and programme book with 1/N of every budget. An N-partition offline run
 therefore computes what the service computes with N partitions, and its partitions
-can run in J processes, one per core. The output does not depend on J: emitted events
-are merged in input line order (then by partition), the scores by customer id.
+can run in J processes, one per core (`streams.partitioned_jobs`). The output does
+not depend on J: emitted events are merged in input line order (then by partition),
+the scores by customer id.
 """
 
 from __future__ import annotations
 
-import csv
 import heapq
-import multiprocessing
-import os
-import tempfile
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Executor
-from contextlib import nullcontext
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO
 
 import orjson
 
 from models.config import ScoringConfig
+from models.emitted import Output, Stream
 from models.engine import ScoringEngine
 from models.programmes.book import ProgrammeBook
 from models.shared_fits import SharedFits
 from models.timeline import day_of, end_of_day
-from models.transition import Output, Stream
 from schemas.parsing import parse_event
 from streams.holding import Held, HeldEvents, InputOrder, clock_time, must_wait
 from streams.lines import json_lines
-from streams.orphan_guard import exit_with_parent, fit_executor
-from streams.score_csv import scores_writer, write_rows
+from streams.score_csv import write_rows
 from streams.topics import partition_of, routing_fields
 
 AFTER_LAST_LINE = 1 << 62  # the line number of the outputs of the end of the replay
@@ -313,165 +307,3 @@ def route(raw: bytes, partitions: int) -> int:
     engine of partition 0 dead-letters what cannot be read)."""
     _, customer_id = routing_fields(raw)
     return partition_of(customer_id, partitions) if customer_id is not None else 0
-
-
-# -- several processes ------------------------------------------------------------
-def run_in_processes(
-    jobs: list[Job],
-    scores_path: Path,
-    emitted_path: Path | None,
-    dead_letter_path: Path | None,
-    progress: Callable[[int, int], None] | None,
-) -> list[PartitionSummary]:
-    """Run each job in a process of its own and merge their outputs."""
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    done = context.Array("q", 2 * len(jobs), lock=False)
-    with tempfile.TemporaryDirectory(prefix="clvstream-score-") as folder:
-        parts = [
-            _Parts.in_folder(
-                Path(folder), index, emitted_path is not None, dead_letter_path is not None
-            )
-            for index in range(len(jobs))
-        ]
-        pipes, processes = [], []
-        for index, job in enumerate(jobs):
-            ours, theirs = context.Pipe()
-            process = context.Process(
-                target=_serve_job,
-                args=(job, parts[index], theirs, done, index, os.getpid()),
-                name=f"clvstream-score-{index}",
-            )
-            process.start()
-            theirs.close()
-            pipes.append(ours)
-            processes.append(process)
-        try:
-            last_days = _gather(pipes, processes, done, progress)
-            given = jobs[0].as_of_day
-            known = [day for day in last_days if day is not None]
-            as_of_day = given if given is not None else max(known) if known else None
-            for pipe in pipes:
-                pipe.send(("as_of", as_of_day))
-            summaries = [s for batch in _gather(pipes, processes, None, None) for s in batch]
-        except BaseException:  # one failed (or Ctrl-C): the others may wait for the as-of
-            for process in processes:
-                process.kill()
-            raise
-        finally:
-            for process in processes:
-                process.join(timeout=30)
-                if process.is_alive():
-                    process.kill()
-        _merge_scores([part.scores for part in parts], scores_path)
-        if emitted_path is not None:
-            _merge_tagged([part.emitted for part in parts], emitted_path)  # type: ignore[misc]
-        if dead_letter_path is not None:
-            _merge_tagged([part.dead_letter for part in parts], dead_letter_path)  # type: ignore[misc]
-    return sorted(summaries, key=lambda s: int(s.scope[1:]))
-
-
-@dataclass(frozen=True)
-class _Parts:
-    """One process's output files."""
-
-    scores: Path
-    emitted: Path | None
-    dead_letter: Path | None
-
-    @classmethod
-    def in_folder(cls, folder: Path, index: int, emitted: bool, dead_letter: bool) -> _Parts:
-        return cls(
-            folder / f"scores-{index}.csv",
-            folder / f"emitted-{index}" if emitted else None,
-            folder / f"dead-{index}" if dead_letter else None,
-        )
-
-
-def _serve_job(job: Job, parts: _Parts, pipe: Connection, done, index: int, parent: int) -> None:
-    exit_with_parent(parent)
-
-    def progress(bytes_done: int, read: int) -> None:
-        done[2 * index], done[2 * index + 1] = bytes_done, read
-
-    executor = None
-    try:
-        # The leader's refits run beside its replay, as in one process: run inline they
-        # would stall it, and every other process waits for the leader's fits.
-        if job.fits_in_background and LEADER in job.owned:
-            executor = fit_executor("spawn")
-        with (
-            _open(parts.emitted) as emitted,
-            _open(parts.dead_letter) as dead_letter,
-            open(parts.scores, "w", newline="", encoding="utf-8") as scores,
-        ):
-            sinks = Sinks(emitted, dead_letter, tagged=True)
-            replay = Replay(job, sinks, fit_executor=executor, relay=pipe)
-            pipe.send(("day", replay.run(progress)))
-            message = replay.receive(block=True)
-            while message is None or message[0] != "as_of":
-                message = replay.receive(block=True)
-            summaries = replay.finish(message[1], scores)
-        pipe.send(("done", summaries))
-    except BaseException:
-        pipe.send(("error", traceback.format_exc()))
-    finally:
-        if executor is not None:
-            executor.shutdown(cancel_futures=True)
-
-
-def _open(path: Path | None):
-    return open(path, "wb") if path is not None else nullcontext(None)
-
-
-def _gather(pipes: list[Connection], processes, done, progress) -> list:
-    """One message from every process, in process order; raises on a failed one."""
-    answers: dict[int, object] = {}
-    while len(answers) < len(pipes):
-        waiting = [pipe for index, pipe in enumerate(pipes) if index not in answers]
-        for pipe in wait(waiting, timeout=0.5):
-            index = pipes.index(pipe)  # type: ignore[arg-type]
-            try:
-                kind, value = pipe.recv()  # type: ignore[union-attr]
-            except EOFError:
-                kind, value = "error", f"exit code {processes[index].exitcode}"
-            if kind == "error":
-                raise RuntimeError(f"scoring process {index} failed:\n{value}")
-            if kind in ("fit", "ran"):  # the leader's: for every other process
-                for other in pipes:
-                    if other is not pipe:
-                        other.send((kind, value))
-                continue
-            answers[index] = value
-        if progress is not None and done is not None:
-            progress(min(done[0::2]), sum(done[1::2]))  # each reads the whole file
-    return [answers[index] for index in range(len(pipes))]
-
-
-def _merge_scores(parts: list[Path], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handles = [open(part, newline="", encoding="utf-8") for part in parts]  # noqa: SIM115
-    try:
-        with open(path, "w", newline="", encoding="utf-8") as sink:
-            writer = scores_writer(sink, header=True)
-            readers = [csv.reader(handle) for handle in handles]
-            writer.writerows(heapq.merge(*readers, key=lambda row: row[0]))
-    finally:
-        for handle in handles:
-            handle.close()
-
-
-def _merge_tagged(parts: list[Path], path: Path) -> None:
-    """Merge the processes' tagged lines by (input line, partition), tags removed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-    def records(part: Path) -> Iterator[tuple[int, int, bytes]]:
-        with open(part, "rb") as lines:
-            for line in lines:
-                number, partition, text = line.split(b"\t", 2)
-                yield int(number), int(partition), text
-
-    with open(path, "wb") as sink:
-        merged = heapq.merge(*(records(part) for part in parts), key=lambda r: (r[0], r[1]))
-        for _, _, text in merged:
-            sink.write(text)

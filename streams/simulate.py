@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from models.config import ScoringConfig
+from models.emitted import Stream
 from models.engine import ScoringEngine
 from models.errors import ConfigError
 from models.simulation import Simulation, SimulationConfig, simulate
 from models.simulation.effects import ProgrammeEffects, with_programme_effects
-from models.transition import Stream
 
 WRITE_BATCH_LINES = 2048
 

@@ -17,7 +17,7 @@ from functools import lru_cache
 import orjson
 from aiokafka.partitioner import murmur2
 
-from models.transition import Stream
+from models.emitted import Stream
 
 INPUT_KINDS = ("transactions", "interactions", "customer-events")
 OUTPUT_STREAMS = tuple(Stream)

@@ -31,9 +31,9 @@ from datetime import datetime
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.emitted import Output, Stream
 from models.engine import ScoringEngine
 from models.timeline import SECONDS_PER_DAY, iso_utc
-from models.transition import Output, Stream
 
 GAMMA_SHAPE = 4.0  # spread of the added purchase's amount around its mean
 WINDOW_SHARE = (0.05, 0.9)  # where in the attribution window the added purchase falls

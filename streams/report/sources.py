@@ -73,7 +73,7 @@ async def read_service(settings: Settings, builder: ReportBuilder, timeout: floa
     from aiokafka import AIOKafkaConsumer
     from aiokafka.errors import KafkaError
 
-    from models.transition import Stream
+    from models.emitted import Stream
     from streams.topics import TopicNames
 
     if not settings.kafka_url:

@@ -22,8 +22,8 @@ from aiokafka import TopicPartition
 from agents.partition import PartitionScorer
 from agents.scoring import ScoringService
 from models.config import ScoringConfig
+from models.emitted import Output, Stream
 from models.engine import ScoringEngine
-from models.transition import Output, Stream
 from streams.settings import load_settings
 from streams.topics import TopicNames
 from tests.factories import purchase

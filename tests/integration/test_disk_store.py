@@ -19,9 +19,9 @@ from agents.partition import (
     decode_checkpoint,
 )
 from models.config import ScoringConfig
+from models.emitted import Output
 from models.simulation import SimulationConfig
 from models.state import CustomerState
-from models.transition import Output
 from streams.simulate import write_simulation
 from streams.topics import routing_fields
 

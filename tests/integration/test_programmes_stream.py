@@ -7,9 +7,9 @@ import collections
 import orjson
 import pytest
 
+from models.emitted import Stream
 from models.simulation import SimulationConfig
 from models.simulation.effects import ProgrammeEffects
-from models.transition import Stream
 from streams.offline import score_file
 from streams.simulate import write_simulation
 from streams.topics import TopicNames

@@ -8,8 +8,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from models.emitted import Stream
 from models.programmes.measurement import ArmStats, estimate
-from models.transition import Stream
 from streams.devstack import bootstrap_servers, create_topics
 from streams.report import build_report, write_report
 from streams.report.aggregate import ReportBuilder

@@ -15,10 +15,10 @@ import pytest
 from models.churn import ChurnModel
 from models.churn_features import FEATURES
 from models.config import ScoringConfig
+from models.emitted import Stream
 from models.engagement import Engagement
 from models.engine import ScoringEngine
 from models.state import CustomerState
-from models.transition import Stream
 from tests.factories import BASE, interaction, purchase
 
 DAY = 86_400.0

@@ -8,10 +8,10 @@ import pytest
 
 from models import refit_schedule
 from models.config import ScoringConfig
+from models.emitted import Stream
 from models.engine import ScoringEngine
 from models.errors import FitError
 from models.timeline import SECONDS_PER_DAY, day_of
-from models.transition import Stream
 from schemas.outputs import DeadLetter
 from tests.factories import BASE, customer_event, interaction, purchase, raw
 

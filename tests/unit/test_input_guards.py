@@ -8,9 +8,9 @@ import pytest
 
 from models.checkpoint import checkpoint_bytes, restore_checkpoint
 from models.config import ScoringConfig
+from models.emitted import Stream
 from models.engine import ScoringEngine
 from models.timeline import SECONDS_PER_DAY
-from models.transition import Stream
 from schemas.outputs import ModelHealth
 from schemas.parsing import Rejected, parse_event
 from tests.factories import BASE, customer_event, interaction, purchase, raw

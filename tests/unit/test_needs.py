@@ -7,10 +7,10 @@ import pickle
 import pytest
 
 from models.config import NeedsConfig, ScoringConfig
+from models.emitted import Stream
 from models.engine import ScoringEngine
 from models.needs import Affinity, NeedsModel, popular_categories, top_needs
 from models.state import CustomerState
-from models.transition import Stream
 from models.value import PRIOR_PARAMS
 from tests.factories import interaction, purchase, raw
 

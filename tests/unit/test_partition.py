@@ -7,8 +7,8 @@ import orjson
 from agents.changelog import ChangelogFold
 from agents.partition import CHECKPOINT_KEY, NEW, UPDATED, PartitionScorer
 from models.config import ScoringConfig
+from models.emitted import Stream
 from models.state import CustomerState
-from models.transition import Stream
 from tests.factories import BASE, interaction, purchase
 
 TOPICS = ("t.customer-events", "t.transactions", "t.interactions")

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from models.checkpoint import checkpoint_bytes, restore_checkpoint
 from models.config import ScoringConfig
+from models.emitted import Stream
 from models.engine import ScoringEngine
 from models.programmes.book import pooled_summary
 from models.programmes.catalogue import Eligibility, Programme, ProgrammesConfig
@@ -19,7 +20,6 @@ from models.programmes.decision import assign_arm
 from models.programmes.measurement import estimate
 from models.state import CustomerState
 from models.timeline import SECONDS_PER_DAY
-from models.transition import Stream
 from schemas.outputs import ProgrammeOutcome, ProgrammeResult, ProgrammeTrigger
 from tests.factories import customer_event, interaction, purchase, raw, refund
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from models.config import ScoringConfig, SegmentConfig
+from models.emitted import Stream
 from models.engine import ScoringEngine
 from models.population import CLV, Population, population_bins, value_bin
 from models.segments import (
@@ -21,7 +22,6 @@ from models.segments import (
     rfm_scores,
     value_tier,
 )
-from models.transition import Stream
 from models.value import PRIOR_PARAMS
 from tests.factories import customer_event, purchase, raw
 

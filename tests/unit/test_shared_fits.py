@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from models import refit_schedule
 from models.checkpoint import checkpoint_bytes, restore_checkpoint
 from models.config import ScoringConfig
+from models.emitted import Stream
 from models.engine import ScoringEngine
 from models.refit_schedule import RefitSchedule
 from models.shared_fits import SharedFits
 from models.timeline import SECONDS_PER_DAY, day_of
-from models.transition import Stream
 from tests.factories import BASE, purchase, raw
 from tests.unit.test_engine import random_history
 

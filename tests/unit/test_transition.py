@@ -7,9 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.config import ScoringConfig
+from models.emitted import Stream
 from models.scorer import Scorer
 from models.state import CustomerState
-from models.transition import Status, Stream, apply_event, rescore
+from models.transition import Status, apply_event, rescore
 from models.value import PRIOR_PARAMS
 from schemas.outputs import DeadLetterReason
 from schemas.parsing import parse_event

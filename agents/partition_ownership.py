@@ -1,0 +1,165 @@
+"""The partitions a worker holds: restored on assignment, checkpointed, handed back.
+
+A base class of `agents.scoring.ScoringService` (never used alone). Every
+`checkpoint_interval_seconds`, on a rebalance and on stop, a partition writes the
+customer states that changed to its changelog partition, then a checkpoint record
+(models, clock, input offsets), waits for the broker's acknowledgement and commits
+the offsets. A partition assigned to this worker is folded from its changelog
+(`agents.changelog`) and reads its inputs again from the checkpoint's offsets.
+
+It uses the service's `settings`, `names`, `producer`, `consumer`, `fits`,
+`fit_executor`, `metrics`, `partitions` and the bookkeeping dicts set in its
+`__init__`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from agents.changelog import Restored, read_changelog
+from agents.disk_states import DiskStates, worker_store_dir
+from agents.partition import CHECKPOINT_KEY, PartitionScorer
+from models.config import ScoringConfig
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_FIT_RECORDS_RETRY_SECONDS = 0.2  # partition 0's checkpoint, while its records are out
+
+
+class PartitionOwnership:
+    """The checkpoint and rebalance half of the scoring service."""
+
+    async def _checkpoint(self, partitions: set[int]) -> None:
+        producer = self.producer
+        if 0 in partitions:
+            await self._publish_fits()
+        await producer.flush()  # outputs first: a checkpoint never covers unsent outputs
+        if 0 in partitions and self.fits is not None and not self.fits.delivered():
+            # A checkpoint of partition 0 must not cover refit records the others never
+            # got: it is checkpointed once they are out (a restart sends them again).
+            partitions = partitions - {0}
+            if 0 in self._checkpointed_at:  # tried again soon, after any other due
+                retry_at = time.monotonic() + _FIT_RECORDS_RETRY_SECONDS
+                self._checkpointed_at[0] = retry_at - self._checkpoint_every
+        offsets: dict[TopicPartition, int] = {}
+        for partition in sorted(partitions):
+            scorer = self.partitions.get(partition)
+            if scorer is None:
+                continue
+            checkpoint = scorer.take_checkpoint()
+            for key, value in checkpoint.states:
+                await producer.send(self.names.changelog, value, key, partition=partition)
+            await producer.send(
+                self.names.changelog, checkpoint.record, CHECKPOINT_KEY, partition=partition
+            )
+            for topic, offset in scorer.next_offsets.items():
+                offsets[TopicPartition(topic, partition)] = offset
+        await producer.flush()
+        done = time.monotonic()
+        for partition in partitions:
+            if partition in self.partitions:
+                self._checkpointed_at[partition] = done
+        if offsets:
+            self.metrics.checkpoints += 1  # (none when partition 0 waits for its records)
+            try:  # for lag monitoring only: restores read the offsets from the changelog
+                await self.consumer.commit(offsets)
+            except Exception as error:
+                log.warning("offset commit failed: %s", error)
+
+    async def release(self, partitions: set[int]) -> None:
+        async with self._lock:
+            await self._checkpoint(partitions)
+            for partition in partitions:
+                scorer = self.partitions.pop(partition, None)
+                if scorer is not None:
+                    scorer.close()
+                self._assigned_at.pop(partition, None)
+                self._checkpointed_at.pop(partition, None)
+                self._paused -= {tp for tp in self._paused if tp.partition == partition}
+            self._fetched_next = {
+                tp: n for tp, n in self._fetched_next.items() if tp.partition not in partitions
+            }
+
+    async def acquire(self, partitions: set[int]) -> None:
+        async with self._lock:
+            new = sorted(partitions - set(self.partitions))
+            if not new:
+                return
+            reader = AIOKafkaConsumer(
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                **self.settings.consumer_options(),
+            )
+            await reader.start()
+            try:
+                for partition in new:
+                    tp = TopicPartition(self.names.changelog, partition)
+                    disk = self._disk(partition) if self.settings.store == "rocksdb" else None
+                    try:
+                        restored = await read_changelog(reader, tp, into=disk)
+                    except BaseException:
+                        if disk is not None:
+                            disk.close()
+                        raise
+                    await self._install(partition, restored)
+            finally:
+                await reader.stop()
+
+    async def _install(self, partition: int, restored: Restored) -> None:
+        """Score a newly assigned partition from its restored state and offsets. The
+        timers are derived from the states in steps, with the event loop let in between
+        (heartbeats: a million states on disk take seconds to read)."""
+        scorer = PartitionScorer(
+            partition,
+            self.names.merge_order,
+            partition_config(self.settings),
+            states=restored.states,  # a dict, or the disk store folded into
+            engine_blob=restored.engine_blob,
+            offsets=restored.offsets,
+            fit_executor=self.fit_executor,
+            max_rescores=self.settings.max_rescores_per_tick,
+            derive=False,
+            shared=self.fits.book if self.fits else None,
+            publish=self.fits.queue.append if partition == 0 and self.fits else None,
+        )
+        try:
+            for _ in scorer.engine.rebuild_in_steps():
+                await asyncio.sleep(0)
+        except BaseException:  # e.g. cancelled mid-way: do not leak the disk store
+            scorer.close()
+            raise
+        self.partitions[partition] = scorer
+        if partition == 0 and self.fits is not None:
+            self.fits.leader_assigned()
+        self._assigned_at[partition] = time.time()
+        # A phase per partition spreads their checkpoints over the interval.
+        phase = (partition * 0.6180339887) % 1.0
+        self._checkpointed_at[partition] = time.monotonic() - phase * self._checkpoint_every
+        self.metrics.restored_customers += restored.customers
+        for topic in self.names.inputs:
+            tp = TopicPartition(topic, partition)
+            self.consumer.seek(tp, scorer.next_offsets[topic])
+            self._fetched_next[tp] = scorer.next_offsets[topic]
+        log.info(
+            "partition %d: restored %d customers from %d changelog records "
+            "(%d rolled back), inputs from %s",
+            partition, restored.customers, restored.records,
+            restored.rolled_back, scorer.next_offsets,
+        )  # fmt: skip
+
+    def _disk(self, partition: int) -> DiskStates:
+        """A fresh RocksDB store for a partition's states (each worker has its own
+        directory: partitions move between workers)."""
+        if self._store_dir is None:
+            self._store_dir = worker_store_dir(self.settings.store_dir, self.settings.app_id)
+        return DiskStates(self._store_dir / f"p{partition}", self.settings.store_cache_customers)
+
+
+def partition_config(settings: Settings) -> ScoringConfig:
+    """The scoring config of one partition (its share of the programme budgets)."""
+    return settings.scoring.for_partition(settings.partitions)
