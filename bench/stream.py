@@ -1,8 +1,8 @@
 """The streaming service on this machine: end-to-end rate, latency, recovery.
 
     python -m bench.stream [--events FILE | --customers 7000 --days 730] [--repeats 3]
-    python -m bench.stream --latency-only --rate-fraction 0.5
-    python -m bench.stream --recovery --recovery-customers 100000
+    python -m bench.stream --skip-throughput [--rate-fraction 0.5 | --latency-rate N]
+    python -m bench.stream --recovery --customers 100000 --days 60
 
 End to end: one worker (`clvstream worker`, 4 partitions) is up and assigned; the
 events file is replayed as fast as possible; the rate is events / (last score in
