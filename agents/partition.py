@@ -26,7 +26,8 @@ from models.emitted import Output
 from models.engine import ScoringEngine
 from models.shared_fits import SharedFits
 from models.state import CustomerState
-from schemas.parsing import Rejected, parse_event
+from schemas.outputs import DeadLetterReason
+from schemas.parsing import Event, Rejected, parse_event
 
 CHECKPOINT_KEY = b"\x00checkpoint"
 """Changelog key of a partition's checkpoint record (customer ids never hold NUL)."""
@@ -105,14 +106,20 @@ class PartitionScorer:
         derive: bool = True,
         shared: SharedFits | None = None,
         publish: Callable[[tuple], None] | None = None,
+        event_types: Mapping[str, str] | None = None,
     ) -> None:
         """`derive` off: the caller exhausts `engine.rebuild_in_steps()` before
-        feeding it (to derive the timers from many states in steps)."""
+        feeding it (to derive the timers from many states in steps). With
+        `event_types` (input topic -> the event type it carries) every record must be
+        of its topic's type and keyed by its customer id, else it is dead-lettered
+        (`wrong_topic`, `key_mismatch`): a record keyed otherwise may sit on another
+        partition than the customer's other events, whose state it would split."""
         self.partition = partition
         self.max_rescores = max_rescores  # per clock advance of `follow_wall_clock` / poll
         self.behind = False  # a bounded advance left customers due: `catch_up` goes on
         self.waiting = False  # its next event or clock move waits for a refit's outcome
         self.topics = tuple(topics)
+        self.event_types = dict(event_types) if event_types else None
         # A disk store tracks its changes itself; plain states are wrapped to do so.
         self.states = states if isinstance(states, DiskStates) else TrackedStates(states or {})
         self.engine = ScoringEngine(
@@ -134,14 +141,19 @@ class PartitionScorer:
         self.processed_produced_at: list[float] = []
 
     # -- input ----------------------------------------------------------------------
-    def add(self, topic: str, records: Iterable[tuple[int, bytes, float]]) -> None:
-        """Buffer fetched records (offset, value, broker timestamp in seconds)."""
+    def add(
+        self, topic: str, records: Iterable[tuple[int, bytes | None, bytes | None, float]]
+    ) -> None:
+        """Buffer fetched records (offset, key, value, broker timestamp in seconds)."""
         buffer, last_at = self.buffers[topic], self._last_at[topic]
-        for offset, raw, produced_at in records:
+        expected_type = self.event_types.get(topic) if self.event_types else None
+        for offset, key, raw, produced_at in records:
             if offset < self.next_offsets[topic] or (buffer and offset <= buffer[-1].offset):
                 continue  # re-fetched after a seek: already buffered or processed
             raw = raw or b""  # a null value is rejected like any malformed input
             event = parse_event(raw)
+            if expected_type is not None and not isinstance(event, Rejected):
+                event = _misrouted(event, topic, expected_type, key) or event
             if not isinstance(event, Rejected):
                 at = event.occurred_at.timestamp()
                 future_limit = self.engine.future_limit
@@ -192,7 +204,7 @@ class PartitionScorer:
         origin = {"source": "kafka", "topic": topic, "partition": self.partition}
         origin["offset"] = record.offset
         if isinstance(record.event, Rejected):
-            return engine.process_raw(record.raw, origin)  # a dead letter, counted
+            return engine.process_parsed(record.event, record.raw, origin)  # a dead letter
         engine.counters.read += 1
         if self.max_rescores is None:
             return engine.process_event(record.event, record.raw, origin)
@@ -257,3 +269,32 @@ class PartitionScorer:
         """Release what the partition holds outside memory (a disk store)."""
         if isinstance(self.states, DiskStates):
             self.states.close()
+
+
+def _misrouted(event: Event, topic: str, expected_type: str, key: bytes | None) -> Rejected | None:
+    """Why a valid event cannot be applied where it was read, if it cannot.
+
+    >>> from schemas.parsing import parse_event
+    >>> event = parse_event(b'{"event_type":"interaction","event_id":"i1","customer_id":"c1",'
+    ...                     b'"occurred_at":"2024-01-01T00:00:00+00:00","kind":"login"}')
+    >>> _misrouted(event, "clv.interactions", "interaction", b"c1") is None
+    True
+    >>> _misrouted(event, "clv.transactions", "transaction", b"c1").reason.value
+    'wrong_topic'
+    >>> _misrouted(event, "clv.interactions", "interaction", None).detail[:59]
+    'the record has no key: records must be keyed by customer_id'
+    """
+    customer_id = event.customer_id
+    if event.event_type != expected_type:
+        detail = f"a {event.event_type} event on {topic}, which carries {expected_type} events"
+        return Rejected(DeadLetterReason.WRONG_TOPIC, detail, customer_id)
+    if key is None or key != customer_id.encode():
+        found = (
+            "has no key" if key is None else f"key {key.decode('utf-8', 'replace')!r:.80} differs"
+        )
+        detail = (
+            f"the record {found}: records must be keyed by customer_id ({customer_id}), "
+            "so that all of a customer's events are on one partition"
+        )
+        return Rejected(DeadLetterReason.KEY_MISMATCH, detail, customer_id)
+    return None

@@ -126,6 +126,7 @@ class PartitionOwnership:
             derive=False,
             shared=self.fits.book if self.fits else None,
             publish=self.fits.queue.append if partition == 0 and self.fits else None,
+            event_types=self.names.event_types,
         )
         try:
             for _ in scorer.engine.rebuild_in_steps():

@@ -207,7 +207,7 @@ class ScoringService(PartitionOwnership, Service):
             fetched_before = self._fetched_next.get(tp, 0)
             metrics.events_in[tp.topic] += sum(1 for r in records if r.offset >= fetched_before)
             self._fetched_next[tp] = max(fetched_before, records[-1].offset + 1)
-            scorer.add(tp.topic, ((r.offset, r.value, r.timestamp / 1000) for r in records))
+            scorer.add(tp.topic, ((r.offset, r.key, r.value, r.timestamp / 1000) for r in records))
             held = len(scorer.buffers[tp.topic])
             if held > metrics.buffered_high_water:
                 metrics.buffered_high_water = held

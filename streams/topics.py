@@ -71,6 +71,15 @@ class TopicNames:
     def input_kind(self, topic: str) -> str:
         return topic.removeprefix(self.prefix)
 
+    @property
+    def event_types(self) -> dict[str, str]:
+        """The event type each input topic carries.
+
+        >>> TopicNames("x.").event_types["x.customer-events"]
+        'customer'
+        """
+        return {self.prefix + kind: event_type for event_type, kind in _KIND_OF_EVENT_TYPE.items()}
+
     def for_event_type(self, event_type: str) -> str:
         """The input topic an event of this type is produced to (replay); input that
         names no known type goes to transactions, where it is dead-lettered.

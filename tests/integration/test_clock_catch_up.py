@@ -52,7 +52,7 @@ def fed(
 ) -> PartitionScorer:
     """A partition that has scored `history` (old data: 2024), all inputs idle now."""
     scorer = PartitionScorer(0, NAMES.merge_order, config, max_rescores=max_rescores)
-    scorer.add(TRANSACTIONS, [(offset, raw, 0.0) for offset, raw in enumerate(history)])
+    scorer.add(TRANSACTIONS, [(offset, None, raw, 0.0) for offset, raw in enumerate(history)])
     catch_up_and_drain(scorer)
     assert scorer.buffered() == 0 and not scorer.behind
     return scorer
@@ -147,12 +147,12 @@ def test_events_wait_until_the_customers_due_before_them_are_rescored(history):
     late_comer = [orjson.dumps(purchase("c1", 800.5, 30.0))]  # 2026-03-11, after the jump
     reference = fed(history, None)
     reference.follow_wall_clock(NOON)
-    reference.add(TRANSACTIONS, [(len(history), late_comer[0], 0.0)])
+    reference.add(TRANSACTIONS, [(len(history), None, late_comer[0], 0.0)])
     expected = reference.drain(idle=set(NAMES.merge_order))
 
     scorer = fed(history, LIMIT)
     scorer.follow_wall_clock(NOON)
-    scorer.add(TRANSACTIONS, [(len(history), late_comer[0], 0.0)])
+    scorer.add(TRANSACTIONS, [(len(history), None, late_comer[0], 0.0)])
     assert scorer.drain(idle=set(NAMES.merge_order)) == []  # held back: still behind
     assert scorer.buffered() == 1
     while scorer.behind:
@@ -169,7 +169,7 @@ def test_a_jump_made_by_an_event_is_bounded_too_and_events_after_it_wait(history
     """The first event after a gap in the data makes everyone due at once: the event is
     applied, then the re-scores run in bounded pieces before the next event."""
     after_gap = [purchase("c1", 800.5, 30.0), purchase("c2", 800.6, 10.0)]
-    raws = [(len(history) + i, orjson.dumps(e), 0.0) for i, e in enumerate(after_gap)]
+    raws = [(len(history) + i, None, orjson.dumps(e), 0.0) for i, e in enumerate(after_gap)]
     reference = fed(history, None)
     reference.add(TRANSACTIONS, raws)
     start = reference.engine.counters.rescored

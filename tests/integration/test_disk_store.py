@@ -29,12 +29,13 @@ TOPICS = ("t.customer-events", "t.transactions", "t.interactions")
 TOPIC_OF = {"customer": TOPICS[0], "transaction": TOPICS[1], "interaction": TOPICS[2]}
 
 
-def records_by_topic(path: Path) -> dict[str, list[tuple[int, bytes, float]]]:
-    by_topic: dict[str, list[tuple[int, bytes, float]]] = {topic: [] for topic in TOPICS}
+def records_by_topic(path: Path) -> dict[str, list[tuple[int, bytes | None, bytes, float]]]:
+    by_topic: dict[str, list] = {topic: [] for topic in TOPICS}
     for line in path.read_bytes().splitlines():
-        event_type, _ = routing_fields(line)
+        event_type, customer_id = routing_fields(line)
         topic = by_topic[TOPIC_OF.get(event_type, TOPICS[2])]
-        topic.append((len(topic), line, 0.0))
+        key = customer_id.encode() if customer_id is not None else None
+        topic.append((len(topic), key, line, 0.0))
     return by_topic
 
 

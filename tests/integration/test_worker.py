@@ -14,11 +14,13 @@ import pytest
 from streams.offline import SCORE_COLUMNS, cell_text
 from streams.partitioned import Job, Replay, Sinks
 from streams.settings import Settings
+from streams.topics import TopicNames
 from tests.integration.own_redis import OwnRedis
 from tests.integration.worker_harness import (
     changelog_states,
     fresh_settings,
     metric,
+    produce,
     redis_scores,
     replay,
     simulated_file,
@@ -98,6 +100,32 @@ def with_future_date(events: Path) -> None:
     events.write_bytes(b"".join(lines))
 
 
+def misrouted_records(events: Path, settings: Settings) -> list[tuple[str, bytes | None, bytes]]:
+    """Two valid events a careless producer sent: a purchase keyed by another customer's
+    id (it may land on another partition than its customer's) and an interaction on the
+    transactions topic. Both must be dead-lettered without changing any score."""
+    lines = [_json_or_none(line) for line in events.read_bytes().splitlines()]
+    valid = [e for e in lines if isinstance(e, dict) and "customer_id" in e]
+    purchase = next(e for e in valid if e.get("kind") == "purchase")
+    login = next(e for e in valid if e.get("event_type") == "interaction")
+    other = next(e["customer_id"] for e in valid if e["customer_id"] != purchase["customer_id"])
+    # dated last (not late), so that applying them would change their customers' scores
+    last = max(e["occurred_at"] for e in valid if not e["occurred_at"].startswith("2150"))
+    names = TopicNames(settings.topic_prefix)
+    keyed_otherwise = {**purchase, "event_id": "keyed-otherwise", "occurred_at": last,
+                       "amount": 9999.0}  # fmt: skip
+    wrong_topic = {**login, "event_id": "on-the-wrong-topic", "occurred_at": last,
+                   "kind": "complaint"}  # fmt: skip
+    return [
+        (names.for_event_type("transaction"), other.encode(), orjson.dumps(keyed_otherwise)),
+        (
+            names.for_event_type("transaction"),
+            login["customer_id"].encode(),
+            orjson.dumps(wrong_topic),
+        ),
+    ]
+
+
 def _json_or_none(line: bytes) -> object:
     try:
         return orjson.loads(line)
@@ -113,12 +141,16 @@ def test_replayed_events_reach_redis_with_the_offline_scorers_results(
     with_future_date(events)
     expected, offline_counts = offline_stream_scores(events, settings)
     sent = replay(events, settings)
+    misrouted = misrouted_records(events, settings)
+    produce(settings, misrouted)
     process = worker(settings, tmp_path)
     try:
-        wait_until_scored([process], sent)
+        wait_until_scored([process], sent + len(misrouted))
         served = redis_scores(settings)
         dead = metric(process, "clvstream_dead_lettered_total")
         future = metric(process, 'clvstream_dead_lettered_total{reason="future_timestamp"}')
+        keyed = metric(process, 'clvstream_dead_lettered_total{reason="key_mismatch"}')
+        on_wrong_topic = metric(process, 'clvstream_dead_lettered_total{reason="wrong_topic"}')
         _, api_row = process.get(f"/customers/{sorted(served)[0]}")
         status, missing = process.get("/customers/nobody-here")
         _, segments = process.get("/segments")
@@ -133,8 +165,9 @@ def test_replayed_events_reach_redis_with_the_offline_scorers_results(
     assert_served_as_offline(served, expected)
     assert_top_of_segment(top_status, top, served, largest, 5)
     assert (unknown_status, bad_limit_status) == (404, 400)
-    assert dead == offline_counts["dead_lettered"] > 0
+    assert dead == offline_counts["dead_lettered"] + len(misrouted) > len(misrouted)
     assert future == 1  # and it moved no clock: every later event was scored as offline
+    assert (keyed, on_wrong_topic) == (1, 1)  # and they changed no score (as offline)
     assert len({row["churn_probability"] for row in served.values()}) > 100  # not constant
     assert api_row["customer_id"] == sorted(served)[0] and "clv" in api_row
     assert status == 404 and "nobody-here" in missing["error"]
@@ -166,6 +199,10 @@ def test_a_worker_killed_mid_replay_ends_with_the_state_of_an_uninterrupted_run(
             process.process.send_signal(signal.SIGKILL)
             process.process.wait()
             process = worker(settings, tmp_path, "worker-restarted")
+            # Both partitions restored: the checkpoint awaited above may be the other
+            # partition's, and one whose states all came after its last checkpoint
+            # rightly restores none (the group may hand out one partition first).
+            process.wait_ready(90, partitions=2)
             assert metric(process, "clvstream_restored_customers_total") > 0
         wait_until_scored([process], 0)
         assert process.stop() == 0  # a clean stop writes a final checkpoint

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 import redis
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agents.changelog import read_changelog
 from models.simulation import SimulationConfig
@@ -55,6 +55,21 @@ def simulated_file(tmp: Path, customers: int, days: int, seed: int, **rates: flo
 
 def replay(path: Path, settings: Settings) -> int:
     return asyncio.run(replay_file(path, settings, show_progress=False)).events
+
+
+def produce(settings: Settings, records: list[tuple[str, bytes | None, bytes]]) -> None:
+    """Produce (topic, key, value) records as they are, as a producer of ours would not."""
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(settings.kafka_url))
+        await producer.start()
+        try:
+            for topic, key, value in records:
+                await producer.send_and_wait(topic, value, key=key)
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
 
 
 STARTED: list[WorkerProcess] = []

@@ -14,8 +14,12 @@ from tests.factories import BASE, interaction, purchase
 TOPICS = ("t.customer-events", "t.transactions", "t.interactions")
 
 
-def records(events: list[dict], first_offset: int = 0) -> list[tuple[int, bytes, float]]:
-    return [(first_offset + i, orjson.dumps(e), 0.0) for i, e in enumerate(events)]
+def records(events: list[dict], first_offset: int = 0) -> list[tuple]:
+    """Records as fetched (offset, key, value, timestamp), keyed by customer id."""
+    return [
+        (first_offset + i, e["customer_id"].encode(), orjson.dumps(e), 0.0)
+        for i, e in enumerate(events)
+    ]
 
 
 def scorer() -> PartitionScorer:
@@ -38,7 +42,7 @@ def test_inputs_are_merged_by_event_time_and_wait_for_an_input_that_is_behind():
 
 def test_bad_records_keep_their_place_and_become_dead_letters_with_their_origin():
     part = scorer()
-    part.add("t.transactions", [(7, b"{not json", 0.0), (8, None, 0.0)])
+    part.add("t.transactions", [(7, None, b"{not json", 0.0), (8, b"c1", None, 0.0)])
     outputs = part.drain(idle=set(TOPICS))
     dead = [o.value for o in outputs if o.stream is Stream.DEAD_LETTER]
     assert [d["origin"] for d in dead] == [
@@ -59,6 +63,42 @@ def test_a_record_dated_in_the_future_keeps_its_place_and_holds_nothing_back():
     assert dead["reason"] == "future_timestamp" and dead["origin"]["offset"] == 1
     # day 1, the future record, day 2 and day 3 went; day 4 waits for interactions
     assert part.next_offsets == {"t.customer-events": 0, "t.transactions": 1, "t.interactions": 3}
+
+
+def test_records_keyed_otherwise_or_on_another_types_topic_are_dead_lettered_in_place():
+    """With the input contract on (as in the service), a record must be keyed by its
+    customer id (else it may sit on another partition than the customer's other
+    events) and carry its topic's event type; such a record keeps its place, goes to
+    the dead letters with the reason and changes no state."""
+    types = {"t.customer-events": "customer", "t.transactions": "transaction",
+             "t.interactions": "interaction"}  # fmt: skip
+    part = PartitionScorer(0, TOPICS, ScoringConfig(churn_model=False), event_types=types)
+    good, other_key, no_key = purchase("c1", 0), purchase("c2", 1), purchase("c3", 1.5)
+    on_wrong_topic = interaction("c1", 2, "login")
+    part.add(
+        "t.transactions",
+        [
+            (0, b"c1", orjson.dumps(good), 0.0),
+            (1, b"c1", orjson.dumps(other_key), 0.0),
+            (2, None, orjson.dumps(no_key), 0.0),
+            (3, b"c1", orjson.dumps(on_wrong_topic), 0.0),
+            (4, b"c1", orjson.dumps(purchase("c1", 3)), 0.0),
+        ],
+    )
+    outputs = part.drain(idle=set(TOPICS))
+    dead = [o for o in outputs if o.stream is Stream.DEAD_LETTER]
+    assert [(o.key, o.value["reason"], o.value["origin"]["offset"]) for o in dead] == [
+        ("c2", "key_mismatch", 1),
+        ("c3", "key_mismatch", 2),
+        ("c1", "wrong_topic", 3),
+    ]
+    assert "'c1' differs" in dead[0].value["detail"] and "no key" in dead[1].value["detail"]
+    assert "interaction event on t.transactions" in dead[2].value["detail"]
+    assert set(part.states) == {"c1"} and part.states["c1"].purchase_count == 2
+    counters = part.engine.counters.as_dict()
+    assert counters["dead_lettered_by_reason"] == {"key_mismatch": 2, "wrong_topic": 1}
+    assert counters["read"] == 5 and counters["applied"] == 2
+    assert part.next_offsets["t.transactions"] == 5
 
 
 def test_records_fetched_again_after_a_seek_are_not_processed_twice():
