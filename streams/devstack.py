@@ -221,6 +221,31 @@ def create_topics(
         admin.close()
 
 
+def partition_counts(
+    kafka_url: str,
+    names: Iterable[str],
+    timeout: float = 10.0,
+    security: Mapping[str, Any] | None = None,
+) -> dict[str, int]:
+    """The number of partitions of each of the topics that exist (`security`: as for
+    `create_topics`)."""
+    try:
+        admin = _admin_client(kafka_url, timeout, security)
+    except KafkaError as error:
+        raise DevStackError(f"no Kafka broker at {kafka_url}: {error}") from error
+    try:
+        described = admin.describe_topics(list(names))
+    except KafkaError as error:
+        raise DevStackError(f"could not describe the topics: {error}") from error
+    finally:
+        admin.close()
+    counts = {}
+    for topic in described:  # kafka-python names the key "name" (or "topic", before 2.1)
+        if not topic.get("error_code"):
+            counts[topic.get("name", topic.get("topic"))] = len(topic["partitions"])
+    return counts
+
+
 def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
     """The last `lines` lines of a child's log, for error messages."""
     try:

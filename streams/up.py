@@ -25,7 +25,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from models.errors import ClvError
-from streams.devstack import DevStack, create_topics, die_with_parent, free_port
+from streams.devstack import DevStack, create_topics, die_with_parent, free_port, partition_counts
 from streams.settings import STOP_GRACE_SECONDS, Settings
 from streams.topics import TopicNames
 
@@ -35,14 +35,28 @@ class UpError(ClvError):
 
 
 def ensure_topics(settings: Settings) -> None:
+    """Create the service's topics that do not exist, then check that the inputs, the
+    outputs and the changelog have `settings.partitions` partitions each: partition p
+    of each holds the same customers (their events, outputs and state), and budgets
+    are split by that number. A topic made earlier with another count is an error to
+    fix before any event is read, not a surprise later."""
     names = TopicNames(settings.topic_prefix)
+    security = settings.kafka.admin_options()
     create_topics(
-        settings.kafka_url or "",
-        names.all,
-        settings.partitions,
-        names.compacted,
-        security=settings.kafka.admin_options(),
-    )
+        settings.kafka_url or "", names.all, settings.partitions, names.compacted,
+        security=security,
+    )  # fmt: skip
+    aligned = [*names.inputs, *names.outputs, names.changelog]  # value-fits: partition 0 only
+    counts = partition_counts(settings.kafka_url or "", aligned, security=security)
+    wrong = {name: n for name, n in counts.items() if n != settings.partitions}
+    if wrong:
+        listed = ", ".join(f"{name} has {n}" for name, n in sorted(wrong.items()))
+        raise UpError(
+            f"topics with another partition count than partitions = {settings.partitions} "
+            f"(CLVSTREAM_PARTITIONS): {listed}. Partition p of every input, output and "
+            "changelog topic holds the same customers, so all need the same count: set "
+            "CLVSTREAM_PARTITIONS to theirs, or use another CLVSTREAM_TOPIC_PREFIX."
+        )
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> int:

@@ -110,6 +110,28 @@ def test_create_topics_sets_partitions_and_tolerates_existing_topics(kafka_url, 
     }
 
 
+def test_a_worker_refuses_topics_whose_partition_counts_differ_from_its_setting(
+    kafka_url, redis_url
+):
+    """Partition p of every input, output and changelog topic holds the same customers:
+    a topic made earlier with another count is refused before any event is read."""
+    from streams.topics import TopicNames
+    from streams.up import UpError, ensure_topics
+    from tests.integration.worker_harness import fresh_settings
+
+    settings = fresh_settings(kafka_url, redis_url, partitions=2)  # creates them: 2 each
+    ensure_topics(settings)  # the same count again: fine
+    names = TopicNames(settings.topic_prefix)
+    assert devstack.partition_counts(kafka_url, names.inputs) == dict.fromkeys(names.inputs, 2)
+    wider = settings.model_copy(update={"partitions": 3})
+    with pytest.raises(UpError) as refused:
+        ensure_topics(wider)
+    message = str(refused.value)
+    assert "partitions = 3" in message and f"{names.changelog} has 2" in message
+    assert all(f"{name} has 2" in message for name in (*names.inputs, *names.outputs))
+    assert names.value_fits not in message  # read on partition 0 only: any count will do
+
+
 def test_redis_set_get_and_pipeline_round_trip(redis_url):
     client = redis.Redis.from_url(redis_url, socket_timeout=5)
     prefix = f"test:{uuid.uuid4().hex}:"

@@ -78,8 +78,9 @@ def test_streaming_settings_come_from_the_environment(monkeypatch):
 
 
 def test_kafka_security_reaches_the_topic_creation_admin_client(monkeypatch, tmp_path):
-    """`clvstream worker` and `up` create the topics first, with kafka-python's admin
-    client: it must get the same SASL / SSL settings as the aiokafka clients."""
+    """`clvstream worker` and `up` create the topics first (and check their partition
+    counts) with kafka-python's admin client: it must get the same SASL / SSL settings
+    as the aiokafka clients."""
     from streams import devstack
     from streams.up import ensure_topics
 
@@ -129,6 +130,10 @@ def test_kafka_security_reaches_the_topic_creation_admin_client(monkeypatch, tmp
         def describe_cluster(self):
             return {"brokers": [{"node_id": 1}]}
 
+        def describe_topics(self, topics):  # as created: the settings' count each
+            partitions = [{"partition": p} for p in range(settings.partitions)]
+            return [{"error_code": 0, "name": t, "partitions": partitions} for t in topics]
+
         def close(self):
             pass
 
@@ -143,7 +148,7 @@ def test_kafka_security_reaches_the_topic_creation_admin_client(monkeypatch, tmp
     monkeypatch.setattr(devstack.socket, "create_connection", lambda *a, **k: FakeSocket())
     ensure_topics(settings)
     assert devstack.kafka_ready(settings.kafka_url, security=options)
-    assert len(clients) == 2
+    assert len(clients) == 3  # creating the topics, checking their partitions, readiness
     for config in clients:
         assert config["bootstrap_servers"] == "broker-1:9093,broker-2:9093"
         assert {key: config.get(key) for key in options} == options
