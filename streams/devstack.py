@@ -239,11 +239,7 @@ def partition_counts(
         raise DevStackError(f"could not describe the topics: {error}") from error
     finally:
         admin.close()
-    counts = {}
-    for topic in described:  # kafka-python names the key "name" (or "topic", before 2.1)
-        if not topic.get("error_code"):
-            counts[topic.get("name", topic.get("topic"))] = len(topic["partitions"])
-    return counts
+    return {t["name"]: len(t["partitions"]) for t in described if not t.get("error_code")}
 
 
 def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
