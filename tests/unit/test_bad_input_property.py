@@ -5,7 +5,9 @@ fields dropped or given wrong values, wrong document types, invalid UTF-8, deep
 nesting, oversized) and with random bytes. The run over that mixture must give, for
 every input the parser rejects, exactly one dead letter naming its line, and for
 everything else exactly the outputs and the final states of a run over the accepted
-inputs alone: rejected input is counted and set aside, and good data is not lost.
+inputs alone: rejected input is counted and set aside, and good data is not lost. The
+same holds at the worker's edge (a partition with the input contract on), where a
+record also has to be keyed by its customer and sit on its event type's topic.
 """
 
 from __future__ import annotations
@@ -174,3 +176,88 @@ def test_every_kind_of_damage_is_rejected_with_a_precise_reason():
         assert isinstance(result, Rejected), raw[:80]
         assert result.reason.value == reason, (raw[:80], result)
         assert result.detail
+
+
+TYPES = {"t.customer-events": "customer", "t.transactions": "transaction",
+         "t.interactions": "interaction"}  # fmt: skip
+TOPIC_OF_TYPE = {event_type: topic for topic, event_type in TYPES.items()}
+
+
+@st.composite
+def fetched_records(draw: st.DrawFn) -> list[tuple[str, bytes | None, bytes]]:
+    """Records as a worker fetches them (topic, key, value): valid events mostly keyed
+    by their customer and on their type's topic, now and then keyed otherwise, without
+    a key, on another type's topic, or damaged."""
+    events = draw(st.lists(valid_events, min_size=1, max_size=25))
+    events.sort(key=lambda e: e["occurred_at"])
+    records = []
+    for event in events:
+        topic, key = TOPIC_OF_TYPE[event["event_type"]], event["customer_id"].encode()
+        fault = draw(st.sampled_from(["none", "none", "none", "key", "no key", "topic", "damage"]))
+        if fault == "key":
+            key = draw(st.sampled_from([b"a", b"b", b"c", b"zz"]))
+        elif fault == "no key":
+            key = None
+        elif fault == "topic":
+            topic = draw(st.sampled_from(sorted(TYPES)))
+        value = draw(damaged(event)) if fault == "damage" else orjson.dumps(event)
+        records.append((topic, key, value))
+    return records
+
+
+def _belongs(topic: str, key: bytes | None, value: bytes) -> bool:
+    """The input contract: a valid event, on its type's topic, keyed by its customer."""
+    event = parse_event(value)
+    if isinstance(event, Rejected):
+        return False
+    return event.event_type == TYPES[topic] and key == event.customer_id.encode()
+
+
+def _fed(records: list[tuple[str, int, bytes | None, bytes]]):
+    from agents.partition import PartitionScorer
+
+    config = ScoringConfig(allowed_lateness_seconds=3 * 86_400)
+    part = PartitionScorer(0, TOPIC_OF_TYPE.values(), config, event_types=TYPES)
+    for topic, offset, key, value in records:
+        part.add(topic, [(offset, key, value, 0.0)])
+    return part, part.drain(idle=set(TYPES))
+
+
+@given(fetched_records())
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_partition_sets_records_that_break_the_contract_aside_and_nothing_else(records):
+    """The worker's partition with the input contract on: every record keyed otherwise,
+    on another type's topic or damaged becomes one dead letter naming its topic and
+    offset, and the states, counts and other outputs are those of the partition fed
+    only the records that keep the contract (a set-aside record moves no clock)."""
+    offsets: dict[str, int] = dict.fromkeys(TYPES, 0)
+    placed = []
+    for topic, key, value in records:
+        placed.append((topic, offsets[topic], key, value))
+        offsets[topic] += 1
+    kept = [r for r in placed if _belongs(r[0], r[2], r[3])]
+    set_aside = {(r[0], r[1]) for r in placed if not _belongs(r[0], r[2], r[3])}
+
+    part, outputs = _fed(placed)
+    alone, alone_outputs = _fed(kept)
+
+    def letters(outs):
+        return {
+            (o.value["origin"]["topic"], o.value["origin"]["offset"]): o.value["reason"]
+            for o in outs
+            if o.stream is Stream.DEAD_LETTER
+        }
+
+    expected_letters = letters(alone_outputs)
+    got = letters(outputs)
+    assert set(got) == set(expected_letters) | set_aside
+    assert {where: got[where] for where in expected_letters} == expected_letters
+    assert [(o.stream, o.value) for o in outputs if o.stream is not Stream.DEAD_LETTER] == [
+        (o.stream, o.value) for o in alone_outputs if o.stream is not Stream.DEAD_LETTER
+    ]
+    assert {c: s.to_bytes() for c, s in part.states.items()} == {
+        c: s.to_bytes() for c, s in alone.states.items()
+    }
+    assert part.next_offsets == offsets  # every record taken, none held back
+    counted = part.engine.counters.as_dict()
+    assert counted["applied"] == alone.engine.counters.as_dict()["applied"]
