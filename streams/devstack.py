@@ -30,17 +30,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import redis
-from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from models.errors import ClvError
+from streams.kafka_admin import create_topics, kafka_ready
 
 HOST = "127.0.0.1"
 #: Environment variables Tansu reads that must not leak into the dev broker.
@@ -66,20 +64,6 @@ def free_port(host: str = HOST) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def bootstrap_servers(kafka_url: str) -> str:
-    """The `host:port[,host:port]` list Kafka clients want, from a Faust-style broker URL.
-
-    >>> bootstrap_servers("kafka://127.0.0.1:9092")
-    '127.0.0.1:9092'
-    >>> bootstrap_servers("kafka://a:1;kafka://b:2")
-    'a:1,b:2'
-    >>> bootstrap_servers("a:1,b:2")
-    'a:1,b:2'
-    """
-    hosts = [part.strip() for part in kafka_url.replace(";", ",").split(",") if part.strip()]
-    return ",".join(host.split("://", 1)[-1].rstrip("/") for host in hosts)
 
 
 def tansu_binary() -> str:
@@ -137,46 +121,6 @@ def valkey_command(binary: str, port: int, workdir: Path, host: str = HOST) -> l
     ]
 
 
-def _admin_client(
-    kafka_url: str, timeout: float, security: Mapping[str, Any] | None = None
-) -> KafkaAdminClient:
-    """A kafka-python admin client whose requests and bootstrap give up after `timeout`;
-    `security`: kafka-python's security options (`KafkaSecurity.admin_options()`)."""
-    wanted = {
-        **(security or {}),
-        "bootstrap_servers": bootstrap_servers(kafka_url),
-        "client_id": "clvstream-devstack",
-        "request_timeout_ms": int(timeout * 1000),
-        "bootstrap_timeout_ms": int(timeout * 1000),  # kafka-python >= 3 only
-    }
-    known = KafkaAdminClient.DEFAULT_CONFIG
-    unknown = sorted(key for key in security or {} if key not in known)
-    if unknown:  # never connect without the security asked for
-        raise DevStackError(f"kafka-python does not know the options {', '.join(unknown)}")
-    return KafkaAdminClient(**{key: value for key, value in wanted.items() if key in known})
-
-
-def kafka_ready(
-    kafka_url: str, timeout: float = 2.0, security: Mapping[str, Any] | None = None
-) -> bool:
-    """True when the broker accepts a connection and answers a metadata request
-    (`security`: as for `create_topics`)."""
-    first = bootstrap_servers(kafka_url).split(",")[0]
-    host, _, port = first.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
-        admin = _admin_client(kafka_url, timeout, security)
-    except (OSError, KafkaError):
-        return False
-    try:
-        return bool(admin.describe_cluster().get("brokers"))
-    except KafkaError:
-        return False
-    finally:
-        admin.close()
-
-
 def redis_ready(redis_url: str, timeout: float = 2.0) -> bool:
     """True when the server answers PING."""
     client = redis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
@@ -186,60 +130,6 @@ def redis_ready(redis_url: str, timeout: float = 2.0) -> bool:
         return False
     finally:
         client.close()
-
-
-def create_topics(
-    kafka_url: str,
-    names: Iterable[str],
-    partitions: int = 1,
-    compacted: Iterable[str] = frozenset(),
-    timeout: float = 10.0,
-    security: Mapping[str, Any] | None = None,
-) -> None:
-    """Create topics (replication 1); those in `compacted` get `cleanup.policy=compact`.
-
-    Topics that already exist are left as they are. One request per topic, so an
-    existing topic never hides the result of another. `security`: kafka-python's
-    security options (SASL / SSL), `KafkaSecurity.admin_options()`.
-    """
-    compact = set(compacted)
-    try:
-        admin = _admin_client(kafka_url, timeout, security)
-    except KafkaError as error:
-        raise DevStackError(f"no Kafka broker at {kafka_url}: {error}") from error
-    try:
-        for name in names:
-            configs = {"cleanup.policy": "compact"} if name in compact else {}
-            topic = NewTopic(name, partitions, 1, topic_configs=configs)
-            try:
-                admin.create_topics([topic], timeout_ms=int(timeout * 1000))
-            except TopicAlreadyExistsError:
-                pass
-            except KafkaError as error:
-                raise DevStackError(f"could not create topic {name!r}: {error}") from error
-    finally:
-        admin.close()
-
-
-def partition_counts(
-    kafka_url: str,
-    names: Iterable[str],
-    timeout: float = 10.0,
-    security: Mapping[str, Any] | None = None,
-) -> dict[str, int]:
-    """The number of partitions of each of the topics that exist (`security`: as for
-    `create_topics`)."""
-    try:
-        admin = _admin_client(kafka_url, timeout, security)
-    except KafkaError as error:
-        raise DevStackError(f"no Kafka broker at {kafka_url}: {error}") from error
-    try:
-        described = admin.describe_topics(list(names))
-    except KafkaError as error:
-        raise DevStackError(f"could not describe the topics: {error}") from error
-    finally:
-        admin.close()
-    return {t["name"]: len(t["partitions"]) for t in described if not t.get("error_code")}
 
 
 def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:

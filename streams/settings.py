@@ -173,7 +173,7 @@ class Settings(BaseSettings):
         >>> Settings(kafka_url="kafka://a:1").client_options()["bootstrap_servers"]
         'a:1'
         """
-        from streams.devstack import bootstrap_servers  # (brings Kafka's admin client)
+        from streams.kafka_admin import bootstrap_servers  # (brings Kafka's admin client)
 
         brokers = bootstrap_servers(self.kafka_url or "")
         return {"bootstrap_servers": brokers, **self.kafka.client_options()}

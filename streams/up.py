@@ -25,7 +25,8 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from models.errors import ClvError
-from streams.devstack import DevStack, create_topics, die_with_parent, free_port, partition_counts
+from streams.devstack import DevStack, die_with_parent, free_port
+from streams.kafka_admin import create_topics, partition_counts
 from streams.settings import STOP_GRACE_SECONDS, Settings
 from streams.topics import TopicNames
 

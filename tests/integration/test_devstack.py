@@ -17,8 +17,9 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
-from streams import devstack
-from streams.devstack import DevStack, DevStackError, bootstrap_servers, kafka_ready, redis_ready
+from streams import devstack, kafka_admin
+from streams.devstack import DevStack, DevStackError, redis_ready
+from streams.kafka_admin import bootstrap_servers, kafka_ready
 
 MESSAGES = 1000
 PARTITIONS = 4
@@ -73,7 +74,7 @@ async def consume_all(servers: str, topic: str) -> tuple[list, int]:
 
 def test_keyed_messages_round_trip_through_a_fresh_consumer_group(kafka_url, topic_names):
     (topic,) = topic_names("keyed")
-    devstack.create_topics(kafka_url, [topic], partitions=PARTITIONS)
+    kafka_admin.create_topics(kafka_url, [topic], partitions=PARTITIONS)
     servers = bootstrap_servers(kafka_url)
 
     placed = asyncio.run(produce_keyed(servers, topic))
@@ -96,8 +97,8 @@ def test_keyed_messages_round_trip_through_a_fresh_consumer_group(kafka_url, top
 
 def test_create_topics_sets_partitions_and_tolerates_existing_topics(kafka_url, topic_names):
     plain, compacted = topic_names("plain", "compacted")
-    devstack.create_topics(kafka_url, [plain, compacted], partitions=3, compacted={compacted})
-    devstack.create_topics(kafka_url, [plain], partitions=3)  # already there: no error
+    kafka_admin.create_topics(kafka_url, [plain, compacted], partitions=3, compacted={compacted})
+    kafka_admin.create_topics(kafka_url, [plain], partitions=3)  # already there: no error
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(kafka_url))
     try:
@@ -122,7 +123,7 @@ def test_a_worker_refuses_topics_whose_partition_counts_differ_from_its_setting(
     settings = fresh_settings(kafka_url, redis_url, partitions=2)  # creates them: 2 each
     ensure_topics(settings)  # the same count again: fine
     names = TopicNames(settings.topic_prefix)
-    assert devstack.partition_counts(kafka_url, names.inputs) == dict.fromkeys(names.inputs, 2)
+    assert kafka_admin.partition_counts(kafka_url, names.inputs) == dict.fromkeys(names.inputs, 2)
     wider = settings.model_copy(update={"partitions": 3})
     with pytest.raises(UpError) as refused:
         ensure_topics(wider)

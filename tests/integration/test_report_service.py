@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 
 from models.emitted import Stream
 from models.programmes.measurement import ArmStats, estimate
-from streams.devstack import bootstrap_servers, create_topics
+from streams.kafka_admin import bootstrap_servers, create_topics
 from streams.report import build_report, write_report
 from streams.report.aggregate import ReportBuilder
 from streams.report.options import ReportOptions

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agents.changelog import read_changelog
 from models.simulation import SimulationConfig
-from streams.devstack import bootstrap_servers
+from streams.kafka_admin import bootstrap_servers
 from streams.replay import replay_file
 from streams.report.sources import read_to_end
 from streams.settings import Settings, load_settings

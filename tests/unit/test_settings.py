@@ -81,7 +81,7 @@ def test_kafka_security_reaches_the_topic_creation_admin_client(monkeypatch, tmp
     """`clvstream worker` and `up` create the topics first (and check their partition
     counts) with kafka-python's admin client: it must get the same SASL / SSL settings
     as the aiokafka clients."""
-    from streams import devstack
+    from streams import kafka_admin
     from streams.up import ensure_topics
 
     ca = tmp_path / "ca.pem"
@@ -144,10 +144,10 @@ def test_kafka_security_reaches_the_topic_creation_admin_client(monkeypatch, tmp
         def __exit__(self, *exc):
             return False
 
-    monkeypatch.setattr(devstack, "KafkaAdminClient", FakeAdmin)
-    monkeypatch.setattr(devstack.socket, "create_connection", lambda *a, **k: FakeSocket())
+    monkeypatch.setattr(kafka_admin, "KafkaAdminClient", FakeAdmin)
+    monkeypatch.setattr(kafka_admin.socket, "create_connection", lambda *a, **k: FakeSocket())
     ensure_topics(settings)
-    assert devstack.kafka_ready(settings.kafka_url, security=options)
+    assert kafka_admin.kafka_ready(settings.kafka_url, security=options)
     assert len(clients) == 3  # creating the topics, checking their partitions, readiness
     for config in clients:
         assert config["bootstrap_servers"] == "broker-1:9093,broker-2:9093"
