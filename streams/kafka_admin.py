@@ -7,7 +7,8 @@ against Tansu as against Apache Kafka; its consumer-group join does not, see
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -81,19 +82,17 @@ def create_topics(
     compacted: Iterable[str] = frozenset(),
     timeout: float = 10.0,
     security: Mapping[str, Any] | None = None,
-) -> None:
+) -> dict[str, int]:
     """Create topics (replication 1); those in `compacted` get `cleanup.policy=compact`.
+    Returns the partition count of each topic, as the broker then describes it.
 
-    Topics that already exist are left as they are. One request per topic, so an
-    existing topic never hides the result of another. `security`: kafka-python's
-    security options (SASL / SSL), `KafkaSecurity.admin_options()`.
+    Topics that already exist are left as they are (with the partitions they have).
+    One request per topic, so an existing topic never hides the result of another.
+    `security`: kafka-python's security options (SASL / SSL),
+    `KafkaSecurity.admin_options()`.
     """
-    compact = set(compacted)
-    try:
-        admin = _admin_client(kafka_url, timeout, security)
-    except KafkaError as error:
-        raise KafkaAdminError(f"no Kafka broker at {kafka_url}: {error}") from error
-    try:
+    names, compact = list(names), set(compacted)
+    with _connected(kafka_url, timeout, security) as admin:
         for name in names:
             configs = {"cleanup.policy": "compact"} if name in compact else {}
             topic = NewTopic(name, partitions, 1, topic_configs=configs)
@@ -103,26 +102,26 @@ def create_topics(
                 pass
             except KafkaError as error:
                 raise KafkaAdminError(f"could not create topic {name!r}: {error}") from error
-    finally:
-        admin.close()
+        return _partition_counts(admin, names)
 
 
-def partition_counts(
-    kafka_url: str,
-    names: Iterable[str],
-    timeout: float = 10.0,
-    security: Mapping[str, Any] | None = None,
-) -> dict[str, int]:
-    """The number of partitions of each of the topics that exist (`security`: as for
-    `create_topics`)."""
+@contextmanager
+def _connected(
+    kafka_url: str, timeout: float, security: Mapping[str, Any] | None
+) -> Iterator[KafkaAdminClient]:
     try:
         admin = _admin_client(kafka_url, timeout, security)
     except KafkaError as error:
         raise KafkaAdminError(f"no Kafka broker at {kafka_url}: {error}") from error
     try:
-        described = admin.describe_topics(list(names))
-    except KafkaError as error:
-        raise KafkaAdminError(f"could not describe the topics: {error}") from error
+        yield admin
     finally:
         admin.close()
+
+
+def _partition_counts(admin: KafkaAdminClient, names: list[str]) -> dict[str, int]:
+    try:
+        described = admin.describe_topics(names)
+    except KafkaError as error:
+        raise KafkaAdminError(f"could not describe the topics: {error}") from error
     return {t["name"]: len(t["partitions"]) for t in described if not t.get("error_code")}

@@ -26,7 +26,7 @@ from pydantic import SecretStr
 
 from models.errors import ClvError
 from streams.devstack import DevStack, die_with_parent, free_port
-from streams.kafka_admin import create_topics, partition_counts
+from streams.kafka_admin import create_topics
 from streams.settings import STOP_GRACE_SECONDS, Settings
 from streams.topics import TopicNames
 
@@ -42,14 +42,12 @@ def ensure_topics(settings: Settings) -> None:
     are split by that number. A topic made earlier with another count is an error to
     fix before any event is read, not a surprise later."""
     names = TopicNames(settings.topic_prefix)
-    security = settings.kafka.admin_options()
-    create_topics(
+    counts = create_topics(
         settings.kafka_url or "", names.all, settings.partitions, names.compacted,
-        security=security,
+        security=settings.kafka.admin_options(),
     )  # fmt: skip
-    aligned = [*names.inputs, *names.outputs, names.changelog]  # value-fits: partition 0 only
-    counts = partition_counts(settings.kafka_url or "", aligned, security=security)
-    wrong = {name: n for name, n in counts.items() if n != settings.partitions}
+    aligned = (*names.inputs, *names.outputs, names.changelog)  # value-fits: partition 0 only
+    wrong = {n: counts[n] for n in aligned if n in counts and counts[n] != settings.partitions}
     if wrong:
         listed = ", ".join(f"{name} has {n}" for name, n in sorted(wrong.items()))
         raise UpError(

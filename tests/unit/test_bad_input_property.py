@@ -18,11 +18,13 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agents.partition import PartitionScorer
 from models.config import ScoringConfig
+from models.emitted import Stream
 from models.engine import ScoringEngine
-from models.transition import Stream
 from schemas.common import MAX_PAYLOAD_BYTES
 from schemas.parsing import Rejected, parse_event
+from streams.topics import TopicNames
 from tests.factories import customer_event, interaction, purchase, refund
 
 CUSTOMERS = st.sampled_from(["a", "b", "c"])
@@ -178,9 +180,8 @@ def test_every_kind_of_damage_is_rejected_with_a_precise_reason():
         assert result.detail
 
 
-TYPES = {"t.customer-events": "customer", "t.transactions": "transaction",
-         "t.interactions": "interaction"}  # fmt: skip
-TOPIC_OF_TYPE = {event_type: topic for topic, event_type in TYPES.items()}
+NAMES = TopicNames("t.")
+TYPES = NAMES.event_types  # input topic -> the event type it carries
 
 
 @st.composite
@@ -192,7 +193,7 @@ def fetched_records(draw: st.DrawFn) -> list[tuple[str, bytes | None, bytes]]:
     events.sort(key=lambda e: e["occurred_at"])
     records = []
     for event in events:
-        topic, key = TOPIC_OF_TYPE[event["event_type"]], event["customer_id"].encode()
+        topic, key = NAMES.for_event_type(event["event_type"]), event["customer_id"].encode()
         fault = draw(st.sampled_from(["none", "none", "none", "key", "no key", "topic", "damage"]))
         if fault == "key":
             key = draw(st.sampled_from([b"a", b"b", b"c", b"zz"]))
@@ -214,10 +215,8 @@ def _belongs(topic: str, key: bytes | None, value: bytes) -> bool:
 
 
 def _fed(records: list[tuple[str, int, bytes | None, bytes]]):
-    from agents.partition import PartitionScorer
-
     config = ScoringConfig(allowed_lateness_seconds=3 * 86_400)
-    part = PartitionScorer(0, TOPIC_OF_TYPE.values(), config, event_types=TYPES)
+    part = PartitionScorer(0, NAMES.merge_order, config, event_types=TYPES)
     for topic, offset, key, value in records:
         part.add(topic, [(offset, key, value, 0.0)])
     return part, part.drain(idle=set(TYPES))

@@ -9,6 +9,7 @@ from agents.partition import CHECKPOINT_KEY, NEW, UPDATED, PartitionScorer
 from models.config import ScoringConfig
 from models.emitted import Stream
 from models.state import CustomerState
+from streams.topics import TopicNames
 from tests.factories import BASE, interaction, purchase
 
 TOPICS = ("t.customer-events", "t.transactions", "t.interactions")
@@ -70,8 +71,7 @@ def test_records_keyed_otherwise_or_on_another_types_topic_are_dead_lettered_in_
     customer id (else it may sit on another partition than the customer's other
     events) and carry its topic's event type; such a record keeps its place, goes to
     the dead letters with the reason and changes no state."""
-    types = {"t.customer-events": "customer", "t.transactions": "transaction",
-             "t.interactions": "interaction"}  # fmt: skip
+    types = TopicNames("t.").event_types
     part = PartitionScorer(0, TOPICS, ScoringConfig(churn_model=False), event_types=types)
     good, other_key, no_key = purchase("c1", 0), purchase("c2", 1), purchase("c3", 1.5)
     on_wrong_topic = interaction("c1", 2, "login")
