@@ -107,19 +107,23 @@ class PartitionScorer:
         shared: SharedFits | None = None,
         publish: Callable[[tuple], None] | None = None,
         event_types: Mapping[str, str] | None = None,
+        route: Callable[[str], int] | None = None,
     ) -> None:
         """`derive` off: the caller exhausts `engine.rebuild_in_steps()` before
         feeding it (to derive the timers from many states in steps). With
         `event_types` (input topic -> the event type it carries) every record must be
         of its topic's type and keyed by its customer id, else it is dead-lettered
         (`wrong_topic`, `key_mismatch`): a record keyed otherwise may sit on another
-        partition than the customer's other events, whose state it would split."""
+        partition than the customer's other events, whose state it would split. With
+        `route` (customer id -> partition, the producers' partitioner) a record must be
+        on its customer's partition, else it is dead-lettered (`wrong_partition`)."""
         self.partition = partition
         self.max_rescores = max_rescores  # per clock advance of `follow_wall_clock` / poll
         self.behind = False  # a bounded advance left customers due: `catch_up` goes on
         self.waiting = False  # its next event or clock move waits for a refit's outcome
         self.topics = tuple(topics)
         self.event_types = dict(event_types) if event_types else None
+        self.route = route
         # A disk store tracks its changes itself; plain states are wrapped to do so.
         self.states = states if isinstance(states, DiskStates) else TrackedStates(states or {})
         self.engine = ScoringEngine(
@@ -154,6 +158,8 @@ class PartitionScorer:
             event = parse_event(raw)
             if expected_type is not None and not isinstance(event, Rejected):
                 event = _misrouted(event, topic, expected_type, key) or event
+            if self.route is not None and not isinstance(event, Rejected):
+                event = self._elsewhere(event, topic) or event
             if not isinstance(event, Rejected):
                 at = event.occurred_at.timestamp()
                 future_limit = self.engine.future_limit
@@ -269,6 +275,19 @@ class PartitionScorer:
         """Release what the partition holds outside memory (a disk store)."""
         if isinstance(self.states, DiskStates):
             self.states.close()
+
+    def _elsewhere(self, event: Event, topic: str) -> Rejected | None:
+        """Why a valid event does not belong on this partition, if it does not."""
+        customer_id = event.customer_id
+        home = self.route(customer_id)  # type: ignore[misc]
+        if home == self.partition:
+            return None
+        detail = (
+            f"the record is on partition {self.partition} of {topic}, but the producers' "
+            f"partitioner puts customer {customer_id} on partition {home}: every producer "
+            "must use the partitioner the service is configured with (input_partitioner)"
+        )
+        return Rejected(DeadLetterReason.WRONG_PARTITION, detail, customer_id)
 
 
 def _misrouted(event: Event, topic: str, expected_type: str, key: bytes | None) -> Rejected | None:

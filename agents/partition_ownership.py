@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -25,6 +26,7 @@ from agents.disk_states import DiskStates, worker_store_dir
 from agents.partition import CHECKPOINT_KEY, PartitionScorer
 from models.config import ScoringConfig
 from streams.settings import Settings
+from streams.topics import partition_of
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,7 @@ class PartitionOwnership:
             shared=self.fits.book if self.fits else None,
             publish=self.fits.queue.append if partition == 0 and self.fits else None,
             event_types=self.names.event_types,
+            route=input_router(self.settings),
         )
         try:
             for _ in scorer.engine.rebuild_in_steps():
@@ -164,3 +167,16 @@ class PartitionOwnership:
 def partition_config(settings: Settings) -> ScoringConfig:
     """The scoring config of one partition (its share of the programme budgets)."""
     return settings.scoring.for_partition(settings.partitions)
+
+
+def input_router(settings: Settings) -> Callable[[str], int] | None:
+    """Customer id -> the partition the producers of the input put it on (None: the
+    input's partitions are not checked).
+
+    >>> input_router(Settings(partitions=4))("c1"), input_router(Settings(input_partitioner="none"))
+    (3, None)
+    """
+    if settings.input_partitioner == "none":
+        return None
+    partitions, partitioner = settings.partitions, settings.input_partitioner
+    return lambda customer_id: partition_of(customer_id, partitions, partitioner)

@@ -31,6 +31,7 @@ class DeadLetterReason(StrEnum):
     INVALID_FIELD = "invalid_field"
     WRONG_TOPIC = "wrong_topic"
     KEY_MISMATCH = "key_mismatch"
+    WRONG_PARTITION = "wrong_partition"
     UNSUPPORTED_CURRENCY = "unsupported_currency"
     LATE = "late"
     FUTURE_TIMESTAMP = "future_timestamp"

@@ -229,6 +229,7 @@ def _run_score(args: argparse.Namespace) -> int:
         final_refit=not args.no_final_refit,
         partitions=args.partitions,
         jobs=score_jobs(args.partitions, args.jobs),
+        partitioner=settings.partitioner,
     )
     print(format_summary(result))
     print(f"scores: {args.out}")

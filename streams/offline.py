@@ -24,6 +24,7 @@ from streams.partitioned_jobs import run_in_processes
 from streams.progress import Progress
 from streams.report.programmes import effect_text
 from streams.score_csv import SCORE_COLUMNS, cell_text, scores_writer, write_rows
+from streams.topics import Partitioner
 
 
 @dataclass
@@ -73,6 +74,7 @@ def score_file(
     fit_in_background: bool = True,
     partitions: int = 1,
     jobs: int = 1,
+    partitioner: Partitioner = "murmur2",
 ) -> OfflineResult:
     """Replay `events_path` in file order through the engine and write the scores.
 
@@ -81,7 +83,8 @@ def score_file(
     then are re-scored, the value model is refitted on all customers (unless
     `final_refit` is off) and every customer is scored as of that date.
     With `partitions` > 1 customers are split as the service splits them, each
-    partition scored on its own (`streams.partitioned`), in `jobs` processes.
+    partition scored on its own (`streams.partitioned`), in `jobs` processes; a
+    customer's partition is the one `partitioner` gives their id (as the producers do).
     """
     if partitions < 1 or jobs < 1:
         raise ValueError("partitions and jobs must be at least 1")
@@ -93,6 +96,7 @@ def score_file(
         Job(
             events_path=Path(events_path),
             partitions=partitions,
+            partitioner=partitioner,
             owned=tuple(range(index, partitions, jobs)),
             config=config,
             until=end_of_day(as_of_day) if as_of_day is not None else None,

@@ -1,7 +1,7 @@
 """Offline scoring split into partitions, like the service (`clvstream score
 --partitions N --jobs J`).
 
-Each customer belongs to the partition Kafka's default partitioner gives their id
+Each customer belongs to the partition the producers' partitioner gives their id
 (`partition_of`, what `clvstream replay` produces to), and each partition has an
 engine of its own, as in a worker: its own event-time clock, online models, value
 model refits and programme book with 1/N of every budget. An N-partition offline run
@@ -33,7 +33,7 @@ from schemas.parsing import parse_event
 from streams.holding import Held, HeldEvents, InputOrder, clock_time, must_wait
 from streams.lines import json_lines
 from streams.score_csv import write_rows
-from streams.topics import partition_of, routing_fields
+from streams.topics import Partitioner, partition_of, routing_fields
 
 AFTER_LAST_LINE = 1 << 62  # the line number of the outputs of the end of the replay
 LEADER = 0  # the partition that fits the value model for all (`models.shared_fits`)
@@ -53,6 +53,7 @@ class Job:
     final_refit: bool
     future_limit: float | None = None  # events dated after it are dead-lettered
     fits_in_background: bool = True  # the leader's refits in a process of their own
+    partitioner: Partitioner = "murmur2"  # how customers are spread over the partitions
 
 
 @dataclass
@@ -215,7 +216,7 @@ class Replay:
                     continue
                 if line_number % 64 == 0:
                     self._now_and_then(leader, line_number)
-                partition = route(raw, job.partitions)
+                partition = route(raw, job.partitions, job.partitioner)
                 engine = engines.get(partition)
                 if engine is None:
                     continue
@@ -302,8 +303,8 @@ class Replay:
         return [PartitionSummary.of(e, as_of_day) for _, e in sorted(self.engines.items())]
 
 
-def route(raw: bytes, partitions: int) -> int:
+def route(raw: bytes, partitions: int, partitioner: Partitioner) -> int:
     """The partition of a raw input line: its customer's, or 0 when it has none (the
     engine of partition 0 dead-letters what cannot be read)."""
     _, customer_id = routing_fields(raw)
-    return partition_of(customer_id, partitions) if customer_id is not None else 0
+    return partition_of(customer_id, partitions, partitioner) if customer_id is not None else 0

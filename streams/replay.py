@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from streams.lines import json_lines
 from streams.progress import Progress
 from streams.settings import Settings
-from streams.topics import TopicNames, routing_fields
+from streams.topics import Partitioner, TopicNames, partition_of, routing_fields
 
 
 @dataclass
@@ -51,6 +52,25 @@ def route(line: bytes, names: TopicNames) -> tuple[str, bytes | None]:
     return names.for_event_type(event_type), key
 
 
+class KeyPartitioner:
+    """An aiokafka partitioner: a keyed record goes where `partitioner` puts its key, as
+    the service's other producers do (`Settings.input_partitioner`); an unkeyed one to
+    a random partition.
+
+    >>> KeyPartitioner("crc32")(b"c1", [0, 1, 2, 3], [0, 1, 2, 3])
+    1
+    """
+
+    def __init__(self, partitioner: Partitioner) -> None:
+        self.partitioner = partitioner
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return random.choice(available or all_partitions)
+        index = partition_of(key.decode("utf-8", "replace"), len(all_partitions), self.partitioner)
+        return sorted(all_partitions)[index]
+
+
 async def replay_file(
     path: Path,
     settings: Settings,
@@ -61,7 +81,11 @@ async def replay_file(
     """Produce every line of `path` (as fast as possible, or `rate` events/s)."""
     names = TopicNames(settings.topic_prefix)
     producer = AIOKafkaProducer(
-        acks=1, linger_ms=20, max_batch_size=512 * 1024, **settings.client_options()
+        acks=1,
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+        partitioner=KeyPartitioner(settings.partitioner),
+        **settings.client_options(),
     )
     summary = ReplaySummary()
     progress = Progress(os.path.getsize(path), "replaying") if show_progress else None

@@ -100,6 +100,14 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = Field(None, description="redis://...; none: embedded Valkey")
     topic_prefix: str = "clv."
     partitions: int = Field(4, ge=1, le=1024, description="partitions of every topic created")
+    input_partitioner: Literal["murmur2", "crc32", "none"] = Field(
+        "murmur2",
+        description="the partitioner of the producers of the input topics: murmur2 (the "
+        "Java client's, aiokafka's and `clvstream replay`'s default), crc32 (librdkafka's "
+        "default, e.g. confluent-kafka). A worker dead-letters a record that is not on the "
+        "partition it gives the record's key (`wrong_partition`): it would split its "
+        "customer's state. none: no check (every producer must still agree)",
+    )
     app_id: str = Field("clvstream", description="consumer group and Faust app id")
     redis_prefix: str = "clvstream:"
     kafka: KafkaSecurity = KafkaSecurity()
@@ -165,6 +173,16 @@ class Settings(BaseSettings):
         "this many seconds, the others stop waiting for its value-model refits and go on "
         "(its refits published later are installed late); None: they wait for it",
     )
+
+    @property
+    def partitioner(self) -> Literal["murmur2", "crc32"]:
+        """The partitioner of replays and offline partitioned runs: the producers' one,
+        murmur2 when the input is not checked.
+
+        >>> Settings(input_partitioner="none").partitioner
+        'murmur2'
+        """
+        return "murmur2" if self.input_partitioner == "none" else self.input_partitioner
 
     def client_options(self) -> dict[str, Any]:
         """What every aiokafka client of the service is given: the brokers and the

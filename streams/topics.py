@@ -11,13 +11,20 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 
 import orjson
 from aiokafka.partitioner import murmur2
 
 from models.emitted import Stream
+
+Partitioner = Literal["murmur2", "crc32"]
+"""How producers choose a keyed record's partition: `murmur2` (the Java client's and
+aiokafka's default, librdkafka's `murmur2_random`), `crc32` (librdkafka's default
+`consistent_random`, e.g. confluent-kafka)."""
 
 INPUT_KINDS = ("transactions", "interactions", "customer-events")
 OUTPUT_STREAMS = tuple(Stream)
@@ -97,21 +104,29 @@ _KIND_OF_EVENT_TYPE = {
 }
 
 
-def partition_of(customer_id: str, partitions: int) -> int:
-    """The partition of a customer's events: what the Kafka producers' default
-    partitioner (murmur2 of the key, as the Java client) gives their id as key, which
-    is how `clvstream replay` produces them.
+def partition_of(customer_id: str, partitions: int, partitioner: Partitioner = "murmur2") -> int:
+    """The partition of a customer's events: what a Kafka producer's partitioner gives
+    their id as key. `murmur2` (the default) is how `clvstream replay` produces them.
 
     >>> [partition_of(customer_id, 4) for customer_id in ("c1", "c2", "00001")]
     [3, 1, 3]
+    >>> [partition_of(customer_id, 4, "crc32") for customer_id in ("c1", "c2", "00001")]
+    [1, 3, 3]
     """
-    return (_key_hash(customer_id) & 0x7FFFFFFF) % partitions
+    if partitioner == "crc32":
+        return _crc32_hash(customer_id) % partitions
+    return (_murmur2_hash(customer_id) & 0x7FFFFFFF) % partitions
+
+
+# Hashing in pure Python costs microseconds; a replay or a worker asks for every event.
+@lru_cache(maxsize=1 << 16)
+def _murmur2_hash(customer_id: str) -> int:
+    return murmur2(customer_id.encode())
 
 
 @lru_cache(maxsize=1 << 16)
-def _key_hash(customer_id: str) -> int:
-    # murmur2 in pure Python costs microseconds; a replay asks again for every event
-    return murmur2(customer_id.encode())
+def _crc32_hash(customer_id: str) -> int:
+    return zlib.crc32(customer_id.encode())
 
 
 def routing_fields(line: bytes) -> tuple[str, str | None]:

@@ -75,11 +75,16 @@ def test_the_output_does_not_depend_on_how_many_processes_score_the_partitions(
     assert {"p0", "p1", "p2"} <= scopes  # programme results per partition, as in the service
 
 
-def test_a_partition_scores_its_customers_as_if_it_had_only_their_events(events_file, tmp_path):
+@pytest.mark.parametrize("partitioner", ["murmur2", "crc32"])
+def test_a_partition_scores_its_customers_as_if_it_had_only_their_events(
+    events_file, tmp_path, partitioner
+):
     """What makes N offline partitions the service's N partitions: each has its own
-    clock and online models, fed only with its own customers' events; the value model
-    is partition 0's, which fits it on its customers as if it were alone."""
-    _, scores, _, _ = run(events_file, tmp_path, "split", partitions=2, jobs=2, as_of=AS_OF)
+    clock and online models, fed only with its own customers' events (those the
+    producers' partitioner puts on it); the value model is partition 0's, which fits it
+    on its customers as if it were alone."""
+    options = {"partitions": 2, "jobs": 2, "as_of": AS_OF, "partitioner": partitioner}
+    _, scores, _, _ = run(events_file, tmp_path, "split", **options)
     split = rows(scores)
     assert len({row["model_version"] for row in split.values()}) == 1  # one value model
     seen: set[str] = set()
@@ -87,7 +92,8 @@ def test_a_partition_scores_its_customers_as_if_it_had_only_their_events(events_
         own = [
             line
             for line in events_file.read_bytes().splitlines()
-            if _customer(line) is not None and partition_of(_customer(line), 2) == partition
+            if _customer(line) is not None
+            and partition_of(_customer(line), 2, partitioner) == partition
         ]
         alone = tmp_path / f"alone-{partition}.jsonl"
         alone.write_bytes(b"\n".join(own) + b"\n")

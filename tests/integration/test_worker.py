@@ -14,7 +14,7 @@ import pytest
 from streams.offline import SCORE_COLUMNS, cell_text
 from streams.partitioned import Job, Replay, Sinks
 from streams.settings import Settings
-from streams.topics import TopicNames
+from streams.topics import TopicNames, partition_of
 from tests.integration.own_redis import OwnRedis
 from tests.integration.worker_harness import (
     changelog_states,
@@ -47,6 +47,7 @@ def offline_stream_scores(events: Path, settings: Settings) -> tuple[dict[str, d
         events_path=events, partitions=partitions, owned=tuple(range(partitions)),
         config=settings.scoring, until=None, as_of_day=None, final_refit=False,
         future_limit=time.time() + settings.scoring.max_future_seconds,
+        partitioner=settings.partitioner,
     )  # fmt: skip
     emitted = io.BytesIO()
     offline = Replay(job, Sinks(emitted, None, tagged=False))
@@ -100,10 +101,12 @@ def with_future_date(events: Path) -> None:
     events.write_bytes(b"".join(lines))
 
 
-def misrouted_records(events: Path, settings: Settings) -> list[tuple[str, bytes | None, bytes]]:
-    """Two valid events a careless producer sent: a purchase keyed by another customer's
-    id (it may land on another partition than its customer's) and an interaction on the
-    transactions topic. Both must be dead-lettered without changing any score."""
+def misrouted_records(events: Path, settings: Settings) -> list[tuple]:
+    """Three valid events careless producers sent: a purchase keyed by another
+    customer's id (it may land on another partition than its customer's), an
+    interaction on the transactions topic, and a purchase rightly keyed but on another
+    partition than the partitioner gives its key (a producer with another partitioner).
+    All must be dead-lettered without changing any score."""
     lines = [_json_or_none(line) for line in events.read_bytes().splitlines()]
     valid = [e for e in lines if isinstance(e, dict) and "customer_id" in e]
     purchase = next(e for e in valid if e.get("kind") == "purchase")
@@ -116,12 +119,21 @@ def misrouted_records(events: Path, settings: Settings) -> list[tuple[str, bytes
                        "amount": 9999.0}  # fmt: skip
     wrong_topic = {**login, "event_id": "on-the-wrong-topic", "occurred_at": last,
                    "kind": "complaint"}  # fmt: skip
+    elsewhere = {**purchase, "event_id": "on-another-partition", "occurred_at": last,
+                 "amount": 7777.0}  # fmt: skip
+    home = partition_of(purchase["customer_id"], settings.partitions, settings.partitioner)
     return [
         (names.for_event_type("transaction"), other.encode(), orjson.dumps(keyed_otherwise)),
         (
             names.for_event_type("transaction"),
             login["customer_id"].encode(),
             orjson.dumps(wrong_topic),
+        ),
+        (
+            names.for_event_type("transaction"),
+            purchase["customer_id"].encode(),
+            orjson.dumps(elsewhere),
+            (home + 1) % settings.partitions,
         ),
     ]
 
@@ -151,6 +163,7 @@ def test_replayed_events_reach_redis_with_the_offline_scorers_results(
         future = metric(process, 'clvstream_dead_lettered_total{reason="future_timestamp"}')
         keyed = metric(process, 'clvstream_dead_lettered_total{reason="key_mismatch"}')
         on_wrong_topic = metric(process, 'clvstream_dead_lettered_total{reason="wrong_topic"}')
+        elsewhere = metric(process, 'clvstream_dead_lettered_total{reason="wrong_partition"}')
         _, api_row = process.get(f"/customers/{sorted(served)[0]}")
         status, missing = process.get("/customers/nobody-here")
         _, segments = process.get("/segments")
@@ -167,7 +180,7 @@ def test_replayed_events_reach_redis_with_the_offline_scorers_results(
     assert (unknown_status, bad_limit_status) == (404, 400)
     assert dead == offline_counts["dead_lettered"] + len(misrouted) > len(misrouted)
     assert future == 1  # and it moved no clock: every later event was scored as offline
-    assert (keyed, on_wrong_topic) == (1, 1)  # and they changed no score (as offline)
+    assert (keyed, on_wrong_topic, elsewhere) == (1, 1, 1)  # and changed no score (as offline)
     assert len({row["churn_probability"] for row in served.values()}) > 100  # not constant
     assert api_row["customer_id"] == sorted(served)[0] and "clv" in api_row
     assert status == 404 and "nobody-here" in missing["error"]
@@ -262,7 +275,7 @@ def test_the_others_go_on_when_partition_0_has_nothing_more_to_read(kafka_url, r
     """Partition 0 leads the value-model refits; its customers' events end 150 days
     before the others'. Once it has had nothing to read for a while, the others stop
     waiting for it and score everything (without that they would wait for ever)."""
-    from streams.topics import partition_of, routing_fields
+    from streams.topics import routing_fields
 
     settings = fresh_settings(kafka_url, redis_url, leader_idle_release_seconds=2.0)
     source = simulated_file(tmp_path, 300, 300, seed=8)

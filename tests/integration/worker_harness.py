@@ -57,15 +57,18 @@ def replay(path: Path, settings: Settings) -> int:
     return asyncio.run(replay_file(path, settings, show_progress=False)).events
 
 
-def produce(settings: Settings, records: list[tuple[str, bytes | None, bytes]]) -> None:
-    """Produce (topic, key, value) records as they are, as a producer of ours would not."""
+def produce(settings: Settings, records: list[tuple]) -> None:
+    """Produce (topic, key, value[, partition]) records as they are, as a producer of
+    ours would not (no partition: the producer's default partitioner chooses)."""
 
     async def send() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(settings.kafka_url))
         await producer.start()
         try:
-            for topic, key, value in records:
-                await producer.send_and_wait(topic, value, key=key)
+            for topic, key, value, *partition in records:
+                await producer.send_and_wait(
+                    topic, value, key=key, partition=next(iter(partition), None)
+                )
         finally:
             await producer.stop()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -206,27 +207,37 @@ def fetched_records(draw: st.DrawFn) -> list[tuple[str, bytes | None, bytes]]:
     return records
 
 
-def _belongs(topic: str, key: bytes | None, value: bytes) -> bool:
-    """The input contract: a valid event, on its type's topic, keyed by its customer."""
+def _elsewhere(customer_id: str) -> int:
+    """A producers' partitioner that puts customer b on another partition than 0."""
+    return 1 if customer_id == "b" else 0
+
+
+def _belongs(topic: str, key: bytes | None, value: bytes, route) -> bool:
+    """The input contract: a valid event, on its type's topic, keyed by its customer
+    (and, with `route`, on its customer's partition, 0)."""
     event = parse_event(value)
     if isinstance(event, Rejected):
+        return False
+    if route is not None and route(event.customer_id) != 0:
         return False
     return event.event_type == TYPES[topic] and key == event.customer_id.encode()
 
 
-def _fed(records: list[tuple[str, int, bytes | None, bytes]]):
+def _fed(records: list[tuple[str, int, bytes | None, bytes]], route=None):
     config = ScoringConfig(allowed_lateness_seconds=3 * 86_400)
-    part = PartitionScorer(0, NAMES.merge_order, config, event_types=TYPES)
+    part = PartitionScorer(0, NAMES.merge_order, config, event_types=TYPES, route=route)
     for topic, offset, key, value in records:
         part.add(topic, [(offset, key, value, 0.0)])
     return part, part.drain(idle=set(TYPES))
 
 
-@given(fetched_records())
+@pytest.mark.parametrize("route", [None, _elsewhere], ids=["any partition", "partition checked"])
+@given(records=fetched_records())
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-def test_a_partition_sets_records_that_break_the_contract_aside_and_nothing_else(records):
+def test_a_partition_sets_records_that_break_the_contract_aside_and_nothing_else(route, records):
     """The worker's partition with the input contract on: every record keyed otherwise,
-    on another type's topic or damaged becomes one dead letter naming its topic and
+    on another type's topic, damaged or (partition checked) of a customer the
+    producers' partitioner puts elsewhere becomes one dead letter naming its topic and
     offset, and the states, counts and other outputs are those of the partition fed
     only the records that keep the contract (a set-aside record moves no clock)."""
     offsets: dict[str, int] = dict.fromkeys(TYPES, 0)
@@ -234,11 +245,11 @@ def test_a_partition_sets_records_that_break_the_contract_aside_and_nothing_else
     for topic, key, value in records:
         placed.append((topic, offsets[topic], key, value))
         offsets[topic] += 1
-    kept = [r for r in placed if _belongs(r[0], r[2], r[3])]
-    set_aside = {(r[0], r[1]) for r in placed if not _belongs(r[0], r[2], r[3])}
+    kept = [r for r in placed if _belongs(r[0], r[2], r[3], route)]
+    set_aside = {(r[0], r[1]) for r in placed if not _belongs(r[0], r[2], r[3], route)}
 
-    part, outputs = _fed(placed)
-    alone, alone_outputs = _fed(kept)
+    part, outputs = _fed(placed, route)
+    alone, alone_outputs = _fed(kept, route)
 
     def letters(outs):
         return {

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from agents.changelog import ChangelogFold
 from agents.partition import CHECKPOINT_KEY, NEW, UPDATED, PartitionScorer
 from models.config import ScoringConfig
 from models.emitted import Stream
 from models.state import CustomerState
-from streams.topics import TopicNames
+from streams.topics import TopicNames, partition_of
 from tests.factories import BASE, interaction, purchase
 
 TOPICS = ("t.customer-events", "t.transactions", "t.interactions")
@@ -99,6 +100,36 @@ def test_records_keyed_otherwise_or_on_another_types_topic_are_dead_lettered_in_
     assert counters["dead_lettered_by_reason"] == {"key_mismatch": 2, "wrong_topic": 1}
     assert counters["read"] == 5 and counters["applied"] == 2
     assert part.next_offsets["t.transactions"] == 5
+
+
+@pytest.mark.parametrize("partitioner", ["murmur2", "crc32"])
+def test_a_record_of_a_customer_the_partitioner_puts_elsewhere_is_dead_lettered(partitioner):
+    """With the partitions checked (as in the service by default), a record must be
+    on the partition the producers' partitioner gives its key: one elsewhere (a
+    producer with another partitioner) would split its customer's state. It keeps its
+    place, goes to the dead letters with the reason and changes nothing."""
+    home = partition_of("c1", 2, partitioner)
+    stranger = next(
+        c for c in ("c2", "c3", "c4", "c5", "d") if partition_of(c, 2, partitioner) != home
+    )
+    part = PartitionScorer(
+        home,
+        TOPICS,
+        ScoringConfig(churn_model=False),
+        event_types=TopicNames("t.").event_types,
+        route=lambda customer_id: partition_of(customer_id, 2, partitioner),
+    )
+    events = [purchase("c1", 0), purchase(stranger, 1), purchase("c1", 2)]
+    part.add("t.transactions", records(events))
+    outputs = part.drain(idle=set(TOPICS))
+    dead = [o for o in outputs if o.stream is Stream.DEAD_LETTER]
+    assert [(o.key, o.value["reason"], o.value["origin"]["offset"]) for o in dead] == [
+        (stranger, "wrong_partition", 1)
+    ]
+    detail = dead[0].value["detail"]
+    assert f"partition {home} of t.transactions" in detail and f"partition {1 - home}" in detail
+    assert set(part.states) == {"c1"} and part.states["c1"].purchase_count == 2
+    assert part.engine.counters.as_dict()["dead_lettered_by_reason"] == {"wrong_partition": 1}
 
 
 def test_records_fetched_again_after_a_seek_are_not_processed_twice():
