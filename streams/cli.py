@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models.errors import ClvError, ConfigError
+from schemas.outputs import DeadLetterReason
 from streams.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ Start here:
   clvstream score events.jsonl --out scores.csv
   clvstream worker                       the streaming worker (CLVSTREAM_KAFKA_URL, _REDIS_URL)
   clvstream replay events.jsonl          produce an events file to the input topics
+  clvstream redrive                      send misrouted dead letters back, once fixed
 """
 
 
@@ -126,6 +128,23 @@ def _add_service(commands: argparse._SubParsersAction) -> None:
     replay.add_argument("events", type=Path, help="events, one JSON object per line")
     replay.add_argument("--rate", type=float, help="events per second (as fast as possible)")
     replay.add_argument("--config", type=Path, help="TOML settings file")
+
+    redrive = commands.add_parser(
+        "redrive", help="send dead-lettered inputs back to the input topics, once fixed"
+    )
+    redrive.add_argument(
+        "--reason",
+        action="append",
+        choices=[reason.value for reason in DeadLetterReason],
+        metavar="REASON",
+        help="dead letters of this reason (repeatable; default: the misrouted ones, "
+        "key_mismatch, wrong_topic and wrong_partition)",
+    )
+    redrive.add_argument(
+        "--file", type=Path, help="dead letters of `clvstream score --dead-letter` (the topic)"
+    )
+    redrive.add_argument("--dry-run", action="store_true", help="count, produce nothing")
+    redrive.add_argument("--config", type=Path, help="TOML settings file")
 
     up = commands.add_parser(
         "up", help="start the embedded stack and a worker, replay a demo population"
@@ -326,6 +345,20 @@ def _run_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_redrive(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams.redrive import ROUTING_REASONS, redrive
+
+    settings = load_settings(args.config)
+    if not settings.kafka_url:
+        raise ClvError("set CLVSTREAM_KAFKA_URL: redrive produces to the service's topics")
+    reasons = args.reason or [reason.value for reason in ROUTING_REASONS]
+    summary = asyncio.run(redrive(settings, reasons, args.file, args.dry_run))
+    print(f"redrive: {summary}")
+    return 0
+
+
 def _run_up(args: argparse.Namespace) -> int:
     from streams.up import run_up
 
@@ -367,6 +400,7 @@ def _run_report(args: argparse.Namespace) -> int:
 COMMANDS = {
     "worker": _run_worker,
     "replay": _run_replay,
+    "redrive": _run_redrive,
     "up": _run_up,
     "demo": _run_demo,
     "score": _run_score,

@@ -71,6 +71,18 @@ class KeyPartitioner:
         return sorted(all_partitions)[index]
 
 
+def input_producer(settings: Settings) -> AIOKafkaProducer:
+    """A producer to the input topics that places records as the service's producers
+    do (`KeyPartitioner`), tuned for sending many."""
+    return AIOKafkaProducer(
+        acks=1,
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+        partitioner=KeyPartitioner(settings.partitioner),
+        **settings.client_options(),
+    )
+
+
 async def replay_file(
     path: Path,
     settings: Settings,
@@ -80,13 +92,7 @@ async def replay_file(
 ) -> ReplaySummary:
     """Produce every line of `path` (as fast as possible, or `rate` events/s)."""
     names = TopicNames(settings.topic_prefix)
-    producer = AIOKafkaProducer(
-        acks=1,
-        linger_ms=20,
-        max_batch_size=512 * 1024,
-        partitioner=KeyPartitioner(settings.partitioner),
-        **settings.client_options(),
-    )
+    producer = input_producer(settings)
     summary = ReplaySummary()
     progress = Progress(os.path.getsize(path), "replaying") if show_progress else None
     await producer.start()

@@ -1,0 +1,156 @@
+"""`clvstream redrive`: send dead-lettered inputs back to the input topics.
+
+A producer's mistake dead-letters valid events (a record keyed otherwise, on another
+type's topic, or on another partition than its key's); so does a setting corrected
+since (an exchange rate that was missing: `unsupported_currency`). Once the cause is
+fixed, redrive reads the dead letters of the chosen reasons (the service's
+dead-letter topic, or the `--dead-letter` file of `clvstream score`) and produces
+each raw input again as `clvstream replay` does: to its event type's topic, keyed by
+customer id, on the partition the configured partitioner gives it.
+
+Redriving twice is harmless: a dead letter repeated (after a crash) is sent once, and
+the worker drops an event id it has already applied (within the de-duplication
+window). An event dated before its partition's watermark minus the allowed lateness
+is dead-lettered again as `late` (the clock does not go back).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from schemas.outputs import DeadLetterReason
+from streams.lines import json_lines
+from streams.replay import input_producer, route
+from streams.settings import Settings
+from streams.topics import TopicNames
+
+ROUTING_REASONS = (
+    DeadLetterReason.KEY_MISMATCH,
+    DeadLetterReason.WRONG_TOPIC,
+    DeadLetterReason.WRONG_PARTITION,
+)
+"""Redriven by default: valid events a producer sent to the wrong place."""
+
+
+@dataclass
+class RedriveSummary:
+    read: int = 0  # dead letters read
+    unreadable: int = 0  # records that are not dead letters (skipped)
+    repeated: int = 0  # a dead letter seen before (same event id): sent once
+    produced: int = 0
+    by_reason: Counter = field(default_factory=Counter)  # of those produced (or to produce)
+
+    def __str__(self) -> str:
+        reasons = ", ".join(f"{reason} {n:,}" for reason, n in sorted(self.by_reason.items()))
+        return (
+            f"{self.read:,} dead letters read, {sum(self.by_reason.values()):,} selected "
+            f"({reasons or 'none'}), {self.produced:,} produced; {self.repeated:,} repeated "
+            f"and {self.unreadable:,} unreadable skipped"
+        )
+
+
+def selected(
+    dead_letters: Iterable[bytes], reasons: Iterable[str], summary: RedriveSummary
+) -> Iterator[bytes]:
+    """The raw inputs of the dead letters with one of `reasons`, each dead letter once.
+
+    >>> letter = {"event_type": "dead_letter", "event_id": "d1", "reason": "key_mismatch",
+    ...           "raw": '{"event_id": "e1"}'}
+    >>> other = {**letter, "event_id": "d2", "reason": "malformed_json", "raw": "{"}
+    >>> values = [orjson.dumps(letter), orjson.dumps(other), orjson.dumps(letter), b"[1]"]
+    >>> summary = RedriveSummary()
+    >>> list(selected(values, ["key_mismatch"], summary))
+    [b'{"event_id": "e1"}']
+    >>> summary.read, summary.repeated, summary.unreadable, dict(summary.by_reason)
+    (3, 1, 1, {'key_mismatch': 1})
+    """
+    wanted, seen = set(reasons), set()
+    for value in dead_letters:
+        letter = _dead_letter(value)
+        if letter is None:
+            summary.unreadable += 1
+            continue
+        summary.read += 1
+        if letter["event_id"] in seen:
+            summary.repeated += 1
+            continue
+        seen.add(letter["event_id"])
+        if letter["reason"] in wanted:
+            summary.by_reason[letter["reason"]] += 1
+            yield letter["raw"].encode()
+
+
+def _dead_letter(value: bytes | None) -> dict | None:
+    try:
+        letter = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(letter, dict) or letter.get("event_type") != "dead_letter":
+        return None
+    if not all(isinstance(letter.get(name), str) for name in ("event_id", "reason", "raw")):
+        return None
+    return letter
+
+
+def file_dead_letters(path: Path) -> Iterator[bytes]:
+    """The dead letters of a `clvstream score --dead-letter` file."""
+    with open(path, "rb") as lines:
+        for _, _, line in json_lines(lines):
+            if line.strip():
+                yield line
+
+
+async def topic_dead_letters(settings: Settings) -> list[bytes]:
+    """The dead letters on the service's dead-letter topic, from its start to its end
+    as of now."""
+    from aiokafka import AIOKafkaConsumer
+
+    from models.emitted import Stream
+    from streams.report.sources import read_to_end
+
+    values: list[bytes] = []
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **settings.consumer_options())
+    await consumer.start()
+    try:
+        topic = TopicNames(settings.topic_prefix).output(Stream.DEAD_LETTER)
+        await read_to_end(consumer, [topic], lambda _t, _k, value: values.append(value or b""))
+    finally:
+        await consumer.stop()
+    return values
+
+
+async def redrive(
+    settings: Settings,
+    reasons: Iterable[str] = ROUTING_REASONS,
+    dead_letter_file: Path | None = None,
+    dry_run: bool = False,
+) -> RedriveSummary:
+    """Produce the selected dead letters' raw inputs to the input topics (none with
+    `dry_run`: count them only)."""
+    summary = RedriveSummary()
+    if dead_letter_file is not None:
+        dead_letters: Iterable[bytes] = file_dead_letters(dead_letter_file)
+    else:
+        dead_letters = await topic_dead_letters(settings)
+    raws = selected(dead_letters, reasons, summary)
+    if dry_run:
+        for _ in raws:
+            pass
+        return summary
+    names = TopicNames(settings.topic_prefix)
+    producer = input_producer(settings)
+    await producer.start()
+    try:
+        for raw in raws:
+            topic, key = route(raw, names)
+            await producer.send(topic, raw, key=key)
+            summary.produced += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return summary
