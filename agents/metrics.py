@@ -70,6 +70,7 @@ class WorkerMetrics:
         self.redis_writes = 0
         self.redis_failed_flushes = 0
         self.checkpoints = 0
+        self.checkpointed_states = 0  # customer states written by those checkpoints
         self.restored_customers = 0
         self.buffered_high_water = 0  # most records one input has held, waiting to merge
         self.latency = Histogram()  # broker timestamp of the input -> score in Redis
@@ -94,6 +95,7 @@ class WorkerMetrics:
             "clvstream_redis_writes_total": self.redis_writes,
             "clvstream_redis_failed_flushes_total": self.redis_failed_flushes,
             "clvstream_checkpoints_total": self.checkpoints,
+            "clvstream_checkpointed_states_total": self.checkpointed_states,
             "clvstream_restored_customers_total": self.restored_customers,
             "clvstream_buffered_records_high_water": self.buffered_high_water,
             **extra,

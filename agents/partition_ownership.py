@@ -49,11 +49,13 @@ class PartitionOwnership:
                 retry_at = time.monotonic() + _FIT_RECORDS_RETRY_SECONDS
                 self._checkpointed_at[0] = retry_at - self._checkpoint_every
         offsets: dict[TopicPartition, int] = {}
+        states = 0
         for partition in sorted(partitions):
             scorer = self.partitions.get(partition)
             if scorer is None:
                 continue
             checkpoint = scorer.take_checkpoint()
+            states += len(checkpoint.states)
             for key, value in checkpoint.states:
                 await producer.send(self.names.changelog, value, key, partition=partition)
             await producer.send(
@@ -68,6 +70,7 @@ class PartitionOwnership:
                 self._checkpointed_at[partition] = done
         if offsets:
             self.metrics.checkpoints += 1  # (none when partition 0 waits for its records)
+            self.metrics.checkpointed_states += states
             try:  # for lag monitoring only: restores read the offsets from the changelog
                 await self.consumer.commit(offsets)
             except Exception as error:

@@ -11,6 +11,7 @@ import time
 
 from agents.partition import CHECKPOINT_KEY, PartitionScorer
 from agents.scoring import ScoringService
+from models.state import CustomerState
 from streams.settings import load_settings
 
 
@@ -135,5 +136,24 @@ def test_partition_0_waiting_for_its_records_does_not_hold_the_others_checkpoint
             if due is not None:
                 await service._checkpoint({due})
         assert checkpointed(producer, service.names.changelog) == [1]
+
+    asyncio.run(scenario())
+
+
+def test_the_states_a_checkpoint_wrote_are_counted_apart_from_the_checkpoints():
+    """`clvstream_checkpoints_total` also counts checkpoints with no state to write (a
+    partition that has scored nobody yet); `clvstream_checkpointed_states_total` tells
+    one that wrote states (what a restart can restore) from them."""
+
+    async def scenario() -> None:
+        service, _ = service_with_two_partitions()
+        await service._checkpoint({1})  # nothing changed
+        assert (service.metrics.checkpoints, service.metrics.checkpointed_states) == (1, 0)
+        states = service.partitions[0].states
+        states["c1"], states["c2"] = CustomerState(), CustomerState()
+        await service._checkpoint({0, 1})
+        assert (service.metrics.checkpoints, service.metrics.checkpointed_states) == (2, 2)
+        text = service.metrics.render({})
+        assert "clvstream_checkpointed_states_total 2\n" in text
 
     asyncio.run(scenario())
