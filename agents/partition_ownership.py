@@ -4,7 +4,9 @@ A base class of `agents.scoring.ScoringService` (never used alone). Every
 `checkpoint_interval_seconds`, on a rebalance and on stop, a partition writes the
 customer states that changed to its changelog partition, then a checkpoint record
 (models, clock, input offsets), waits for the broker's acknowledgement and commits
-the offsets. A partition assigned to this worker is folded from its changelog
+the offsets; the periodic checkpoint of a partition is written in the background,
+one at a time, while scoring goes on (its states and offsets are taken when it
+starts). A partition assigned to this worker is folded from its changelog
 (`agents.changelog`) and reads its inputs again from the checkpoint's offsets.
 
 It uses the service's `settings`, `names`, `producer`, `consumer`, `fits`,
@@ -23,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.changelog import Restored, read_changelog
 from agents.disk_states import DiskStates, worker_store_dir
-from agents.partition import CHECKPOINT_KEY, PartitionScorer
+from agents.partition import CHECKPOINT_KEY, Checkpoint, PartitionScorer
 from models.config import ScoringConfig
 from streams.settings import Settings
 from streams.topics import partition_of
@@ -37,6 +39,9 @@ class PartitionOwnership:
     """The checkpoint and rebalance half of the scoring service."""
 
     async def _checkpoint(self, partitions: set[int]) -> None:
+        """Checkpoint `partitions` now and wait until it is written (after the one
+        under way in the background, if any)."""
+        await self._checkpoint_written()
         producer = self.producer
         if 0 in partitions:
             await self._publish_fits()
@@ -48,24 +53,77 @@ class PartitionOwnership:
             if 0 in self._checkpointed_at:  # tried again soon, after any other due
                 retry_at = time.monotonic() + _FIT_RECORDS_RETRY_SECONDS
                 self._checkpointed_at[0] = retry_at - self._checkpoint_every
+        taken = [self._take(p) for p in sorted(partitions) if p in self.partitions]
+        await self._write_checkpoints(taken)
+
+    async def _checkpoint_in_background(self, partition: int) -> None:
+        """Checkpoint `partition` as of now and go on scoring while it is written: the
+        states and offsets are taken now; the checkpoint record goes out once every
+        output sent before is acknowledged (so it never covers an unsent one), then its
+        own records. One at a time (none is started while one is under way). Partition
+        0 of several waits as `_checkpoint` does: its refit records must be out first."""
+        writer = self._checkpointer
+        if writer is not None:
+            if not writer.done():
+                return
+            self._checkpointer = None
+            writer.result()
+        if partition not in self.partitions:
+            return
+        if partition == 0 and self.fits is not None:
+            await self._checkpoint({0})
+            return
+        sent = [f for (_, p), f in self._last_output.items() if p == partition]
+        taken = [self._take(partition)]
+        self._checkpointed_at[partition] = time.monotonic()  # not due again meanwhile
+        self._checkpointer = asyncio.create_task(self._write_checkpoints(taken, after=sent))
+
+    async def _checkpoint_written(self) -> None:
+        """Until the checkpoint under way in the background, if any, is written."""
+        writer, self._checkpointer = self._checkpointer, None
+        if writer is not None:
+            await writer
+
+    def _take(self, partition: int) -> tuple[int, Checkpoint, dict[TopicPartition, int]]:
+        scorer = self.partitions[partition]
+        offsets = {TopicPartition(t, partition): o for t, o in scorer.next_offsets.items()}
+        return partition, scorer.take_checkpoint(), offsets
+
+    async def _write_checkpoints(
+        self,
+        taken: list[tuple[int, Checkpoint, dict[TopicPartition, int]]],
+        after: list[asyncio.Future] | None = None,
+    ) -> None:
+        """Write checkpoints taken to the changelog (each partition's changed states,
+        then its checkpoint record), wait for the broker, commit their offsets. With
+        `after` (the deliveries of the last output batches sent before, a partition's
+        batches being acknowledged in order) first wait for those, and for the
+        checkpoint's own records rather than for everything sent meanwhile: a flush
+        would send every batch at once, scoring going on."""
+        producer = self.producer
+        if after is not None:
+            await asyncio.gather(*after, return_exceptions=True)
         offsets: dict[TopicPartition, int] = {}
         states = 0
-        for partition in sorted(partitions):
-            scorer = self.partitions.get(partition)
-            if scorer is None:
-                continue
-            checkpoint = scorer.take_checkpoint()
+        deliveries = []
+        for partition, checkpoint, partition_offsets in taken:
             states += len(checkpoint.states)
             for key, value in checkpoint.states:
-                await producer.send(self.names.changelog, value, key, partition=partition)
-            await producer.send(
-                self.names.changelog, checkpoint.record, CHECKPOINT_KEY, partition=partition
+                deliveries.append(
+                    await producer.send(self.names.changelog, value, key, partition=partition)
+                )
+            deliveries.append(
+                await producer.send(
+                    self.names.changelog, checkpoint.record, CHECKPOINT_KEY, partition=partition
+                )
             )
-            for topic, offset in scorer.next_offsets.items():
-                offsets[TopicPartition(topic, partition)] = offset
-        await producer.flush()
+            offsets.update(partition_offsets)
+        if after is None:
+            await producer.flush()
+        else:
+            await asyncio.gather(*deliveries, return_exceptions=True)
         done = time.monotonic()
-        for partition in partitions:
+        for partition, _, _ in taken:
             if partition in self.partitions:
                 self._checkpointed_at[partition] = done
         if offsets:

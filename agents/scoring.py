@@ -83,6 +83,8 @@ class ScoringService(PartitionOwnership, Service):
         # its own, staggered, so no poll stalls for all of them at once.
         self._checkpointed_at: dict[int, float] = {}
         self._checkpoint_every = settings.checkpoint_interval_seconds
+        self._checkpointer: asyncio.Task | None = None  # a checkpoint being written
+        self._last_output: dict[tuple[str, int], asyncio.Future] = {}  # delivery, by topic
         self._redis_retry_at = 0.0
         self._redis_writer: asyncio.Task | None = None  # writes to Redis, one at a time
         self._redis_produced_at: list[float] = []  # inputs whose scores wait for a flush
@@ -186,7 +188,7 @@ class ScoringService(PartitionOwnership, Service):
             await self._handle(batch)
             due = self._checkpoint_due(time.monotonic())
             if due is not None:
-                await self._checkpoint({due})
+                await self._checkpoint_in_background(due)
 
     def _checkpoint_due(self, now: float) -> int | None:
         """The partition most overdue for its checkpoint, if any is (one per poll)."""
@@ -297,11 +299,16 @@ class ScoringService(PartitionOwnership, Service):
             if batch is None:
                 batch = batches[topic] = self.producer.create_batch()
             if batch.append(key=encoded_key, value=encoded, timestamp=None) is None:
-                await self.producer.send_batch(batch, topic, partition=partition)
+                await self._send_output_batch(batch, topic, partition)
                 batch = batches[topic] = self.producer.create_batch()
                 batch.append(key=encoded_key, value=encoded, timestamp=None)
         for topic, batch in batches.items():
-            await self.producer.send_batch(batch, topic, partition=partition)
+            await self._send_output_batch(batch, topic, partition)
+
+    async def _send_output_batch(self, batch: object, topic: str, partition: int) -> None:
+        delivery = await self.producer.send_batch(batch, topic, partition=partition)
+        # a partition's checkpoint waits for its outputs' last batches (`_output_sent`)
+        self._last_output[(topic, partition)] = delivery
 
     async def _flush_redis(self) -> None:
         """Have the pending scores written to Redis: by the writer under way, which

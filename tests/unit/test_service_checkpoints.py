@@ -157,3 +157,61 @@ def test_the_states_a_checkpoint_wrote_are_counted_apart_from_the_checkpoints():
         assert "clvstream_checkpointed_states_total 2\n" in text
 
     asyncio.run(scenario())
+
+
+class GatedProducer:
+    """Acknowledges what is sent once `open` is called (at once after that), as a
+    broker that answers late; `flush` waits for that too."""
+
+    def __init__(self) -> None:
+        self.opened = False
+        self.sent: list[tuple[str, bytes | None, int | None]] = []
+        self._pending: list[asyncio.Future] = []
+
+    async def send(self, topic, value=None, key=None, partition=None):
+        delivery = asyncio.get_running_loop().create_future()
+        self.sent.append((topic, key, partition))
+        if self.opened:
+            delivery.set_result(None)
+        else:
+            self._pending.append(delivery)
+        return delivery
+
+    def open(self) -> None:
+        self.opened = True
+        for delivery in self._pending:
+            delivery.set_result(None)
+
+    async def flush(self) -> None:
+        while not self.opened:
+            await asyncio.sleep(0.001)
+
+
+def test_a_checkpoint_in_the_background_holds_the_states_of_its_start_and_waits_for_outputs():
+    """Scoring goes on while a periodic checkpoint is written: it holds the states and
+    offsets of when it started, its records go out only once every output sent before
+    is acknowledged (it never covers an unsent one), none other starts meanwhile, and
+    a checkpoint asked for on a stop or rebalance waits for it."""
+
+    async def scenario() -> None:
+        service, _ = service_with_two_partitions()
+        producer = service.producer = GatedProducer()
+        changelog = service.names.changelog
+        part = service.partitions[1]
+        part.states["c1"] = CustomerState()
+        service._last_output[("t.scores", 1)] = await producer.send("t.scores", b"output", b"c1")
+        await service._checkpoint_in_background(1)
+        part.states["c2"] = CustomerState()  # scored meanwhile: for the next checkpoint
+        await asyncio.sleep(0.01)
+        assert [t for t, _, _ in producer.sent] == ["t.scores"]  # waits for the output
+        await service._checkpoint_in_background(1)  # due again: one at a time
+        final = asyncio.create_task(service._checkpoint({1}))
+        await asyncio.sleep(0.01)
+        assert not final.done() and service.metrics.checkpoints == 0
+        producer.open()
+        await final
+        keys = [key for topic, key, _ in producer.sent if topic == changelog]
+        assert keys == [b"c1", CHECKPOINT_KEY, b"c2", CHECKPOINT_KEY]
+        assert (service.metrics.checkpoints, service.metrics.checkpointed_states) == (2, 2)
+
+    asyncio.run(scenario())
