@@ -307,7 +307,7 @@ class ScoringService(PartitionOwnership, Service):
 
     async def _send_output_batch(self, batch: object, topic: str, partition: int) -> None:
         delivery = await self.producer.send_batch(batch, topic, partition=partition)
-        # a partition's checkpoint waits for its outputs' last batches (`_output_sent`)
+        # a partition's checkpoint waits for its outputs' last batches (`_checkpoint_in_background`)
         self._last_output[(topic, partition)] = delivery
 
     async def _flush_redis(self) -> None:
