@@ -156,10 +156,10 @@ class PartitionScorer:
                 continue  # re-fetched after a seek: already buffered or processed
             raw = raw or b""  # a null value is rejected like any malformed input
             event = parse_event(raw)
-            if expected_type is not None and not isinstance(event, Rejected):
-                event = _misrouted(event, topic, expected_type, key) or event
-            if self.route is not None and not isinstance(event, Rejected):
-                event = self._elsewhere(event, topic) or event
+            checked = expected_type is not None or self.route is not None
+            if checked and not isinstance(event, Rejected):
+                misrouted = _misrouted(event, topic, key, expected_type, self.partition, self.route)
+                event = misrouted or event
             if not isinstance(event, Rejected):
                 at = event.occurred_at.timestamp()
                 future_limit = self.engine.future_limit
@@ -276,44 +276,53 @@ class PartitionScorer:
         if isinstance(self.states, DiskStates):
             self.states.close()
 
-    def _elsewhere(self, event: Event, topic: str) -> Rejected | None:
-        """Why a valid event does not belong on this partition, if it does not."""
-        customer_id = event.customer_id
-        home = self.route(customer_id)  # type: ignore[misc]
-        if home == self.partition:
-            return None
-        detail = (
-            f"the record is on partition {self.partition} of {topic}, but the producers' "
-            f"partitioner puts customer {customer_id} on partition {home}: every producer "
-            "must use the partitioner the service is configured with (input_partitioner)"
-        )
-        return Rejected(DeadLetterReason.WRONG_PARTITION, detail, customer_id)
 
-
-def _misrouted(event: Event, topic: str, expected_type: str, key: bytes | None) -> Rejected | None:
-    """Why a valid event cannot be applied where it was read, if it cannot.
+def _misrouted(
+    event: Event,
+    topic: str,
+    key: bytes | None,
+    expected_type: str | None,
+    partition: int,
+    route: Callable[[str], int] | None,
+) -> Rejected | None:
+    """Why a valid event cannot be applied where it was read, if it cannot: not of its
+    topic's `expected_type`, not keyed by its customer id (both checked when
+    `expected_type` is given), or not on its customer's partition (with `route`,
+    customer id -> the partition the producers' partitioner gives it).
 
     >>> from schemas.parsing import parse_event
     >>> event = parse_event(b'{"event_type":"interaction","event_id":"i1","customer_id":"c1",'
     ...                     b'"occurred_at":"2024-01-01T00:00:00+00:00","kind":"login"}')
-    >>> _misrouted(event, "clv.interactions", "interaction", b"c1") is None
+    >>> _misrouted(event, "clv.interactions", b"c1", "interaction", 0, None) is None
     True
-    >>> _misrouted(event, "clv.transactions", "transaction", b"c1").reason.value
+    >>> _misrouted(event, "clv.transactions", b"c1", "transaction", 0, None).reason.value
     'wrong_topic'
-    >>> _misrouted(event, "clv.interactions", "interaction", None).detail[:59]
+    >>> _misrouted(event, "clv.interactions", None, "interaction", 0, None).detail[:59]
     'the record has no key: records must be keyed by customer_id'
+    >>> _misrouted(event, "clv.interactions", b"c1", "interaction", 0, lambda c: 1).reason.value
+    'wrong_partition'
     """
     customer_id = event.customer_id
-    if event.event_type != expected_type:
-        detail = f"a {event.event_type} event on {topic}, which carries {expected_type} events"
-        return Rejected(DeadLetterReason.WRONG_TOPIC, detail, customer_id)
-    if key is None or key != customer_id.encode():
-        found = (
-            "has no key" if key is None else f"key {key.decode('utf-8', 'replace')!r:.80} differs"
-        )
+    if expected_type is not None:
+        if event.event_type != expected_type:
+            detail = f"a {event.event_type} event on {topic}, which carries {expected_type} events"
+            return Rejected(DeadLetterReason.WRONG_TOPIC, detail, customer_id)
+        if key is None or key != customer_id.encode():
+            found = (
+                "has no key"
+                if key is None
+                else f"key {key.decode('utf-8', 'replace')!r:.80} differs"
+            )
+            detail = (
+                f"the record {found}: records must be keyed by customer_id ({customer_id}), "
+                "so that all of a customer's events are on one partition"
+            )
+            return Rejected(DeadLetterReason.KEY_MISMATCH, detail, customer_id)
+    if route is not None and (home := route(customer_id)) != partition:
         detail = (
-            f"the record {found}: records must be keyed by customer_id ({customer_id}), "
-            "so that all of a customer's events are on one partition"
+            f"the record is on partition {partition} of {topic}, but the producers' "
+            f"partitioner puts customer {customer_id} on partition {home}: every producer "
+            "must use the partitioner the service is configured with (input_partitioner)"
         )
-        return Rejected(DeadLetterReason.KEY_MISMATCH, detail, customer_id)
+        return Rejected(DeadLetterReason.WRONG_PARTITION, detail, customer_id)
     return None
