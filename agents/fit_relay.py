@@ -1,12 +1,15 @@
-"""Partition 0's value-model records, relayed through the value-fits topic.
+"""The shared value model's records, relayed through the value-fits topic.
 
 With several partitions they share one value model (`models.shared_fits`): the engine
 of partition 0 fits it and publishes records (a refit started, its outcome, progress,
-idle) into `FitRelay.queue`; the worker holding partition 0 produces them to the
-value-fits topic (one partition, compacted by `fit_key`), and every worker reads the
-topic back into its `SharedFits` book, where the other partitions find the refits they
-wait for. A checkpoint of partition 0 must not cover records the broker has not
-acknowledged (`delivered`): a restart from it would never send them again.
+idle), and each other partition publishes its value statistics for partition 0's
+refits (`models.shared_stats`), into `FitRelay.queue`; the worker holding a partition
+produces its records to the value-fits topic (one partition, compacted by `fit_key`),
+and every worker reads the topic back into its `SharedFits` book, where partition 0
+finds the statistics and the others the refits they wait for. A checkpoint of a
+partition must not cover its records the broker has not acknowledged (`undelivered`):
+a restart from it would never send them again. Statistics no refit needs any more are
+deleted from the topic (tombstones) by the worker holding partition 0.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from models.engine import ScoringEngine
 from models.shared_fits import SharedFits
+from models.shared_stats import stats_key
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,11 +36,17 @@ class FitRelay:
 
     def __init__(self, settings: Settings, topic: str) -> None:
         self.settings, self.topic = settings, topic
-        self.book = SharedFits(settings.scoring.refit_install_delay_days)
-        self.queue: list[tuple] = []  # published by partition 0's engine, to produce
+        self.book = SharedFits(
+            settings.scoring.refit_install_delay_days,
+            partitions=settings.partitions,
+            interval_days=settings.scoring.refit_interval_days,
+        )
+        self.queue: list[tuple] = []  # published by this worker's engines, to produce
         self.in_flight: list[tuple[tuple, asyncio.Future]] = []
         self._quiet_since: float | None = None
         self._released = False
+        self._followers_quiet_since: dict[int, float] = {}
+        self._followers_released: set[int] = set()
         self._reader: AIOKafkaConsumer | None = None
 
     # -- reading ---------------------------------------------------------------------
@@ -60,6 +70,8 @@ class FitRelay:
             batch = await fetch(self._reader, 200, "value-fits")
             for records in (batch or {}).values():
                 for record in records:
+                    if record.value is None:
+                        continue  # a tombstone: statistics no refit needs any more
                     try:
                         self.book.apply(tuple(orjson.loads(record.value)))
                     except Exception as error:  # not ours: skipped, never a crash
@@ -89,11 +101,45 @@ class FitRelay:
             self._released = True
             self.queue.append(("idle", 1))
 
+    # -- the followers ---------------------------------------------------------------
+    def watch_follower(self, partition: int, quiet: bool, now: float, engine) -> None:
+        """A follower with nothing to read for `leader_idle_release_seconds` publishes
+        its statistics for every later refit slot (`publish_stats_end`), so that
+        partition 0's refits do not wait for it; once per quiet spell."""
+        release = self.settings.leader_idle_release_seconds
+        if release is None:
+            return
+        if not quiet:
+            self._followers_quiet_since.pop(partition, None)
+            self._followers_released.discard(partition)
+            return
+        since = self._followers_quiet_since.setdefault(partition, now)
+        if now - since >= release and partition not in self._followers_released:
+            self._followers_released.add(partition)
+            engine.publish_stats_end()
+
+    def publishes(self, partition: int) -> bool:
+        """True while records of `partition` wait to be produced or acknowledged."""
+        return any(_partition_of(r) == partition for r in self.queue) or any(
+            _partition_of(r) == partition for r, _ in self.in_flight
+        )
+
     async def publish(self, producer: AIOKafkaProducer, leader: ScoringEngine | None) -> None:
-        """Produce what partition 0 published since the last batch (a fit done in the
-        executor included)."""
-        if leader is not None:
+        """Produce what this worker's partitions published since the last batch (a fit
+        done in the executor included); the worker holding partition 0 deletes the
+        statistics no refit needs any more."""
+        if leader is None:
+            self.book.pruned.clear()  # (deleted by the worker holding partition 0)
+        else:
             leader.poll_fits()
+            while self.book.pruned:
+                key = stats_key(*self.book.pruned[-1])
+                try:
+                    await producer.send(self.topic, None, key, partition=0)
+                except Exception as error:  # kept, sent again after the next batch
+                    log.warning("value-fits tombstone not sent: %s", error)
+                    break
+                self.book.pruned.pop()
         while self.queue:
             record = self.queue[0]  # (the leader's engine appends to this very list)
             value = orjson.dumps(list(record))
@@ -106,9 +152,9 @@ class FitRelay:
             self.queue.pop(0)
             self.in_flight.append((record, delivery))
 
-    def delivered(self) -> bool:
-        """After a flush: True when every value-fits record is acknowledged; those that
-        failed go back to the front of the queue."""
+    def undelivered(self) -> set[int]:
+        """After a flush: the partitions with value-fits records not acknowledged (those
+        that failed go back to the front of the queue) or not sent yet."""
         failed = []
         for record, delivery in self.in_flight:
             if not delivery.done() or delivery.cancelled() or delivery.exception() is not None:
@@ -117,7 +163,12 @@ class FitRelay:
         if failed:
             log.warning("%d value-fits records not acknowledged: sent again", len(failed))
             self.queue[:0] = failed
-        return not self.queue
+        return {_partition_of(record) for record in self.queue}
+
+
+def _partition_of(record: tuple) -> int:
+    """The partition that published a record: a follower's statistics, else 0."""
+    return record[3] if record[0] == "stats" else 0
 
 
 def fit_key(record: tuple, value: bytes) -> bytes:
@@ -126,8 +177,12 @@ def fit_key(record: tuple, value: bytes) -> bytes:
 
     >>> fit_key(("progress", 12), b""), fit_key(("start", 70), b"")
     (b'progress', b'start:70')
+    >>> fit_key(("stats", 0, 90, 3, 1, 2, "..."), b"")
+    b'stats:3:0:90:1'
     """
     kind = record[0]
+    if kind == "stats":
+        return stats_key(record[3], record[1], record[2], record[4])
     if kind in ("progress", "idle"):
         return kind.encode()
     if kind == "start":

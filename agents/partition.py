@@ -134,6 +134,7 @@ class PartitionScorer:
             derive_from_states=derive and engine_blob is None,  # else restoring derives them
             shared=shared,
             publish=publish,
+            partition=partition,
         )
         if engine_blob is not None:
             restore_checkpoint(self.engine, engine_blob, derive=derive)
@@ -234,7 +235,7 @@ class PartitionScorer:
         if engine.waiting_for_fit(now):  # a follower waits for the leader's refits
             self.waiting = True
             return []
-        engine.clock.advance_watermark_to(watermark)
+        engine.advance_clock(watermark)
         return self._on_clock()
 
     def catch_up(self) -> list[Output]:

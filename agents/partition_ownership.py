@@ -32,7 +32,7 @@ from streams.topics import partition_of
 
 log = logging.getLogger(__name__)
 
-_FIT_RECORDS_RETRY_SECONDS = 0.2  # partition 0's checkpoint, while its records are out
+_FIT_RECORDS_RETRY_SECONDS = 0.2  # a checkpoint, while its value-fits records are out
 
 
 class PartitionOwnership:
@@ -43,16 +43,19 @@ class PartitionOwnership:
         under way in the background, if any)."""
         await self._checkpoint_written()
         producer = self.producer
-        if 0 in partitions:
+        fits = self.fits
+        if fits is not None:
             await self._publish_fits()
         await producer.flush()  # outputs first: a checkpoint never covers unsent outputs
-        if 0 in partitions and self.fits is not None and not self.fits.delivered():
-            # A checkpoint of partition 0 must not cover refit records the others never
-            # got: it is checkpointed once they are out (a restart sends them again).
-            partitions = partitions - {0}
-            if 0 in self._checkpointed_at:  # tried again soon, after any other due
-                retry_at = time.monotonic() + _FIT_RECORDS_RETRY_SECONDS
-                self._checkpointed_at[0] = retry_at - self._checkpoint_every
+        if fits is not None:
+            # A checkpoint must not cover value-fits records (partition 0's refits, a
+            # follower's statistics) the others never got: such a partition is
+            # checkpointed once they are out (a restart would not send them again).
+            for partition in fits.undelivered() & partitions:
+                partitions = partitions - {partition}
+                if partition in self._checkpointed_at:  # tried again soon
+                    retry_at = time.monotonic() + _FIT_RECORDS_RETRY_SECONDS
+                    self._checkpointed_at[partition] = retry_at - self._checkpoint_every
         taken = [self._take(p) for p in sorted(partitions) if p in self.partitions]
         await self._write_checkpoints(taken)
 
@@ -70,8 +73,8 @@ class PartitionOwnership:
             writer.result()
         if partition not in self.partitions:
             return
-        if partition == 0 and self.fits is not None:
-            await self._checkpoint({0})
+        if self.fits is not None and (partition == 0 or self.fits.publishes(partition)):
+            await self._checkpoint({partition})
             return
         sent = [f for (_, p), f in self._last_output.items() if p == partition]
         taken = [self._take(partition)]
@@ -188,7 +191,7 @@ class PartitionOwnership:
             max_rescores=self.settings.max_rescores_per_tick,
             derive=False,
             shared=self.fits.book if self.fits else None,
-            publish=self.fits.queue.append if partition == 0 and self.fits else None,
+            publish=self.fits.queue.append if self.fits else None,
             event_types=self.names.event_types,
             route=input_router(self.settings),
         )

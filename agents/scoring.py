@@ -220,9 +220,12 @@ class ScoringService(PartitionOwnership, Service):
                 outputs = scorer.catch_up()
             else:
                 idle = self._idle_inputs(partition, scorer, now)
-                if partition == 0 and self.fits is not None:
+                if self.fits is not None:
                     quiet = len(idle) == len(scorer.topics) and not scorer.buffered()
-                    self.fits.watch_leader(quiet, now)
+                    if partition == 0:
+                        self.fits.watch_leader(quiet, now)
+                    else:  # partition 0's refits stop waiting for its statistics
+                        self.fits.watch_follower(partition, quiet, now, scorer.engine)
                 outputs = scorer.drain(idle)
                 outputs += self._follow_wall_clock(partition, scorer, idle, now)
             self._pause_or_resume_fetching(partition, scorer)

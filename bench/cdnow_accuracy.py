@@ -1,6 +1,6 @@
 """CDNOW holdout accuracy, the BTYD field's protocol, through the real product path.
 
-    python -m bench.cdnow_accuracy
+    python -m bench.cdnow_accuracy [--partitions N [--jobs J]]
 
 Same-day purchases merged, calibration to 1997-09-30, customers scored as of that
 date by `clvstream score`, forecasts for the next 39 weeks (273 days) compared with
@@ -49,12 +49,13 @@ def holdout_truth(path: Path) -> dict[str, tuple[int, float]]:
     return {c: (len(d), sum(d.values())) for c, d in days.items()}
 
 
-def score(events: Path, model: str, out: Path) -> float:
+def score(events: Path, model: str, out: Path, partitions: int = 1, jobs: int = 1) -> float:
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "streams.cli", "score", str(events), "--out", str(out),
          "--as-of", CALIBRATION_END.isoformat(), "--horizon-days", "273",
-         "--churn-window-days", "273", "--value-model", model],
+         "--churn-window-days", "273", "--value-model", model,
+         "--partitions", str(partitions), "--jobs", str(jobs)],
         check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     return time.perf_counter() - started
@@ -84,6 +85,8 @@ def evaluate(scores_csv: Path, truth: dict[str, tuple[int, float]]) -> dict[str,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["pareto_nbd", "bg_nbd"])
+    parser.add_argument("--partitions", type=int, default=1, help="as the service's partitions")
+    parser.add_argument("--jobs", type=int, default=1, help="processes for the partitions")
     args = parser.parse_args()
     truth = holdout_truth(CDNOW_FILE)
     work = work_dir("clv-cdnow-")
@@ -95,7 +98,7 @@ def main() -> int:
     print(f"{'model':<11}{'MAE':>8}{'ratio':>8}{'AUC':>8}{'spendMAE':>10}{'top10%':>8}  run")
     results = {}
     for model in args.models:
-        seconds = score(events, model, work / f"{model}.csv")
+        seconds = score(events, model, work / f"{model}.csv", args.partitions, args.jobs)
         m = results[model] = evaluate(work / f"{model}.csv", truth)
         print(
             f"{model:<11}{m['mae']:>8.4f}{m['ratio']:>8.4f}{m['auc']:>8.4f}"

@@ -43,6 +43,8 @@ class EngineCheckpoint:
     erasures: tuple[tuple[str, float], ...] = ()  # customers erased, while still in reach
     # A follower partition (`models.shared_fits`): the leader's refits installed so far.
     refit_installed_through: int | None = None
+    # ... and the last refit slot its published statistics cover (`models.shared_stats`).
+    stats_through: int | None = None
 
 
 def checkpoint_bytes(engine: ScoringEngine) -> bytes:
@@ -61,6 +63,7 @@ def checkpoint_bytes(engine: ScoringEngine) -> bytes:
         refreshed_day=engine._refreshed_day,
         erasures=tuple(sorted(engine.erasures.items())),
         refit_installed_through=getattr(refits, "installed_through", None),
+        stats_through=getattr(refits, "stats_through", None),
     )
     return zlib.compress(pickle.dumps((_FORMAT, checkpoint), pickle.HIGHEST_PROTOCOL), 1)
 
@@ -88,6 +91,8 @@ def restore_checkpoint(engine: ScoringEngine, blob: bytes, derive: bool = True) 
     refits = engine._refits
     if isinstance(refits, FollowerSchedule):
         refits.installed_through = getattr(checkpoint, "refit_installed_through", None)
+        refits.stats_through = getattr(checkpoint, "stats_through", None)
+        engine._plan_snapshot()
     else:
         refits.next_day = checkpoint.refit_next_day
         refits.pending = checkpoint.refit_pending

@@ -46,10 +46,15 @@ class ScoringEngine(EngineRefits):
         derive_from_states: bool = True,
         shared: SharedFits | None = None,
         publish: Callable[[tuple], None] | None = None,
+        partition: int | None = None,
     ) -> None:
         """`derive_from_states` off: the caller restores a checkpoint next, which
         derives the timers and quantiles from the states (one pass over them, not two:
-        they may be on disk)."""
+        they may be on disk).
+
+        `shared` (several partitions, `models.shared_fits`): partition 0 (or, without
+        `partition`, the one given `publish`) leads and publishes its refits; another
+        `partition` follows and publishes its value statistics with `publish`."""
         self.config = config
         self.scorer = Scorer(config, params)
         self.scope = scope  # names this engine's partition in programme result ids
@@ -73,13 +78,16 @@ class ScoringEngine(EngineRefits):
         self._learning = ChurnLearning(config, self.scorer.churn, scope)
         # Several partitions share one value model: a follower installs what the leader
         # publishes (`models.shared_fits`); a partition alone, or the leader, fits.
+        leads = shared is None or (publish is not None and partition in (None, 0))
         self._refits: RefitSchedule | FollowerSchedule = (
-            FollowerSchedule(shared)
-            if shared is not None and publish is None
-            else RefitSchedule(config, fit_executor, publish, shared)
+            RefitSchedule(config, fit_executor, publish, shared)
+            if leads
+            else FollowerSchedule(shared, partition, publish)  # type: ignore[arg-type]
         )
+        self._snapshot_at = math.inf  # (a follower: `EngineRefits._plan_snapshot`)
         self._next_work_at = -math.inf
         self._refreshed_day: int | None = None  # of the scorer's population snapshots
+        self._plan_snapshot()
         if derive_from_states:
             self.rebuild_timers()
 
@@ -123,6 +131,8 @@ class ScoringEngine(EngineRefits):
             detail = f"event time {iso_utc(at)} is after {iso_utc(self.future_limit)}"
             reason = DeadLetterReason.FUTURE_TIMESTAMP
             return [self._counted(dead_letter(raw, origin, reason, detail, customer_id))]
+        if at >= self._snapshot_at:  # a follower's statistics, before its clock moves on
+            self._snapshot_stats(day_of(max(at - clock.allowed_lateness, clock.watermark)))
         if self.erasures and self._erased_before(customer_id, at):
             # Kept nowhere, not even as a dead letter: the customer asked to be erased.
             self.counters.dropped_after_erasure += 1
@@ -163,7 +173,7 @@ class ScoringEngine(EngineRefits):
     # -- time -----------------------------------------------------------------------
     def advance_watermark(self, ts: float) -> list[Output]:
         """Move the watermark to `ts` (end of a replay; idle partitions in live mode)."""
-        self.clock.advance_watermark_to(ts)
+        self.advance_clock(ts)
         return self.on_clock()
 
     def on_clock(self, max_rescores: int | None = None) -> list[Output]:

@@ -10,6 +10,7 @@ They use the engine's `config`, `scope`, `clock`, `counters`, `scorer`,
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from models.emitted import Output, Stream
 from models.errors import FitError
@@ -17,6 +18,7 @@ from models.health_events import daily_event_id, model_health_event
 from models.refit import PopulationStats, fit_value_params
 from models.refit_schedule import FitOutcome, outcome_record
 from models.shared_fits import FollowerSchedule
+from models.shared_stats import FINAL_SLOT
 from models.timeline import day_of, start_of_day
 from models.value import ValueParams
 
@@ -41,12 +43,19 @@ class EngineRefits:
         watermark = max(at - self.clock.allowed_lateness, self.clock.watermark)
         if not math.isfinite(watermark):
             return False  # a record that moves no clock
-        if refits.blocks(day_of(watermark)):
+        day = day_of(watermark)
+        if at >= self._snapshot_at:  # a follower publishes first, even if it must wait
+            self._snapshot_stats(day)
+        if refits.blocks(day):
             return True  # a follower ahead of what the leader has published
         pending = refits.pending
-        if pending is None or pending.future is None or pending.future.done():
+        if pending is None or day < pending.install_day:
             return False
-        return day_of(watermark) >= pending.install_day
+        if refits.awaiting_stats():
+            return True  # a leader waiting for the followers' statistics
+        refits.poll()  # (a leader: submit a fit whose statistics just came in)
+        pending = refits.pending
+        return pending is not None and pending.future is not None and not pending.future.done()
 
     @property
     def late_fit_installs(self) -> int:
@@ -57,8 +66,41 @@ class EngineRefits:
         return refits.late_installs if isinstance(refits, FollowerSchedule) else 0
 
     def poll_fits(self) -> None:
-        """A leader publishes a fit that is done (call it now and then)."""
+        """A leader starts a fit whose followers' statistics came in, and publishes a
+        fit that is done (call it now and then)."""
         self._refits.poll()
+
+    # -- a follower's statistics for the leader (`models.shared_stats`) --------------
+    def _plan_snapshot(self) -> None:
+        """The event time from which an event takes a follower's watermark to its next
+        snapshot day (infinite: it publishes none)."""
+        refits = self._refits
+        day = refits.snapshot_day if isinstance(refits, FollowerSchedule) else None
+        if day is None or not self.refit_enabled:
+            self._snapshot_at = math.inf
+        else:
+            self._snapshot_at = start_of_day(day) + self.clock.allowed_lateness
+
+    def _snapshot_stats(self, day: int) -> None:
+        """A follower's watermark is about to reach `day`: publish its statistics for
+        the slots up to it, as they stand (before the event that moves it)."""
+        refits = self._refits
+        if isinstance(refits, FollowerSchedule):
+            refits.snapshot(day, self._value_stats.rows())
+        self._plan_snapshot()
+
+    def advance_clock(self, ts: float) -> None:
+        """Move the watermark to `ts` without an event (a follower publishes first)."""
+        if ts + self.clock.allowed_lateness >= self._snapshot_at and ts > self.clock.watermark:
+            self._snapshot_stats(day_of(ts))
+        self.clock.advance_watermark_to(ts)
+
+    def publish_stats_end(self) -> None:
+        """A follower whose input has ended (or is idle): its statistics for every later
+        refit slot and the leader's final refit."""
+        refits = self._refits
+        if isinstance(refits, FollowerSchedule) and self.refit_enabled:
+            refits.snapshot_open(self._value_stats.rows())
 
     def _fit_inputs(self) -> tuple[PopulationStats, ValueParams]:
         return self.statistics(self.current_day), self.scorer.params
@@ -83,8 +125,11 @@ class EngineRefits:
             return self._apply_fit(final)
         previous = self.scorer.params
         try:
-            stats = self.statistics(through_day)
+            stats, missing = self._final_statistics(refits, through_day)
             params = fit_value_params(stats, self.config, previous, precise=True)
+            if missing:
+                note = f"without the statistics of partitions {missing}: not published"
+                params = replace(params, notes=(*params.notes, note))
             outcome = FitOutcome(through_day, through_day, params, None)
         except FitError as error:
             outcome = FitOutcome.failed(through_day, through_day, error)
@@ -92,20 +137,39 @@ class EngineRefits:
             refits.publish(outcome_record(outcome, "final"))
         return self._apply_fit(outcome)
 
+    def _final_statistics(self, refits, through_day: int) -> tuple[PopulationStats, list[int]]:
+        """Its own statistics and, for a leader of several partitions, the followers'
+        (their open snapshots), with the followers missing."""
+        own = self.statistics(through_day)
+        book = refits.book
+        if refits.publish is None or book is None or book.partitions == 1:
+            return own, []
+        found, missing = book.follower_rows(FINAL_SLOT)
+        return PopulationStats.merge([own, *(r.stats(through_day) for r in found)]), missing
+
     def publish_end(self, as_of_day: int, final_refit: bool) -> list[Output]:
         """The leading partition at the end of an offline run (its clock advanced to
-        the end of the as-of day): its final refit and its progress, for the others."""
+        the end of the as-of day): its final refit (`publish_final`) and its progress,
+        for the others. With followers' statistics to wait for, the caller publishes
+        the progress first (`final_refit` off: their last events wait for it), then
+        the final refit once their end statistics are in."""
         refits = self._refits
         if refits.publish is None:
             raise ValueError("only a leading partition publishes its end")
-        outputs = []
-        if final_refit and self.clock.started:
-            outputs.append(self.refit(as_of_day))
-        elif final_refit:
-            nothing = FitOutcome(as_of_day, as_of_day, None, "no data in the leading partition")
-            refits.publish(outcome_record(nothing, "final"))
+        outputs = self.publish_final(as_of_day) if final_refit else []
         refits.publish(("progress", as_of_day))
         return outputs
+
+    def publish_final(self, as_of_day: int) -> list[Output]:
+        """The leading partition's final refit, for everyone."""
+        refits = self._refits
+        if refits.publish is None:
+            raise ValueError("only a leading partition publishes its final refit")
+        if self.clock.started:
+            return [self.refit(as_of_day)]
+        nothing = FitOutcome(as_of_day, as_of_day, None, "no data in the leading partition")
+        refits.publish(outcome_record(nothing, "final"))
+        return []
 
     def _apply_fit(self, outcome: FitOutcome) -> Output:
         if outcome.params is None:

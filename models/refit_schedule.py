@@ -28,8 +28,9 @@ class PendingFit:
     future: Future | None  # None: fit in-process when the result is due
     through_day: int
     install_day: int
-    stats: PopulationStats
+    stats: PopulationStats  # the partition's own
     previous: ValueParams
+    slot: int | None = None  # a leader's: the followers' statistics it fits with
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,9 @@ class RefitSchedule:
     """A partition's own refits. With `publish` set it leads the other partitions
     (`models.shared_fits`): it publishes its progress, its refits and their outcomes;
     with `book` set, an outcome already published for an install day is the one
-    installed (a leader that took over installs what its predecessor published)."""
+    installed (a leader that took over installs what its predecessor published), and
+    with the book's `partitions` above 1 it fits on the followers' statistics too:
+    a refit is submitted once they are in (`awaiting_stats` until then)."""
 
     def __init__(
         self,
@@ -137,8 +140,10 @@ class RefitSchedule:
             or (pending.future is not None and not pending.future.done())
         ):
             return
+        if self.awaiting_stats():
+            return  # fitted once the followers' statistics are in
         if pending.future is None and self.executor is not None:
-            self.resume()  # restored from a checkpoint: fit in the executor again
+            self.resume()  # restored from a checkpoint, or its statistics just came in
             if self.pending is not None and self.pending.future is not None:
                 return
             pending = self.pending  # the executor is broken: fit in-process now
@@ -147,15 +152,10 @@ class RefitSchedule:
 
     def resume(self) -> None:
         """After a restore: fit the pending refit in the executor again (a checkpoint
-        keeps no future)."""
+        keeps no future), once its statistics are all in."""
         pending = self.pending
-        if (
-            pending is not None
-            and pending.future is None
-            and self.executor is not None
-            and pending.install_day not in self._published_days
-        ):
-            self.pending = replace(pending, future=self._submit(pending.stats, pending.previous))
+        if pending is not None and pending.install_day not in self._published_days:
+            self._submit_pending()
 
     def _close_stale(self, watermark_day: int) -> None:
         """Close the refits announced (by a former run of this leader) that it will not
@@ -181,11 +181,53 @@ class RefitSchedule:
             self.publish(outcome_record(outcome))
 
     def _start(self, stats: PopulationStats, previous: ValueParams, day: int) -> None:
-        future = self._submit(stats, previous)
-        self.pending = PendingFit(future, stats.through_day, day + self.delay, stats, previous)
+        slot = self.book.slot_of(day) if self._gathers else None
+        self.pending = PendingFit(None, stats.through_day, day + self.delay, stats, previous, slot)
         self._ready = None
         if self.publish is not None:
             self.publish(("start", day + self.delay))
+        self._submit_pending()
+
+    @property
+    def _gathers(self) -> bool:
+        """A leader of several partitions: its fits take in the followers' statistics."""
+        return self.publish is not None and self.book is not None and self.book.partitions > 1
+
+    def awaiting_stats(self) -> bool:
+        """True while the pending refit waits for followers' statistics (a caller due
+        to install it holds its events back meanwhile)."""
+        pending = self.pending
+        return (
+            pending is not None
+            and pending.future is None
+            and getattr(pending, "slot", None) is not None
+            and bool(self.book.missing_stats(pending.slot))  # type: ignore[union-attr]
+        )
+
+    def _fit_stats(self, pending: PendingFit) -> tuple[PopulationStats, list[int]]:
+        """The statistics to fit on: the partition's own and, for a leader of several,
+        the followers' for the refit's slot; and the followers missing."""
+        slot = getattr(pending, "slot", None)
+        if slot is None or self.book is None:
+            return pending.stats, []
+        found, missing = self.book.follower_rows(slot)
+        through = pending.stats.through_day
+        merged = PopulationStats.merge([pending.stats, *(rows.stats(through) for rows in found)])
+        return merged, missing
+
+    def _submit_pending(self) -> None:
+        """Start the pending fit in the executor, once its statistics are all in."""
+        pending = self.pending
+        if (
+            pending is None
+            or pending.future is not None
+            or self.executor is None
+            or pending.install_day in self._published_days
+            or self.awaiting_stats()
+        ):
+            return
+        stats, _ = self._fit_stats(pending)
+        self.pending = replace(pending, future=self._submit(stats, pending.previous))
 
     def _submit(self, stats: PopulationStats, previous: ValueParams) -> Future | None:
         """The fit in the executor; None without one, or when it is shut down or broken
@@ -222,7 +264,12 @@ class RefitSchedule:
                 raise
             except Exception:  # the fit process died (e.g. OOM-killed): same fit, in-process
                 pass
-        return fit_value_params(pending.stats, self.config, pending.previous)
+        stats, missing = self._fit_stats(pending)
+        params = fit_value_params(stats, self.config, pending.previous)
+        if missing:  # its caller did not wait for them: say so (not as a replay would)
+            note = f"without the statistics of partitions {missing}: not yet published"
+            params = replace(params, notes=(*params.notes, note))
+        return params
 
     def blocks(self, day: int) -> bool:
         return False  # a partition fitting for itself never waits for another

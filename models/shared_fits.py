@@ -1,9 +1,9 @@
 """One set of value-model parameters for every partition: the leader fits, the others
 install what it published, at the same event-time days.
 
-With several partitions, partition 0 (the leader) refits the value model on its
-customers (a hash sample of the population) on its event-time schedule, as a single
-partition does, and publishes what it does as records:
+With several partitions, partition 0 (the leader) refits the value model on every
+partition's customers on its event-time schedule, as a single partition does, and
+publishes what it does as records:
 
 - `("progress", day)`: its refit schedule has seen every watermark day up to `day`,
   so every refit it will still start takes effect after `day + install delay`;
@@ -13,12 +13,19 @@ partition does, and publishes what it does as records:
 - `("idle", 1 or 0)`: the service's partition 0 has had nothing to read for a while
   (the others go on without it), or reads again.
 
-The other partitions (followers) never fit: each installs the published outcomes
+The followers publish their value statistics for the leader's refit slots
+(`models.shared_stats`), so the leader fits on every partition's customers: its refit
+starts when its watermark passes a slot, and is fitted once every follower's
+statistics for that slot are in (a leader whose install day comes first waits for
+them, as for a fit still running). A follower publishes before its watermark reaches
+a slot, even with the event that would take it there held back, so leader and
+followers never wait for each other.
+
+The followers never fit: each installs the published outcomes
 when its own watermark reaches their install days. A follower whose next event would
 take its watermark past what the leader has published waits (the caller holds the
 event back), so every partition installs the same parameters at the same event time
-whatever the speed of the others: replays stay deterministic. The leader never
-waits for a follower, so they cannot wait for each other.
+whatever the speed of the others: replays stay deterministic.
 
 Records are plain tuples of JSON types (a published topic carries them as JSON).
 
@@ -37,9 +44,11 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from models.refit_schedule import FitOutcome
+from models.shared_stats import FINAL_SLOT, FROM_THE_START, StatsBook, StatsRows
 from models.value import ValueParams
 
 Record = tuple
@@ -52,19 +61,53 @@ class SharedFits:
     install_delay_days: int
     progress_day: int | None = None
     final: FitOutcome | None = None
+    partitions: int = 1  # the leader fits on the statistics of all of them
+    interval_days: int = 30  # refit slots are multiples of it
 
     def __post_init__(self) -> None:
+        self.stats = StatsBook()  # the followers' statistics, for the leader's refits
         self.outcomes: dict[int, FitOutcome | None] = {}  # install day -> outcome (None: running)
         self._running: set[int] = set()  # install days whose outcome is not known yet
         self.version = 0  # bumped by every record that changed something
         # The leader has had nothing to read for a while (the service's setting): the
         # others go on without waiting for its progress, at the cost of late installs.
         self.leader_idle = False
+        # Followers' statistics no refit needs any more, (partition, lo, hi, chunk)
+        # each: the worker holding the leader deletes them from the topic.
+        self.pruned: list[tuple[int, int, int | None, int]] = []
+
+    def slot_of(self, day: int) -> int:
+        """The refit slot of a refit started with the watermark on `day`."""
+        return day // self.interval_days * self.interval_days
+
+    def follower_rows(self, slot: int) -> tuple[list[StatsRows], list[int]]:
+        """Each follower's statistics for `slot` (`FINAL_SLOT`: the final refit), in
+        partition order, and the followers whose statistics are not in yet."""
+        found, missing = [], []
+        for partition in range(1, self.partitions):
+            rows = self.stats.rows_for(partition, slot)
+            if rows is None:
+                missing.append(partition)
+            else:
+                found.append(rows)
+        return found, missing
+
+    def missing_stats(self, slot: int) -> list[int]:
+        """The followers whose statistics for `slot` are not in yet (cheap: nothing
+        is decoded)."""
+        return [p for p in range(1, self.partitions) if not self.stats.has(p, slot)]
+
+    def has_final_stats(self) -> bool:
+        return not self.missing_stats(FINAL_SLOT)
 
     def apply(self, record: Record) -> bool:
         """Take in one record; the first outcome per install day stands (a leader that
         restarted publishes its refits again). True when something changed; ValueError
         for a record of another shape."""
+        if isinstance(record, tuple | list) and record and record[0] == "stats":
+            changed = self.stats.add(tuple(record))
+            self.version += changed
+            return changed
         _check(record)
         kind, day = record[0], int(record[1])
         changed = False
@@ -86,6 +129,7 @@ class SharedFits:
             elif self.outcomes.get(day) is None:
                 self.outcomes[day], changed = outcome, True
                 self._running.discard(day)
+                self.pruned.extend(self.stats.prune(self.slot_of(day - self.install_delay_days)))
         if changed:
             self.version += 1
         return changed
@@ -135,17 +179,62 @@ def _outcome(record: Record) -> FitOutcome:
 
 class FollowerSchedule:
     """A follower partition's refits: the leader's outcomes, each installed when the
-    watermark reaches its install day. Its caller holds back an event that `blocks`."""
+    watermark reaches its install day. Its caller holds back an event that `blocks`.
+    With `publish_stats`, it publishes its statistics for the leader's refit slots
+    (`models.shared_stats`) before its watermark reaches them."""
 
     pending = None  # never a fit of its own (read by checkpoints)
     next_day = None
     publish = None
 
-    def __init__(self, book: SharedFits) -> None:
+    def __init__(
+        self,
+        book: SharedFits,
+        partition: int | None = None,
+        publish_stats: Callable[[tuple], None] | None = None,
+    ) -> None:
         self.book = book
         self.installed_through: int | None = None  # every install day up to it is done
         self.late_installs = 0  # outcomes installed after their day (a caller did not wait)
         self._last_step_day: int | None = None
+        self.partition = partition
+        self.publish_stats = publish_stats if partition is not None else None
+        self.stats_through: int | None = None  # the last slot its snapshots cover
+        self.open_stats = False  # it published an open snapshot (idle, or its end)
+
+    @property
+    def snapshot_day(self) -> int | None:
+        """The watermark day from which it publishes its next snapshot (None: never)."""
+        if self.publish_stats is None:
+            return None
+        if self.stats_through is None:
+            return -(1 << 40)
+        return self.stats_through + self.book.interval_days
+
+    def snapshot(self, day: int, rows: StatsRows) -> None:
+        """Publish `rows` for every slot up to `day` not covered yet (its watermark is
+        about to reach `day`; `rows` are its statistics as they stand before)."""
+        top = self.book.slot_of(day)
+        if self.publish_stats is None or (
+            self.stats_through is not None and top <= self.stats_through
+        ):
+            return
+        lo = FROM_THE_START if self.stats_through is None else self.stats_through + 1
+        self.stats_through = top
+        self.open_stats = False
+        for record in rows.records(lo, top, self.partition):  # type: ignore[arg-type]
+            self.publish_stats(record)
+
+    def snapshot_open(self, rows: StatsRows) -> None:
+        """Publish `rows` for every later slot and the final refit (its input has ended,
+        or it is idle: a later event that changes them is not seen by fits that used
+        them, unlike in a replay)."""
+        if self.publish_stats is None:
+            return
+        lo = FROM_THE_START if self.stats_through is None else self.stats_through + 1
+        self.open_stats = True
+        for record in rows.records(lo, None, self.partition):  # type: ignore[arg-type]
+            self.publish_stats(record)
 
     def blocks(self, day: int) -> bool:
         return self.book.blocks(day)

@@ -29,6 +29,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from models.refit import PopulationStats
+from models.shared_stats import StatsRows
 from models.state import CustomerState
 
 _NEVER = -(1 << 31)  # first day of a customer without a purchase (and of a freed row)
@@ -94,6 +95,18 @@ class ValueStatsIndex:
         spend = np.frombuffer(self._spend, dtype=np.float64)[purchased].copy()
         age = np.maximum(float(through_day), last) - first
         return PopulationStats(repeat, last - first, age, spend, through_day)
+
+    def rows(self) -> StatsRows:
+        """The raw statistics of every purchasing customer, for the leading partition's
+        fit (`models.shared_stats`)."""
+        first = np.frombuffer(self._first, dtype=np.int32)
+        purchased = first != _NEVER
+        return StatsRows.of(
+            first[purchased],
+            np.frombuffer(self._last, dtype=np.int32)[purchased],
+            np.frombuffer(self._repeat, dtype=np.int32)[purchased],
+            np.frombuffer(self._spend, dtype=np.float64)[purchased],
+        )
 
     def _compact(self) -> None:
         """Drop the freed rows, keeping the live ones in order."""

@@ -16,7 +16,9 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 from concurrent.futures import Executor
+from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO
@@ -124,17 +126,27 @@ class Replay:
         job = self.job
         config = job.config.for_partition(job.partitions)
         shared = job.partitions > 1
-        self.book = SharedFits(config.refit_install_delay_days) if shared else None
+        self.book = (
+            SharedFits(
+                config.refit_install_delay_days,
+                partitions=job.partitions,
+                interval_days=config.refit_interval_days,
+            )
+            if shared
+            else None
+        )
         self.engines = {
             p: ScoringEngine(
                 config,
                 fit_executor=self.fit_executor,
                 scope="all" if job.partitions == 1 else f"p{p}",
                 shared=self.book,
-                publish=self._publish if shared and p == LEADER else None,
+                publish=self._publish if shared else None,
+                partition=p,
             )
             for p in job.owned
         }
+        self._ended: set[int] = set()  # followers that published their end statistics
         for engine in self.engines.values():
             engine.future_limit = job.future_limit
         self.held = HeldEvents()
@@ -168,10 +180,10 @@ class Replay:
         if outputs:
             self.order.write(line, partition, outputs, self.held.first_line())
 
-    def _drain(self) -> None:
+    def _drain(self, force: bool = False) -> None:
         """Process the held events that may go now, in order."""
         book = self.book
-        if book is None or book.version == self._seen_version:
+        if book is None or (book.version == self._seen_version and not force):
             return
         self._seen_version = book.version
         until = self.job.until
@@ -243,20 +255,21 @@ class Replay:
         at = clock_time(parsed, self.job.until, engine.future_limit)
         if at is not None:
             self._last_at = at if self._last_at is None else max(self._last_at, at)
-        if partition == LEADER:
-            self._write(line, partition, engine.process_parsed(parsed, raw, origin, self.job.until))
+        # The leader too may hold events back: a refit due waits for its followers'
+        # statistics (`models.shared_stats`), and a follower for the leader's refits.
+        if self.held.holds(partition) or must_wait(engine, parsed, self.job.until):
+            self.held.add(partition, Held(line, raw, origin, parsed))
         else:
-            if self.held.holds(partition) or must_wait(engine, parsed, self.job.until):
-                self.held.add(partition, Held(line, raw, origin, parsed))
-            else:
-                outputs = engine.process_parsed(parsed, raw, origin, self.job.until)
-                self._write(line, partition, outputs)
+            outputs = engine.process_parsed(parsed, raw, origin, self.job.until)
+            self._write(line, partition, outputs)
         if len(self.held):
             self._drain()
 
     def _now_and_then(self, leader: ScoringEngine | None, line: int) -> None:
         if leader is not None:
-            leader.poll_fits()  # publish a fit done in the executor
+            if self.relay is not None and line % 256 == 0:
+                self.receive(block=False)  # the followers' statistics
+            leader.poll_fits()  # start a fit whose statistics are in, publish one done
             self._drain()
         elif self.relay is not None and line % 256 == 0:
             self.receive(block=False)
@@ -268,6 +281,48 @@ class Replay:
 
     def _leader_moved(self, version: int) -> Callable[[], bool]:
         return lambda: self.book.version != version or self._leader_ran  # type: ignore[union-attr]
+
+    def _settle(self, done: Callable[[], bool]) -> None:
+        """At the end of the input: apply held events as they may go, and let each
+        follower whose events are all applied publish its end statistics, until
+        `done`; waits for the leader's fits and for the other processes meanwhile."""
+        leader = self.engines.get(LEADER)
+        while True:
+            self.receive(block=False)
+            if leader is not None:
+                leader.poll_fits()
+            self._drain(force=True)
+            for partition, engine in sorted(self.engines.items()):
+                free = partition != LEADER and not self.held.holds(partition)
+                if free and partition not in self._ended:
+                    self._ended.add(partition)
+                    engine.publish_stats_end()
+            if done():
+                return
+            future = leader._refits.pending.future if leader is not None else None  # type: ignore[union-attr]
+            if future is not None and not future.done():
+                wait_for_futures([future], timeout=0.05)
+            elif self.relay is not None:
+                if self.receive(block=True) is not None:
+                    raise RuntimeError("unexpected message while waiting for the leader")
+            elif leader is None or not self._moved(leader):
+                raise RuntimeError("the partitions wait for each other at the end")
+
+    def _moved(self, leader: ScoringEngine) -> bool:
+        """One process, nothing to wait for: True when a poll of the leader changed
+        something (it started a fit, or published one)."""
+        before = (self.book.version, leader._refits.pending)  # type: ignore[union-attr]
+        leader.poll_fits()
+        return (self.book.version, leader._refits.pending) != before  # type: ignore[union-attr]
+
+    def _leader_may_end(self, leader: ScoringEngine, as_of_day: int) -> bool:
+        """The leader's events are all applied, and a refit it installs by the end of
+        the as-of day has its followers' statistics."""
+        if self.held.holds(LEADER):
+            return False
+        refits = leader._refits
+        pending = refits.pending
+        return pending is None or pending.install_day > as_of_day or not refits.awaiting_stats()  # type: ignore[union-attr]
 
     def _leader_ended(self, as_of_day: int) -> Callable[[], bool]:
         """True once the leader has published its end (`ScoringEngine.publish_end`)."""
@@ -282,16 +337,26 @@ class Replay:
         if as_of_day is None:
             return [PartitionSummary.of(e, None) for _, e in sorted(self.engines.items())]
         end = end_of_day(as_of_day)
-        job = self.job
+        job, book = self.job, self.book
         for partition, engine in sorted(self.engines.items()):
-            if partition != LEADER and self.book is not None:
-                self._wait_for_leader(self._leader_ended(as_of_day))
+            if partition == LEADER and book is not None:
+                # Its held events first, and the followers' statistics for a refit
+                # it installs on the way to the end; then its progress to the end (the
+                # followers' last events wait for it), their end statistics, its final fit.
+                self._settle(partial(self._leader_may_end, engine, as_of_day))
+                outputs = engine.advance_watermark(end)
+                outputs += engine.publish_end(as_of_day, final_refit=False)
+                self._write(AFTER_LAST_LINE, partition, outputs)
+                if job.final_refit:
+                    self._settle(book.has_final_stats)
+                    self._write(AFTER_LAST_LINE, partition, engine.publish_final(as_of_day))
+                continue
+            if book is not None:
+                self._settle(self._leader_ended(as_of_day))
                 if len(self.held):
                     raise RuntimeError("held events left after the leader's end")
             outputs = engine.advance_watermark(end)
-            if partition == LEADER and self.book is not None:
-                outputs += engine.publish_end(as_of_day, job.final_refit)
-            elif job.final_refit and engine.clock.started:
+            if job.final_refit and engine.clock.started:
                 outputs.append(engine.refit(as_of_day))
             self._write(AFTER_LAST_LINE, partition, outputs)
         self.order.release(None)

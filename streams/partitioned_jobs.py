@@ -13,7 +13,9 @@ import csv
 import heapq
 import multiprocessing
 import os
+import queue
 import tempfile
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -56,19 +58,23 @@ def run_in_processes(
             theirs.close()
             pipes.append(ours)
             processes.append(process)
+        forwarder = _Forwarder(pipes)
         try:
-            last_days = _gather(pipes, processes, done, progress)
+            last_days = _gather(pipes, processes, done, progress, forwarder)
             given = jobs[0].as_of_day
             known = [day for day in last_days if day is not None]
             as_of_day = given if given is not None else max(known) if known else None
-            for pipe in pipes:
-                pipe.send(("as_of", as_of_day))
-            summaries = [s for batch in _gather(pipes, processes, None, None) for s in batch]
+            for index in range(len(pipes)):
+                forwarder.send(index, ("as_of", as_of_day))
+            summaries = [
+                s for batch in _gather(pipes, processes, None, None, forwarder) for s in batch
+            ]
         except BaseException:  # one failed (or Ctrl-C): the others may wait for the as-of
             for process in processes:
                 process.kill()
             raise
         finally:
+            forwarder.close()
             for process in processes:
                 process.join(timeout=30)
                 if process.is_alive():
@@ -134,7 +140,39 @@ def _open(path: Path | None):
     return open(path, "wb") if path is not None else nullcontext(None)
 
 
-def _gather(pipes: list[Connection], processes, done, progress) -> list:
+class _Forwarder:
+    """Messages to the processes, each pipe fed by a thread of its own: the parent
+    never blocks on a full pipe (a follower's statistics are large, and a process
+    reads its pipe only now and then), so it always reads the others."""
+
+    def __init__(self, pipes: list[Connection]) -> None:
+        self._queues: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in pipes]
+        self._threads = [
+            threading.Thread(target=_feed, args=(pipe, q), daemon=True, name=f"relay-{i}")
+            for i, (pipe, q) in enumerate(zip(pipes, self._queues, strict=True))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def send(self, index: int, message: tuple) -> None:
+        self._queues[index].put(message)
+
+    def close(self) -> None:
+        for q in self._queues:
+            q.put(None)
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+
+def _feed(pipe: Connection, messages: queue.SimpleQueue) -> None:
+    while (message := messages.get()) is not None:
+        try:
+            pipe.send(message)
+        except (BrokenPipeError, OSError):  # the process ended (or failed: reported)
+            return
+
+
+def _gather(pipes: list[Connection], processes, done, progress, forwarder: _Forwarder) -> list:
     """One message from every process, in process order; raises on a failed one."""
     answers: dict[int, object] = {}
     while len(answers) < len(pipes):
@@ -147,10 +185,10 @@ def _gather(pipes: list[Connection], processes, done, progress) -> list:
                 kind, value = "error", f"exit code {processes[index].exitcode}"
             if kind == "error":
                 raise RuntimeError(f"scoring process {index} failed:\n{value}")
-            if kind in ("fit", "ran"):  # the leader's: for every other process
-                for other in pipes:
-                    if other is not pipe:
-                        other.send((kind, value))
+            if kind in ("fit", "ran"):  # the leader's records, a follower's statistics
+                for other_index in range(len(pipes)):
+                    if other_index != index:
+                        forwarder.send(other_index, (kind, value))
                 continue
             answers[index] = value
         if progress is not None and done is not None:

@@ -81,12 +81,17 @@ def test_a_partition_scores_its_customers_as_if_it_had_only_their_events(
 ):
     """What makes N offline partitions the service's N partitions: each has its own
     clock and online models, fed only with its own customers' events (those the
-    producers' partitioner puts on it); the value model is partition 0's, which fits it
-    on its customers as if it were alone."""
+    producers' partitioner puts on it); the value model is one for all, fitted by
+    partition 0 on every partition's customers, as one partition fits it."""
     options = {"partitions": 2, "jobs": 2, "as_of": AS_OF, "partitioner": partitioner}
-    _, scores, _, _ = run(events_file, tmp_path, "split", **options)
+    _, scores, emitted, _ = run(events_file, tmp_path, "split", **options)
     split = rows(scores)
     assert len({row["model_version"] for row in split.values()}) == 1  # one value model
+    _, _, whole_emitted, _ = run(events_file, tmp_path, "whole", as_of=AS_OF)
+    final, whole_final = last_value_fit(emitted, "p0"), last_value_fit(whole_emitted, "all")
+    assert final["metrics"]["customers"] == whole_final["metrics"]["customers"]
+    for name, value in whole_final["parameters"].items():
+        assert final["parameters"][name] == pytest.approx(value, rel=1e-3)
     seen: set[str] = set()
     for partition in (0, 1):
         own = [
@@ -102,43 +107,54 @@ def test_a_partition_scores_its_customers_as_if_it_had_only_their_events(
         score_file(alone, out, config, as_of=AS_OF, show_progress=False, fit_in_background=False)
         by_itself = rows(out.read_bytes())
         assert by_itself
-        if partition == 0:  # the leader: exactly as alone
-            assert all(split[cid] == row for cid, row in by_itself.items())
-            leader_version = next(iter(by_itself.values()))["model_version"]
-        else:  # its own history, the leader's value model
-            assert all(
-                split[cid][column] == row[column]
-                for cid, row in by_itself.items()
-                for column in ("frequency", "recency_days", "tenure_days", "total_spend")
-            )
-            assert next(iter(by_itself.values()))["model_version"] != leader_version
-            assert {split[cid]["model_version"] for cid in by_itself} == {leader_version}
+        assert all(  # its own history ...
+            split[cid][column] == row[column]
+            for cid, row in by_itself.items()
+            for column in ("frequency", "recency_days", "tenure_days", "total_spend")
+        )
+        # ... and the value model of everyone, not the one its customers alone give
+        assert {split[cid]["model_version"] for cid in by_itself} == {final["model_version"]}
+        assert next(iter(by_itself.values()))["model_version"] != final["model_version"]
         seen |= by_itself.keys()
     assert seen == split.keys()
 
 
+def last_value_fit(emitted: bytes, scope: str) -> dict:
+    fits = [
+        value
+        for line in emitted.splitlines()
+        if (value := orjson.loads(line)["value"] or {}).get("model") == "value"
+        and value["scope"] == scope
+        and value["status"] == "fitted"
+    ]
+    return fits[-1]
+
+
+@pytest.mark.parametrize(("silent", "days"), [(0, (80, 180)), (1, (100, 10_000))])
 def test_every_partition_installs_the_leaders_refits_on_the_same_days_even_when_it_lags(
-    events_file, tmp_path
+    events_file, tmp_path, silent, days
 ):
-    """Partition 0 leads the value-model refits. With its customers silent for 100 days
-    the others run ahead of it and hold their events back, in one process or three,
-    and still install each refit on the day the leader set, with the same outputs."""
+    """Partition 0 leads the value-model refits, on every partition's statistics. With
+    its customers silent for 100 days the others run ahead of it and hold their events
+    back; with partition 1's customers silent from day 100 on, the leader holds its
+    events back until partition 1's end; in one process or three, each refit is
+    installed on the day the leader set, with the same outputs."""
     lines = events_file.read_bytes().splitlines()
     start = orjson.loads(lines[0])["occurred_at"][:10]
     first_day = date.fromisoformat(start).toordinal()
 
-    def silent(line: bytes) -> bool:  # a leader's customer's event in days 80-180
+    def silent_then(line: bytes) -> bool:  # an event of the silent partition's customers
         customer = _customer(line)
-        if customer is None or partition_of(customer, 3) != 0:
+        if customer is None or partition_of(customer, 3) != silent:
             return False
         stamp = orjson.loads(line).get("occurred_at")
         if stamp is None:
             return False
         day = date.fromisoformat(stamp[:10]).toordinal()
-        return 80 <= day - first_day < 180
+        return days[0] <= day - first_day < days[1]
 
     lagging = tmp_path / "lagging.jsonl"
-    lagging.write_bytes(b"\n".join(line for line in lines if not silent(line)) + b"\n")
+    lagging.write_bytes(b"\n".join(line for line in lines if not silent_then(line)) + b"\n")
     one = run(lagging, tmp_path, "lag-one", partitions=3, jobs=1)
     three = run(lagging, tmp_path, "lag-three", partitions=3, jobs=3)
     assert one[1:] == three[1:]

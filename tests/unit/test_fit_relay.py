@@ -1,6 +1,7 @@
-"""Partition 0's idle watch (`agents.fit_relay`): the other partitions stop waiting for
-its refits once it has had nothing to read for the release time, and wait again as
-soon as it reads. No broker: the records are only queued here."""
+"""The idle watches (`agents.fit_relay`): the other partitions stop waiting for
+partition 0's refits once it has had nothing to read for the release time, and wait
+again as soon as it reads; a quiet follower publishes its statistics for every later
+refit of partition 0. No broker: the records are only queued here."""
 
 from __future__ import annotations
 
@@ -52,3 +53,36 @@ def test_a_newly_assigned_leader_cancels_a_former_owners_release():
     assert fits.queue == [("idle", 1), ("idle", 0)]
     fits.watch_leader(quiet=True, now=41.0)  # its quiet time starts again
     assert fits.queue == [("idle", 1), ("idle", 0)]
+
+
+class Follower:
+    """Stands in for a follower's engine: counts its open snapshots."""
+
+    def __init__(self) -> None:
+        self.published = 0
+
+    def publish_stats_end(self) -> None:
+        self.published += 1
+
+
+def test_a_quiet_follower_publishes_its_statistics_once_per_quiet_spell():
+    fits, engine = relay(30.0), Follower()
+    fits.watch_follower(1, quiet=True, now=100.0, engine=engine)
+    fits.watch_follower(1, quiet=True, now=129.0, engine=engine)
+    assert engine.published == 0
+    fits.watch_follower(1, quiet=True, now=130.0, engine=engine)
+    fits.watch_follower(1, quiet=True, now=900.0, engine=engine)
+    assert engine.published == 1
+    fits.watch_follower(1, quiet=False, now=901.0, engine=engine)  # reads again
+    fits.watch_follower(1, quiet=True, now=902.0, engine=engine)
+    fits.watch_follower(1, quiet=True, now=931.0, engine=engine)
+    assert engine.published == 1
+    fits.watch_follower(1, quiet=True, now=932.0, engine=engine)
+    assert engine.published == 2
+
+
+def test_without_a_release_time_a_quiet_follower_publishes_nothing():
+    fits, engine = relay(None), Follower()
+    fits.watch_follower(1, quiet=True, now=0.0, engine=engine)
+    fits.watch_follower(1, quiet=True, now=10_000.0, engine=engine)
+    assert engine.published == 0

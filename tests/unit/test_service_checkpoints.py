@@ -100,6 +100,27 @@ def test_a_failed_fit_record_is_sent_again_and_holds_partition_0_back():
     asyncio.run(scenario())
 
 
+def test_a_follower_waits_for_its_statistics_records_and_partition_0_does_not():
+    async def scenario() -> None:
+        service, producer = service_with_two_partitions()
+        changelog = service.names.changelog
+        record = ("stats", 0, 90, 1, 0, 1, "")  # partition 1's, for partition 0's refits
+        service.fits.queue.append(record)
+        await service._checkpoint({0, 1})
+        assert checkpointed(producer, changelog) == [0]
+        assert service.fits.queue == [record] and service.fits.publishes(1)
+
+        producer.sent.clear()
+        producer.hold_fits = False
+        await service._checkpoint_in_background(1)  # its records first: not in the background
+        fits = [key for topic, key, _ in producer.sent if topic == service.names.value_fits]
+        assert fits == [b"stats:1:0:90:0"]
+        assert checkpointed(producer, changelog) == [1]
+        assert not service.fits.publishes(1)
+
+    asyncio.run(scenario())
+
+
 def test_without_fit_records_partition_0_is_checkpointed_at_once():
     async def scenario() -> None:
         service, producer = service_with_two_partitions()

@@ -1,0 +1,210 @@
+"""The followers' value statistics for the leader's refits (`models.shared_stats`): one
+value model fitted on every partition's customers, with no partition waiting for
+another that waits for it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models import shared_stats
+from models.checkpoint import checkpoint_bytes, restore_checkpoint
+from models.config import ScoringConfig
+from models.emitted import Stream
+from models.engine import ScoringEngine
+from models.shared_fits import SharedFits
+from models.shared_stats import FINAL_SLOT, FROM_THE_START, StatsBook, StatsRows
+from models.timeline import day_of
+from tests.factories import BASE, purchase, raw
+from tests.unit.test_engine import random_history
+
+CONFIG = ScoringConfig(
+    min_customers_for_fit=50, min_fit_history_days=60, min_repeat_customers_for_spend_fit=10
+)
+T0 = BASE.timestamp()
+DAY0 = day_of(T0)
+
+
+def origin(line: int) -> dict:
+    return {"source": "file", "file": "t.jsonl", "line": line}
+
+
+def at(event: dict) -> float:
+    return datetime.fromisoformat(event["occurred_at"]).timestamp()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(-(2**31) + 1, 2**31 - 1),
+            st.integers(-(2**31), 2**31 - 1),
+            st.integers(0, 10_000),
+            st.floats(allow_nan=False, allow_infinity=False),
+        ),
+        max_size=60,
+    ),
+    st.integers(1, 7),
+)
+def test_statistics_travel_in_chunks_and_arrive_unchanged(table, chunk_rows):
+    rows = StatsRows.of(*(zip(*table, strict=True) if table else ([], [], [], [])))
+    original = shared_stats.CHUNK_ROWS
+    shared_stats.CHUNK_ROWS = chunk_rows
+    try:
+        records = rows.records(lo=30, hi=90, partition=3)
+    finally:
+        shared_stats.CHUNK_ROWS = original
+    assert len(records) == max(1, -(-len(table) // chunk_rows))
+    book = StatsBook()
+    for record in reversed(records):  # any order of arrival
+        assert book.rows_for(3, 60) is None  # not before its last chunk
+        assert book.add(record)
+    assert not book.add(records[0])  # a copy changes nothing
+    assert book.rows_for(3, 60) == rows and book.rows_for(3, 30) == rows
+    assert book.rows_for(3, 91) is None and book.rows_for(2, 60) is None
+
+
+def test_the_first_snapshot_covering_a_slot_stands_and_pruned_ones_are_named():
+    book = StatsBook()
+    early, late = StatsRows.of([1], [5], [1], [9.0]), StatsRows.of([1, 2], [5, 8], [1, 0], [9, 0])
+    for record in early.records(FROM_THE_START, 60, 1) + late.records(61, None, 1):
+        book.add(record)
+    assert book.rows_for(1, 30) == early and book.rows_for(1, 90) == late
+    assert book.rows_for(1, FINAL_SLOT) == late  # an open snapshot: the final refit's too
+    assert book.prune(before_slot=90) == [(1, FROM_THE_START, 60, 0)]
+    assert book.rows_for(1, 30) is None and book.rows_for(1, 90) == late
+
+
+def engines(book: SharedFits) -> tuple[ScoringEngine, ScoringEngine, list]:
+    published: list = []
+
+    def publish(record):
+        published.append(record)
+        book.apply(record)
+
+    leader = ScoringEngine(CONFIG, shared=book, publish=publish, scope="p0", partition=0)
+    follower = ScoringEngine(CONFIG, shared=book, publish=publish, scope="p1", partition=1)
+    return leader, follower, published
+
+
+def stats_records(published: list) -> list[tuple]:
+    return [r for r in published if r[0] == "stats"]
+
+
+def test_a_follower_publishes_its_statistics_before_the_event_that_reaches_a_slot():
+    book = SharedFits(30, partitions=2, interval_days=30)
+    _, follower, published = engines(book)
+    slot = book.slot_of(DAY0 + 40)  # the first slot after day 0
+    follower.process_raw(raw(purchase("a", 0)), origin(1))
+    first = stats_records(published)
+    assert [(r[1], r[2]) for r in first] == [(FROM_THE_START, book.slot_of(DAY0))]
+    assert len(StatsRows.unpacked([first[0][6]])) == 0  # before its first event: nobody
+    follower.process_raw(raw(purchase("b", 10)), origin(2))
+    follower.process_raw(raw(purchase("a", slot - DAY0 - 5)), origin(3))  # not there yet
+    assert len(stats_records(published)) == 1
+    # the leader has published nothing yet: the event that reaches the slot is held
+    # back, and the statistics go out all the same, as they stand before it
+    event = purchase("c", slot - DAY0 + 70)
+    assert follower.waiting_for_fit(at(event))
+    second = stats_records(published)[1:]
+    assert [(r[1], r[2], r[3]) for r in second] == [
+        (book.slot_of(DAY0) + 1, book.slot_of(DAY0 + 70 + slot - DAY0), 1)
+    ]  # every slot the event passes at once
+    rows = StatsRows.unpacked([second[0][6]])
+    assert sorted(rows.first.tolist()) == [DAY0, DAY0 + 10]  # a and b, not c
+    assert book.missing_stats(slot) == [] and book.missing_stats(slot + 100) == [1]
+    follower.waiting_for_fit(at(event))  # asked again: published once
+    assert len(stats_records(published)) == 2
+
+
+def test_a_leader_of_two_partitions_fits_on_both_and_waits_for_the_statistics():
+    book = SharedFits(30, partitions=2, interval_days=30)
+    leader, follower, _ = engines(book)
+    history = random_history(400, 300, seed=2)
+    streams = {
+        leader: [e for e in history if int(e["customer_id"][1:]) % 2 == 0],
+        follower: [e for e in history if int(e["customer_id"][1:]) % 2 == 1],
+    }
+    # The leader runs ahead: it must wait for its follower's statistics at the install
+    # day of its first refit, while the follower catches up (then waits for the leader).
+    waited, outputs, number = {leader: 0, follower: 0}, [], 0
+    while any(streams.values()):
+        moved = False
+        for engine in (leader, follower):
+            while streams[engine]:
+                event = streams[engine][0]
+                if engine.waiting_for_fit(at(event)):
+                    waited[engine] += 1
+                    break
+                number += 1
+                outputs += engine.process_raw(raw(streams[engine].pop(0)), origin(number))
+                moved = True
+        assert moved, "the partitions wait for each other"
+    assert waited[leader] > 0 and waited[follower] > 0
+    fits = [o.value for o in outputs if o.stream is Stream.MODEL_HEALTH
+            and o.value.get("model") == "value" and o.value["status"] == "fitted"]  # fmt: skip
+    by_scope = {scope: [f["model_version"] for f in fits if f["scope"] == scope]
+                for scope in ("p0", "p1")}  # fmt: skip
+    assert len(by_scope["p0"]) >= 3 and by_scope["p0"] == by_scope["p1"]
+    leaders_customers = {e["customer_id"] for e in history if int(e["customer_id"][1:]) % 2 == 0
+                         and e["event_type"] == "transaction"}  # fmt: skip
+    assert max(f["metrics"]["customers"] for f in fits) > len(leaders_customers)
+    assert not any("without the statistics" in f["detail"] for f in fits)
+
+
+def test_a_leader_that_was_not_held_back_fits_on_what_it_has_and_says_so():
+    book = SharedFits(30, partitions=3, interval_days=30)
+    leader, _, _ = engines(book)
+    outputs = []
+    for number, event in enumerate(random_history(300, 200, seed=4), 1):
+        outputs += leader.process_raw(raw(event), origin(number))  # nobody holds it back
+    details = [o.value["detail"] for o in outputs if o.stream is Stream.MODEL_HEALTH
+               and o.value.get("model") == "value" and o.value["status"] == "fitted"]  # fmt: skip
+    assert details and all("without the statistics of partitions [1, 2]" in d for d in details)
+
+
+def test_a_finished_follower_covers_every_later_slot_and_the_final_refit():
+    book = SharedFits(30, partitions=2, interval_days=30)
+    leader, follower, _ = engines(book)
+    for day in (0, 20, 45):
+        follower.process_raw(raw(purchase("f", day, 10.0)), origin(day))
+        leader.process_raw(raw(purchase("l", day, 10.0)), origin(day))
+    follower.publish_stats_end()
+    assert book.has_final_stats()
+    rows = book.stats.rows_for(1, FINAL_SLOT)
+    assert rows.first.tolist() == [DAY0] and rows.repeat.tolist() == [2]
+    assert book.missing_stats(book.slot_of(DAY0 + 400)) == []
+
+
+def test_a_restored_follower_does_not_publish_the_slots_it_covered_again():
+    book = SharedFits(30, partitions=2, interval_days=30)
+    _, follower, published = engines(book)
+    for day in (0, 40, 70):
+        follower.process_raw(raw(purchase("f", day)), origin(day))
+    count = len(stats_records(published))
+    twin = ScoringEngine(CONFIG, states=dict(follower.states), shared=book,
+                         publish=published.append, scope="p1", partition=1)  # fmt: skip
+    restore_checkpoint(twin, checkpoint_bytes(follower))
+    twin.process_raw(raw(purchase("f", 75)), origin(75))  # the same slot as day 70
+    assert len(stats_records(published)) == count
+    twin.process_raw(raw(purchase("f", 95)), origin(95))  # the next slot
+    assert len(stats_records(published)) == count + 1
+
+
+def test_an_outcome_prunes_the_statistics_its_refit_no_longer_needs():
+    book = SharedFits(30, partitions=2, interval_days=30)
+    rows = StatsRows.of([DAY0], [DAY0], [0], [0.0])
+    for lo, hi in (
+        (FROM_THE_START, 30 * (DAY0 // 30)),
+        (30 * (DAY0 // 30) + 1, 30 * (DAY0 // 30) + 60),
+    ):
+        for record in rows.records(lo, hi, 1):
+            book.apply(record)
+    install = 30 * (DAY0 // 30) + 60 + 30  # a refit started on the second snapshot's slot
+    book.apply(("start", install))
+    book.apply(("outcome", install, None, "too few", True))
+    assert [p[:3] for p in book.pruned] == [(1, FROM_THE_START, 30 * (DAY0 // 30))]
+    assert np.array_equal(book.stats.rows_for(1, install - 30).first, rows.first)
