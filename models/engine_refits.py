@@ -35,8 +35,11 @@ class EngineRefits:
 
     def waiting_for_fit(self, at: float) -> bool:
         """True when an event at `at` would move the clock to the install day of a refit
-        still running in the executor: a caller that must not block (the stream worker)
-        holds the event back until the fit is done; installing waits otherwise."""
+        still running in the executor, or (a leader of several partitions) still
+        waiting for the followers' statistics, or (a follower) past what the leader
+        has published: a caller that must not block holds the event back until then.
+        A follower whose clock the event would take to a refit slot publishes its
+        statistics first (`models.shared_stats`), so the leader never waits for it."""
         if not self.refit_enabled:
             return False
         refits = self._refits

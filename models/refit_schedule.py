@@ -196,12 +196,15 @@ class RefitSchedule:
     def awaiting_stats(self) -> bool:
         """True while the pending refit waits for followers' statistics (a caller due
         to install it holds its events back meanwhile)."""
-        pending = self.pending
+        pending, book = self.pending, self.book
         return (
             pending is not None
             and pending.future is None
             and getattr(pending, "slot", None) is not None
-            and bool(self.book.missing_stats(pending.slot))  # type: ignore[union-attr]
+            # published already (by this leader before a restart): not fitted again,
+            # and its statistics may be gone from the topic
+            and book.outcomes.get(pending.install_day) is None  # type: ignore[union-attr]
+            and bool(book.missing_stats(pending.slot))  # type: ignore[union-attr]
         )
 
     def _fit_stats(self, pending: PendingFit) -> tuple[PopulationStats, list[int]]:
@@ -223,6 +226,7 @@ class RefitSchedule:
             or pending.future is not None
             or self.executor is None
             or pending.install_day in self._published_days
+            or (self.book is not None and self.book.outcomes.get(pending.install_day) is not None)
             or self.awaiting_stats()
         ):
             return

@@ -208,3 +208,29 @@ def test_an_outcome_prunes_the_statistics_its_refit_no_longer_needs():
     book.apply(("outcome", install, None, "too few", True))
     assert [p[:3] for p in book.pruned] == [(1, FROM_THE_START, 30 * (DAY0 // 30))]
     assert np.array_equal(book.stats.rows_for(1, install - 30).first, rows.first)
+
+
+def test_a_restored_leader_does_not_wait_for_statistics_of_a_refit_it_published():
+    """Statistics are deleted once a later refit is out; a leader restored from a
+    checkpoint taken before it published its pending refit takes the published outcome
+    instead of waiting for them."""
+    book = SharedFits(30, partitions=2, interval_days=30)
+    leader, follower, _ = engines(book)
+    for day in range(0, 200, 5):
+        follower.process_raw(raw(purchase(f"f{day % 20}", day)), origin(day))
+    follower.publish_stats_end()
+    blob, states = None, None
+    for day in range(0, 200, 5):
+        leader.process_raw(raw(purchase(f"l{day % 20}", day)), origin(day))
+        pending = leader._refits.pending
+        if blob is None and pending is not None and pending.install_day > DAY0 + day + 5:
+            blob, states = checkpoint_bytes(leader), dict(leader.states)  # before its outcome
+    assert blob is not None and book.outcomes
+    twin = ScoringEngine(CONFIG, states=states, shared=book, publish=book.apply, scope="p0",
+                         partition=0)  # fmt: skip
+    restore_checkpoint(twin, blob)
+    pending = twin._refits.pending
+    assert book.outcomes.get(pending.install_day) is not None
+    book.stats._snapshots.clear()  # the topic's statistics were deleted meanwhile
+    assert not twin._refits.awaiting_stats()
+    assert not twin.waiting_for_fit(T0 + (pending.install_day - DAY0) * 86_400.0)
