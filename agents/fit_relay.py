@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 class FitRelay:
-    """The value-fits records of one worker: those to produce (partition 0's), and
+    """The value-fits records of one worker: those to produce (its partitions'), and
     those read back (everyone's `book`)."""
 
     def __init__(self, settings: Settings, topic: str) -> None:
@@ -133,13 +133,13 @@ class FitRelay:
         else:
             leader.poll_fits()
             while self.book.pruned:
-                key = stats_key(*self.book.pruned[-1])
+                pruned = self.book.pruned.pop()  # (the reader may add more meanwhile)
                 try:
-                    await producer.send(self.topic, None, key, partition=0)
+                    await producer.send(self.topic, None, stats_key(*pruned), partition=0)
                 except Exception as error:  # kept, sent again after the next batch
                     log.warning("value-fits tombstone not sent: %s", error)
+                    self.book.pruned.append(pruned)
                     break
-                self.book.pruned.pop()
         while self.queue:
             record = self.queue[0]  # (the leader's engine appends to this very list)
             value = orjson.dumps(list(record))
@@ -177,12 +177,12 @@ def fit_key(record: tuple, value: bytes) -> bytes:
 
     >>> fit_key(("progress", 12), b""), fit_key(("start", 70), b"")
     (b'progress', b'start:70')
-    >>> fit_key(("stats", 0, 90, 3, 1, 2, "..."), b"")
-    b'stats:3:0:90:1'
+    >>> fit_key(("stats", 0, 90, 3, "ab12", 1, 2, "..."), b"")
+    b'stats:3:0:90:ab12:1'
     """
     kind = record[0]
     if kind == "stats":
-        return stats_key(record[3], record[1], record[2], record[4])
+        return stats_key(record[3], record[1], record[2], record[4], record[5])
     if kind in ("progress", "idle"):
         return kind.encode()
     if kind == "start":

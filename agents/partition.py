@@ -232,7 +232,7 @@ class PartitionScorer:
         watermark = now - engine.config.allowed_lateness_seconds
         if self.behind or watermark <= engine.clock.watermark:
             return []
-        if engine.waiting_for_fit(now):  # a follower waits for the leader's refits
+        if engine.waiting_for_fit(now):  # a refit's outcome, or the followers' statistics
             self.waiting = True
             return []
         engine.advance_clock(watermark)

@@ -64,7 +64,8 @@ class PartitionOwnership:
         states and offsets are taken now; the checkpoint record goes out once every
         output sent before is acknowledged (so it never covers an unsent one), then its
         own records. One at a time (none is started while one is under way). Partition
-        0 of several waits as `_checkpoint` does: its refit records must be out first."""
+        0 of several, and a partition with value-fits records out, waits as
+        `_checkpoint` does: its records must be acknowledged first."""
         writer = self._checkpointer
         if writer is not None:
             if not writer.done():
@@ -130,7 +131,7 @@ class PartitionOwnership:
             if partition in self.partitions:
                 self._checkpointed_at[partition] = done
         if offsets:
-            self.metrics.checkpoints += 1  # (none when partition 0 waits for its records)
+            self.metrics.checkpoints += 1  # (none when a partition waits for its records)
             self.metrics.checkpointed_states += states
             try:  # for lag monitoring only: restores read the offsets from the changelog
                 await self.consumer.commit(offsets)

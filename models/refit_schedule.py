@@ -263,23 +263,36 @@ class RefitSchedule:
     def _result(self, pending: PendingFit) -> ValueParams:
         if pending.future is not None:
             try:
-                return pending.future.result()
+                return self._noted(pending, pending.future.result())
             except FitError:
                 raise
             except Exception:  # the fit process died (e.g. OOM-killed): same fit, in-process
                 pass
-        stats, missing = self._fit_stats(pending)
-        params = fit_value_params(stats, self.config, pending.previous)
-        if missing:  # its caller did not wait for them: say so (not as a replay would)
-            note = f"without the statistics of partitions {missing}: not yet published"
-            params = replace(params, notes=(*params.notes, note))
-        return params
+        stats, _ = self._fit_stats(pending)
+        return self._noted(pending, fit_value_params(stats, self.config, pending.previous))
+
+    def _noted(self, pending: PendingFit, params: ValueParams) -> ValueParams:
+        """A fit that went without some followers' statistics says so (its caller did
+        not wait for them, or they are gone: not as a replay would fit)."""
+        slot = getattr(pending, "slot", None)
+        absent = self.book.absent_stats(slot) if slot is not None and self.book else []
+        if not absent:
+            return params
+        note = f"without the statistics of partitions {absent}: not published"
+        return replace(params, notes=(*params.notes, note))
 
     def blocks(self, day: int) -> bool:
         return False  # a partition fitting for itself never waits for another
 
     def cancel(self) -> None:
-        """Drop a fit not yet due (e.g. a final refit replaces it)."""
-        if self.pending is not None and self.pending.future is not None:
-            self.pending.future.cancel()
+        """Drop a fit not yet due (e.g. a final refit replaces it); a leader closes it
+        as not fitted, so that no follower waits for it."""
+        pending = self.pending
+        if pending is not None and pending.future is not None:
+            pending.future.cancel()
+        if pending is not None and self.publish is not None:
+            error = "not fitted: replaced by the final refit"
+            self._publish_outcome(
+                FitOutcome(pending.through_day, pending.install_day, None, error, True)
+            )
         self.pending = None

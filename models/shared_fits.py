@@ -93,8 +93,18 @@ class SharedFits:
         return found, missing
 
     def missing_stats(self, slot: int) -> list[int]:
-        """The followers whose statistics for `slot` are not in yet (cheap: nothing
-        is decoded)."""
+        """The followers whose statistics for `slot` are not in yet and may still come
+        (cheap: nothing is decoded). A follower that has published statistics for
+        later slots only is not waited for: those for `slot` were deleted (a later
+        refit was out; only a leader restarted from an older checkpoint asks)."""
+        return [
+            p
+            for p in range(1, self.partitions)
+            if not self.stats.has(p, slot) and not self.stats.passed(p, slot)
+        ]
+
+    def absent_stats(self, slot: int) -> list[int]:
+        """The followers whose statistics for `slot` a fit now would go without."""
         return [p for p in range(1, self.partitions) if not self.stats.has(p, slot)]
 
     def has_final_stats(self) -> bool:
@@ -209,7 +219,8 @@ class FollowerSchedule:
             return None
         if self.stats_through is None:
             return -(1 << 40)
-        return self.stats_through + self.book.interval_days
+        interval = self.book.interval_days  # (on its grid, should the interval change)
+        return (self.stats_through // interval + 1) * interval
 
     def snapshot(self, day: int, rows: StatsRows) -> None:
         """Publish `rows` for every slot up to `day` not covered yet (its watermark is

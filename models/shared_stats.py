@@ -13,13 +13,18 @@ finished follower publishes an open snapshot (`hi` None): its statistics for eve
 later slot and for the final refit.
 
 Records are plain tuples of JSON types, split into chunks that a broker accepts:
-`("stats", lo, hi, partition, chunk, chunks, data)`, `data` being base64 of the
-chunk's rows packed little-endian (int32 first day, last day, repeat days; float64
-mean repeat spend), 20 bytes per purchasing customer.
+`("stats", lo, hi, partition, generation, chunk, chunks, data)`, `data` being base64
+of the chunk's rows packed little-endian (int32 first day, last day, repeat days;
+float64 mean repeat spend), 20 bytes per purchasing customer; `generation` a digest
+of the whole snapshot, so that chunks of two copies (a follower restarted from a
+checkpoint publishes its snapshot again, its rows perhaps in another order) never mix.
+Every reader takes the records in the topic's order and so agrees on which snapshot
+stands: the first complete one covering a slot; a later snapshot of the same follower
+closes an open one where it starts.
 
 >>> rows = StatsRows.of([3, 5], [9, 5], [2, 0], [12.5, 0.0])
 >>> records = rows.records(lo=60, hi=90, partition=2)
->>> [r[:6] for r in records]
+>>> [r[:4] + r[5:7] for r in records]
 [('stats', 60, 90, 2, 0, 1)]
 >>> book = StatsBook()
 >>> book.add(records[0]), book.rows_for(2, 90) == rows, book.rows_for(2, 120)
@@ -31,6 +36,7 @@ mean repeat spend), 20 bytes per purchasing customer.
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -88,9 +94,11 @@ class StatsRows:
     def records(self, lo: int, hi: int | None, partition: int) -> list[tuple]:
         """The snapshot as records, one per chunk of `CHUNK_ROWS` rows (one at least)."""
         starts = range(0, max(len(self), 1), CHUNK_ROWS)
+        chunks = [self._packed(start) for start in starts]
+        generation = hashlib.sha1("".join(chunks).encode()).hexdigest()[:16]
         return [
-            ("stats", lo, hi, partition, index, len(starts), self._packed(start))
-            for index, start in enumerate(starts)
+            ("stats", lo, hi, partition, generation, index, len(chunks), data)
+            for index, data in enumerate(chunks)
         ]
 
     def _packed(self, start: int) -> str:
@@ -118,12 +126,14 @@ _FIELDS = ("first", "last", "repeat", "spend")
 def check_stats_record(record: tuple) -> None:
     """ValueError for a "stats" record of another shape."""
     ok = (
-        len(record) == 7
+        len(record) == 8
         and isinstance(record[1], int)
         and (record[2] is None or isinstance(record[2], int))
-        and all(isinstance(value, int) for value in record[3:6])
-        and 0 <= record[4] < record[5]
-        and isinstance(record[6], str)
+        and isinstance(record[3], int)
+        and isinstance(record[4], str)
+        and all(isinstance(value, int) for value in record[5:7])
+        and 0 <= record[5] < record[6]
+        and isinstance(record[7], str)
     )
     if not ok:
         raise ValueError(f"not a value-statistics record: {record!r:.200}")
@@ -132,16 +142,18 @@ def check_stats_record(record: tuple) -> None:
 @dataclass
 class _Snapshot:
     lo: int
-    hi: int | None
+    hi: int | None  # as published (None: open); the key of its records
+    generation: str
     chunks: int
     data: dict[int, str] = field(default_factory=dict)
+    until: int | None = None  # the last slot it covers: `hi`, or where a later one starts
+    completed: int | None = None  # its rank among the snapshots completed, once complete
 
     def covers(self, slot: int) -> bool:
-        return self.lo <= slot and (self.hi is None or slot <= self.hi)
+        return self.lo <= slot and (self.until is None or slot <= self.until)
 
-    @property
-    def complete(self) -> bool:
-        return len(self.data) == self.chunks
+    def keys(self, partition: int) -> list[tuple]:
+        return [(partition, self.lo, self.hi, self.generation, i) for i in sorted(self.data)]
 
 
 class StatsBook:
@@ -150,23 +162,47 @@ class StatsBook:
 
     def __init__(self) -> None:
         self._snapshots: dict[int, list[_Snapshot]] = {}
+        self._completed = 0
+        # Snapshots superseded as a whole: (partition, lo, hi, generation, chunk) of
+        # their records, for tombstones (`prune` returns them with the others).
+        self._replaced: list[tuple] = []
 
     def add(self, record: tuple) -> bool:
         """Take in one chunk; True when it was new."""
         check_stats_record(record)
-        _, lo, hi, partition, index, chunks, data = record
+        _, lo, hi, partition, generation, index, chunks, data = record
         snapshots = self._snapshots.setdefault(partition, [])
-        snapshot = next((s for s in snapshots if (s.lo, s.hi) == (lo, hi)), None)
+        snapshot = next(
+            (s for s in snapshots if (s.lo, s.hi, s.generation) == (lo, hi, generation)), None
+        )
         if snapshot is None:
-            snapshot = _Snapshot(lo, hi, chunks)
+            snapshot = _Snapshot(lo, hi, generation, chunks, until=hi)
+            self._supersede_open(partition, snapshot)
             snapshots.append(snapshot)
         if index in snapshot.data or snapshot.chunks != chunks:
             return False
         snapshot.data[index] = data
+        if len(snapshot.data) == snapshot.chunks:
+            self._completed += 1
+            snapshot.completed = self._completed
         return True
 
+    def _supersede_open(self, partition: int, new: _Snapshot) -> None:
+        """A follower that published an open snapshot (idle, or its end) and then
+        another: the open one stops where the new one starts, or goes if both start
+        together (the new one is what the follower knows now)."""
+        snapshots = self._snapshots[partition]
+        for old in list(snapshots):
+            if old.until is None and old.lo <= new.lo:
+                if old.lo < new.lo:
+                    old.until = new.lo - 1
+                else:
+                    snapshots.remove(old)
+                    self._replaced.extend(old.keys(partition))
+
     def rows_for(self, partition: int, slot: int) -> StatsRows | None:
-        """The partition's first complete snapshot covering `slot` (None: none yet)."""
+        """The partition's snapshot for `slot` (None: none complete yet): the first
+        completed of those covering it."""
         snapshot = self._find(partition, slot)
         if snapshot is None:
             return None
@@ -175,21 +211,29 @@ class StatsBook:
     def has(self, partition: int, slot: int) -> bool:
         return self._find(partition, slot) is not None
 
-    def _find(self, partition: int, slot: int) -> _Snapshot | None:
-        for snapshot in self._snapshots.get(partition, ()):
-            if snapshot.complete and snapshot.covers(slot):
-                return snapshot
-        return None
+    def passed(self, partition: int, slot: int) -> bool:
+        """True when the partition has published a snapshot for later slots only: its
+        snapshot for `slot`, if any, is gone (deleted once a later refit was out)."""
+        return any(s.lo > slot for s in self._snapshots.get(partition, ()))
 
-    def prune(self, before_slot: int) -> list[tuple[int, int, int | None, int]]:
-        """Forget the closed snapshots of slots before `before_slot` (no refit will need
-        them); returns their chunks' (partition, lo, hi, chunk), for tombstones."""
-        gone = []
+    def _find(self, partition: int, slot: int) -> _Snapshot | None:
+        found = [
+            s
+            for s in self._snapshots.get(partition, ())
+            if s.completed is not None and s.covers(slot)
+        ]
+        return min(found, key=lambda s: s.completed) if found else None  # type: ignore[arg-type, return-value]
+
+    def prune(self, before_slot: int) -> list[tuple]:
+        """Forget the snapshots of slots before `before_slot` only (no refit will need
+        them); returns the (partition, lo, hi, generation, chunk) of their records,
+        and of the snapshots replaced meanwhile, for tombstones."""
+        gone, self._replaced = self._replaced, []
         for partition, snapshots in self._snapshots.items():
             keep = []
             for s in snapshots:
-                if s.hi is not None and s.hi < before_slot:
-                    gone.extend((partition, s.lo, s.hi, index) for index in sorted(s.data))
+                if s.until is not None and s.until < before_slot:
+                    gone.extend(s.keys(partition))
                 else:
                     keep.append(s)
             snapshots[:] = keep
@@ -199,10 +243,10 @@ class StatsBook:
         return sum(len(s) for s in self._snapshots.values())
 
 
-def stats_key(partition: int, lo: int, hi: int | None, chunk: int) -> bytes:
+def stats_key(partition: int, lo: int, hi: int | None, generation: str, chunk: int) -> bytes:
     """A chunk's key on the value-fits topic (compacted: one value per chunk).
 
-    >>> stats_key(2, 60, None, 0)
-    b'stats:2:60:open:0'
+    >>> stats_key(2, 60, None, "ab12", 0)
+    b'stats:2:60:open:ab12:0'
     """
-    return f"stats:{partition}:{lo}:{'open' if hi is None else hi}:{chunk}".encode()
+    return f"stats:{partition}:{lo}:{'open' if hi is None else hi}:{generation}:{chunk}".encode()

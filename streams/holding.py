@@ -1,6 +1,7 @@
-"""Offline partitions that share one value model: events a follower must hold back
-until the leading partition has published its refits, and outputs kept in input
-line order meanwhile (`streams.partitioned`, `models.shared_fits`).
+"""Offline partitions that share one value model: events a partition must hold back
+(a follower until the leading partition has published its refits, the leader until
+the followers' statistics for its refit are in), and outputs kept in input line
+order meanwhile (`streams.partitioned`, `models.shared_fits`).
 
 >>> held = HeldEvents()
 >>> held.add(0, Held(7, b"{}", {}, None)); held.add(1, Held(9, b"{}", {}, None))
@@ -29,7 +30,7 @@ class Held:
 
 
 class HeldEvents:
-    """Each follower partition's held-back events, in input order."""
+    """Each partition's held-back events, in input order."""
 
     def __init__(self) -> None:
         self.queues: dict[int, deque[Held]] = {}
@@ -104,7 +105,8 @@ def clock_time(parsed, until: float | None, future_limit: float | None) -> float
 
 
 def must_wait(engine: ScoringEngine, parsed, until: float | None) -> bool:
-    """True when a follower must hold the event back: it would move the clock past
-    what the leading partition has published."""
+    """True when a partition must hold the event back (`waiting_for_fit`): a
+    follower's clock would move past what the leading partition has published, or the
+    leader's onto a refit whose followers' statistics are not all in."""
     at = clock_time(parsed, until, engine.future_limit)
     return at is not None and engine.waiting_for_fit(at)

@@ -111,10 +111,11 @@ class Replay:
     """One process's partitions: replays the file into them, then scores them.
 
     With several partitions they share one value model (`models.shared_fits`):
-    partition 0 leads, the others install its refits and hold back an event that
-    would take them past what it has published. `relay` (a process running some
-    of the partitions): the pipe to the parent, which forwards the leader's records
-    to the other processes."""
+    partition 0 leads and fits it on every partition's statistics, the others
+    publish theirs and install its refits, each holding back an event that must wait
+    (`streams.holding.must_wait`). `relay` (a process running some of the
+    partitions): the pipe to the parent, which forwards the leader's records to the
+    other processes and the followers' statistics to the leader's."""
 
     job: Job
     sinks: Sinks
@@ -345,6 +346,11 @@ class Replay:
                 # followers' last events wait for it), their end statistics, its final fit.
                 self._settle(partial(self._leader_may_end, engine, as_of_day))
                 outputs = engine.advance_watermark(end)
+                pending = engine._refits.pending
+                if pending is not None and pending.install_day <= as_of_day:
+                    # (no install delay: the advance started a refit due at once)
+                    self._settle(partial(_has_its_stats, engine))
+                    outputs += engine.on_clock()
                 outputs += engine.publish_end(as_of_day, final_refit=False)
                 self._write(AFTER_LAST_LINE, partition, outputs)
                 if job.final_refit:
@@ -366,6 +372,10 @@ class Replay:
         )
         write_rows(rows, scores)
         return [PartitionSummary.of(e, as_of_day) for _, e in sorted(self.engines.items())]
+
+
+def _has_its_stats(leader: ScoringEngine) -> bool:
+    return not leader._refits.awaiting_stats()  # type: ignore[union-attr]
 
 
 def route(raw: bytes, partitions: int, partitioner: Partitioner) -> int:

@@ -59,15 +59,18 @@ def run_in_processes(
             pipes.append(ours)
             processes.append(process)
         forwarder = _Forwarder(pipes)
+        leader = next(i for i, job in enumerate(jobs) if LEADER in job.owned)
         try:
-            last_days = _gather(pipes, processes, done, progress, forwarder)
+            last_days = _gather(pipes, processes, done, progress, forwarder, leader)
             given = jobs[0].as_of_day
             known = [day for day in last_days if day is not None]
             as_of_day = given if given is not None else max(known) if known else None
             for index in range(len(pipes)):
                 forwarder.send(index, ("as_of", as_of_day))
             summaries = [
-                s for batch in _gather(pipes, processes, None, None, forwarder) for s in batch
+                s
+                for batch in _gather(pipes, processes, None, None, forwarder, leader)
+                for s in batch
             ]
         except BaseException:  # one failed (or Ctrl-C): the others may wait for the as-of
             for process in processes:
@@ -172,8 +175,12 @@ def _feed(pipe: Connection, messages: queue.SimpleQueue) -> None:
             return
 
 
-def _gather(pipes: list[Connection], processes, done, progress, forwarder: _Forwarder) -> list:
-    """One message from every process, in process order; raises on a failed one."""
+def _gather(
+    pipes: list[Connection], processes, done, progress, forwarder: _Forwarder, leader: int
+) -> list:
+    """One message from every process, in process order; raises on a failed one. The
+    leader's records go to every other process, a follower's statistics to the
+    leader's only (`leader`: its index)."""
     answers: dict[int, object] = {}
     while len(answers) < len(pipes):
         waiting = [pipe for index, pipe in enumerate(pipes) if index not in answers]
@@ -185,10 +192,11 @@ def _gather(pipes: list[Connection], processes, done, progress, forwarder: _Forw
                 kind, value = "error", f"exit code {processes[index].exitcode}"
             if kind == "error":
                 raise RuntimeError(f"scoring process {index} failed:\n{value}")
-            if kind in ("fit", "ran"):  # the leader's records, a follower's statistics
-                for other_index in range(len(pipes)):
-                    if other_index != index:
-                        forwarder.send(other_index, (kind, value))
+            if kind in ("fit", "ran"):
+                stats = kind == "fit" and value[0] == "stats"
+                for other in [leader] if stats else range(len(pipes)):
+                    if other != index:
+                        forwarder.send(other, (kind, value))
                 continue
             answers[index] = value
         if progress is not None and done is not None:

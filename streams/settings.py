@@ -171,7 +171,9 @@ class Settings(BaseSettings):
         gt=0,
         description="with several partitions: once partition 0 has had nothing to read for "
         "this many seconds, the others stop waiting for its value-model refits and go on "
-        "(its refits published later are installed late); None: they wait for it",
+        "(its refits published later are installed late); once another partition has had "
+        "nothing to read for as long, it publishes its value statistics for every later "
+        "refit of partition 0, which stops waiting for them; None: they wait",
     )
 
     @property

@@ -208,3 +208,29 @@ def test_cli_takes_partitions_and_jobs(events_file, tmp_path, capsys):
 
 def _customer(line: bytes) -> str | None:
     return routing_fields(line)[1]
+
+
+@pytest.mark.parametrize("final_refit", [True, False])
+def test_refits_installed_at_once_and_an_as_of_date_past_the_data_end_without_waiting(
+    events_file, tmp_path, final_refit
+):
+    """No install delay: a refit the leader's last advance starts takes effect on the
+    as-of day itself, past every event; the run ends (in one process or two, with the
+    same bytes), every partition having installed it."""
+    config = CONFIG.model_copy(update={"refit_install_delay_days": 0})
+    last = orjson.loads(events_file.read_bytes().splitlines()[-1])["occurred_at"][:10]
+    as_of = date.fromordinal(date.fromisoformat(last).toordinal() + 45)  # crosses a slot
+    runs = []
+    for jobs in (1, 2):
+        out, emitted = tmp_path / f"late-{jobs}.csv", tmp_path / f"late-{jobs}.jsonl"
+        score_file(events_file, out, config, as_of=as_of, emitted_path=emitted,
+                   final_refit=final_refit, show_progress=False, fit_in_background=False,
+                   partitions=2, jobs=jobs)  # fmt: skip
+        runs.append((out.read_bytes(), emitted.read_bytes()))
+    assert runs[0] == runs[1]
+    fits = {}
+    for line in runs[0][1].splitlines():
+        value = orjson.loads(line)["value"] or {}
+        if value.get("model") == "value":
+            fits.setdefault(value["scope"], []).append((value["occurred_at"], value["status"]))
+    assert fits["p0"] == fits["p1"] and fits["p0"][-1][0][:10] == as_of.isoformat()

@@ -104,7 +104,7 @@ def test_a_follower_waits_for_its_statistics_records_and_partition_0_does_not():
     async def scenario() -> None:
         service, producer = service_with_two_partitions()
         changelog = service.names.changelog
-        record = ("stats", 0, 90, 1, 0, 1, "")  # partition 1's, for partition 0's refits
+        record = ("stats", 0, 90, 1, "ab12", 0, 1, "")  # partition 1's, for partition 0's refits
         service.fits.queue.append(record)
         await service._checkpoint({0, 1})
         assert checkpointed(producer, changelog) == [0]
@@ -114,7 +114,7 @@ def test_a_follower_waits_for_its_statistics_records_and_partition_0_does_not():
         producer.hold_fits = False
         await service._checkpoint_in_background(1)  # its records first: not in the background
         fits = [key for topic, key, _ in producer.sent if topic == service.names.value_fits]
-        assert fits == [b"stats:1:0:90:0"]
+        assert fits == [b"stats:1:0:90:ab12:0"]
         assert checkpointed(producer, changelog) == [1]
         assert not service.fits.publishes(1)
 

@@ -74,7 +74,8 @@ def test_the_first_snapshot_covering_a_slot_stands_and_pruned_ones_are_named():
         book.add(record)
     assert book.rows_for(1, 30) == early and book.rows_for(1, 90) == late
     assert book.rows_for(1, FINAL_SLOT) == late  # an open snapshot: the final refit's too
-    assert book.prune(before_slot=90) == [(1, FROM_THE_START, 60, 0)]
+    generation = early.records(FROM_THE_START, 60, 1)[0][4]
+    assert book.prune(before_slot=90) == [(1, FROM_THE_START, 60, generation, 0)]
     assert book.rows_for(1, 30) is None and book.rows_for(1, 90) == late
 
 
@@ -101,7 +102,7 @@ def test_a_follower_publishes_its_statistics_before_the_event_that_reaches_a_slo
     follower.process_raw(raw(purchase("a", 0)), origin(1))
     first = stats_records(published)
     assert [(r[1], r[2]) for r in first] == [(FROM_THE_START, book.slot_of(DAY0))]
-    assert len(StatsRows.unpacked([first[0][6]])) == 0  # before its first event: nobody
+    assert len(StatsRows.unpacked([first[0][7]])) == 0  # before its first event: nobody
     follower.process_raw(raw(purchase("b", 10)), origin(2))
     follower.process_raw(raw(purchase("a", slot - DAY0 - 5)), origin(3))  # not there yet
     assert len(stats_records(published)) == 1
@@ -113,7 +114,7 @@ def test_a_follower_publishes_its_statistics_before_the_event_that_reaches_a_slo
     assert [(r[1], r[2], r[3]) for r in second] == [
         (book.slot_of(DAY0) + 1, book.slot_of(DAY0 + 70 + slot - DAY0), 1)
     ]  # every slot the event passes at once
-    rows = StatsRows.unpacked([second[0][6]])
+    rows = StatsRows.unpacked([second[0][7]])
     assert sorted(rows.first.tolist()) == [DAY0, DAY0 + 10]  # a and b, not c
     assert book.missing_stats(slot) == [] and book.missing_stats(slot + 100) == [1]
     follower.waiting_for_fit(at(event))  # asked again: published once
@@ -207,6 +208,7 @@ def test_an_outcome_prunes_the_statistics_its_refit_no_longer_needs():
     book.apply(("start", install))
     book.apply(("outcome", install, None, "too few", True))
     assert [p[:3] for p in book.pruned] == [(1, FROM_THE_START, 30 * (DAY0 // 30))]
+    assert book.pruned[0][3] == rows.records(0, 0, 1)[0][4] and book.pruned[0][4] == 0
     assert np.array_equal(book.stats.rows_for(1, install - 30).first, rows.first)
 
 
@@ -234,3 +236,64 @@ def test_a_restored_leader_does_not_wait_for_statistics_of_a_refit_it_published(
     book.stats._snapshots.clear()  # the topic's statistics were deleted meanwhile
     assert not twin._refits.awaiting_stats()
     assert not twin.waiting_for_fit(T0 + (pending.install_day - DAY0) * 86_400.0)
+
+
+def test_a_follower_that_reads_again_after_an_open_snapshot_is_seen_again():
+    """An idle follower's open snapshot serves later slots only until the follower
+    publishes again: then its newer statistics stand."""
+    book = StatsBook()
+    idle, again, later = (StatsRows.of([1] * n, [1] * n, [0] * n, [0.0] * n) for n in (1, 2, 3))
+    first = StatsRows.of([1], [1], [0], [0.0])
+    for record in first.records(FROM_THE_START, 60, 1) + idle.records(61, None, 1):
+        book.add(record)
+    assert len(book.rows_for(1, 150)) == 1  # the open one, for every later slot
+    for record in again.records(61, 120, 1):  # reads again, crosses 90 and 120
+        book.add(record)
+    assert len(book.rows_for(1, 90)) == 2 and book.rows_for(1, 150) is None
+    for record in later.records(121, 150, 1):
+        book.add(record)
+    assert len(book.rows_for(1, 150)) == 3
+    gone = book.prune(before_slot=121)  # the open one was replaced: deleted too
+    assert {g[1:3] for g in gone} == {(61, None), (FROM_THE_START, 60), (61, 120)}
+
+
+def test_an_open_snapshot_stops_where_a_later_one_starts():
+    book = StatsBook()
+    end, later = StatsRows.of([1], [1], [0], [0.0]), StatsRows.of([1, 2], [1, 2], [0, 0], [0, 0])
+    for record in end.records(31, None, 2) + later.records(91, 120, 2):
+        book.add(record)
+    assert book.rows_for(2, 60) == end and book.rows_for(2, 90) == end
+    assert book.rows_for(2, 120) == later and book.rows_for(2, 121) is None
+
+
+def test_chunks_of_two_copies_of_a_snapshot_never_mix(monkeypatch):
+    """A follower restarted from a checkpoint publishes a slot's snapshot again, its
+    rows in another order: each copy is assembled from its own chunks, and the first
+    complete one stands for every reader."""
+    monkeypatch.setattr(shared_stats, "CHUNK_ROWS", 2)
+    rows = StatsRows.of([1, 2, 3], [4, 5, 6], [0, 1, 2], [0.0, 5.0, 7.5])
+    shuffled = StatsRows.of([3, 1, 2], [6, 4, 5], [2, 0, 1], [7.5, 0.0, 5.0])
+    first, second = rows.records(0, 30, 1), shuffled.records(0, 30, 1)
+    assert first[0][4] != second[0][4]  # two generations
+    book = StatsBook()
+    for record in (first[0], second[0], second[1]):  # the first copy lost its last chunk
+        book.add(record)
+    assert book.rows_for(1, 30) == shuffled
+    book.add(first[1])  # arrives late: the second copy completed first and stands
+    assert book.rows_for(1, 30) == shuffled
+
+
+def test_a_follower_past_a_slot_whose_statistics_are_gone_is_not_waited_for():
+    book = SharedFits(30, partitions=3, interval_days=30)
+    for record in StatsRows.of([1], [1], [0], [0.0]).records(91, 120, 1):
+        book.apply(record)  # partition 1 published for slots 91-120 only
+    assert book.missing_stats(60) == [2]  # 2 may still come; 1's are gone
+    assert book.absent_stats(60) == [1, 2] and book.missing_stats(120) == [2]
+
+
+def test_a_follower_publishes_on_the_grid_of_the_current_interval():
+    book = SharedFits(30, partitions=2, interval_days=7)  # restored after a change
+    _, follower, _ = engines(book)
+    follower._refits.stats_through = 90  # on the former 30-day grid
+    follower._plan_snapshot()
+    assert follower._refits.snapshot_day == 91  # 13 * 7, not 90 + 7
