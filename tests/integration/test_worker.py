@@ -274,43 +274,16 @@ def test_a_second_worker_takes_over_the_partitions_of_a_killed_one(
         assert list(left.glob("p*/CURRENT")), "the killed worker kept no RocksDB database"
 
 
-def test_the_others_go_on_when_partition_0_has_nothing_more_to_read(kafka_url, redis_url, tmp_path):
-    """Partition 0 leads the value-model refits; its customers' events end 150 days
-    before the others'. Once it has had nothing to read for a while, the others stop
-    waiting for it and score everything (without that they would wait for ever)."""
-    from streams.topics import routing_fields
-
-    settings = fresh_settings(kafka_url, redis_url, leader_idle_release_seconds=2.0)
-    source = simulated_file(tmp_path, 300, 300, seed=8)
-    lines = source.read_bytes().splitlines()
-    first_day = orjson.loads(lines[0])["occurred_at"][:10]
-
-    def dropped(line: bytes) -> bool:  # partition 0's events after day 150
-        customer = routing_fields(line)[1]
-        event = _json_or_none(line)
-        if customer is None or partition_of(customer, 2) != 0 or not isinstance(event, dict):
-            return False
-        return _days_between(first_day, event["occurred_at"][:10]) > 150
-
-    events = tmp_path / "leader-ends-early.jsonl"
-    events.write_bytes(b"\n".join(line for line in lines if not dropped(line)) + b"\n")
-    sent = replay(events, settings)
-    process = worker(settings, tmp_path)
-    try:
-        wait_until_scored([process], sent, timeout=120)
-        health = process.get("/health")[1]
-    finally:
-        assert process.stop() == 0
-    assert health["waiting_for_fits"] == [] and health["caught_up"]
-
-
-def test_partition_0_goes_on_when_another_partition_has_nothing_more_to_read(
-    kafka_url, redis_url, tmp_path
+@pytest.mark.parametrize("silent", [0, 1])
+def test_the_partitions_go_on_when_one_has_nothing_more_to_read(
+    kafka_url, redis_url, tmp_path, silent
 ):
-    """Partition 0 fits the value model on every partition's statistics; partition
-    1's events end 150 days before its own. Once partition 1 has had nothing to read
-    for a while it publishes its statistics for every later refit, and partition 0
-    fits on them rather than wait for ever."""
+    """Partition 0 leads the value-model refits, on every partition's statistics; the
+    customers of partition `silent` have no events after day 150 (of 300). Once it has
+    had nothing to read for a while, the others stop waiting for its refits (partition
+    0 silent), or it publishes its statistics for every later refit and partition 0
+    fits on them (partition 1 silent): everything is scored, where without the
+    release they would wait for ever."""
     from streams.topics import routing_fields
 
     settings = fresh_settings(kafka_url, redis_url, leader_idle_release_seconds=2.0)
@@ -318,14 +291,14 @@ def test_partition_0_goes_on_when_another_partition_has_nothing_more_to_read(
     lines = source.read_bytes().splitlines()
     first_day = orjson.loads(lines[0])["occurred_at"][:10]
 
-    def dropped(line: bytes) -> bool:  # partition 1's events after day 150
+    def dropped(line: bytes) -> bool:  # the silent partition's events after day 150
         customer = routing_fields(line)[1]
         event = _json_or_none(line)
-        if customer is None or partition_of(customer, 2) != 1 or not isinstance(event, dict):
+        if customer is None or partition_of(customer, 2) != silent or not isinstance(event, dict):
             return False
         return _days_between(first_day, event["occurred_at"][:10]) > 150
 
-    events = tmp_path / "follower-ends-early.jsonl"
+    events = tmp_path / f"partition-{silent}-ends-early.jsonl"
     events.write_bytes(b"\n".join(line for line in lines if not dropped(line)) + b"\n")
     sent = replay(events, settings)
     process = worker(settings, tmp_path)
