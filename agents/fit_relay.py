@@ -118,6 +118,25 @@ class FitRelay:
             self._followers_released.add(partition)
             engine.publish_stats_end()
 
+    def queued_by(self, partition: int) -> bool:
+        """True while records of `partition` wait to be sent (a send failed)."""
+        return any(_partition_of(r) == partition for r in self.queue)
+
+    def sent_by(self, partition: int) -> list[tuple[tuple, asyncio.Future]]:
+        """The records of `partition` sent and their deliveries."""
+        return [(r, d) for r, d in self.in_flight if _partition_of(r) == partition]
+
+    def settle(self, sent: list[tuple[tuple, asyncio.Future]]) -> bool:
+        """Once the deliveries of `sent` are done: forget them, put those that failed
+        back at the front of the queue; True when every one was acknowledged."""
+        failed = [r for r, d in sent if d.cancelled() or d.exception() is not None]
+        done = {id(d) for _, d in sent}
+        self.in_flight = [(r, d) for r, d in self.in_flight if id(d) not in done]
+        if failed:
+            log.warning("%d value-fits records not acknowledged: sent again", len(failed))
+            self.queue[:0] = failed
+        return not failed
+
     def publishes(self, partition: int) -> bool:
         """True while records of `partition` wait to be produced or acknowledged."""
         return any(_partition_of(r) == partition for r in self.queue) or any(

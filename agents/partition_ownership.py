@@ -53,19 +53,24 @@ class PartitionOwnership:
             # checkpointed once they are out (a restart would not send them again).
             for partition in fits.undelivered() & partitions:
                 partitions = partitions - {partition}
-                if partition in self._checkpointed_at:  # tried again soon
-                    retry_at = time.monotonic() + _FIT_RECORDS_RETRY_SECONDS
-                    self._checkpointed_at[partition] = retry_at - self._checkpoint_every
+                self._retry_soon(partition)
         taken = [self._take(p) for p in sorted(partitions) if p in self.partitions]
         await self._write_checkpoints(taken)
+
+    def _retry_soon(self, partition: int) -> None:
+        """A checkpoint not written for its value-fits records: due again shortly."""
+        if partition in self._checkpointed_at:
+            retry_at = time.monotonic() + _FIT_RECORDS_RETRY_SECONDS
+            self._checkpointed_at[partition] = retry_at - self._checkpoint_every
 
     async def _checkpoint_in_background(self, partition: int) -> None:
         """Checkpoint `partition` as of now and go on scoring while it is written: the
         states and offsets are taken now; the checkpoint record goes out once every
         output sent before is acknowledged (so it never covers an unsent one), then its
-        own records. One at a time (none is started while one is under way). Partition
-        0 of several, and a partition with value-fits records out, waits as
-        `_checkpoint` does: its records must be acknowledged first."""
+        own records. One at a time (none is started while one is under way). A
+        partition's value-fits records (partition 0's refits, a follower's statistics)
+        sent before are waited for too: if one failed, the checkpoint is not written
+        (the record goes out again, the checkpoint is tried again shortly)."""
         writer = self._checkpointer
         if writer is not None:
             if not writer.done():
@@ -74,13 +79,19 @@ class PartitionOwnership:
             writer.result()
         if partition not in self.partitions:
             return
-        if self.fits is not None and (partition == 0 or self.fits.publishes(partition)):
-            await self._checkpoint({partition})
-            return
+        fits, fit_records = self.fits, None
+        if fits is not None:
+            await self._publish_fits()
+            if fits.queued_by(partition):  # not even sent: not covered by a checkpoint yet
+                self._retry_soon(partition)
+                return
+            fit_records = fits.sent_by(partition)
         sent = [f for (_, p), f in self._last_output.items() if p == partition]
         taken = [self._take(partition)]
         self._checkpointed_at[partition] = time.monotonic()  # not due again meanwhile
-        self._checkpointer = asyncio.create_task(self._write_checkpoints(taken, after=sent))
+        self._checkpointer = asyncio.create_task(
+            self._write_checkpoints(taken, after=sent, fit_records=fit_records)
+        )
 
     async def _checkpoint_written(self) -> None:
         """Until the checkpoint under way in the background, if any, is written."""
@@ -97,16 +108,25 @@ class PartitionOwnership:
         self,
         taken: list[tuple[int, Checkpoint, dict[TopicPartition, int]]],
         after: list[asyncio.Future] | None = None,
+        fit_records: list[tuple[tuple, asyncio.Future]] | None = None,
     ) -> None:
         """Write checkpoints taken to the changelog (each partition's changed states,
         then its checkpoint record), wait for the broker, commit their offsets. With
         `after` (the deliveries of the last output batches sent before, a partition's
         batches being acknowledged in order) first wait for those, and for the
         checkpoint's own records rather than for everything sent meanwhile: a flush
-        would send every batch at once, scoring going on."""
+        would send every batch at once, scoring going on. With `fit_records` (one
+        partition's value-fits records and deliveries) nothing is written unless they
+        were all acknowledged."""
         producer = self.producer
         if after is not None:
             await asyncio.gather(*after, return_exceptions=True)
+        if fit_records is not None:
+            await asyncio.gather(*(d for _, d in fit_records), return_exceptions=True)
+            if not self.fits.settle(fit_records):
+                for partition, _, _ in taken:
+                    self._retry_soon(partition)
+                return
         offsets: dict[TopicPartition, int] = {}
         states = 0
         deliveries = []

@@ -112,11 +112,50 @@ def test_a_follower_waits_for_its_statistics_records_and_partition_0_does_not():
 
         producer.sent.clear()
         producer.hold_fits = False
-        await service._checkpoint_in_background(1)  # its records first: not in the background
+        await service._checkpoint_in_background(1)  # its record goes out again first
         fits = [key for topic, key, _ in producer.sent if topic == service.names.value_fits]
         assert fits == [b"stats:1:0:90:ab12:0"]
+        await asyncio.sleep(0.01)
+        assert checkpointed(producer, changelog) == []  # not before it is acknowledged
+        await written(service, producer)
         assert checkpointed(producer, changelog) == [1]
         assert not service.fits.publishes(1)
+
+    asyncio.run(scenario())
+
+
+async def written(service: ScoringService, producer: HeldProducer) -> None:
+    """Until the checkpoint in the background is done, the broker answering meanwhile."""
+    writer = service._checkpointer
+    while writer is not None and not writer.done():
+        await producer.flush()
+        await asyncio.sleep(0.001)
+    await service._checkpoint_written()
+
+
+def test_partition_0_in_the_background_is_written_only_once_its_fit_records_are_out():
+    """A periodic checkpoint of partition 0 goes on in the background like any other,
+    but its refit records sent before must be acknowledged first: one that failed goes
+    out again, and the checkpoint is not written (it is due again shortly)."""
+
+    async def scenario() -> None:
+        service, producer = service_with_two_partitions()
+        changelog = service.names.changelog
+        service._checkpointed_at[0] = time.monotonic()
+        producer.fail_fits = True
+        service.fits.queue.append(("start", 70))
+        await service._checkpoint_in_background(0)
+        assert service.fits.queue == [] and service.fits.publishes(0)  # sent, not yet out
+        await written(service, producer)  # the broker refuses it
+        assert checkpointed(producer, changelog) == []
+        assert service.fits.queue == [("start", 70)]  # to be sent again
+        assert service._checkpointed_at[0] < time.monotonic() - service._checkpoint_every + 1
+
+        producer.fail_fits, producer.hold_fits = False, False
+        await service._checkpoint_in_background(0)
+        await written(service, producer)
+        assert checkpointed(producer, changelog) == [0]
+        assert service.fits.queue == [] and not service.fits.publishes(0)
 
     asyncio.run(scenario())
 
