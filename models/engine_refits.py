@@ -10,7 +10,6 @@ They use the engine's `config`, `scope`, `clock`, `counters`, `scorer`,
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 from models.emitted import Output, Stream
 from models.errors import FitError
@@ -18,7 +17,7 @@ from models.health_events import daily_event_id, model_health_event
 from models.refit import PopulationStats, fit_value_params
 from models.refit_schedule import FitOutcome, outcome_record
 from models.shared_fits import FollowerSchedule
-from models.shared_stats import FINAL_SLOT
+from models.shared_stats import FINAL_SLOT, noted_absent
 from models.timeline import day_of, start_of_day
 from models.value import ValueParams
 
@@ -128,11 +127,17 @@ class EngineRefits:
             return self._apply_fit(final)
         previous = self.scorer.params
         try:
-            stats, missing = self._final_statistics(refits, through_day)
-            params = fit_value_params(stats, self.config, previous, precise=True)
-            if missing:
-                note = f"without the statistics of partitions {missing}: not published"
-                params = replace(params, notes=(*params.notes, note))
+            stats = self.statistics(through_day)
+            book = refits.book if refits.publish is not None else None
+            absent = []
+            if book is not None and book.partitions > 1:  # a leader: everyone's
+                stats, absent = (
+                    book.with_followers(stats, FINAL_SLOT),
+                    book.absent_stats(FINAL_SLOT),
+                )
+            params = noted_absent(
+                fit_value_params(stats, self.config, previous, precise=True), absent
+            )
             outcome = FitOutcome(through_day, through_day, params, None)
         except FitError as error:
             outcome = FitOutcome.failed(through_day, through_day, error)
@@ -140,28 +145,15 @@ class EngineRefits:
             refits.publish(outcome_record(outcome, "final"))
         return self._apply_fit(outcome)
 
-    def _final_statistics(self, refits, through_day: int) -> tuple[PopulationStats, list[int]]:
-        """Its own statistics and, for a leader of several partitions, the followers'
-        (their open snapshots), with the followers missing."""
-        own = self.statistics(through_day)
-        book = refits.book
-        if refits.publish is None or book is None or book.partitions == 1:
-            return own, []
-        found, missing = book.follower_rows(FINAL_SLOT)
-        return PopulationStats.merge([own, *(r.stats(through_day) for r in found)]), missing
-
-    def publish_end(self, as_of_day: int, final_refit: bool) -> list[Output]:
+    def publish_end(self, as_of_day: int) -> None:
         """The leading partition at the end of an offline run (its clock advanced to
-        the end of the as-of day): its final refit (`publish_final`) and its progress,
-        for the others. With followers' statistics to wait for, the caller publishes
-        the progress first (`final_refit` off: their last events wait for it), then
-        the final refit once their end statistics are in."""
+        the end of the as-of day): its progress to the end, for the others (their
+        last events wait for it); its final refit follows (`publish_final`), once the
+        followers' end statistics are in."""
         refits = self._refits
         if refits.publish is None:
             raise ValueError("only a leading partition publishes its end")
-        outputs = self.publish_final(as_of_day) if final_refit else []
         refits.publish(("progress", as_of_day))
-        return outputs
 
     def publish_final(self, as_of_day: int) -> list[Output]:
         """The leading partition's final refit, for everyone."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from models.config import ScoringConfig
 from models.errors import FitError, NotEnoughData
 from models.refit import PopulationStats, fit_value_params
+from models.shared_stats import noted_absent
 from models.value import ValueParams
 
 if TYPE_CHECKING:
@@ -207,16 +208,17 @@ class RefitSchedule:
             and bool(book.missing_stats(pending.slot))  # type: ignore[union-attr]
         )
 
-    def _fit_stats(self, pending: PendingFit) -> tuple[PopulationStats, list[int]]:
+    def _fit_stats(self, pending: PendingFit) -> PopulationStats:
         """The statistics to fit on: the partition's own and, for a leader of several,
-        the followers' for the refit's slot; and the followers missing."""
+        the followers' for the refit's slot."""
         slot = getattr(pending, "slot", None)
         if slot is None or self.book is None:
-            return pending.stats, []
-        found, missing = self.book.follower_rows(slot)
-        through = pending.stats.through_day
-        merged = PopulationStats.merge([pending.stats, *(rows.stats(through) for rows in found)])
-        return merged, missing
+            return pending.stats
+        return self.book.with_followers(pending.stats, slot)
+
+    def _absent(self, pending: PendingFit) -> list[int]:
+        slot = getattr(pending, "slot", None)
+        return self.book.absent_stats(slot) if slot is not None and self.book else []
 
     def _submit_pending(self) -> None:
         """Start the pending fit in the executor, once its statistics are all in."""
@@ -230,8 +232,9 @@ class RefitSchedule:
             or self.awaiting_stats()
         ):
             return
-        stats, _ = self._fit_stats(pending)
-        self.pending = replace(pending, future=self._submit(stats, pending.previous))
+        self.pending = replace(
+            pending, future=self._submit(self._fit_stats(pending), pending.previous)
+        )
 
     def _submit(self, stats: PopulationStats, previous: ValueParams) -> Future | None:
         """The fit in the executor; None without one, or when it is shut down or broken
@@ -263,23 +266,13 @@ class RefitSchedule:
     def _result(self, pending: PendingFit) -> ValueParams:
         if pending.future is not None:
             try:
-                return self._noted(pending, pending.future.result())
+                return noted_absent(pending.future.result(), self._absent(pending))
             except FitError:
                 raise
             except Exception:  # the fit process died (e.g. OOM-killed): same fit, in-process
                 pass
-        stats, _ = self._fit_stats(pending)
-        return self._noted(pending, fit_value_params(stats, self.config, pending.previous))
-
-    def _noted(self, pending: PendingFit, params: ValueParams) -> ValueParams:
-        """A fit that went without some followers' statistics says so (its caller did
-        not wait for them, or they are gone: not as a replay would fit)."""
-        slot = getattr(pending, "slot", None)
-        absent = self.book.absent_stats(slot) if slot is not None and self.book else []
-        if not absent:
-            return params
-        note = f"without the statistics of partitions {absent}: not published"
-        return replace(params, notes=(*params.notes, note))
+        params = fit_value_params(self._fit_stats(pending), self.config, pending.previous)
+        return noted_absent(params, self._absent(pending))
 
     def blocks(self, day: int) -> bool:
         return False  # a partition fitting for itself never waits for another

@@ -47,6 +47,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from models.refit import PopulationStats
 from models.refit_schedule import FitOutcome
 from models.shared_stats import FINAL_SLOT, FROM_THE_START, StatsBook, StatsRows
 from models.value import ValueParams
@@ -80,17 +81,16 @@ class SharedFits:
         """The refit slot of a refit started with the watermark on `day`."""
         return day // self.interval_days * self.interval_days
 
-    def follower_rows(self, slot: int) -> tuple[list[StatsRows], list[int]]:
-        """Each follower's statistics for `slot` (`FINAL_SLOT`: the final refit), in
-        partition order, and the followers whose statistics are not in yet."""
-        found, missing = [], []
+    def with_followers(self, own: PopulationStats, slot: int) -> PopulationStats:
+        """The leader's statistics `own` joined by each follower's for `slot`
+        (`FINAL_SLOT`: the final refit), aged to the same day, in partition order; a
+        follower whose statistics are not in is left out (`absent_stats`)."""
+        parts = [own]
         for partition in range(1, self.partitions):
             rows = self.stats.rows_for(partition, slot)
-            if rows is None:
-                missing.append(partition)
-            else:
-                found.append(rows)
-        return found, missing
+            if rows is not None:
+                parts.append(rows.stats(own.through_day))
+        return PopulationStats.merge(parts) if len(parts) > 1 else own
 
     def missing_stats(self, slot: int) -> list[int]:
         """The followers whose statistics for `slot` are not in yet and may still come

@@ -37,11 +37,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from models.refit import PopulationStats
+from models.value import ValueParams
 
 FROM_THE_START = -(1 << 31)  # `lo` of a follower's first snapshot: every slot before
 FINAL_SLOT = 1 << 40  # the slot of a final refit: only open snapshots cover it
@@ -241,6 +242,20 @@ class StatsBook:
 
     def __len__(self) -> int:
         return sum(len(s) for s in self._snapshots.values())
+
+
+def noted_absent(params: ValueParams, absent: list[int]) -> ValueParams:
+    """A fit that went without some followers' statistics says so (its caller did not
+    wait for them, or they were gone: not as a replay fits).
+
+    >>> from models.value import PRIOR_PARAMS
+    >>> noted_absent(PRIOR_PARAMS, [2]).notes[-1]
+    'without the statistics of partitions [2]: not published'
+    """
+    if not absent:
+        return params
+    note = f"without the statistics of partitions {absent}: not published"
+    return replace(params, notes=(*params.notes, note))
 
 
 def stats_key(partition: int, lo: int, hi: int | None, generation: str, chunk: int) -> bytes:

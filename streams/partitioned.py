@@ -351,7 +351,7 @@ class Replay:
                     # (no install delay: the advance started a refit due at once)
                     self._settle(partial(_has_its_stats, engine))
                     outputs += engine.on_clock()
-                outputs += engine.publish_end(as_of_day, final_refit=False)
+                engine.publish_end(as_of_day)
                 self._write(AFTER_LAST_LINE, partition, outputs)
                 if job.final_refit:
                     self._settle(book.has_final_stats)
