@@ -129,13 +129,11 @@ class FitRelay:
     def settle(self, sent: list[tuple[tuple, asyncio.Future]]) -> bool:
         """Once the deliveries of `sent` are done: forget them, put those that failed
         back at the front of the queue; True when every one was acknowledged."""
-        failed = [r for r, d in sent if d.cancelled() or d.exception() is not None]
         done = {id(d) for _, d in sent}
         self.in_flight = [(r, d) for r, d in self.in_flight if id(d) not in done]
-        if failed:
-            log.warning("%d value-fits records not acknowledged: sent again", len(failed))
-            self.queue[:0] = failed
-        return not failed
+        answered = [(r, d.cancelled() or d.exception() is not None) for r, d in sent]
+        self._requeue(answered, later=[r for r, _ in self.in_flight])
+        return not any(failed for _, failed in answered)
 
     def publishes(self, partition: int) -> bool:
         """True while records of `partition` wait to be produced or acknowledged."""
@@ -160,29 +158,45 @@ class FitRelay:
                     self.book.pruned.append(pruned)
                     break
         while self.queue:
-            record = self.queue[0]  # (the leader's engine appends to this very list)
+            # Taken off before the send, which may wait: a checkpoint writer settling
+            # meanwhile puts failed records back at the front (the leader's engine
+            # appends to this very list).
+            record = self.queue.pop(0)
             value = orjson.dumps(list(record))
             key = fit_key(record, value)
             try:
                 delivery = await producer.send(self.topic, value, key, partition=0)
             except Exception as error:  # kept, sent again after the next batch
                 log.warning("value-fits record not sent: %s", error)
+                self.queue.insert(0, record)
                 return
-            self.queue.pop(0)
             self.in_flight.append((record, delivery))
 
     def undelivered(self) -> set[int]:
         """After a flush: the partitions with value-fits records not acknowledged (those
         that failed go back to the front of the queue) or not sent yet."""
-        failed = []
-        for record, delivery in self.in_flight:
-            if not delivery.done() or delivery.cancelled() or delivery.exception() is not None:
-                failed.append(record)
+        answered = [
+            (r, not d.done() or d.cancelled() or d.exception() is not None)
+            for r, d in self.in_flight
+        ]
         self.in_flight = []
+        self._requeue(answered, later=[])
+        return {_partition_of(record) for record in self.queue}
+
+    def _requeue(self, answered: list[tuple[tuple, bool]], later: list[tuple]) -> None:
+        """Put the records that failed (`answered` in the order sent: record, failed)
+        back at the front of the queue, except a progress or idle state superseded by
+        one sent or queued after it (`later`: sent after all of them): sent again, it
+        would undo the newer one (and stand after compaction)."""
+        failed = []
+        after = [r[0] for r, _ in answered] + [r[0] for r in later + self.queue]
+        for position, (record, did_fail) in enumerate(answered):
+            superseded = record[0] in ("progress", "idle") and record[0] in after[position + 1 :]
+            if did_fail and not superseded:
+                failed.append(record)
         if failed:
             log.warning("%d value-fits records not acknowledged: sent again", len(failed))
             self.queue[:0] = failed
-        return {_partition_of(record) for record in self.queue}
 
 
 def _partition_of(record: tuple) -> int:

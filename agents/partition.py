@@ -272,6 +272,18 @@ class PartitionScorer:
             states.flush()  # bounded work per checkpoint rather than at eviction
         return Checkpoint(records, encode_checkpoint(self.next_offsets, blob))
 
+    def not_written(self, records: list[tuple[bytes, bytes | None]]) -> None:
+        """State records of a checkpoint the broker refused: written again by the next
+        one, as they would have been (a new customer flagged new, an erasure deleted)."""
+        states, persisted = self.states, self.persisted
+        for key, value in records:
+            customer_id = key.decode()
+            if value is None:
+                persisted.add(customer_id)  # still in the changelog: delete it next time
+            elif value[:1] == NEW:
+                persisted.discard(customer_id)
+            states.dirty.add(customer_id)
+
     def close(self) -> None:
         """Release what the partition holds outside memory (a disk store)."""
         if isinstance(self.states, DiskStates):

@@ -110,46 +110,62 @@ class PartitionOwnership:
         after: list[asyncio.Future] | None = None,
         fit_records: list[tuple[tuple, asyncio.Future]] | None = None,
     ) -> None:
-        """Write checkpoints taken to the changelog (each partition's changed states,
-        then its checkpoint record), wait for the broker, commit their offsets. With
-        `after` (the deliveries of the last output batches sent before, a partition's
-        batches being acknowledged in order) first wait for those, and for the
-        checkpoint's own records rather than for everything sent meanwhile: a flush
-        would send every batch at once, scoring going on. With `fit_records` (one
-        partition's value-fits records and deliveries) nothing is written unless they
-        were all acknowledged."""
-        producer = self.producer
+        """Write checkpoints taken to the changelog: each partition's changed states,
+        and once the broker has acknowledged them its checkpoint record, which
+        confirms them (a restore rolls back states no checkpoint record confirms); then
+        commit their offsets. A state record the broker refused is written again by
+        the next checkpoint, and this one's record is not written: it would confirm the
+        states with a gap. With `after` (the deliveries of the last output batches sent
+        before, a partition's batches being acknowledged in order) first wait for
+        those, and for the checkpoint's own records rather than for everything sent
+        meanwhile: a flush would send every batch at once, scoring going on. With
+        `fit_records` (one partition's value-fits records and deliveries) the states
+        are written but not confirmed unless those were all acknowledged (they go out
+        again; the checkpoint is due again shortly)."""
+        producer, changelog = self.producer, self.names.changelog
         if after is not None:
             await asyncio.gather(*after, return_exceptions=True)
+        confirm = True
         if fit_records is not None:
             await asyncio.gather(*(d for _, d in fit_records), return_exceptions=True)
-            if not self.fits.settle(fit_records):
-                for partition, _, _ in taken:
-                    self._retry_soon(partition)
-                return
+            confirm = self.fits.settle(fit_records)
+        sent_states = []
+        for partition, checkpoint, _ in taken:
+            deliveries = [
+                await producer.send(changelog, value, key, partition=partition)
+                for key, value in checkpoint.states
+            ]
+            sent_states.append(deliveries)
+        await self._acknowledged([d for ds in sent_states for d in ds], flush=after is None)
+        confirmed = []
+        for (partition, checkpoint, its_offsets), deliveries in zip(
+            taken, sent_states, strict=True
+        ):
+            answers = zip(checkpoint.states, deliveries, strict=True)
+            refused = [record for record, delivery in answers if _failed(delivery)]
+            scorer = self.partitions.get(partition)
+            if refused and scorer is not None:
+                log.warning("%d changelog records of partition %d refused", len(refused), partition)
+                scorer.not_written(refused)
+            if confirm and not refused:
+                record = await producer.send(
+                    changelog, checkpoint.record, CHECKPOINT_KEY, partition=partition
+                )
+                confirmed.append((partition, len(checkpoint.states), its_offsets, record))
+            else:
+                self._retry_soon(partition)
+        await self._acknowledged([c[3] for c in confirmed], flush=after is None)
+        done = time.monotonic()
         offsets: dict[TopicPartition, int] = {}
         states = 0
-        deliveries = []
-        for partition, checkpoint, partition_offsets in taken:
-            states += len(checkpoint.states)
-            for key, value in checkpoint.states:
-                deliveries.append(
-                    await producer.send(self.names.changelog, value, key, partition=partition)
-                )
-            deliveries.append(
-                await producer.send(
-                    self.names.changelog, checkpoint.record, CHECKPOINT_KEY, partition=partition
-                )
-            )
-            offsets.update(partition_offsets)
-        if after is None:
-            await producer.flush()
-        else:
-            await asyncio.gather(*deliveries, return_exceptions=True)
-        done = time.monotonic()
-        for partition, _, _ in taken:
+        for partition, its_states, its_offsets, record in confirmed:
+            if _failed(record):
+                self._retry_soon(partition)
+                continue
             if partition in self.partitions:
                 self._checkpointed_at[partition] = done
+            states += its_states
+            offsets.update(its_offsets)
         if offsets:
             self.metrics.checkpoints += 1  # (none when a partition waits for its records)
             self.metrics.checkpointed_states += states
@@ -157,6 +173,13 @@ class PartitionOwnership:
                 await self.consumer.commit(offsets)
             except Exception as error:
                 log.warning("offset commit failed: %s", error)
+
+    async def _acknowledged(self, deliveries: list[asyncio.Future], flush: bool) -> None:
+        """Until the broker has answered for `deliveries` (with `flush`: for everything
+        sent; a stop or rebalance)."""
+        if flush:
+            await self.producer.flush()
+        await asyncio.gather(*deliveries, return_exceptions=True)
 
     async def release(self, partitions: set[int]) -> None:
         async with self._lock:
@@ -265,3 +288,7 @@ def input_router(settings: Settings) -> Callable[[str], int] | None:
         return None
     partitions, partitioner = settings.partitions, settings.input_partitioner
     return lambda customer_id: partition_of(customer_id, partitions, partitioner)
+
+
+def _failed(delivery: asyncio.Future) -> bool:
+    return delivery.cancelled() or delivery.exception() is not None

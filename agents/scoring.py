@@ -310,8 +310,18 @@ class ScoringService(PartitionOwnership, Service):
 
     async def _send_output_batch(self, batch: object, topic: str, partition: int) -> None:
         delivery = await self.producer.send_batch(batch, topic, partition=partition)
+        delivery.add_done_callback(self._output_answered)
         # a partition's checkpoint waits for its outputs' last batches (`_checkpoint_in_background`)
         self._last_output[(topic, partition)] = delivery
+
+    def _output_answered(self, delivery: asyncio.Future) -> None:
+        """A batch of outputs the broker refused (after the producer's retries) is
+        counted and reported; it is not produced again, and a later checkpoint may
+        cover its inputs."""
+        reason = "cancelled" if delivery.cancelled() else delivery.exception()
+        if reason is not None:
+            self.metrics.output_batches_failed += 1
+            log.error("an output batch was refused by the broker: %s", reason)
 
     async def _flush_redis(self) -> None:
         """Have the pending scores written to Redis: by the writer under way, which

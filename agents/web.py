@@ -128,6 +128,9 @@ def register_views(app: faust.App, service: ScoringService) -> None:
             "clvstream_buffered_records": sum(s.buffered() for s in service.partitions.values()),
             "clvstream_rescored_total": counters.get("rescored", 0),
             "clvstream_duplicates_total": counters.get("duplicates", 0),
+            "clvstream_value_fits_missing_statistics_total": counters.get(
+                "refits_missing_statistics", 0
+            ),
             "clvstream_value_fits_installed_late_total": sum(
                 s.engine.late_fit_installs for s in service.partitions.values()
             ),

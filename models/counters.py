@@ -21,6 +21,7 @@ class Counters:
     refits: int = 0
     failed_refits: int = 0
     skipped_refits: int = 0  # too little data yet
+    refits_missing_statistics: int = 0  # a leader's fits without some partitions' statistics
     dedupe_overflows: int = 0  # ids dropped while a repeat could still be applied
     dropped_after_erasure: int = 0  # events of an erased customer dated before it
 
@@ -38,6 +39,7 @@ class Counters:
             "refits": self.refits,
             "failed_refits": self.failed_refits,
             "skipped_refits": self.skipped_refits,
+            "refits_missing_statistics": self.refits_missing_statistics,
             "dedupe_overflows": self.dedupe_overflows,
             "dropped_after_erasure": self.dropped_after_erasure,
         }

@@ -17,7 +17,7 @@ from models.health_events import daily_event_id, model_health_event
 from models.refit import PopulationStats, fit_value_params
 from models.refit_schedule import FitOutcome, outcome_record
 from models.shared_fits import FollowerSchedule
-from models.shared_stats import FINAL_SLOT, noted_absent
+from models.shared_stats import FINAL_SLOT, fitted_without_some, noted_absent
 from models.timeline import day_of, start_of_day
 from models.value import ValueParams
 
@@ -178,6 +178,8 @@ class EngineRefits:
         params = outcome.params
         self.install(params)
         self.counters.refits += 1
+        if fitted_without_some(params) and not isinstance(self._refits, FollowerSchedule):
+            self.counters.refits_missing_statistics += 1  # unlike a replay: counted once
         detail = f"fitted on {params.n_customers} customers through {params.fitted_through}"
         if params.notes:
             detail += "; " + "; ".join(params.notes)

@@ -254,8 +254,21 @@ def noted_absent(params: ValueParams, absent: list[int]) -> ValueParams:
     """
     if not absent:
         return params
-    note = f"without the statistics of partitions {absent}: not published"
+    note = f"{_ABSENT_NOTE} {absent}: not published"
     return replace(params, notes=(*params.notes, note))
+
+
+_ABSENT_NOTE = "without the statistics of partitions"
+
+
+def fitted_without_some(params: ValueParams) -> bool:
+    """Whether a fit went without some followers' statistics (`noted_absent`).
+
+    >>> from models.value import PRIOR_PARAMS
+    >>> fitted_without_some(PRIOR_PARAMS), fitted_without_some(noted_absent(PRIOR_PARAMS, [1]))
+    (False, True)
+    """
+    return any(note.startswith(_ABSENT_NOTE) for note in params.notes)
 
 
 def stats_key(partition: int, lo: int, hi: int | None, generation: str, chunk: int) -> bytes:

@@ -177,6 +177,11 @@ def format_summary(result: OfflineResult) -> str:
         f"refits {counts['refits']} (failed {counts['failed_refits']}, "
         f"skipped for too little data {counts['skipped_refits']})"
     )
+    if counts.get("refits_missing_statistics"):
+        lines.append(
+            f"refits fitted without some partitions' statistics (not as a replay fits): "
+            f"{counts['refits_missing_statistics']}"
+        )
     if counts.get("dropped_after_erasure"):
         lines.append(
             f"events of erased customers dated before their erasure, dropped: "

@@ -5,6 +5,9 @@ refit of partition 0. No broker: the records are only queued here."""
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import Future
+
 from agents.fit_relay import FitRelay
 from streams.settings import load_settings
 
@@ -86,3 +89,64 @@ def test_without_a_release_time_a_quiet_follower_publishes_nothing():
     fits.watch_follower(1, quiet=True, now=0.0, engine=engine)
     fits.watch_follower(1, quiet=True, now=10_000.0, engine=engine)
     assert engine.published == 0
+
+
+def answered(value: object) -> Future:
+    """A delivery the broker has answered: acknowledged, or refused (an exception)."""
+    delivery: Future = Future()
+    if isinstance(value, Exception):
+        delivery.set_exception(value)
+    else:
+        delivery.set_result(value)
+    return delivery
+
+
+def test_a_refused_record_goes_back_unless_a_later_one_of_its_kind_supersedes_it():
+    fits = relay(30.0)
+    refused = ConnectionError("broker went away")
+    sent = [
+        (("idle", 1), answered(refused)),  # superseded: ("idle", 0) was sent after it
+        (("start", 70), answered(refused)),  # one per install day: sent again
+        (("idle", 0), answered(None)),
+        (("progress", 40), answered(refused)),  # superseded by the queued one below
+    ]
+    fits.in_flight = list(sent)
+    fits.queue = [("progress", 41)]
+    assert not fits.settle(sent)
+    assert fits.queue == [("start", 70), ("progress", 41)] and fits.in_flight == []
+
+
+class PausingProducer:
+    """A producer whose first send waits until `go` is set (a full batch, a metadata
+    refresh), as aiokafka's may."""
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+        self.sent: list[bytes] = []
+
+    async def send(self, topic, value=None, key=None, partition=None):
+        if not self.sent:
+            self.sent.append(key)
+            await self.go.wait()
+        else:
+            self.sent.append(key)
+        delivery = asyncio.get_running_loop().create_future()
+        delivery.set_result(None)
+        return delivery
+
+
+def test_a_record_put_back_while_a_send_waits_is_neither_lost_nor_sent_twice():
+    async def scenario() -> None:
+        fits, producer = relay(30.0), PausingProducer()
+        fits.queue = [("progress", 12)]
+        publishing = asyncio.create_task(fits.publish(producer, None))
+        await asyncio.sleep(0.01)  # the send of ("progress", 12) waits
+        failed = [(("start", 70), answered(ConnectionError("refused")))]
+        fits.in_flight = [*failed]
+        assert not fits.settle(failed)  # a checkpoint writer, meanwhile
+        producer.go.set()
+        await publishing
+        assert sorted(record for record, _ in fits.in_flight) == [("progress", 12), ("start", 70)]
+        assert fits.queue == [] and producer.sent == [b"progress", b"start:70"]
+
+    asyncio.run(scenario())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from agents.changelog import ChangelogFold
 from agents.partition import CHECKPOINT_KEY, PartitionScorer
 from agents.scoring import ScoringService
 from models.state import CustomerState
@@ -23,26 +24,40 @@ class HeldProducer:
         self.fits_topic = fits_topic
         self.hold_fits = True
         self.fail_fits = False
+        self.refuse_keys: set[bytes] = set()  # other records the broker refuses
         self.sent: list[tuple[str, bytes | None, int | None]] = []
-        self._pending: list[tuple[str, asyncio.Future]] = []
+        self.written: list[tuple[str, bytes | None, bytes | None]] = []  # acknowledged
+        self._pending: list[tuple[str, bytes | None, bytes | None, asyncio.Future]] = []
 
     async def send(self, topic, value=None, key=None, partition=None):
         delivery = asyncio.get_running_loop().create_future()
         self.sent.append((topic, key, partition))
-        self._pending.append((topic, delivery))
+        self._pending.append((topic, key, value, delivery))
         return delivery
 
     async def flush(self) -> None:
         still = []
-        for topic, delivery in self._pending:
+        for topic, key, value, delivery in self._pending:
             if topic == self.fits_topic and self.hold_fits:
                 if self.fail_fits:
                     delivery.set_exception(ConnectionError("broker went away"))
                 else:
-                    still.append((topic, delivery))
+                    still.append((topic, key, value, delivery))
+                continue
+            if key in self.refuse_keys:
+                delivery.set_exception(ConnectionError("not enough replicas"))
                 continue
             delivery.set_result(None)
+            self.written.append((topic, key, value))
         self._pending = still
+
+    def restored(self, changelog: str) -> dict:
+        """What a restore folds from the changelog records the broker acknowledged."""
+        fold = ChangelogFold()
+        for topic, key, value in self.written:
+            if topic == changelog:
+                fold.add(key, value)
+        return dict(fold.result().states)
 
 
 class NoCommits:
@@ -144,10 +159,12 @@ def test_partition_0_in_the_background_is_written_only_once_its_fit_records_are_
         service._checkpointed_at[0] = time.monotonic()
         producer.fail_fits = True
         service.fits.queue.append(("start", 70))
+        service.partitions[0].states["c0"] = CustomerState()
         await service._checkpoint_in_background(0)
         assert service.fits.queue == [] and service.fits.publishes(0)  # sent, not yet out
         await written(service, producer)  # the broker refuses it
         assert checkpointed(producer, changelog) == []
+        assert producer.restored(changelog) == {}  # its states written, not confirmed
         assert service.fits.queue == [("start", 70)]  # to be sent again
         assert service._checkpointed_at[0] < time.monotonic() - service._checkpoint_every + 1
 
@@ -156,6 +173,35 @@ def test_partition_0_in_the_background_is_written_only_once_its_fit_records_are_
         await written(service, producer)
         assert checkpointed(producer, changelog) == [0]
         assert service.fits.queue == [] and not service.fits.publishes(0)
+        assert list(producer.restored(changelog)) == ["c0"]  # confirmed by the retry
+
+    asyncio.run(scenario())
+
+
+def test_states_the_broker_refused_are_written_again_before_a_checkpoint_confirms_them():
+    """A checkpoint record is written only once every state record before it was
+    acknowledged: one refused (a new state, an erasure's tombstone) is written again by
+    the next checkpoint, so a restore never confirms the states with a gap."""
+
+    async def scenario() -> None:
+        service, producer = service_with_two_partitions()
+        changelog, states = service.names.changelog, service.partitions[1].states
+        states["c1"], states["c2"] = CustomerState(), CustomerState()
+        producer.refuse_keys = {b"c1"}
+        await service._checkpoint({1})
+        assert checkpointed(producer, changelog) == [] and service.metrics.checkpoints == 0
+        producer.refuse_keys = set()
+        await service._checkpoint({1})
+        assert checkpointed(producer, changelog) == [1]
+        assert sorted(producer.restored(changelog)) == ["c1", "c2"]
+
+        del states["c2"]  # erased
+        producer.refuse_keys = {b"c2"}
+        await service._checkpoint({1})
+        producer.refuse_keys = set()
+        await service._checkpoint({1})
+        assert checkpointed(producer, changelog) == [1, 1]
+        assert sorted(producer.restored(changelog)) == ["c1"]
 
     asyncio.run(scenario())
 
@@ -273,5 +319,19 @@ def test_a_checkpoint_in_the_background_holds_the_states_of_its_start_and_waits_
         keys = [key for topic, key, _ in producer.sent if topic == changelog]
         assert keys == [b"c1", CHECKPOINT_KEY, b"c2", CHECKPOINT_KEY]
         assert (service.metrics.checkpoints, service.metrics.checkpointed_states) == (2, 2)
+
+    asyncio.run(scenario())
+
+
+def test_an_output_batch_the_broker_refused_is_counted():
+    async def scenario() -> None:
+        service, _ = service_with_two_partitions()
+        loop = asyncio.get_running_loop()
+        refused, acknowledged = loop.create_future(), loop.create_future()
+        refused.set_exception(ConnectionError("broker went away"))
+        acknowledged.set_result(None)
+        for delivery in (refused, acknowledged):
+            service._output_answered(delivery)
+        assert "clvstream_output_batches_failed_total 1\n" in service.metrics.render({})
 
     asyncio.run(scenario())

@@ -154,6 +154,7 @@ def test_a_leader_of_two_partitions_fits_on_both_and_waits_for_the_statistics():
                          and e["event_type"] == "transaction"}  # fmt: skip
     assert max(f["metrics"]["customers"] for f in fits) > len(leaders_customers)
     assert not any("without the statistics" in f["detail"] for f in fits)
+    assert leader.counters.refits_missing_statistics == 0
 
 
 def test_a_leader_that_was_not_held_back_fits_on_what_it_has_and_says_so():
@@ -165,6 +166,7 @@ def test_a_leader_that_was_not_held_back_fits_on_what_it_has_and_says_so():
     details = [o.value["detail"] for o in outputs if o.stream is Stream.MODEL_HEALTH
                and o.value.get("model") == "value" and o.value["status"] == "fitted"]  # fmt: skip
     assert details and all("without the statistics of partitions [1, 2]" in d for d in details)
+    assert leader.counters.refits_missing_statistics == len(details)  # counted, too
 
 
 def test_a_finished_follower_covers_every_later_slot_and_the_final_refit():
