@@ -70,6 +70,7 @@ class WorkerMetrics:
         self.redis_writes = 0
         self.redis_failed_flushes = 0
         self.output_batches_failed = 0  # output batches the broker refused (after retries)
+        self.replays = 0  # partitions read again from their last checkpoint for that
         self.checkpoints = 0
         self.checkpointed_states = 0  # customer states written by those checkpoints
         self.restored_customers = 0
@@ -96,6 +97,7 @@ class WorkerMetrics:
             "clvstream_redis_writes_total": self.redis_writes,
             "clvstream_redis_failed_flushes_total": self.redis_failed_flushes,
             "clvstream_output_batches_failed_total": self.output_batches_failed,
+            "clvstream_partition_replays_total": self.replays,
             "clvstream_checkpoints_total": self.checkpoints,
             "clvstream_checkpointed_states_total": self.checkpointed_states,
             "clvstream_restored_customers_total": self.restored_customers,

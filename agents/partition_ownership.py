@@ -147,7 +147,7 @@ class PartitionOwnership:
             if refused and scorer is not None:
                 log.warning("%d changelog records of partition %d refused", len(refused), partition)
                 scorer.not_written(refused)
-            if confirm and not refused:
+            if confirm and not refused and partition not in self._refused:
                 record = await producer.send(
                     changelog, checkpoint.record, CHECKPOINT_KEY, partition=partition
                 )
@@ -184,41 +184,67 @@ class PartitionOwnership:
     async def release(self, partitions: set[int]) -> None:
         async with self._lock:
             await self._checkpoint(partitions)
-            for partition in partitions:
-                scorer = self.partitions.pop(partition, None)
-                if scorer is not None:
-                    scorer.close()
-                self._assigned_at.pop(partition, None)
-                self._checkpointed_at.pop(partition, None)
-                self._paused -= {tp for tp in self._paused if tp.partition == partition}
-            self._fetched_next = {
-                tp: n for tp, n in self._fetched_next.items() if tp.partition not in partitions
-            }
+            self._forget(partitions)
+
+    def _forget(self, partitions: set[int]) -> None:
+        for partition in partitions:
+            scorer = self.partitions.pop(partition, None)
+            if scorer is not None:
+                scorer.close()
+            self._assigned_at.pop(partition, None)
+            self._checkpointed_at.pop(partition, None)
+            self._paused -= {tp for tp in self._paused if tp.partition == partition}
+        self._fetched_next = {
+            tp: n for tp, n in self._fetched_next.items() if tp.partition not in partitions
+        }
+        self._refused -= partitions
 
     async def acquire(self, partitions: set[int]) -> None:
         async with self._lock:
-            new = sorted(partitions - set(self.partitions))
-            if not new:
-                return
-            reader = AIOKafkaConsumer(
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                **self.settings.consumer_options(),
-            )
-            await reader.start()
-            try:
-                for partition in new:
-                    tp = TopicPartition(self.names.changelog, partition)
-                    disk = self._disk(partition) if self.settings.store == "rocksdb" else None
-                    try:
-                        restored = await read_changelog(reader, tp, into=disk)
-                    except BaseException:
-                        if disk is not None:
-                            disk.close()
-                        raise
-                    await self._install(partition, restored)
-            finally:
-                await reader.stop()
+            await self._restore(partitions - set(self.partitions))
+
+    async def _replay_refused(self) -> None:
+        """Partitions with an output batch the broker refused (after the producer's
+        retries) wrote no checkpoint since: each is restored from its last checkpoint
+        and reads its inputs again from there, so the outputs since are produced
+        again (with the same ids), as after a crash. Call with the lock held."""
+        refused = self._refused & set(self.partitions)
+        if not refused:
+            return
+        await self._checkpoint_written()  # (it leaves the refused partitions unconfirmed)
+        for partition in refused:
+            for topic in self.names.inputs:
+                tp = TopicPartition(topic, partition)
+                if tp in self._paused:
+                    self.consumer.resume(tp)
+        self._forget(refused)
+        log.warning("partitions %s: read again from their last checkpoint", sorted(refused))
+        self.metrics.replays += len(refused)
+        await self._restore(refused)
+
+    async def _restore(self, partitions: set[int]) -> None:
+        """Fold the partitions' changelogs and score them from there."""
+        if not partitions:
+            return
+        reader = AIOKafkaConsumer(
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **self.settings.consumer_options(),
+        )
+        await reader.start()
+        try:
+            for partition in sorted(partitions):
+                tp = TopicPartition(self.names.changelog, partition)
+                disk = self._disk(partition) if self.settings.store == "rocksdb" else None
+                try:
+                    restored = await read_changelog(reader, tp, into=disk)
+                except BaseException:
+                    if disk is not None:
+                        disk.close()
+                    raise
+                await self._install(partition, restored)
+        finally:
+            await reader.stop()
 
     async def _install(self, partition: int, restored: Restored) -> None:
         """Score a newly assigned partition from its restored state and offsets. The

@@ -19,6 +19,7 @@ checkpoint, and its outputs repeat with the same event ids.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import shutil
 import time
@@ -85,6 +86,7 @@ class ScoringService(PartitionOwnership, Service):
         self._checkpoint_every = settings.checkpoint_interval_seconds
         self._checkpointer: asyncio.Task | None = None  # a checkpoint being written
         self._last_output: dict[tuple[str, int], asyncio.Future] = {}  # delivery, by topic
+        self._refused: set[int] = set()  # partitions with an output batch refused
         self._redis_retry_at = 0.0
         self._redis_writer: asyncio.Task | None = None  # writes to Redis, one at a time
         self._redis_produced_at: list[float] = []  # inputs whose scores wait for a flush
@@ -186,6 +188,7 @@ class ScoringService(PartitionOwnership, Service):
     async def _step(self, batch: dict) -> None:
         async with self._lock:
             await self._handle(batch)
+            await self._replay_refused()
             due = self._checkpoint_due(time.monotonic())
             if due is not None:
                 await self._checkpoint_in_background(due)
@@ -310,18 +313,20 @@ class ScoringService(PartitionOwnership, Service):
 
     async def _send_output_batch(self, batch: object, topic: str, partition: int) -> None:
         delivery = await self.producer.send_batch(batch, topic, partition=partition)
-        delivery.add_done_callback(self._output_answered)
+        delivery.add_done_callback(functools.partial(self._output_answered, partition))
         # a partition's checkpoint waits for its outputs' last batches (`_checkpoint_in_background`)
         self._last_output[(topic, partition)] = delivery
 
-    def _output_answered(self, delivery: asyncio.Future) -> None:
+    def _output_answered(self, partition: int, delivery: asyncio.Future) -> None:
         """A batch of outputs the broker refused (after the producer's retries) is
-        counted and reported; it is not produced again, and a later checkpoint may
-        cover its inputs."""
+        counted and reported, and its partition writes no checkpoint until it has
+        read its inputs again from the last one (`_replay_refused`)."""
         reason = "cancelled" if delivery.cancelled() else delivery.exception()
         if reason is not None:
             self.metrics.output_batches_failed += 1
-            log.error("an output batch was refused by the broker: %s", reason)
+            log.error("partition %d: an output batch refused: %s", partition, reason)
+            if partition in self.partitions:
+                self._refused.add(partition)
 
     async def _flush_redis(self) -> None:
         """Have the pending scores written to Redis: by the writer under way, which

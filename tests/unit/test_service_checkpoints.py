@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from agents.changelog import ChangelogFold
+from agents import partition_ownership
+from agents.changelog import ChangelogFold, Restored
 from agents.partition import CHECKPOINT_KEY, PartitionScorer
 from agents.scoring import ScoringService
+from models.emitted import Output, Stream
 from models.state import CustomerState
 from streams.settings import load_settings
 
@@ -26,38 +28,41 @@ class HeldProducer:
         self.fail_fits = False
         self.refuse_keys: set[bytes] = set()  # other records the broker refuses
         self.sent: list[tuple[str, bytes | None, int | None]] = []
-        self.written: list[tuple[str, bytes | None, bytes | None]] = []  # acknowledged
-        self._pending: list[tuple[str, bytes | None, bytes | None, asyncio.Future]] = []
+        self.written: list[tuple[str, bytes | None, bytes | None, int]] = []  # acknowledged
+        self._pending: list[tuple[str, bytes | None, bytes | None, int, asyncio.Future]] = []
 
     async def send(self, topic, value=None, key=None, partition=None):
         delivery = asyncio.get_running_loop().create_future()
         self.sent.append((topic, key, partition))
-        self._pending.append((topic, key, value, delivery))
+        self._pending.append((topic, key, value, partition, delivery))
         return delivery
 
     async def flush(self) -> None:
         still = []
-        for topic, key, value, delivery in self._pending:
+        for topic, key, value, partition, delivery in self._pending:
             if topic == self.fits_topic and self.hold_fits:
                 if self.fail_fits:
                     delivery.set_exception(ConnectionError("broker went away"))
                 else:
-                    still.append((topic, key, value, delivery))
+                    still.append((topic, key, value, partition, delivery))
                 continue
             if key in self.refuse_keys:
                 delivery.set_exception(ConnectionError("not enough replicas"))
                 continue
             delivery.set_result(None)
-            self.written.append((topic, key, value))
+            self.written.append((topic, key, value, partition))
         self._pending = still
 
-    def restored(self, changelog: str) -> dict:
+    def fold(self, changelog: str, partition: int | None = None) -> Restored:
         """What a restore folds from the changelog records the broker acknowledged."""
         fold = ChangelogFold()
-        for topic, key, value in self.written:
-            if topic == changelog:
+        for topic, key, value, written_to in self.written:
+            if topic == changelog and partition in (None, written_to):
                 fold.add(key, value)
-        return dict(fold.result().states)
+        return fold.result()
+
+    def restored(self, changelog: str) -> dict:
+        return dict(self.fold(changelog).states)
 
 
 class NoCommits:
@@ -323,15 +328,89 @@ def test_a_checkpoint_in_the_background_holds_the_states_of_its_start_and_waits_
     asyncio.run(scenario())
 
 
-def test_an_output_batch_the_broker_refused_is_counted():
+class Batch:
+    def append(self, key, value, timestamp):
+        return self
+
+
+class RefusingProducer(HeldProducer):
+    """Output batches are refused while `refuse_outputs` is set."""
+
+    refuse_outputs = True
+
+    def create_batch(self) -> Batch:
+        return Batch()
+
+    async def send_batch(self, batch, topic, partition):
+        delivery = asyncio.get_running_loop().create_future()
+        if self.refuse_outputs:
+            delivery.set_exception(ConnectionError("not leader for partition"))
+        else:
+            delivery.set_result(None)
+        return delivery
+
+
+class Inputs(NoCommits):
+    """The input consumer: where each input was sought to."""
+
+    def __init__(self) -> None:
+        self.sought: dict = {}
+
+    def seek(self, tp, offset) -> None:
+        self.sought[(tp.topic, tp.partition)] = offset
+
+    def resume(self, tp) -> None:
+        pass
+
+
+def test_a_partition_whose_outputs_were_refused_reads_again_from_its_last_checkpoint(
+    monkeypatch,
+):
+    """An output batch the broker refused is not lost: its partition writes no
+    checkpoint record after it, and is restored from its last checkpoint and reads its
+    inputs again from there (its outputs since are produced again, as after a crash)."""
+
     async def scenario() -> None:
         service, _ = service_with_two_partitions()
-        loop = asyncio.get_running_loop()
-        refused, acknowledged = loop.create_future(), loop.create_future()
-        refused.set_exception(ConnectionError("broker went away"))
-        acknowledged.set_result(None)
-        for delivery in (refused, acknowledged):
-            service._output_answered(delivery)
+        producer = service.producer = RefusingProducer(service.names.value_fits)
+        service.consumer = inputs = Inputs()
+        changelog, part = service.names.changelog, service.partitions[1]
+        part.states["c1"] = CustomerState()
+        part.next_offsets = dict.fromkeys(part.next_offsets, 5)
+        await service._checkpoint({1})  # the last good checkpoint: c1, inputs from 5
+
+        part.states["c2"] = CustomerState()  # scored since, and its output refused
+        part.next_offsets = dict.fromkeys(part.next_offsets, 9)
+        change = Output(Stream.SEGMENT_CHANGES, "c2", {"event_type": "segment_change"})
+        await service._emit(1, [change])
+        await asyncio.sleep(0)  # the broker's answer
+        assert service._refused == {1}
         assert "clvstream_output_batches_failed_total 1\n" in service.metrics.render({})
+        await service._checkpoint({1})
+        assert checkpointed(producer, changelog) == [1]  # none covers the refused outputs
+
+        async def fold(reader, tp, into=None) -> Restored:
+            return producer.fold(changelog, tp.partition)
+
+        monkeypatch.setattr(partition_ownership, "AIOKafkaConsumer", lambda **_: NoReader())
+        monkeypatch.setattr(partition_ownership, "read_changelog", fold)
+        producer.refuse_outputs = False
+        await service._replay_refused()
+        again = service.partitions[1]
+        assert again is not part and sorted(again.states) == ["c1"]
+        assert {tp: o for tp, o in inputs.sought.items() if tp[1] == 1} == {
+            (topic, 1): 5 for topic in service.names.inputs
+        }
+        assert service._refused == set() and service.metrics.replays == 1
+        await service._checkpoint({1})
+        assert checkpointed(producer, changelog) == [1, 1]  # checkpointed again
 
     asyncio.run(scenario())
+
+
+class NoReader:
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
