@@ -32,7 +32,14 @@ class Restored:
     engine_blob: bytes | None = None
     offsets: dict[str, int] = field(default_factory=dict)
     records: int = 0
-    rolled_back: int = 0  # customers whose post-checkpoint version was dropped
+    # customers whose version written after the checkpoint was dropped: still in the
+    # changelog, unconfirmed, so the next checkpoint must write them again (or the
+    # checkpoint record that follows it would confirm the dropped versions)
+    rolled_back_ids: set[str] = field(default_factory=set)
+
+    @property
+    def rolled_back(self) -> int:
+        return len(self.rolled_back_ids)
 
     @property
     def customers(self) -> int:
@@ -47,8 +54,8 @@ class ChangelogFold:
 
     >>> fold = ChangelogFold()
     >>> fold.add(b"c1", NEW + CustomerState().to_bytes())
-    >>> fold.result().states, fold.result().rolled_back
-    ({}, 1)
+    >>> fold.result().states, fold.result().rolled_back_ids
+    ({}, {'c1'})
     """
 
     def __init__(self, into: DiskStates | None = None) -> None:
@@ -96,7 +103,7 @@ class ChangelogFold:
             states[customer_id] = CustomerState.from_bytes(value[1:])
         for customer_id, value in self._pending.items():
             if self._was_confirmed(customer_id) or customer_id in self._pending_new:
-                restored.rolled_back += 1  # back to the checkpoint's version (or none)
+                restored.rolled_back_ids.add(customer_id)  # back to the checkpoint's (or none)
             elif value is not None:  # the checkpointed version was compacted away
                 if self._into is not None:
                     self._into.put_serialized(customer_id, value[1:])

@@ -43,6 +43,8 @@ class FitRelay:
         )
         self.queue: list[tuple] = []  # published by this worker's engines, to produce
         self.in_flight: list[tuple[tuple, asyncio.Future]] = []
+        self._sending: tuple | None = None  # off the queue, its send under way
+        self._requeued = 0  # records put back at the front while it was sent
         self._quiet_since: float | None = None
         self._released = False
         self._followers_quiet_since: dict[int, float] = {}
@@ -161,15 +163,18 @@ class FitRelay:
             # Taken off before the send, which may wait: a checkpoint writer settling
             # meanwhile puts failed records back at the front (the leader's engine
             # appends to this very list).
-            record = self.queue.pop(0)
+            record = self._sending = self.queue.pop(0)
+            self._requeued = 0
             value = orjson.dumps(list(record))
             key = fit_key(record, value)
             try:
                 delivery = await producer.send(self.topic, value, key, partition=0)
             except Exception as error:  # kept, sent again after the next batch
                 log.warning("value-fits record not sent: %s", error)
-                self.queue.insert(0, record)
+                self.queue.insert(self._requeued, record)  # after older ones put back
                 return
+            finally:
+                self._sending = None
             self.in_flight.append((record, delivery))
 
     def undelivered(self) -> set[int]:
@@ -189,7 +194,8 @@ class FitRelay:
         one sent or queued after it (`later`: sent after all of them): sent again, it
         would undo the newer one (and stand after compaction)."""
         failed = []
-        after = [r[0] for r, _ in answered] + [r[0] for r in later + self.queue]
+        sending = [self._sending[0]] if self._sending is not None else []
+        after = [r[0] for r, _ in answered] + [r[0] for r in later + self.queue] + sending
         for position, (record, did_fail) in enumerate(answered):
             superseded = record[0] in ("progress", "idle") and record[0] in after[position + 1 :]
             if did_fail and not superseded:
@@ -197,6 +203,7 @@ class FitRelay:
         if failed:
             log.warning("%d value-fits records not acknowledged: sent again", len(failed))
             self.queue[:0] = failed
+            self._requeued += len(failed)
 
 
 def _partition_of(record: tuple) -> int:

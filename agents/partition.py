@@ -272,6 +272,13 @@ class PartitionScorer:
             states.flush()  # bounded work per checkpoint rather than at eviction
         return Checkpoint(records, encode_checkpoint(self.next_offsets, blob))
 
+    def write_again(self, customer_ids: set[str]) -> None:
+        """Customers whose changelog holds a version no checkpoint confirmed (dropped
+        on restore): the next checkpoint writes their state, or deletes them, before
+        its record would confirm that version."""
+        self.persisted |= customer_ids  # in the changelog, in some version
+        self.states.dirty |= customer_ids
+
     def not_written(self, records: list[tuple[bytes, bytes | None]]) -> None:
         """State records of a checkpoint the broker refused: written again by the next
         one, as they would have been (a new customer flagged new, an erasure deleted)."""

@@ -33,6 +33,7 @@ from streams.topics import partition_of
 log = logging.getLogger(__name__)
 
 _FIT_RECORDS_RETRY_SECONDS = 0.2  # a checkpoint, while its value-fits records are out
+_REPLAY_BACKOFF_CAP_SECONDS = 60.0  # between replays of a partition whose outputs fail
 
 
 class PartitionOwnership:
@@ -164,6 +165,7 @@ class PartitionOwnership:
                 continue
             if partition in self.partitions:
                 self._checkpointed_at[partition] = done
+            self._replays_in_a_row.pop(partition, None)
             states += its_states
             offsets.update(its_offsets)
         if offsets:
@@ -194,10 +196,12 @@ class PartitionOwnership:
             self._assigned_at.pop(partition, None)
             self._checkpointed_at.pop(partition, None)
             self._paused -= {tp for tp in self._paused if tp.partition == partition}
+            self._idle_since.pop(partition, None)
         self._fetched_next = {
             tp: n for tp, n in self._fetched_next.items() if tp.partition not in partitions
         }
         self._refused -= partitions
+        self._unrestored -= partitions
 
     async def acquire(self, partitions: set[int]) -> None:
         async with self._lock:
@@ -207,20 +211,35 @@ class PartitionOwnership:
         """Partitions with an output batch the broker refused (after the producer's
         retries) wrote no checkpoint since: each is restored from its last checkpoint
         and reads its inputs again from there, so the outputs since are produced
-        again (with the same ids), as after a crash. Call with the lock held."""
-        refused = self._refused & set(self.partitions)
-        if not refused:
+        again (with the same ids), as after a crash. Again after a backoff, should it
+        be refused again (up to a minute apart); a restore that fails (the broker
+        away) is tried again likewise, the partition's inputs paused meanwhile. Call
+        with the lock held."""
+        now = time.monotonic()
+        due = {p for p in self._refused if p in self.partitions} | self._unrestored
+        due = {p for p in due if now >= self._replay_at.get(p, 0.0)}
+        if not due:
             return
         await self._checkpoint_written()  # (it leaves the refused partitions unconfirmed)
-        for partition in refused:
-            for topic in self.names.inputs:
-                tp = TopicPartition(topic, partition)
-                if tp in self._paused:
-                    self.consumer.resume(tp)
-        self._forget(refused)
-        log.warning("partitions %s: read again from their last checkpoint", sorted(refused))
-        self.metrics.replays += len(refused)
-        await self._restore(refused)
+        for partition in sorted(due):
+            inputs = [TopicPartition(topic, partition) for topic in self.names.inputs]
+            if partition in self.partitions:
+                log.warning("partition %d: read again from its last checkpoint", partition)
+                self.metrics.replays += 1
+                self._forget({partition})
+                self.consumer.pause(*inputs)  # (nothing to fetch for until restored)
+            attempts = self._replays_in_a_row[partition] = (
+                self._replays_in_a_row.get(partition, 0) + 1
+            )
+            self._replay_at[partition] = now + min(_REPLAY_BACKOFF_CAP_SECONDS, 2.0**attempts)
+            try:
+                await self._restore({partition})
+            except Exception as error:
+                log.warning("partition %d: restore failed, tried again: %s", partition, error)
+                self._unrestored.add(partition)
+                continue
+            self._unrestored.discard(partition)
+            self.consumer.resume(*inputs)
 
     async def _restore(self, partitions: set[int]) -> None:
         """Fold the partitions' changelogs and score them from there."""
@@ -271,6 +290,7 @@ class PartitionOwnership:
         except BaseException:  # e.g. cancelled mid-way: do not leak the disk store
             scorer.close()
             raise
+        scorer.write_again(restored.rolled_back_ids)
         self.partitions[partition] = scorer
         if partition == 0 and self.fits is not None:
             self.fits.leader_assigned()

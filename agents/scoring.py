@@ -87,6 +87,9 @@ class ScoringService(PartitionOwnership, Service):
         self._checkpointer: asyncio.Task | None = None  # a checkpoint being written
         self._last_output: dict[tuple[str, int], asyncio.Future] = {}  # delivery, by topic
         self._refused: set[int] = set()  # partitions with an output batch refused
+        self._unrestored: set[int] = set()  # forgotten to be replayed, restore failed
+        self._replay_at: dict[int, float] = {}  # (monotonic) not replayed again before
+        self._replays_in_a_row: dict[int, int] = {}  # since the partition's last checkpoint
         self._redis_retry_at = 0.0
         self._redis_writer: asyncio.Task | None = None  # writes to Redis, one at a time
         self._redis_produced_at: list[float] = []  # inputs whose scores wait for a flush
@@ -313,20 +316,25 @@ class ScoringService(PartitionOwnership, Service):
 
     async def _send_output_batch(self, batch: object, topic: str, partition: int) -> None:
         delivery = await self.producer.send_batch(batch, topic, partition=partition)
-        delivery.add_done_callback(functools.partial(self._output_answered, partition))
+        scorer = self.partitions.get(partition)
+        delivery.add_done_callback(functools.partial(self._output_answered, partition, scorer))
         # a partition's checkpoint waits for its outputs' last batches (`_checkpoint_in_background`)
         self._last_output[(topic, partition)] = delivery
 
-    def _output_answered(self, partition: int, delivery: asyncio.Future) -> None:
+    def _output_answered(
+        self, partition: int, scorer: PartitionScorer | None, delivery: asyncio.Future
+    ) -> None:
         """A batch of outputs the broker refused (after the producer's retries) is
         counted and reported, and its partition writes no checkpoint until it has
-        read its inputs again from the last one (`_replay_refused`)."""
-        reason = "cancelled" if delivery.cancelled() else delivery.exception()
-        if reason is not None:
-            self.metrics.output_batches_failed += 1
-            log.error("partition %d: an output batch refused: %s", partition, reason)
-            if partition in self.partitions:
-                self._refused.add(partition)
+        read its inputs again from the last one (`_replay_refused`); unless the
+        partition was restored since (a batch of the scorer it replaced), or the
+        delivery was cancelled (a stop)."""
+        if delivery.cancelled() or delivery.exception() is None:
+            return
+        self.metrics.output_batches_failed += 1
+        log.error("partition %d: an output batch refused: %s", partition, delivery.exception())
+        if scorer is not None and self.partitions.get(partition) is scorer:
+            self._refused.add(partition)
 
     async def _flush_redis(self) -> None:
         """Have the pending scores written to Redis: by the writer under way, which
@@ -384,7 +392,7 @@ class ScoringService(PartitionOwnership, Service):
 
     def caught_up(self) -> bool:
         """Every input of every assigned partition processed up to its high watermark."""
-        if self.consumer is None or not self.partitions:
+        if self.consumer is None or not self.partitions or self._unrestored:
             return False
         for partition, scorer in self.partitions.items():
             if scorer.behind:  # customers still due after a bounded clock advance
@@ -404,6 +412,8 @@ class ScoringService(PartitionOwnership, Service):
             "catching_up": sorted(p for p, s in self.partitions.items() if s.behind),
             # holding events back until a refit's outcome is known (partition 0's)
             "waiting_for_fits": sorted(p for p, s in self.partitions.items() if s.waiting),
+            # an output batch refused: to be read again from the last checkpoint
+            "replaying": sorted(self._refused | self._unrestored),
             "redis_ok": self.redis_ok,
             "redis_pending": self.store.pending if self.store else 0,
             "lag": sum(self.lag().values()),

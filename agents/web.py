@@ -114,7 +114,7 @@ def register_views(app: faust.App, service: ScoringService) -> None:
     @app.page("/health")
     async def health(web, request):
         status = service.status()
-        healthy = service.consumer is not None and status["redis_ok"]
+        healthy = service.consumer is not None and status["redis_ok"] and not status["replaying"]
         status["status"] = "ok" if healthy else "degraded"
         return web.json(status, status=200 if healthy else 503)
 

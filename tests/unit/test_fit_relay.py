@@ -118,35 +118,54 @@ def test_a_refused_record_goes_back_unless_a_later_one_of_its_kind_supersedes_it
 
 class PausingProducer:
     """A producer whose first send waits until `go` is set (a full batch, a metadata
-    refresh), as aiokafka's may."""
+    refresh), as aiokafka's may, then succeeds or, with `fail_first`, raises."""
 
-    def __init__(self) -> None:
+    def __init__(self, fail_first: bool = False) -> None:
         self.go = asyncio.Event()
+        self.fail_first = fail_first
         self.sent: list[bytes] = []
 
     async def send(self, topic, value=None, key=None, partition=None):
-        if not self.sent:
-            self.sent.append(key)
+        first = not self.sent
+        self.sent.append(key)
+        if first:
             await self.go.wait()
-        else:
-            self.sent.append(key)
+            if self.fail_first:
+                raise ConnectionError("metadata for the topic not available")
         delivery = asyncio.get_running_loop().create_future()
         delivery.set_result(None)
         return delivery
 
 
-def test_a_record_put_back_while_a_send_waits_is_neither_lost_nor_sent_twice():
-    async def scenario() -> None:
-        fits, producer = relay(30.0), PausingProducer()
+def settle_while_the_first_send_waits(producer: PausingProducer, refused: list[tuple]):
+    """The relay after publishing ("progress", 12) while a checkpoint writer settles
+    the `refused` records, sent before it, during its send."""
+
+    async def scenario() -> FitRelay:
+        fits = relay(30.0)
         fits.queue = [("progress", 12)]
         publishing = asyncio.create_task(fits.publish(producer, None))
         await asyncio.sleep(0.01)  # the send of ("progress", 12) waits
-        failed = [(("start", 70), answered(ConnectionError("refused")))]
+        failed = [(record, answered(ConnectionError("refused"))) for record in refused]
         fits.in_flight = [*failed]
-        assert not fits.settle(failed)  # a checkpoint writer, meanwhile
+        assert not fits.settle(failed)
         producer.go.set()
         await publishing
-        assert sorted(record for record, _ in fits.in_flight) == [("progress", 12), ("start", 70)]
-        assert fits.queue == [] and producer.sent == [b"progress", b"start:70"]
+        return fits
 
-    asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_a_record_put_back_while_a_send_waits_is_neither_lost_nor_sent_twice():
+    producer = PausingProducer()
+    fits = settle_while_the_first_send_waits(producer, [("progress", 11), ("start", 70)])
+    # ("progress", 11) is superseded by the one being sent: not sent after it
+    assert sorted(record for record, _ in fits.in_flight) == [("progress", 12), ("start", 70)]
+    assert fits.queue == [] and producer.sent == [b"progress", b"start:70"]
+
+
+def test_a_record_whose_send_failed_goes_back_behind_older_ones_put_back_meanwhile():
+    producer = PausingProducer(fail_first=True)
+    fits = settle_while_the_first_send_waits(producer, [("idle", 1), ("start", 70)])
+    assert fits.queue == [("idle", 1), ("start", 70), ("progress", 12)]
+    assert fits.in_flight == []

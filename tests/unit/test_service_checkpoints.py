@@ -11,7 +11,7 @@ import time
 
 from agents import partition_ownership
 from agents.changelog import ChangelogFold, Restored
-from agents.partition import CHECKPOINT_KEY, PartitionScorer
+from agents.partition import CHECKPOINT_KEY, NEW, PartitionScorer
 from agents.scoring import ScoringService
 from models.emitted import Output, Stream
 from models.state import CustomerState
@@ -199,6 +199,8 @@ def test_states_the_broker_refused_are_written_again_before_a_checkpoint_confirm
         await service._checkpoint({1})
         assert checkpointed(producer, changelog) == [1]
         assert sorted(producer.restored(changelog)) == ["c1", "c2"]
+        flags = [value[:1] for topic, key, value, _ in producer.written if key == b"c1"]
+        assert flags == [NEW]  # still new: a restore before this checkpoint drops it
 
         del states["c2"]  # erased
         producer.refuse_keys = {b"c2"}
@@ -351,16 +353,23 @@ class RefusingProducer(HeldProducer):
 
 
 class Inputs(NoCommits):
-    """The input consumer: where each input was sought to."""
+    """The input consumer: where each input was sought to, which are paused."""
 
     def __init__(self) -> None:
         self.sought: dict = {}
+        self.paused: set = set()
 
     def seek(self, tp, offset) -> None:
         self.sought[(tp.topic, tp.partition)] = offset
 
-    def resume(self, tp) -> None:
-        pass
+    def highwater(self, tp) -> None:
+        return None
+
+    def pause(self, *tps) -> None:
+        self.paused |= {(tp.topic, tp.partition) for tp in tps}
+
+    def resume(self, *tps) -> None:
+        self.paused -= {(tp.topic, tp.partition) for tp in tps}
 
 
 def test_a_partition_whose_outputs_were_refused_reads_again_from_its_last_checkpoint(
@@ -389,11 +398,22 @@ def test_a_partition_whose_outputs_were_refused_reads_again_from_its_last_checkp
         await service._checkpoint({1})
         assert checkpointed(producer, changelog) == [1]  # none covers the refused outputs
 
+        broker_away = [True]
+
         async def fold(reader, tp, into=None) -> Restored:
+            if broker_away[0]:
+                raise ConnectionError("no broker")
             return producer.fold(changelog, tp.partition)
 
         monkeypatch.setattr(partition_ownership, "AIOKafkaConsumer", lambda **_: NoReader())
         monkeypatch.setattr(partition_ownership, "read_changelog", fold)
+        await service._replay_refused()  # the restore fails: tried again later, paused
+        assert 1 not in service.partitions and service.status()["replaying"] == [1]
+        assert all((topic, 1) in inputs.paused for topic in service.names.inputs)
+        broker_away[0] = False
+        await service._replay_refused()  # not before its backoff
+        assert 1 not in service.partitions
+        service._replay_at[1] = 0.0
         producer.refuse_outputs = False
         await service._replay_refused()
         again = service.partitions[1]
@@ -401,9 +421,12 @@ def test_a_partition_whose_outputs_were_refused_reads_again_from_its_last_checkp
         assert {tp: o for tp, o in inputs.sought.items() if tp[1] == 1} == {
             (topic, 1): 5 for topic in service.names.inputs
         }
-        assert service._refused == set() and service.metrics.replays == 1
+        assert inputs.paused == set() and service.status()["replaying"] == []
+        assert service.metrics.replays == 1
         await service._checkpoint({1})
         assert checkpointed(producer, changelog) == [1, 1]  # checkpointed again
+        restored = producer.fold(changelog, 1)  # c2, written unconfirmed, is deleted
+        assert sorted(restored.states) == ["c1"] and restored.rolled_back == 0
 
     asyncio.run(scenario())
 
