@@ -187,6 +187,9 @@ class PartitionOwnership:
         async with self._lock:
             await self._checkpoint(partitions)
             self._forget(partitions)
+            for partition in partitions:  # (a replay's backoff starts again elsewhere)
+                self._replay_at.pop(partition, None)
+                self._replays_in_a_row.pop(partition, None)
 
     def _forget(self, partitions: set[int]) -> None:
         for partition in partitions:
