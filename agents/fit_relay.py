@@ -22,6 +22,7 @@ from collections.abc import Callable
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from agents.deliveries import refused, unanswered_or_refused
 from models.engine import ScoringEngine
 from models.shared_fits import SharedFits
 from models.shared_stats import stats_key
@@ -133,7 +134,7 @@ class FitRelay:
         back at the front of the queue; True when every one was acknowledged."""
         done = {id(d) for _, d in sent}
         self.in_flight = [(r, d) for r, d in self.in_flight if id(d) not in done]
-        answered = [(r, d.cancelled() or d.exception() is not None) for r, d in sent]
+        answered = [(r, refused(d)) for r, d in sent]
         self._requeue(answered, later=[r for r, _ in self.in_flight])
         return not any(failed for _, failed in answered)
 
@@ -180,10 +181,7 @@ class FitRelay:
     def undelivered(self) -> set[int]:
         """After a flush: the partitions with value-fits records not acknowledged (those
         that failed go back to the front of the queue) or not sent yet."""
-        answered = [
-            (r, not d.done() or d.cancelled() or d.exception() is not None)
-            for r, d in self.in_flight
-        ]
+        answered = [(r, unanswered_or_refused(d)) for r, d in self.in_flight]
         self.in_flight = []
         self._requeue(answered, later=[])
         return {_partition_of(record) for record in self.queue}

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.changelog import Restored, read_changelog
+from agents.deliveries import refused
 from agents.disk_states import DiskStates, worker_store_dir
 from agents.partition import CHECKPOINT_KEY, Checkpoint, PartitionScorer
 from models.config import ScoringConfig
@@ -143,12 +144,14 @@ class PartitionOwnership:
             taken, sent_states, strict=True
         ):
             answers = zip(checkpoint.states, deliveries, strict=True)
-            refused = [record for record, delivery in answers if _failed(delivery)]
+            rejected = [record for record, delivery in answers if refused(delivery)]
             scorer = self.partitions.get(partition)
-            if refused and scorer is not None:
-                log.warning("%d changelog records of partition %d refused", len(refused), partition)
-                scorer.not_written(refused)
-            if confirm and not refused and partition not in self._refused:
+            if rejected and scorer is not None:
+                log.warning(
+                    "%d changelog records of partition %d refused", len(rejected), partition
+                )
+                scorer.not_written(rejected)
+            if confirm and not rejected and partition not in self._refused:
                 record = await producer.send(
                     changelog, checkpoint.record, CHECKPOINT_KEY, partition=partition
                 )
@@ -160,7 +163,7 @@ class PartitionOwnership:
         offsets: dict[TopicPartition, int] = {}
         states = 0
         for partition, its_states, its_offsets, record in confirmed:
-            if _failed(record):
+            if refused(record):
                 self._retry_soon(partition)
                 continue
             if partition in self.partitions:
@@ -337,7 +340,3 @@ def input_router(settings: Settings) -> Callable[[str], int] | None:
         return None
     partitions, partitioner = settings.partitions, settings.input_partitioner
     return lambda customer_id: partition_of(customer_id, partitions, partitioner)
-
-
-def _failed(delivery: asyncio.Future) -> bool:
-    return delivery.cancelled() or delivery.exception() is not None
