@@ -81,6 +81,9 @@ class PartitionOwnership:
             writer.result()
         if partition not in self.partitions:
             return
+        if partition in self._refused:  # not confirmed before its replay: none taken
+            self._checkpointed_at[partition] = time.monotonic()
+            return
         fits, fit_records = self.fits, None
         if fits is not None:
             await self._publish_fits()
@@ -188,11 +191,13 @@ class PartitionOwnership:
 
     async def release(self, partitions: set[int]) -> None:
         async with self._lock:
-            await self._checkpoint(partitions)
-            self._forget(partitions)
-            for partition in partitions:  # (a replay's backoff starts again elsewhere)
-                self._replay_at.pop(partition, None)
-                self._replays_in_a_row.pop(partition, None)
+            try:
+                await self._checkpoint(partitions)
+            finally:  # (a checkpoint that failed: the next owner replays from the last)
+                self._forget(partitions)
+                for partition in partitions:  # (a replay's backoff starts again elsewhere)
+                    self._replay_at.pop(partition, None)
+                    self._replays_in_a_row.pop(partition, None)
 
     def _forget(self, partitions: set[int]) -> None:
         for partition in partitions:
@@ -226,9 +231,17 @@ class PartitionOwnership:
         due = {p for p in due if now >= self._replay_at.get(p, 0.0)}
         if not due:
             return
-        await self._checkpoint_written()  # (it leaves the refused partitions unconfirmed)
+        try:
+            await self._checkpoint_written()  # (it leaves refused partitions unconfirmed)
+        except Exception as error:  # (the broker away): tried again at the next poll
+            log.warning("checkpoint not written: %s", error)
+            return
+        assigned = self.consumer.assignment()
         for partition in sorted(due):
             inputs = [TopicPartition(topic, partition) for topic in self.names.inputs]
+            if not all(tp in assigned for tp in inputs):  # gone meanwhile
+                self._forget({partition})
+                continue
             if partition in self.partitions:
                 log.warning("partition %d: read again from its last checkpoint", partition)
                 self.metrics.replays += 1
@@ -237,15 +250,16 @@ class PartitionOwnership:
             attempts = self._replays_in_a_row[partition] = (
                 self._replays_in_a_row.get(partition, 0) + 1
             )
-            self._replay_at[partition] = now + min(_REPLAY_BACKOFF_CAP_SECONDS, 2.0**attempts)
             try:
                 await self._restore({partition})
             except Exception as error:
                 log.warning("partition %d: restore failed, tried again: %s", partition, error)
                 self._unrestored.add(partition)
-                continue
-            self._unrestored.discard(partition)
-            self.consumer.resume(*inputs)
+            else:
+                self._unrestored.discard(partition)
+                self.consumer.resume(*inputs)
+            backoff = min(_REPLAY_BACKOFF_CAP_SECONDS, 2.0 ** min(attempts, 6))
+            self._replay_at[partition] = time.monotonic() + backoff  # (after the restore)
 
     async def _restore(self, partitions: set[int]) -> None:
         """Fold the partitions' changelogs and score them from there."""
@@ -297,6 +311,12 @@ class PartitionOwnership:
             scorer.close()
             raise
         scorer.write_again(restored.rolled_back_ids)
+        try:
+            for topic in self.names.inputs:
+                self.consumer.seek(TopicPartition(topic, partition), scorer.next_offsets[topic])
+        except BaseException:  # (no longer assigned): not installed
+            scorer.close()
+            raise
         self.partitions[partition] = scorer
         if partition == 0 and self.fits is not None:
             self.fits.leader_assigned()
@@ -306,9 +326,7 @@ class PartitionOwnership:
         self._checkpointed_at[partition] = time.monotonic() - phase * self._checkpoint_every
         self.metrics.restored_customers += restored.customers
         for topic in self.names.inputs:
-            tp = TopicPartition(topic, partition)
-            self.consumer.seek(tp, scorer.next_offsets[topic])
-            self._fetched_next[tp] = scorer.next_offsets[topic]
+            self._fetched_next[TopicPartition(topic, partition)] = scorer.next_offsets[topic]
         log.info(
             "partition %d: restored %d customers from %d changelog records "
             "(%d rolled back), inputs from %s",

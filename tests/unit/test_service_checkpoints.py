@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from aiokafka import TopicPartition
+
 from agents import partition_ownership
 from agents.changelog import ChangelogFold, Restored
 from agents.partition import CHECKPOINT_KEY, NEW, PartitionScorer
@@ -365,6 +367,10 @@ class Inputs(NoCommits):
     def highwater(self, tp) -> None:
         return None
 
+    def assignment(self) -> set:
+        return {TopicPartition(t, p) for t in ("t.transactions", "t.interactions",
+                                                 "t.customer-events") for p in (0, 1)}  # fmt: skip
+
     def pause(self, *tps) -> None:
         self.paused |= {(tp.topic, tp.partition) for tp in tps}
 
@@ -413,7 +419,7 @@ def test_a_partition_whose_outputs_were_refused_reads_again_from_its_last_checkp
         broker_away[0] = False
         await service._replay_refused()  # not before its backoff
         assert 1 not in service.partitions
-        service._replay_at[1] = 0.0
+        service._replay_at[1], service._replays_in_a_row[1] = 0.0, 5_000  # (capped, no overflow)
         producer.refuse_outputs = False
         await service._replay_refused()
         again = service.partitions[1]
