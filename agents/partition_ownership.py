@@ -60,7 +60,8 @@ class PartitionOwnership:
         await self._write_checkpoints(taken)
 
     def _retry_soon(self, partition: int) -> None:
-        """A checkpoint not written for its value-fits records: due again shortly."""
+        """A checkpoint not confirmed (its value-fits or state records not all
+        acknowledged, a record left out): due again shortly."""
         if partition in self._checkpointed_at:
             retry_at = time.monotonic() + _FIT_RECORDS_RETRY_SECONDS
             self._checkpointed_at[partition] = retry_at - self._checkpoint_every
@@ -71,8 +72,9 @@ class PartitionOwnership:
         output sent before is acknowledged (so it never covers an unsent one), then its
         own records. One at a time (none is started while one is under way). A
         partition's value-fits records (partition 0's refits, a follower's statistics)
-        sent before are waited for too: if one failed, the checkpoint is not written
-        (the record goes out again, the checkpoint is tried again shortly)."""
+        sent before are waited for too: if one failed, its states are written but its
+        checkpoint record is not (the record goes out again, the checkpoint is tried
+        again shortly). A partition waiting to be replayed takes none."""
         writer = self._checkpointer
         if writer is not None:
             if not writer.done():
