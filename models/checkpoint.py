@@ -22,7 +22,6 @@ from models.errors import ClvError
 from models.refit_schedule import PendingFit
 from models.scorer import Scorer
 from models.shared_fits import FollowerSchedule
-from models.value import ValueModel
 
 _FORMAT = 1
 
@@ -79,10 +78,9 @@ def restore_checkpoint(engine: ScoringEngine, blob: bytes, derive: bool = True) 
     if version != _FORMAT or not isinstance(checkpoint, EngineCheckpoint):
         raise CheckpointError(f"unknown checkpoint format {version!r}")
     engine.scorer = checkpoint.scorer
-    # the process's model for these parameters (its memo shared with other partitions)
-    engine.scorer.value_model = ValueModel.shared(engine.scorer.params, engine.config)
-    if "programmes" not in engine.scorer.__dict__:  # a checkpoint from before programmes
-        engine.scorer.programmes = Scorer(engine.config, engine.scorer.params).programmes
+    # the current settings (the checkpoint's may be older), and the process's value
+    # model for these parameters (its memo shared with other partitions)
+    engine.scorer.adopt(engine.config)
     book = engine.scorer.programmes
     if book is not None:
         book.scope = engine.scope
@@ -97,7 +95,7 @@ def restore_checkpoint(engine: ScoringEngine, blob: bytes, derive: bool = True) 
         refits.next_day = checkpoint.refit_next_day
         refits.pending = checkpoint.refit_pending
         refits.resume()  # the pending fit in the executor again (a future is not kept)
-    engine._learning.model = churn = checkpoint.scorer.churn
+    engine._learning.model = churn = engine.scorer.churn
     scorer = engine.scorer
     if churn is not None and scorer.version_number not in churn.by_version.names:
         # a checkpoint from before quality per version: name the version serving now

@@ -206,13 +206,19 @@ class ScoringConfig(BaseModel):
 
     def for_partition(self, partitions: int) -> ScoringConfig:
         """The config of one of `partitions` partitions: each spends 1/partitions of
-        every daily programme budget, so all of them together keep to the budget.
+        every daily programme budget, so all of them together keep to the budget, and
+        tests its stops at a confidence raised so that the partitions together stop a
+        break-even programme no more often than one test would (Bonferroni).
 
-        >>> ScoringConfig().for_partition(4).programmes.budget_share
-        0.25
+        >>> programmes = ScoringConfig().for_partition(4).programmes
+        >>> programmes.budget_share, round(programmes.stop_confidence, 4)
+        (0.25, 0.9975)
         """
         if partitions == 1:
             return self
         share = self.programmes.budget_share / partitions
-        programmes = self.programmes.model_copy(update={"budget_share": share})
+        confidence = 1.0 - (1.0 - self.programmes.stop_confidence) / partitions
+        programmes = self.programmes.model_copy(
+            update={"budget_share": share, "stop_confidence": confidence}
+        )
         return self.model_copy(update={"programmes": programmes})

@@ -76,6 +76,32 @@ class Scorer:
             twin.churn.by_version.name(twin.version_number, params.version)
         return twin
 
+    def adopt(self, config: ScoringConfig) -> None:
+        """Run a restored scorer under the current settings, keeping what it learned
+        (the value parameters, the churn, population and needs models, the programmes'
+        measurements): a checkpoint pickles the settings it ran under, and a restart
+        with changed settings (a programme withdrawn, a budget, thresholds) must apply
+        them. A model switched off is dropped; one switched on starts cold."""
+        self.config = config
+        self.value_model = ValueModel.shared(self.params, config)
+        if not config.churn_model:
+            self.churn = None
+        elif self.churn is None:
+            self.churn = ChurnModel(config.churn_warmup_labels, config.churn_learning_rate)
+            self.churn.by_version.name(self.version_number, self.model_version)
+        else:  # the blend's policy; the learned model keeps its learning rate
+            self.churn.warmup_labels = config.churn_warmup_labels
+        self.needs.max_categories = config.needs.max_categories
+        spend_days = spend_days_for(config.allowed_lateness_seconds)
+        if not config.programmes.enabled:
+            self.programmes = None
+        elif getattr(self, "programmes", None) is None:  # also: pickled before programmes
+            self.programmes = ProgrammeBook(
+                config.programmes, config.margin_rate, spend_days=spend_days
+            )
+        else:
+            self.programmes.reconfigure(config.programmes, config.margin_rate, spend_days)
+
     def refresh(self) -> None:
         """Freeze the current population quantiles and needs model for the next scores."""
         self.population_snapshot = self.population.snapshot()

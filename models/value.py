@@ -113,6 +113,16 @@ class ValueScores:
         """Discounted expected value in the horizon, times the margin rate."""
         return self._purchases()[1] * self.expected_spend * self._margin
 
+    @property
+    def discounted_revenue(self) -> float:
+        """Discounted expected revenue in the horizon: the CLV before the margin rate
+        (what the programmes' value at stake is measured in, like their outcomes).
+
+        >>> ValueScores(0.8, 0.3, 40.0, (2.0, 1.9), margin=0.25).discounted_revenue
+        76.0
+        """
+        return self._purchases()[1] * self.expected_spend
+
     def as_tuple(self) -> tuple[float, ...]:
         return (
             self.p_alive,

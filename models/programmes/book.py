@@ -87,6 +87,30 @@ class ProgrammeBook:
         self.timers = DayTimers()
         self._screens = {}
 
+    def reconfigure(self, config: ProgrammesConfig, margin: float, spend_days: int) -> None:
+        """Take the current settings after a restore, keeping the measurements: a new
+        programme starts fresh, a withdrawn one triggers no more (its open windows still
+        close and are counted), a changed prior gives the uplift it implies with the
+        windows measured so far, and a stop is tested again against the current cost
+        when the cost or the margin changed (a stop no longer clearly below the cost is
+        lifted; with the same settings a restore changes nothing)."""
+        costs = {p.id: p.cost_per_contact for p in self.config.catalogue}
+        margin_changed = margin != self.margin
+        self.config, self.margin, self.spend_days = config, margin, spend_days
+        for programme in config.catalogue:
+            if programme.id not in self.arms:
+                self.arms[programme.id] = (ArmStats(), ArmStats())
+                self.triggers[programme.id] = [0, 0]
+                self.next_stop_check[programme.id] = config.stop_min_control
+            self.uplifts[programme.id] = self._learned_uplift(programme)
+            repriced = margin_changed or costs.get(programme.id) != programme.cost_per_contact
+            if programme.id in self.stop_reasons and repriced and not self._below_cost(programme):
+                del self.stop_reasons[programme.id]
+        self.keep_days = max(
+            config.contact_window_days, *(p.cooldown_days for p in config.catalogue)
+        )
+        self._screens = {}
+
     def screen(self, lifecycle: str, moment: Moment) -> tuple[Programme, ...]:
         """The programmes whose lifecycle, event and transition conditions hold (cached:
         there are few distinct moments)."""
@@ -203,32 +227,49 @@ class ProgrammeBook:
         for programme in self.config.catalogue:
             if programme.id not in self._changed:
                 continue
-            result = self.estimate(programme.id)
-            learn = self.config.learn_min_windows
-            if result is not None and min(result.treated, result.control) >= learn:
-                self.uplifts[programme.id] = posterior_uplift(
-                    programme.uplift_prior, programme.uplift_prior_sd, result
-                )
+            self.uplifts[programme.id] = self._learned_uplift(programme)
             self._maybe_stop(programme)
-            events.append(self._result_event(programme, result, day))
+            events.append(self._result_event(programme, self.estimate(programme.id), day))
         self._changed.clear()
         return events
 
+    def _learned_uplift(self, programme: Programme) -> float:
+        """The prior, updated once each arm has `learn_min_windows` measured windows."""
+        result = self.estimate(programme.id)
+        learn = self.config.learn_min_windows
+        if result is not None and min(result.treated, result.control) >= learn:
+            return posterior_uplift(programme.uplift_prior, programme.uplift_prior_sd, result)
+        return programme.uplift_prior
+
+    @property
+    def _stop_level(self) -> float:
+        return getattr(self.config, "stop_confidence", 0.99)  # pickled before it existed
+
+    def _below_cost(self, programme: Programme) -> Estimate | None:
+        """The estimate at the stop confidence, if its interval lies below the cost."""
+        treated, control = self.arms[programme.id]
+        strict = estimate(treated, control, level=self._stop_level, margin=self.margin)
+        if strict is not None and strict.high * self.margin < programme.cost_per_contact:
+            return strict
+        return None
+
     def _maybe_stop(self, programme: Programme) -> None:
-        """Stop a programme whose 99% interval lies below its cost. Checked only when
+        """Stop a programme whose interval (at `stop_confidence`, 99% by default) lies
+        below its cost. Checked only when
         the control windows reach 50, 100, 200, ... (not at every close): looking
         daily at a fixed level would stop a break-even programme far too often."""
         if programme.id in self.stop_reasons:
             return
-        treated, control = self.arms[programme.id]
+        control = self.arms[programme.id][1]
         if control.n < self.next_stop_check[programme.id]:
             return
         self.next_stop_check[programme.id] = 2 * control.n
-        strict = estimate(treated, control, level=0.99, margin=self.margin)
-        if strict is not None and strict.high * self.margin < programme.cost_per_contact:
+        strict = self._below_cost(programme)
+        if strict is not None:
             self.stop_reasons[programme.id] = (
                 f"stopped: incremental revenue per customer {strict.per_customer:.2f} "
-                f"(99% CI {strict.low:.2f} to {strict.high:.2f}) is clearly below the cost "
+                f"({100 * self._stop_level:.4g}% CI {strict.low:.2f} to {strict.high:.2f}) "
+                "is clearly below the cost "
                 f"per contact {programme.cost_per_contact:.2f}"
             )
 

@@ -74,8 +74,9 @@ class Programme(BaseModel):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
     name: str = Field(min_length=1, max_length=80)
     goal: Literal["retention", "growth", "reactivation"] = Field(
-        description="retention: the value at stake is churn probability x CLV (what the "
-        "programme protects); growth: it is the CLV (what the programme adds to); "
+        description="retention: the value at stake is churn probability x the CLV's "
+        "revenue (the CLV before the margin rate: what the programme protects); growth: "
+        "it is the CLV's revenue (what the programme adds to); "
         "reactivation: the customer's past value per horizon (what winning them back "
         "restores; a lapsing customer's CLV is low by definition)."
     )
@@ -217,6 +218,15 @@ class ProgrammesConfig(BaseModel):
     )
     stop_min_control: int = Field(
         50, ge=2, description="Control outcomes before a programme may be stopped."
+    )
+    stop_confidence: float = Field(
+        0.99,
+        ge=0.5,
+        lt=1,
+        description="A programme stops when the interval of this confidence lies below "
+        "its cost (each of a stream worker's partitions tests its own share of the "
+        "windows at 1 - (1 - this) / partitions, so together they stop a break-even "
+        "programme no more often than one test would).",
     )
     learn_min_windows: int = Field(
         30, ge=2, description="Closed windows per arm before measurement updates the uplift."

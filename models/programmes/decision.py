@@ -128,7 +128,9 @@ def decide(
     window_start = at - config.contact_window_days * SECONDS_PER_DAY
     if memory.contacts_since(window_start) >= config.max_contacts:
         return None
-    clv = fields.values.clv
+    # The value at stake is revenue, as the measured outcomes are, so the uplift learned
+    # from them stays a share of it; the margin applies once, below (CLV has it already).
+    revenue = fields.values.discounted_revenue
     churn = fields.churn_probability
     day = int(at // SECONDS_PER_DAY)
     ranked: list[tuple[float, str, Programme, float, str | None]] = []
@@ -137,9 +139,9 @@ def decide(
         if blocked is None and not rfm_match(programme, fields):
             continue
         if programme.goal == "retention":
-            stake = churn * clv
+            stake = churn * revenue
         elif programme.goal == "growth":
-            stake = clv
+            stake = revenue
         else:
             stake = pre_period_value(state, at, horizon_days)
         uplift = book.uplift(programme.id)
@@ -147,11 +149,18 @@ def decide(
         ranked.append((value, programme.id, programme, stake, blocked))
     if not ranked:
         return None
-    ranked.sort(key=lambda c: (c[4] is not None, -c[0], c[1]))
-    value, _, programme, stake, blocked = ranked[0]
-    if blocked is not None or value <= 0:
+    ranked.sort(key=lambda c: (-c[0], c[1]))
+    best = next((c for c in ranked if c[4] is None), None)
+    if best is None or best[0] <= 0:
         return None
-    runner_up = _runner_up(ranked[1:], value)
+    value, _, programme, stake, _ = best
+    # the next best by value, blocked or not (a blocked one only if it is eligible)
+    runner_up = _runner_up(
+        next(
+            (c for c in ranked if c is not best and (c[4] is None or rfm_match(c[2], fields))), None
+        ),
+        value,
+    )
     arm = assign_arm(config.salt, customer_id, programme.id, programme.control_share)
     trigger_id = deterministic_id("trigger", customer_id, programme.id, cause)
     end = at + programme.attribution_days * SECONDS_PER_DAY
@@ -221,10 +230,10 @@ def _blocked(
     return None
 
 
-def _runner_up(rest: list, best_value: float) -> dict | None:
-    if not rest:
+def _runner_up(second: tuple | None, best_value: float) -> dict | None:
+    if second is None:
         return None
-    value, programme_id, _, _, blocked = rest[0]
+    value, programme_id, _, _, blocked = second
     why = blocked or f"lower expected value ({value:.2f} < {best_value:.2f})"
     return {
         "programme_id": programme_id,

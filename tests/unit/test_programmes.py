@@ -14,10 +14,11 @@ from models.checkpoint import checkpoint_bytes, restore_checkpoint
 from models.config import ScoringConfig
 from models.emitted import Stream
 from models.engine import ScoringEngine
-from models.programmes.book import pooled_summary
+from models.programmes.book import ProgrammeBook, pooled_summary
 from models.programmes.catalogue import Eligibility, Programme, ProgrammesConfig
 from models.programmes.decision import assign_arm
 from models.programmes.measurement import estimate
+from models.programmes.memory import Attribution
 from models.state import CustomerState
 from models.timeline import SECONDS_PER_DAY
 from schemas.outputs import ProgrammeOutcome, ProgrammeResult, ProgrammeTrigger
@@ -118,6 +119,23 @@ def test_the_best_paying_programme_wins_and_the_runner_up_says_why_it_lost():
     assert trigger["programme_id"] == "rich"
     assert trigger["runner_up"]["programme_id"] == "cheap"
     assert trigger["runner_up"]["why_lost"].startswith("lower expected value")
+
+
+def test_the_runner_up_is_the_next_best_by_value_even_when_blocked_and_only_if_eligible():
+    cheap = everyone(id="cheap", cost_per_contact=0.5, uplift_prior=0.01)
+    rich = everyone(id="rich", cost_per_contact=2.0, uplift_prior=0.9)
+    sms = everyone(id="sms", uplift_prior=0.99, consent="marketing_sms")  # no such consent
+    engine = ScoringEngine(config_with(cheap, rich, sms), refit=False)
+    [trigger] = triggers(feed(engine, [consent("a", 0), purchase("a", 0, 100.0)]))
+    assert trigger["programme_id"] == "rich"
+    assert trigger["runner_up"]["programme_id"] == "sms"  # worth more, but blocked
+    assert "marketing_sms" in trigger["runner_up"]["why_lost"]
+    # a blocked programme the customer is not eligible for is never the runner-up
+    champions = Eligibility(rfm_segments=frozenset({"champions"}))
+    sms = everyone(id="sms", uplift_prior=0.99, consent="marketing_sms", eligibility=champions)
+    engine = ScoringEngine(config_with(cheap, rich, sms), refit=False)
+    [trigger] = triggers(feed(engine, [consent("a", 0), purchase("a", 0, 100.0)]))
+    assert trigger["runner_up"]["programme_id"] == "cheap"
 
 
 def test_nothing_is_triggered_when_the_best_programme_does_not_pay():
@@ -323,6 +341,89 @@ def test_results_of_the_same_day_have_distinct_ids():
     feed(engine, [consent(c, 2.2) for c in ("x", "y")] + [purchase(c, 2.2) for c in ("x", "y")])
     second = outcomes(feed(engine, [purchase("z", 4.1)]), "programme_result")
     assert first and second and first[0]["event_id"] != second[0]["event_id"]
+
+
+def test_the_margin_counts_once_and_the_stake_is_revenue_like_the_outcomes():
+    config = config_with(everyone()).model_copy(update={"margin_rate": 0.3})
+    engine = ScoringEngine(config, refit=False)
+    outputs = feed(engine, [consent("a", 0), purchase("a", 0, 100.0)])
+    [trigger] = triggers(outputs)
+    [score] = [o.value for o in outputs if o.stream is Stream.SCORES][-1:]
+    # growth: the stake is the CLV's revenue (the CLV before its margin rate) ...
+    assert trigger["value_at_stake"] == pytest.approx(score["clv"] / 0.3, rel=1e-5)
+    # ... and the margin applies once to the expected incremental value
+    value = 0.3 * 0.5 * trigger["value_at_stake"] - 1.0
+    assert trigger["expected_incremental_value"] == pytest.approx(value, abs=1e-5)
+
+
+def _stopped_engine(config: ScoringConfig) -> ScoringEngine:
+    """An engine whose programme `everyone` stopped (nobody bought again)."""
+    engine = ScoringEngine(config, refit=False)
+    customers = [f"c{i:03d}" for i in range(60)]
+    feed(engine, [consent(c, 0) for c in customers] + [purchase(c, 0, 100.0) for c in customers])
+    feed(engine, [purchase("late", 30)])
+    assert engine.scorer.programmes.stopped("everyone")
+    return engine
+
+
+def _restored(engine: ScoringEngine, config: ScoringConfig) -> ScoringEngine:
+    restored = ScoringEngine(config, states=dict(engine.states), refit=False)
+    restore_checkpoint(restored, checkpoint_bytes(engine))
+    return restored
+
+
+def test_a_restart_applies_changed_settings_and_keeps_what_was_learned():
+    stopping = {"stop_min_control": 5, "learn_min_windows": 5}
+    before = config_with(everyone(cost_per_contact=5.0, uplift_prior=0.9), **stopping)
+    engine = _stopped_engine(before)
+    learned = engine.scorer.programmes.uplift("everyone")
+    # the same settings: nothing changes (a restore continues as if never stopped)
+    same = _restored(engine, before)
+    assert same.scorer.programmes.stopped("everyone")
+    assert same.scorer.programmes.uplift("everyone") == learned
+    # a new programme, a withdrawn one, a budget, the churn model switched on
+    fresh = everyone(id="fresh", goal="growth", daily_budget=1.0)
+    after = config_with(fresh, **stopping).model_copy(update={"churn_model": True})
+    restored = _restored(engine, after)
+    scorer = restored.scorer
+    assert scorer.config is restored.config and scorer.programmes.config is after.programmes
+    assert scorer.churn is not None and restored._learning.model is scorer.churn
+    measured = engine.scorer.programmes.arms["everyone"][1].n
+    assert measured > 0 and scorer.programmes.arms["everyone"][1].n == measured  # kept
+    fired = triggers(
+        feed(restored, [consent(c, 40) for c in "xyz"] + [purchase(c, 40, 100.0) for c in "xyz"])
+    )
+    assert {t["programme_id"] for t in fired} == {"fresh"}  # never the withdrawn one
+    assert sum(t["cost"] for t in fired) <= 1.0  # the new daily budget holds
+
+
+def test_a_stop_is_tested_again_when_the_cost_per_contact_changes():
+    stopping = {"stop_min_control": 5, "learn_min_windows": 5}
+    engine = _stopped_engine(config_with(everyone(cost_per_contact=5.0), **stopping))
+    # still clearly below a cost of 4: stays stopped; a free programme cannot lose
+    dearer = _restored(engine, config_with(everyone(cost_per_contact=4.0), **stopping))
+    assert dearer.scorer.programmes.stopped("everyone")
+    free = _restored(engine, config_with(everyone(cost_per_contact=0.0), **stopping))
+    assert free.scorer.programmes.stopped("everyone") is None
+
+
+def test_partitions_test_their_stops_at_a_raised_confidence():
+    def stopped(config: ScoringConfig) -> bool:
+        book = ProgrammeBook(config.programmes, config.margin_rate)
+        for i in range(100):  # treated bring 2 more than control, for a cost of 4
+            for arm, revenue in (("treatment", 22.0 + i % 10), ("control", 20.0 + i % 10)):
+                cost = 4.0 if arm == "treatment" else 0.0
+                window = Attribution(f"t{i}{arm}", "everyone", arm, 0.0, DAY, 0.0, 100.0, cost,
+                                     True, revenue)  # fmt: skip
+                book.observe(f"c{i}{arm}", window)
+        book.results(1)
+        return book.stopped("everyone") is not None
+
+    config = config_with(everyone(cost_per_contact=4.0), stop_min_control=50)
+    assert stopped(config)  # one scope at 99%: the interval lies below the cost
+    assert config.for_partition(4).programmes.stop_confidence == pytest.approx(0.9975)
+    strict = config.programmes.model_copy(update={"stop_confidence": 1 - 1e-12})
+    assert not stopped(config.model_copy(update={"programmes": strict}))
 
 
 def test_a_checkpoint_from_before_programmes_restores_with_a_fresh_book():
