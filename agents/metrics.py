@@ -10,10 +10,17 @@ True
 True
 >>> 'clvstream_consumer_lag{partition="clv.transactions/0"} 5' in text
 True
+>>> '# HELP clvstream_events_in_total Input records read, by input topic.' in text
+True
+>>> "process_cpu_seconds_total" in text and 'python_gc_collections_total{generation="2"}' in text
+True
 """
 
 from __future__ import annotations
 
+import gc
+import os
+import time
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -52,7 +59,7 @@ class Histogram:
         return float("inf")
 
     def render(self, name: str) -> list[str]:
-        lines, cumulative = [f"# TYPE {name} histogram"], 0
+        lines, cumulative = [*_header(name, "histogram")], 0
         for bound, count in zip(self.buckets, self.counts, strict=False):
             cumulative += count
             lines.append(f'{name}_bucket{{le="{bound:g}"}} {cumulative}')
@@ -78,20 +85,20 @@ class WorkerMetrics:
         self.latency = Histogram()  # broker timestamp of the input -> score in Redis
 
     def render(self, lag: Mapping[str, int], extra: Mapping[str, float] = {}) -> str:
-        lines = ["# TYPE clvstream_events_in_total counter"]
+        lines = _header("clvstream_events_in_total", "counter")
         lines += [
             f'clvstream_events_in_total{{topic="{t}"}} {n}' for t, n in _sorted(self.events_in)
         ]
-        lines.append("# TYPE clvstream_events_out_total counter")
+        lines += _header("clvstream_events_out_total", "counter")
         lines += [
             f'clvstream_events_out_total{{stream="{s}"}} {n}' for s, n in _sorted(self.events_out)
         ]
-        lines.append("# TYPE clvstream_dead_lettered_total counter")
+        lines += _header("clvstream_dead_lettered_total", "counter")
         lines += [
             f'clvstream_dead_lettered_total{{reason="{r}"}} {n}'
             for r, n in _sorted(self.dead_lettered)
         ]
-        lines.append("# TYPE clvstream_consumer_lag gauge")
+        lines += _header("clvstream_consumer_lag", "gauge")
         lines += [f'clvstream_consumer_lag{{partition="{p}"}} {n}' for p, n in sorted(lag.items())]
         scalars = {
             "clvstream_redis_writes_total": self.redis_writes,
@@ -104,11 +111,66 @@ class WorkerMetrics:
             "clvstream_buffered_records_high_water": self.buffered_high_water,
             **extra,
         }
-        for name, value in scalars.items():
+        for name, value in {**scalars, **process_metrics()}.items():
             kind = "counter" if name.endswith("_total") else "gauge"
-            lines += [f"# TYPE {name} {kind}", f"{name} {value:g}"]
+            lines += [*_header(name, kind), f"{name} {value:g}"]
+        lines += _header("python_gc_collections_total", "counter")
+        lines += [
+            f'python_gc_collections_total{{generation="{generation}"}} {stats["collections"]}'
+            for generation, stats in enumerate(gc.get_stats())
+        ]
         lines += self.latency.render("clvstream_processing_latency_seconds")
         return "\n".join(lines) + "\n"
+
+
+def process_metrics() -> dict[str, float]:
+    """CPU time, resident memory and open files of this process (what Linux tells)."""
+    metrics = {"process_cpu_seconds_total": time.process_time()}
+    try:
+        with open("/proc/self/statm") as statm:
+            metrics["process_resident_memory_bytes"] = int(statm.read().split()[1]) * _PAGE
+        metrics["process_open_fds"] = len(os.listdir("/proc/self/fd"))
+    except OSError:  # not Linux: no /proc
+        pass
+    return metrics
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+HELP = {
+    "clvstream_events_in_total": "Input records read, by input topic.",
+    "clvstream_events_out_total": "Output events produced, by output stream.",
+    "clvstream_dead_lettered_total": "Inputs sent to the dead-letter topic, by reason.",
+    "clvstream_consumer_lag": "Input records not processed yet, by topic/partition.",
+    "clvstream_redis_writes_total": "Customer scores written to Redis.",
+    "clvstream_redis_failed_flushes_total": "Writes to Redis that failed (retried).",
+    "clvstream_output_batches_failed_total": "Output batches the broker refused after retries.",
+    "clvstream_partition_replays_total": "Partitions read again from their last checkpoint.",
+    "clvstream_checkpoints_total": "Partition checkpoints written.",
+    "clvstream_checkpointed_states_total": "Customer states written by checkpoints.",
+    "clvstream_restored_customers_total": "Customer states restored from changelogs.",
+    "clvstream_buffered_records_high_water": "Most records one input has held for the merge.",
+    "clvstream_customers": "Customers held by this worker's partitions.",
+    "clvstream_assigned_partitions": "Input partitions assigned to this worker.",
+    "clvstream_redis_pending": "Customers whose latest score is not in Redis yet.",
+    "clvstream_buffered_records": "Records buffered for the merge by event time.",
+    "clvstream_rescored_total": "Silent customers re-scored as the event clock passed them.",
+    "clvstream_duplicates_total": "Input events ignored as duplicates (same event id).",
+    "clvstream_value_fits_missing_statistics_total": "Value-model refits without some "
+    "partitions' statistics.",
+    "clvstream_value_fits_installed_late_total": "Value-model refits installed after their day.",
+    "clvstream_processing_latency_seconds": "From an input's broker timestamp to its score "
+    "in Redis.",
+    "process_cpu_seconds_total": "CPU time of the worker process.",
+    "process_resident_memory_bytes": "Resident memory of the worker process.",
+    "process_open_fds": "Open file descriptors of the worker process.",
+    "python_gc_collections_total": "Garbage collections, by generation.",
+}
+
+
+def _header(name: str, kind: str) -> list[str]:
+    text = HELP.get(name)
+    return [*([f"# HELP {name} {text}"] if text else []), f"# TYPE {name} {kind}"]
 
 
 def _sorted(counter: Counter[str]) -> list[tuple[str, int]]:

@@ -101,6 +101,35 @@ return #KEYS
 
 _CUSTOMERS_PER_CALL = 500
 HASH_FIELDS = (*SCORE_COLUMNS, "scored_at")
+_WHOLE_NUMBERS = frozenset({"frequency", "recency_days", "tenure_days"})
+_NUMBERS = frozenset(
+    {"monetary_value", "total_spend", "refund_total", "p_alive", "expected_purchases",
+     "predicted_value", "clv", "churn_probability", "value_churn_probability"}
+)  # fmt: skip
+_LISTS = frozenset({"churn_reasons", "top_needs"})
+
+
+def typed_value(name: str, stored: bytes | str | None) -> object:
+    """A hash value as JSON wants it (the hash keeps the CSV's text): numbers as
+    numbers, lists as lists, an empty cell as null.
+
+    >>> typed_value("frequency", b"3"), typed_value("clv", "12.500000"), typed_value("clv", "")
+    (3, 12.5, None)
+    >>> typed_value("top_needs", "books; toys"), typed_value("top_needs", "")
+    (['books', 'toys'], [])
+    >>> typed_value("lifecycle", b"lost")
+    'lost'
+    """
+    text = stored.decode() if isinstance(stored, bytes) else stored
+    if name in _LISTS:
+        return text.split("; ") if text else []
+    if not text:
+        return None
+    if name in _WHOLE_NUMBERS:
+        return int(text)
+    if name in _NUMBERS:
+        return float(text)
+    return text
 
 
 class RedisScoreStore:
@@ -201,7 +230,7 @@ async def top_of_segment(
     client: aioredis.Redis, prefix: str, segment_set: str, limit: int, fields: list[str]
 ) -> list[dict]:
     """The `limit` highest-CLV customers of one sorted set (e.g. `lifecycle:at_risk`),
-    highest first, each with the asked `fields` of its hash (strings, None when
+    highest first, each with the asked `fields` of its hash (`typed_value`, None when
     missing): one `ZREVRANGE`, then one pipeline of `HMGET`s. A customer scored again
     between the two shows its newest fields."""
     members = await client.zrevrange(prefix + segment_set, 0, limit - 1, withscores=True)
@@ -217,8 +246,7 @@ async def top_of_segment(
         if all(value is None for value in found):
             continue  # erased (or its hash gone) between the two calls
         row.update(
-            (name, value.decode() if value is not None else None)
-            for name, value in zip(fields, found, strict=True)
+            (name, typed_value(name, value)) for name, value in zip(fields, found, strict=True)
         )
         rows.append(row)
     return rows

@@ -33,6 +33,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from mode import Service
+from redis.exceptions import RedisError
 
 from agents.fit_relay import FitRelay, fetch
 from agents.metrics import WorkerMetrics
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 
 _NOT_SEEN_GRACE_SECONDS = 2.0  # an input never fetched yet counts as idle after this
 _REDIS_RETRY_SECONDS = 1.0
+_REDIS_PING_SECONDS = 1.0  # `/health`: a Redis slower than this to answer is not ready
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -380,6 +382,15 @@ class ScoringService(PartitionOwnership, Service):
         await self._write_redis()
 
     # -- views ----------------------------------------------------------------------
+    async def redis_answers(self, timeout: float = _REDIS_PING_SECONDS) -> bool:
+        """Redis answers a ping within `timeout` seconds."""
+        if self.store is None:
+            return False
+        try:
+            return bool(await asyncio.wait_for(self.store.client.ping(), timeout))
+        except (TimeoutError, RedisError, OSError):
+            return False
+
     def lag(self) -> dict[str, int]:
         lag = {}
         for tp, fetched in self._fetched_next.items():

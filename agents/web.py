@@ -7,7 +7,9 @@
   (`group` value_tier), highest first, with the asked score fields;
 - `GET /programmes`: per programme, triggers by arm and the measured incremental
   revenue of the windows closed on this worker's partitions (pooled);
-- `GET /health`: 200 when the scorer runs and Redis takes writes, else 503;
+- `GET /health` (readiness): 200 when the scorer runs, is not replaying, and Redis
+  takes writes and answers a ping within a second, else 503;
+- `GET /live` (liveness): 200 while the worker's event loop answers;
 - `GET /metrics`: Prometheus text (events in / out, dead letters by reason, lag,
   latency from an input's broker timestamp to its score in Redis).
 
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from agents.redis_store import HASH_FIELDS, segment_totals, top_of_segment
+from agents.redis_store import HASH_FIELDS, segment_totals, top_of_segment, typed_value
 from models.programmes.book import pooled_summary
 from models.segments import LIFECYCLE_SEGMENTS, UNRANKED
 
@@ -57,8 +59,8 @@ def register_views(app: faust.App, service: ScoringService) -> None:
         scores = await service.redis.hgetall(service.store.customer_key(customer_id))
         if not scores:
             return web.json({"error": f"no scores for customer {customer_id!r}"}, status=404)
-        fields = {k.decode(): v.decode() for k, v in scores.items() if k != b"_at"}
-        return web.json(fields)
+        fields = {k.decode(): v for k, v in scores.items() if k != b"_at"}
+        return web.json({name: typed_value(name, value) for name, value in fields.items()})
 
     def segment_sets() -> dict[str, list[str]]:
         tiers = [name for name, _ in service.settings.scoring.segments.value_tiers]
@@ -90,11 +92,12 @@ def register_views(app: faust.App, service: ScoringService) -> None:
     @served_from_redis
     async def top_customers(web, request, group: str, name: str):
         sets = segment_sets()
+        group = "value_tier" if group == "tier" else group  # Redis's name for it, too
         segment_set = f"{'tier' if group == 'value_tier' else group}:{name}"
         if segment_set not in sets.get(group, ()):
             known = {g: [s.split(":", 1)[1] for s in names] for g, names in sets.items()}
-            error = f"no segment {group}/{name}; known: {known}"
-            return web.json({"error": error}, status=404)
+            error = f"no segment {group}/{name}"
+            return web.json({"error": error, "known": known}, status=404)
         limit, fields, error = top_query(request.query)
         if error:
             return web.json({"error": error}, status=400)
@@ -114,9 +117,18 @@ def register_views(app: faust.App, service: ScoringService) -> None:
     @app.page("/health")
     async def health(web, request):
         status = service.status()
+        # a Redis that accepts connections but does not answer (hung, paused) fails
+        # the next write only after its timeout: ask it directly, briefly
+        status["redis_ok"] = status["redis_ok"] and await service.redis_answers()
         healthy = service.consumer is not None and status["redis_ok"] and not status["replaying"]
         status["status"] = "ok" if healthy else "degraded"
         return web.json(status, status=200 if healthy else 503)
+
+    @app.page("/live")
+    async def live(web, request):
+        """Liveness: the worker's event loop answers (a worker that is restoring or
+        replaying is alive, though `/health` says it is not ready)."""
+        return web.json({"status": "alive", "uptime_seconds": service.status()["uptime_seconds"]})
 
     @app.page("/metrics")
     async def metrics(web, request):

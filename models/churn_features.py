@@ -189,6 +189,8 @@ def describe(name: str, value: float) -> str:
     'never viewed a page, or not for 365 days or more'
     >>> describe("recency_days", 3 * NEVER_DAYS), describe("recency_days", 200.0)
     ('no purchase for 1095 days or more', 'no purchase for 200 days')
+    >>> describe("tenure_days", 282.6), describe("days_since_login", 40.9)
+    ('customer for 282 days', 'no login for 40 days')
     """
     capped = _AT_CAP.get(name)
     if capped is not None and value >= capped[0]:
@@ -199,4 +201,11 @@ def describe(name: str, value: float) -> str:
         value = 1.0 / (1.0 + math.exp(-value))
     if name == "answered_survey":
         return "never answered a survey" if value == 0.0 else "answered a survey"
+    if name in _WHOLE_DAYS or name.startswith("days_since_"):
+        # whole days passed, like the score's recency and tenure (rounding would say
+        # 283 days of a customer whose tenure is 282 and a bit)
+        value = math.floor(value + 1e-9)
     return _DESCRIPTIONS[name].format(value)
+
+
+_WHOLE_DAYS = frozenset({"recency_days", "tenure_days"})

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -160,16 +161,31 @@ def _add_service(commands: argparse._SubParsersAction) -> None:
 
 def _add_simulate(commands: argparse._SubParsersAction) -> None:
     simulate = commands.add_parser("simulate", help="generate a synthetic population's events")
-    simulate.add_argument("--customers", type=int, required=True)
-    simulate.add_argument("--days", type=int, required=True)
-    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument(
+        "--customers", type=int, required=True, help="customers (ids c0000001, ...)"
+    )
+    simulate.add_argument("--days", type=int, required=True, help="days of history")
+    simulate.add_argument(
+        "--seed", type=int, default=0, help="random seed: the same seed, the same file (0)"
+    )
     simulate.add_argument("--start", type=_date, help="first day (2024-01-01)")
     simulate.add_argument("--out", type=Path, required=True, help="events file (JSON Lines)")
     simulate.add_argument("--truth", type=Path, help="latent truth per customer (CSV)")
-    simulate.add_argument("--no-interactions", action="store_true")
-    simulate.add_argument("--duplicate-rate", type=float, default=0.0)
-    simulate.add_argument("--malformed-rate", type=float, default=0.0)
-    simulate.add_argument("--late-rate", type=float, default=0.0)
+    simulate.add_argument(
+        "--no-interactions", action="store_true", help="transactions and customer events only"
+    )
+    simulate.add_argument(
+        "--duplicate-rate", type=float, default=0.0, help="share of events sent twice (0)"
+    )
+    simulate.add_argument(
+        "--malformed-rate",
+        type=float,
+        default=0.0,
+        help="share of events replaced by broken lines (0)",
+    )
+    simulate.add_argument(
+        "--late-rate", type=float, default=0.0, help="share of events arriving 3-10 days late (0)"
+    )
     simulate.add_argument(
         "--programme-effect",
         action="append",
@@ -330,7 +346,13 @@ def _run_demo(args: argparse.Namespace) -> int:
 def _run_worker(args: argparse.Namespace) -> int:
     from streams.up import run_worker
 
-    return run_worker(load_settings(args.config), args.loglevel)
+    settings = load_settings(args.config)
+    if not settings.kafka_url or settings.redis_url is None:
+        raise ClvError(
+            "set CLVSTREAM_KAFKA_URL and CLVSTREAM_REDIS_URL for a worker "
+            "(or run `clvstream up`, which starts its own broker and Redis)"
+        )
+    return run_worker(settings, args.loglevel)
 
 
 def _run_replay(args: argparse.Namespace) -> int:
@@ -341,7 +363,9 @@ def _run_replay(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     if not settings.kafka_url:
         raise ClvError("set CLVSTREAM_KAFKA_URL (or use `clvstream up --events FILE`)")
-    print(f"replayed {asyncio.run(replay_file(args.events, settings, rate=args.rate))}")
+    with _broker_errors(settings.kafka_url):
+        summary = asyncio.run(replay_file(args.events, settings, rate=args.rate))
+    print(f"replayed {summary}")
     return 0
 
 
@@ -351,12 +375,24 @@ def _run_redrive(args: argparse.Namespace) -> int:
     from streams.redrive import ROUTING_REASONS, redrive
 
     settings = load_settings(args.config)
-    if not settings.kafka_url:
+    if not settings.kafka_url and not (args.file and args.dry_run):
         raise ClvError("set CLVSTREAM_KAFKA_URL: redrive produces to the service's topics")
     reasons = args.reason or [reason.value for reason in ROUTING_REASONS]
-    summary = asyncio.run(redrive(settings, reasons, args.file, args.dry_run))
+    with _broker_errors(settings.kafka_url):
+        summary = asyncio.run(redrive(settings, reasons, args.file, args.dry_run))
     print(f"redrive: {summary}")
     return 0
+
+
+@contextlib.contextmanager
+def _broker_errors(kafka_url: str) -> Iterator[None]:
+    """A broker that cannot be reached is a message, not a traceback."""
+    from aiokafka.errors import KafkaError
+
+    try:
+        yield
+    except KafkaError as error:
+        raise ClvError(f"no Kafka broker answers at {kafka_url}: {error}") from error
 
 
 def _run_up(args: argparse.Namespace) -> int:

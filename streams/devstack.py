@@ -255,36 +255,40 @@ class DevStack:
         """Where the children's logs live while the stack runs."""
         return self._workdir
 
-    def start(self) -> LocalStack:
-        """Start both servers and wait until they answer; a no-op when already running."""
+    def start(self, kafka: bool = True, redis: bool = True) -> LocalStack:
+        """Start the servers (both, or the one asked for: the other URL is then empty)
+        and wait until they answer; a no-op when already running."""
         if self._stack is not None:
             return self._stack
-        tansu, valkey = tansu_binary(), valkey_binary()
         self._workdir = Path(tempfile.mkdtemp(prefix="clvstream-devstack-"))
         atexit.register(self.stop)
         deadline = time.monotonic() + self.start_timeout
+        kafka_url = redis_url = ""
         try:
-            redis_port = self._start_child(
-                "valkey",
-                lambda port: valkey_command(valkey, port, self._require_workdir(), self.host),
-                lambda port: redis_ready(f"redis://{self.host}:{port}/0"),
-                signal.SIGTERM,
-                deadline,
-            )
-            kafka_port = self._start_child(
-                "tansu",
-                lambda port: tansu_command(tansu, port, self.host),
-                lambda port: kafka_ready(f"kafka://{self.host}:{port}"),
-                signal.SIGINT,
-                deadline,
-            )
+            if redis:
+                valkey = valkey_binary()
+                redis_port = self._start_child(
+                    "valkey",
+                    lambda port: valkey_command(valkey, port, self._require_workdir(), self.host),
+                    lambda port: redis_ready(f"redis://{self.host}:{port}/0"),
+                    signal.SIGTERM,
+                    deadline,
+                )
+                redis_url = f"redis://{self.host}:{redis_port}/0"
+            if kafka:
+                tansu = tansu_binary()
+                kafka_port = self._start_child(
+                    "tansu",
+                    lambda port: tansu_command(tansu, port, self.host),
+                    lambda port: kafka_ready(f"kafka://{self.host}:{port}"),
+                    signal.SIGINT,
+                    deadline,
+                )
+                kafka_url = f"kafka://{self.host}:{kafka_port}"
         except BaseException:
             self.stop()
             raise
-        self._stack = LocalStack(
-            kafka_url=f"kafka://{self.host}:{kafka_port}",
-            redis_url=f"redis://{self.host}:{redis_port}/0",
-        )
+        self._stack = LocalStack(kafka_url=kafka_url, redis_url=redis_url)
         return self._stack
 
     def _require_workdir(self) -> Path:

@@ -115,8 +115,8 @@ async def topic_dead_letters(settings: Settings) -> list[bytes]:
 
     values: list[bytes] = []
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **settings.consumer_options())
-    await consumer.start()
     try:
+        await consumer.start()  # inside: a consumer that failed to start is closed too
         topic = TopicNames(settings.topic_prefix).output(Stream.DEAD_LETTER)
         await read_to_end(consumer, [topic], lambda _t, _k, value: values.append(value or b""))
     finally:
@@ -144,8 +144,8 @@ async def redrive(
         return summary
     names = TopicNames(settings.topic_prefix)
     producer = input_producer(settings)
-    await producer.start()
     try:
+        await producer.start()
         for raw in raws:
             topic, key = route(raw, names)
             await producer.send(topic, raw, key=key)

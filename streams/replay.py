@@ -89,16 +89,18 @@ async def replay_file(
     *,
     rate: float | None = None,
     show_progress: bool = True,
+    summary: ReplaySummary | None = None,
 ) -> ReplaySummary:
-    """Produce every line of `path` (as fast as possible, or `rate` events/s)."""
+    """Produce every line of `path` (as fast as possible, or `rate` events/s), counted
+    in `summary` (a new one if not given: a caller in another thread may watch it)."""
     names = TopicNames(settings.topic_prefix)
     producer = input_producer(settings)
-    summary = ReplaySummary()
+    summary = summary if summary is not None else ReplaySummary()
     progress = Progress(os.path.getsize(path), "replaying") if show_progress else None
-    await producer.start()
     started = time.perf_counter()
     done_bytes = 0
     try:
+        await producer.start()  # inside: a producer that failed to start is closed too
         with open(path, "rb") as lines:
             for _, done_bytes, raw in json_lines(lines):
                 if not raw.strip():

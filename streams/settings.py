@@ -15,6 +15,7 @@ values merge across sources. Nothing is read at import time.
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -236,3 +237,5 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
         return settings_class(**overrides)
     except ValidationError as error:
         raise ConfigError(f"invalid settings: {error}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {config_file} is not valid TOML: {error}") from error

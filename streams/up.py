@@ -8,7 +8,6 @@ until Ctrl-C, then stops everything it started.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -228,14 +227,20 @@ def run_up(
     config_file: Path | None = None,
 ) -> int:
     """`config_file`: the TOML file `settings` were loaded from; the worker reads it too."""
+    if events is not None and not events.is_file():
+        raise UpError(f"no events file {events}")
     stack = None
     worker = None
+    replay = None
     signal.signal(signal.SIGTERM, _interrupt)  # stop what we started on SIGTERM as on Ctrl-C
     try:
-        if not settings.kafka_url or settings.redis_url is None:
-            print("starting the embedded broker (Tansu) and Redis (Valkey) ...", flush=True)
+        redis = settings.redis_url is not None
+        if not settings.kafka_url or not redis:
+            needed = {"broker (Tansu)": not settings.kafka_url, "Redis (Valkey)": not redis}
+            names = " and ".join(name for name, need in needed.items() if need)
+            print(f"starting the embedded {names} ...", flush=True)
             stack = DevStack()
-            stack.start()
+            stack.start(kafka=not settings.kafka_url, redis=not redis)
             print(f"  embedded servers: pids {', '.join(map(str, stack.pids))}", flush=True)
             settings = settings.model_copy(
                 update={
@@ -250,13 +255,16 @@ def run_up(
         print("starting the worker ...", flush=True)
         worker.wait_ready()
         _print_where(settings, worker, out_dir)
-        from streams.replay import replay_file
+        from streams.up_follow import BackgroundReplay, follow
 
-        summary = asyncio.run(replay_file(events, settings, rate=rate))
-        print(f"replayed {summary}", flush=True)
-        return _follow(worker, exit_when_done)
+        replay = BackgroundReplay(events, settings, rate)
+        replay.start()
+        return follow(worker, replay, out_dir, exit_when_done)
     except KeyboardInterrupt:
-        return 0
+        if replay is not None:
+            state = "finished" if replay.done else "interrupted"
+            print(f"\nreplay {state} after {replay.summary.events:,} events", flush=True)
+        return 130  # the shell's code for an interrupted command
     finally:
         if worker is not None:
             print("stopping the worker ...", flush=True)
@@ -303,28 +311,3 @@ def _print_where(settings: Settings, worker: WorkerProcess, out_dir: Path) -> No
         f"  worker   pid {worker.process.pid}, log {out_dir / 'worker.log'}\n",
         flush=True,
     )
-
-
-def _follow(worker: WorkerProcess, exit_when_done: bool) -> int:
-    """Print progress every 2 s; with `exit_when_done`, return once all is scored."""
-    quiet_rounds = 0
-    while True:
-        if worker.process.poll() is not None:
-            print(f"the worker exited with code {worker.process.returncode}", file=sys.stderr)
-            return 1
-        _, health = worker.get("/health")
-        if isinstance(health, dict):
-            print(
-                f"customers {health.get('customers', 0):,}  lag {health.get('lag', 0):,}  "
-                f"redis pending {health.get('redis_pending', 0):,}  ({health.get('status')})",
-                flush=True,
-            )
-            done = health.get("caught_up") and not health.get("redis_pending")
-            quiet_rounds = quiet_rounds + 1 if done else 0
-            if exit_when_done and quiet_rounds >= 2:
-                _, segments = worker.get("/segments")
-                print(json.dumps(segments, indent=1), flush=True)
-                _, programmes = worker.get("/programmes")
-                print(json.dumps(programmes, indent=1), flush=True)
-                return 0
-        time.sleep(2.0)

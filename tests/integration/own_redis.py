@@ -3,6 +3,7 @@ again: its files are in the test's folder, and nothing it held survives a kill."
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -26,6 +27,11 @@ class OwnRedis:
         deadline = time.monotonic() + 10
         while not redis_ready(self.url) and time.monotonic() < deadline:
             time.sleep(0.05)
+
+    def pause(self, paused: bool = True) -> None:
+        """Stop (SIGSTOP) or continue (SIGCONT) it: connections open, nothing answered."""
+        if self._server is not None:
+            self._server.send_signal(signal.SIGSTOP if paused else signal.SIGCONT)
 
     def kill(self) -> None:
         if self._server is not None:

@@ -28,9 +28,10 @@ def test_up_starts_its_own_stack_scores_a_demo_and_stops_everything(tmp_path):
     assert "starting the embedded broker (Tansu) and Redis (Valkey)" in out
     assert "clvstream is running" in out and "/customers/<id>" in out
     assert f"API      http://127.0.0.1:{port}/customers/<id>" in out  # where it binds
-    decoder = json.JSONDecoder()
-    segments, end = decoder.raw_decode(out, out.index("\n{") + 1)
-    programmes, _ = decoder.raw_decode(out, out.index("{", end))
+    assert "replayed " in out and "customers scored " in out
+    assert "\nlifecycle " in out and "\nprogramme " in out  # the summary's tables
+    segments = json.loads((tmp_path / "segments.json").read_text())  # and as JSON
+    programmes = json.loads((tmp_path / "programmes.json").read_text())
     assert {p["programme_id"] for p in programmes["programmes"]} >= {"win_back", "save_offer"}
     scored = sum(s["customers"] for s in segments["lifecycle"].values())
     assert 100 <= scored <= 150  # a few simulated customers are erased
@@ -44,6 +45,14 @@ def test_up_starts_its_own_stack_scores_a_demo_and_stops_everything(tmp_path):
     assert len(pids) == 3
     for pid in pids:  # nothing it started is left running
         assert not os.path.exists(f"/proc/{pid}") or _is_zombie(pid), pid
+
+
+def test_up_refuses_a_missing_events_file_before_starting_anything(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLVSTREAM_")}
+    command = [sys.executable, "-m", "streams.cli", "up", "--events", str(tmp_path / "no.jsonl")]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0 and "no events file" in run.stderr
+    assert "starting" not in run.stdout
 
 
 def _is_zombie(pid: int) -> bool:

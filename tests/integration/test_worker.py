@@ -88,7 +88,11 @@ def assert_top_of_segment(status: int, top: dict, served: dict, lifecycle: str, 
     assert [row["clv"] for row in rows] == pytest.approx(best)
     for row in rows:
         assert row["lifecycle"] == lifecycle
-        assert row["churn_probability"] == served[row["customer_id"]]["churn_probability"]
+        stored = served[row["customer_id"]]["churn_probability"]  # the hash's text
+        assert (
+            isinstance(row["churn_probability"], float)
+            and f"{row['churn_probability']:.6f}" == stored
+        )
 
 
 def with_future_date(events: Path) -> None:
@@ -171,18 +175,26 @@ def test_replayed_events_reach_redis_with_the_offline_scorers_results(
         largest = max(sizes, key=sizes.__getitem__)
         top_query = f"/segments/lifecycle/{largest}?limit=5&fields=churn_probability,lifecycle"
         top_status, top = process.get(top_query)
-        unknown_status, _ = process.get("/segments/lifecycle/nonsense")
+        unknown_status, unknown = process.get("/segments/lifecycle/nonsense")
         bad_limit_status, _ = process.get(f"/segments/lifecycle/{largest}?limit=0")
     finally:
         assert process.stop() == 0
     assert_served_as_offline(served, expected)
     assert_top_of_segment(top_status, top, served, largest, 5)
     assert (unknown_status, bad_limit_status) == (404, 400)
+    assert "at_risk" in unknown["known"]["lifecycle"]  # JSON, not a text
     assert dead == offline_counts["dead_lettered"] + len(misrouted) > len(misrouted)
     assert future == 1  # and it moved no clock: every later event was scored as offline
     assert (keyed, on_wrong_topic, elsewhere) == (1, 1, 1)  # and changed no score (as offline)
     assert len({row["churn_probability"] for row in served.values()}) > 100  # not constant
     assert api_row["customer_id"] == sorted(served)[0] and "clv" in api_row
+    # typed JSON: the hash's text as numbers and lists, the same values
+    hash_row = served[api_row["customer_id"]]
+    assert (
+        isinstance(api_row["frequency"], int) and str(api_row["frequency"]) == hash_row["frequency"]
+    )
+    assert isinstance(api_row["top_needs"], list) and isinstance(api_row["p_alive"], float)
+    assert f"{api_row['p_alive']:.6f}" == hash_row["p_alive"]
     assert status == 404 and "nobody-here" in missing["error"]
     assert sum(s["customers"] for s in segments["lifecycle"].values()) == len(served)
     served_clv = sum(float(row["clv"]) for row in served.values() if row["clv"])
@@ -339,3 +351,27 @@ def test_the_api_answers_503_while_redis_is_down_and_again_once_it_is_back(kafka
     assert [status for status, _ in down] == [503, 503, 503]
     assert all(body["error"].startswith("Redis unreachable") for _, body in down)
     assert back[0] == 404 and customer in back[1]["error"]  # Redis answers again
+
+
+def test_health_is_not_ready_while_redis_hangs_and_the_worker_stays_live(kafka_url, tmp_path):
+    redis_server = OwnRedis(tmp_path / "valkey")
+    redis_server.start()
+    settings = fresh_settings(kafka_url, redis_server.url, partitions=1)
+    sent = replay(simulated_file(tmp_path, 20, 30, seed=6), settings)
+    process = worker(settings, tmp_path)
+    try:
+        wait_until_scored([process], sent)
+        ready = process.get("/health")
+        redis_server.pause()  # accepts connections, answers nothing; no write pending
+        try:
+            hung, live = process.get("/health"), process.get("/live")
+        finally:
+            redis_server.pause(False)
+        again = process.get("/health")
+    finally:
+        assert process.stop() == 0
+        redis_server.kill()
+    assert ready[0] == 200 and ready[1]["redis_ok"]
+    assert hung[0] == 503 and not hung[1]["redis_ok"] and hung[1]["status"] == "degraded"
+    assert live[0] == 200 and live[1]["status"] == "alive"
+    assert again[0] == 200 and again[1]["redis_ok"]

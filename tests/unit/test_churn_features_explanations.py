@@ -61,6 +61,17 @@ def test_a_customer_who_never_engaged_is_described_as_never():
     assert words["recency_days"] == "no purchase for 50 days"
 
 
+def test_days_are_the_whole_days_of_the_score_not_rounded_up():
+    state = CustomerState.new(0.0)
+    state.add_purchase(day=0, amount=20.0)
+    state.add_purchase(day=23, amount=20.0)
+    state.engagement = state.engagement.observe("login", 100.2 * DAY)
+    words = described(state, 282.7 * DAY)  # tenure 282 whole days, recency 23
+    assert words["tenure_days"] == "customer for 282 days"
+    assert words["recency_days"] == "no purchase for 259 days"  # 282 - 23
+    assert words["days_since_login"] == "no login for 182 days"  # 182.5 days ago
+
+
 def test_long_gaps_are_described_as_at_least_the_cap():
     state = CustomerState.new(0.0)
     state.add_purchase(day=0, amount=20.0)

@@ -102,6 +102,23 @@ def test_a_missing_input_file_is_one_line_and_exit_code_2(tmp_path, monkeypatch,
     assert capsys.readouterr().err.startswith("clvstream: nothing.txt: ")
 
 
+def test_commands_without_what_they_need_say_so_in_one_line(tmp_path, monkeypatch, capsys):
+    for name in list(os.environ):
+        if name.startswith("CLVSTREAM_"):
+            monkeypatch.delenv(name)
+    assert main(["worker"]) == 2
+    assert "set CLVSTREAM_KAFKA_URL and CLVSTREAM_REDIS_URL" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[scoring\n")
+    assert main(["score", "x.jsonl", "--out", "s.csv", "--config", str(bad)]) == 2
+    assert "is not valid TOML" in capsys.readouterr().err
+    # a dry run of a dead-letter file needs no broker
+    dead = tmp_path / "dead.jsonl"
+    dead.write_bytes(b"")
+    assert main(["redrive", "--file", str(dead), "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("redrive: ")
+
+
 class _Producer:
     """Stands in for aiokafka's producer: keeps what is sent."""
 
