@@ -7,7 +7,8 @@
     python3 dev.py shell    print how to activate the environment
 
 The virtual environment `.venv` is created on first use and refreshed when
-pyproject.toml changes; everything installs from the project's own files.
+pyproject.toml changes; what it installs is declared in pyproject.toml and comes
+from PyPI (network access needed on the first run).
 """
 
 from __future__ import annotations

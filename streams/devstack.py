@@ -28,7 +28,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ import redis
 
 from models.errors import ClvError
 from streams.kafka_admin import create_topics, kafka_ready
+from streams.scratch import owned_dir
 
 HOST = "127.0.0.1"
 #: Environment variables Tansu reads that must not leak into the dev broker.
@@ -260,7 +260,8 @@ class DevStack:
         and wait until they answer; a no-op when already running."""
         if self._stack is not None:
             return self._stack
-        self._workdir = Path(tempfile.mkdtemp(prefix="clvstream-devstack-"))
+        # (owned: a stack whose process was SIGKILLed leaves its directory to the next)
+        self._workdir = owned_dir(None, "clvstream-devstack-")
         atexit.register(self.stop)
         deadline = time.monotonic() + self.start_timeout
         kafka_url = redis_url = ""

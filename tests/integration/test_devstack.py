@@ -7,9 +7,11 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -176,10 +178,14 @@ def _gone(pid: int) -> bool:
 
 
 def test_stop_leaves_no_process_alive():
+    # the directory of a stack whose process was SIGKILLed: swept by the next start
+    stale = Path(tempfile.mkdtemp(prefix="clvstream-devstack-"))
+    (stale / "owner.pid").write_text("999999999")
     stack = DevStack()
     stack.start()
     pids = stack.pids
     workdir = stack.workdir
+    assert not stale.exists()
     assert len(pids) == 2 and not any(_gone(pid) for pid in pids)
     assert kafka_ready(stack.kafka_url) and redis_ready(stack.redis_url)
 
