@@ -242,7 +242,7 @@ class ScoringEngine(EngineRefits):
             state = self.states.get(customer_id)
             if state is None or state.programmes is None:
                 continue  # erased: nothing kept
-            memory, closed = state.programmes.closing(watermark)
+            memory, closed = state.programmes.closing(watermark, book.config.refund_grace_seconds)
             if not closed:
                 continue
             new = state.copy()

@@ -103,7 +103,8 @@ def apply_event(
             return Step(state, [], Status.REJECTED, DeadLetterReason.UNSUPPORTED_CURRENCY, detail)
         if new.programmes is not None and new.programmes.open:
             revenue = amount if event.kind == "purchase" else -amount
-            new.programmes = new.programmes.attribute(at, revenue)
+            grace = scorer.config.programmes.refund_grace_seconds
+            new.programmes = new.programmes.attribute(at, revenue, grace)
         if event.kind == "purchase":
             day = day_of(at)
             new.add_purchase(day, amount)

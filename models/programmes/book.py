@@ -156,7 +156,8 @@ class ProgrammeBook:
         self.schedule(customer_id, attribution.end)
 
     def schedule(self, customer_id: str, end: float) -> None:
-        self.timers.add(day_of(end) + 1, customer_id)
+        """The timer of a window ending at `end`: the day after its refunds' grace."""
+        self.timers.add(day_of(end + self.config.refund_grace_seconds) + 1, customer_id)
 
     def next_day(self) -> int | None:
         return self.timers.next_day()

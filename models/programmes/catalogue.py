@@ -26,6 +26,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from models.timeline import SECONDS_PER_DAY
 from schemas.inputs import INTERACTION_KINDS
 
 Days = Annotated[int, Field(ge=1, le=3650)]
@@ -216,6 +217,14 @@ class ProgrammesConfig(BaseModel):
     freeze_days_after_drift: int = Field(
         14, ge=0, le=365, description="Freeze triggers this long after a churn drift alarm."
     )
+    refund_grace_days: int = Field(
+        14,
+        ge=0,
+        le=90,
+        description="Refunds this many days after an attribution window's end still count "
+        "against it (a purchase the programme brought and that was returned is not "
+        "revenue); the window's outcome comes that much later.",
+    )
     stop_min_control: int = Field(
         50, ge=2, description="Control outcomes before a programme may be stopped."
     )
@@ -245,6 +254,10 @@ class ProgrammesConfig(BaseModel):
         if len(set(ids)) != len(ids):
             raise ValueError("programme ids must be unique")
         return self
+
+    @property
+    def refund_grace_seconds(self) -> float:
+        return getattr(self, "refund_grace_days", 0) * SECONDS_PER_DAY  # 0: pickled before
 
     def programme(self, programme_id: str) -> Programme:
         for programme in self.catalogue:

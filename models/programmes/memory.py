@@ -87,22 +87,43 @@ class ProgrammeMemory:
         exposed = self.exposed | {attribution.programme_id}
         return ProgrammeMemory(self.contacts, (*self.open, attribution), exposed)
 
-    def attribute(self, at: float, amount: float) -> ProgrammeMemory:
-        """Add revenue (negative for a refund) at `at` to every window that holds it."""
-        if not any(a.start < at <= a.end for a in self.open):
+    def attribute(self, at: float, amount: float, grace: float = 0.0) -> ProgrammeMemory:
+        """Add revenue (negative for a refund) at `at` to every window that holds it. A
+        refund also counts against a window that ended at most `grace` seconds before
+        it (what the offer sold and was returned is not revenue), unless a newer window
+        of the same programme holds it.
+
+        >>> memory = ProgrammeMemory().opened(Attribution("t", "p", "treatment", 0.0, 10.0,
+        ...     0.0, 1.0, 0.0, True, 0.0)).attribute(5.0, 30.0)
+        >>> [memory.attribute(at, -8.0, grace=5.0).open[0].revenue for at in (14.0, 16.0)]
+        [22.0, 30.0]
+        """
+        holding = [a for a in self.open if self._holds(a, at, amount, grace)]
+        if not holding:
             return self
         updated = tuple(
-            a._replace(revenue=a.revenue + amount) if a.start < at <= a.end else a
-            for a in self.open
+            a._replace(revenue=a.revenue + amount) if a in holding else a for a in self.open
         )
         return ProgrammeMemory(self.contacts, updated, self.exposed)
 
-    def closing(self, watermark: float) -> tuple[ProgrammeMemory, tuple[Attribution, ...]]:
-        """Split off the windows that ended before the watermark."""
-        closed = tuple(a for a in self.open if a.end < watermark)
+    def _holds(self, window: Attribution, at: float, amount: float, grace: float) -> bool:
+        if window.start < at <= window.end:
+            return True
+        if amount >= 0 or not window.end < at <= window.end + grace:
+            return False
+        return not any(
+            b.programme_id == window.programme_id and b.start < at <= b.end for b in self.open
+        )
+
+    def closing(
+        self, watermark: float, grace: float = 0.0
+    ) -> tuple[ProgrammeMemory, tuple[Attribution, ...]]:
+        """Split off the windows whose end, plus the refunds' `grace`, the watermark
+        has passed."""
+        closed = tuple(a for a in self.open if a.end + grace < watermark)
         if not closed:
             return self, ()
-        still_open = tuple(a for a in self.open if a.end >= watermark)
+        still_open = tuple(a for a in self.open if a.end + grace >= watermark)
         return ProgrammeMemory(self.contacts, still_open, self.exposed), closed
 
     def to_list(self) -> list:

@@ -43,7 +43,9 @@ def everyone(**changes) -> Programme:
 
 
 def config_with(*programmes: Programme, lateness: float = 0.0, **guardrails) -> ScoringConfig:
-    options = {"catalogue": programmes, "freeze_min_labels": 10**9, **guardrails}
+    # windows close at their end unless a test gives refunds a grace period
+    options = {"catalogue": programmes, "freeze_min_labels": 10**9, "refund_grace_days": 0}
+    options |= guardrails
     return ScoringConfig(
         programmes=ProgrammesConfig(**options),
         churn_model=False,
@@ -185,6 +187,33 @@ def test_revenue_in_the_window_is_attributed_when_it_closes():
     # the window is gone from the state; the outcome id derives from the trigger
     assert parsed.trigger_id not in {a.trigger_id for a in engine.states["a"].programmes.open}
     assert parsed.event_id != parsed.trigger_id
+
+
+def test_refunds_in_the_grace_after_a_window_count_against_it_and_it_closes_later():
+    config = config_with(everyone(attribution_days=10, cooldown_days=30), refund_grace_days=7)
+    engine = ScoringEngine(config, refit=False)
+    events = [
+        consent("a", 0),
+        purchase("a", 0, 100.0),  # triggers
+        purchase("a", 5, 40.0),
+        refund("a", 13, 15.0),  # 3 days after the window: the offer's sale returned
+        purchase("z", 16.5, 1.0),  # the window ended, its grace has not
+    ]
+    assert outcomes(feed(engine, events)) == []
+    later = feed(engine, [refund("a", 18, 5.0), purchase("z", 19, 1.0)])  # after the grace
+    [outcome] = outcomes(later)
+    assert outcome["revenue"] == 25.0 and outcome["occurred_at"].startswith("2024-01-11")
+
+
+def test_a_refund_in_a_newer_window_of_the_programme_is_not_the_older_ones():
+    config = config_with(everyone(attribution_days=10, cooldown_days=10), refund_grace_days=7)
+    engine = ScoringEngine(config, refit=False)
+    fired = triggers(feed(engine, [consent("a", 0), purchase("a", 0, 100.0)]))
+    fired += triggers(feed(engine, [purchase("a", 11, 50.0)]))  # triggers again
+    assert len(fired) == 2
+    closed = outcomes(feed(engine, [refund("a", 12, 20.0), purchase("z", 40, 1.0)]))
+    revenue = {o["trigger_id"]: o["revenue"] for o in closed}
+    assert revenue == {fired[0]["event_id"]: 0.0, fired[1]["event_id"]: -20.0}
 
 
 def test_erasure_drops_open_windows_and_keeps_nothing():
