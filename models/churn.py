@@ -33,7 +33,7 @@ from collections.abc import Sequence
 
 from river import compose, drift, linear_model, metrics, optim, preprocessing, utils
 
-from models.churn_features import FEATURES, describe
+from models.churn_features import FEATURES, describe_in
 from models.churn_quality import QualityByVersion
 
 _CLAMP = 30.0
@@ -221,7 +221,29 @@ def ranked_reasons(vector: Sequence[float], terms: _Terms, top: int = 3) -> list
             pushes.append((push, index))
     if len(pushes) > 1:
         pushes.sort(key=_by_push_descending)
-    return [describe(FEATURES[index], vector[index]) for _, index in pushes[:top]]
+    reasons: list[str] = []
+    for _, index in pushes:  # distinct words (two features may say the same)
+        words = describe_in(vector, index)
+        if words not in reasons:
+            reasons.append(words)
+            if len(reasons) == top:
+                break
+    return reasons
+
+
+def value_model_reasons(vector: Sequence[float]) -> list[str]:
+    """Reasons of a probability the value model leads: its P(no purchase in the window)
+    and the purchase history it reads (time since the last purchase, repeat days).
+
+    >>> v = [0.0] * len(FEATURES)
+    >>> v[FEATURES.index("recency_days")] = 40.0
+    >>> value_model_reasons(v)[1:]
+    ['no purchase for 40 days', 'no repeat purchase yet']
+    >>> value_model_reasons(v)[0]
+    'value model: P(no purchase in the window) 0.50'
+    """
+    names = ("value_logit_no_purchase", "recency_days", "log_frequency")
+    return [describe_in(vector, FEATURES.index(name)) for name in names]
 
 
 def _by_push_descending(part: tuple[float, int]) -> float:

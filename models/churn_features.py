@@ -19,7 +19,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from models.engagement import DAYS_SINCE_KINDS, Engagement
+from models.engagement import DAYS_SINCE_KINDS, MAX_RECENT_ISSUES, Engagement
 from models.timeline import SECONDS_PER_DAY
 
 if TYPE_CHECKING:  # the state widens old snapshots with `widen_v6`: no import cycle
@@ -64,14 +64,14 @@ _DESCRIPTIONS = {
     "recency_days": "no purchase for {:.0f} days",
     "log_frequency": "{:.0f} repeat purchase days",
     "tenure_days": "customer for {:.0f} days",
-    "log_monetary": "spends {:.2f} per purchase day",
+    "log_monetary": "average repeat purchase {:.2f}",
     "p_alive": "P(alive) {:.2f}",
     "value_logit_no_purchase": "value model: P(no purchase in the window) {:.2f}",
-    "logins_30d": "{:.1f} logins lately (decayed 30-day count)",
-    "page_views_30d": "{:.1f} page views lately (decayed 30-day count)",
-    "email_opens_30d": "{:.1f} e-mail opens lately (decayed 30-day count)",
-    "email_clicks_30d": "{:.1f} e-mail clicks lately (decayed 30-day count)",
-    "cart_abandons_30d": "{:.1f} abandoned carts lately (decayed 30-day count)",
+    "logins_30d": "{:.1f} logins (count decayed by half every 30 days)",
+    "page_views_30d": "{:.1f} page views (count decayed by half every 30 days)",
+    "email_opens_30d": "{:.1f} e-mail opens (count decayed by half every 30 days)",
+    "email_clicks_30d": "{:.1f} e-mail clicks (count decayed by half every 30 days)",
+    "cart_abandons_30d": "{:.1f} abandoned carts (count decayed by half every 30 days)",
     "days_since_login": "no login for {:.0f} days",
     "days_since_page_view": "no page view for {:.0f} days",
     "days_since_email_open": "no e-mail opened for {:.0f} days",
@@ -145,6 +145,9 @@ _NEVER_OR_LONG = {
 }
 _AT_CAP = {
     "recency_days": (_MAX_RECENCY, f"no purchase for {_MAX_RECENCY:.0f} days or more"),
+    # the state keeps the last MAX_RECENT_ISSUES of each kind: a full list is "or more"
+    "tickets_30d": (MAX_RECENT_ISSUES, f"{MAX_RECENT_ISSUES} or more support tickets in 30 days"),
+    "complaints_30d": (MAX_RECENT_ISSUES, f"{MAX_RECENT_ISSUES} or more complaints in 30 days"),
     **{
         f"days_since_{kind}": (NEVER_DAYS, f"{never}, or not for {NEVER_DAYS:.0f} days or more")
         for kind, never in _NEVER_OR_LONG.items()
@@ -201,6 +204,8 @@ def describe(name: str, value: float) -> str:
         value = 1.0 / (1.0 + math.exp(-value))
     if name == "answered_survey":
         return "never answered a survey" if value == 0.0 else "answered a survey"
+    if name == "unsubscribed":  # a flag: its words follow its value
+        return "unsubscribed from marketing e-mail" if value else "subscribed to marketing e-mail"
     if name in _WHOLE_DAYS or name.startswith("days_since_"):
         # whole days passed, like the score's recency and tenure (rounding would say
         # 283 days of a customer whose tenure is 282 and a bit)
@@ -209,3 +214,22 @@ def describe(name: str, value: float) -> str:
 
 
 _WHOLE_DAYS = frozenset({"recency_days", "tenure_days"})
+_INDEX = {name: index for index, name in enumerate(FEATURES)}
+
+
+def describe_in(vector: Sequence[float], index: int) -> str:
+    """`describe` of one feature of a customer's vector, with what the other features
+    say about it: an imputed survey score is "never answered a survey", the average
+    repeat purchase of a one-time buyer "no repeat purchase yet".
+
+    >>> v = [0.0] * len(FEATURES)
+    >>> v[_INDEX["last_survey"]] = NEUTRAL_SURVEY
+    >>> describe_in(v, _INDEX["last_survey"]), describe_in(v, _INDEX["log_monetary"])
+    ('never answered a survey', 'no repeat purchase yet')
+    """
+    name = FEATURES[index]
+    if name == "last_survey" and vector[_INDEX["answered_survey"]] == 0.0:
+        return "never answered a survey"
+    if name in ("log_monetary", "log_frequency") and vector[_INDEX["log_frequency"]] == 0.0:
+        return "no repeat purchase yet"
+    return describe(name, vector[index])

@@ -1,8 +1,8 @@
 """A customer's engagement, kept in the state for the churn model.
 
 Per tracked interaction kind: an exponentially decayed count (event-time half-life)
-and the time of the last one; the days of recent support tickets and complaints
-(bounded), for exact "N in the last 30 days" counts; the last survey score.
+and the time of the last one; the times of the recent support tickets and complaints
+(the last 8 of each), for exact "N in the last 30 days" counts; the last survey score.
 Everything is plain numbers in one `array('d')`, so copies are cheap and small.
 
 >>> e = Engagement()
@@ -62,6 +62,22 @@ _DECAYED = tuple(
 )
 
 
+def _kept_issues(issues: tuple[float, ...], kind: float) -> tuple[float, ...]:
+    """The last `MAX_RECENT_ISSUES` of each kind: a burst of tickets must not push the
+    complaints out (they would count, and be described, as none).
+
+    >>> many = tuple(x for day in range(10) for x in (float(day), 4.0))  # 10 of kind 4
+    >>> kept = _kept_issues((0.5, 5.0, *many), 4.0)
+    >>> kept[:2], len(kept) // 2
+    ((0.5, 5.0), 9)
+    """
+    positions = [k for k in range(0, len(issues), 2) if issues[k + 1] == kind]
+    if len(positions) <= MAX_RECENT_ISSUES:
+        return issues
+    drop = set(positions[: len(positions) - MAX_RECENT_ISSUES])
+    return tuple(x for k in range(0, len(issues), 2) if k not in drop for x in issues[k : k + 2])
+
+
 class Engagement:
     """Immutable: `observe` returns a new value (states stay cheap to copy)."""
 
@@ -85,7 +101,7 @@ class Engagement:
             values[_COUNTS + index] += 1.0
             values[_LAST + index] = max(values[_LAST + index], at)
             if kind in ISSUE_KINDS:
-                issues = (*issues, at, float(index))[-2 * MAX_RECENT_ISSUES :]
+                issues = _kept_issues((*issues, at, float(index)), float(index))
         return Engagement(values, issues)
 
     def decayed_count(self, kind: str, at: float) -> float:

@@ -132,5 +132,15 @@ class PopulationSnapshot:
             rank = self._below[measure][index] if index < len(keys) else self.customers
         return rank / self.customers
 
+    def share_below(self, measure: int, key: int) -> float:
+        """Share of customers strictly below `key` (ties count nothing), in [0, 1]: the
+        frequency's rank, where most customers tie at the bottom (one-time buyers must
+        score F = 1, not the middle of their tie)."""
+        if not self.customers:
+            return 0.5
+        index = bisect.bisect_left(self._keys[measure], key)
+        below = self._below[measure]
+        return (below[index] if index < len(below) else self.customers) / self.customers
+
 
 EMPTY_SNAPSHOT = PopulationSnapshot([{} for _ in MEASURES], 0)

@@ -11,7 +11,7 @@ only on the inputs before it.
 
 from __future__ import annotations
 
-from models.churn import ChurnModel, ranked_reasons
+from models.churn import ChurnModel, ranked_reasons, value_model_reasons
 from models.churn_features import churn_features
 from models.config import ScoringConfig
 from models.needs import EMPTY_NEEDS, NeedsModel, NeedsSnapshot, top_needs
@@ -184,7 +184,7 @@ class ScoreFields:
                 state, at, p_alive, churn_probability, mean_spend
             )
             churn_probability = churn.probability(vector, churn_probability)
-            if churn.labels:
+            if churn.weight() >= 0.5:  # the model leads the served probability: its reasons
                 self._churn_terms = churn.terms()
         self.churn_probability = churn_probability
         last_day = state.last_day
@@ -232,7 +232,7 @@ class ScoreFields:
             return None
         self._rfm = rfm_scores(
             population.percentile(LAST_DAY, bins[LAST_DAY]),
-            population.percentile(PURCHASE_DAYS, bins[PURCHASE_DAYS]),
+            population.share_below(PURCHASE_DAYS, bins[PURCHASE_DAYS]),
             population.percentile(SPEND, bins[SPEND]),
         )
         return self._rfm
@@ -250,9 +250,13 @@ class ScoreFields:
 
     @property
     def churn_reasons(self) -> list[str]:
-        """Top factors of the churn risk, from the model as it was when scored."""
-        terms = self._churn_terms
-        return [] if terms is None else ranked_reasons(self.churn_vector, terms)
+        """Top factors of the churn risk: from the churn model as it was when scored once
+        it leads the served probability (weight >= 0.5), else the value model's."""
+        terms, vector = self._churn_terms, self.churn_vector
+        if terms is not None:
+            return ranked_reasons(vector, terms)
+        # the value model leads (cold start: few labels yet): its probability and inputs
+        return [] if vector is None else value_model_reasons(vector)
 
     def as_row(self, customer_id: str) -> dict:
         """Flat fields shared by the score event, the CSV row and the Redis hash."""

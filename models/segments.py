@@ -109,8 +109,12 @@ def lifecycle_of(
         why = Why("days without a purchase {} >= {}", (quiet_days, cfg.lost_after_days))
         return "lost", why
     band, why = _risk_band(churn, p_alive, previous, cfg)
-    if previous == "reactivated" and days_in_segment < cfg.reactivated_days and band < _LAPSING:
-        return "reactivated", why
+    if previous == "reactivated":
+        if days_in_segment < cfg.reactivated_days and band < _LAPSING:
+            return "reactivated", why
+        if band < _LAPSING:  # the period is over (a rise to lapsing or lost says so itself)
+            why = Why(f"reactivated {{}} days ago (period {{}} days); {why.template}",
+                      (int(days_in_segment), cfg.reactivated_days, *why.values))  # fmt: skip
     candidate = RISK_BANDS[band]
     if (
         candidate != previous
@@ -150,8 +154,13 @@ def _risk_band(
         band = index + 1
     if band == _LAPSING and p_alive < cfg.lost_p_alive:
         return _LOST, Why("p_alive {:.2f} < {:.2f} while lapsing", (p_alive, cfg.lost_p_alive))
-    if crossed is None:
-        return band, Why("churn_probability {:.2f} < at_risk {:.2f}", (churn, cfg.at_risk))
+    if crossed is None:  # no threshold crossed: in the first band, or staying in one
+        if band == 0 and margin:
+            template = "churn_probability {:.2f} < at_risk {:.2f} + margin {:.2f}"
+            return band, Why(template, (churn, cfg.at_risk, margin))
+        if band == 0:
+            return band, Why("churn_probability {:.2f} < at_risk {:.2f}", (churn, cfg.at_risk))
+        return band, Why("churn_probability {:.2f}: still {}", (churn, RISK_BANDS[band]))
     template, index = crossed
     return band, Why(template, (churn, _THRESHOLD_NAMES[index], thresholds[index], margin))
 
@@ -189,9 +198,9 @@ def value_tier(
         why = Why(_TIER_DOWN, (top_share, *tiers[current], margin))
     else:
         why = Why("CLV rank: top {:.1%}", (top_share,))
-    held = current < count and not bought_today and days_in_tier < cfg.min_days_in_segment
-    if tier != current and held:
-        return tiers[current][0], why  # too soon without a purchase: hold
+    held = previous is not None and not bought_today and days_in_tier < cfg.min_days_in_segment
+    if tier != current and held:  # too soon without a purchase: hold (`rest` too)
+        return (tiers[current][0] if current < count else "rest"), why
     return (tiers[tier][0] if tier < count else "rest"), why
 
 

@@ -267,9 +267,13 @@ class CustomerState:
         return overflow
 
     def update_consent(self, flags: Iterable[tuple[str, bool | None]]) -> None:
+        """Set the flags given (None: unchanged). An objection to profiling also drops
+        the churn snapshots not learned yet: the model must not learn from them."""
         for name, granted in flags:
             if granted is not None:
                 self.consent[name] = granted
+                if name == "profiling" and not granted:
+                    self.snapshots = ()
 
     # -- serialization ------------------------------------------------------------
     def to_bytes(self) -> bytes:

@@ -161,7 +161,10 @@ def estimate(
     xt, yt, ct = treated._centred()
     xc, yc, cc = control._centred()
     sxx = xt + xc
-    theta = (ct + cc) / sxx if sxx > 0 else 0.0
+    # A covariate (nearly) constant within the arms explains nothing: its centred sum
+    # is then rounding residue, and dividing by it would give an absurd slope.
+    explains = sxx > _RELATIVE_SPREAD * (treated.sxx + control.sxx)
+    theta = (ct + cc) / sxx if explains else 0.0
     mean_x_t, mean_x_c = treated.sx / nt, control.sx / nc
     diff = treated.sy / nt - control.sy / nc - theta * (mean_x_t - mean_x_c)
     var_t = max(0.0, yt - 2 * theta * ct + theta * theta * xt) / (nt - 1)
@@ -206,7 +209,10 @@ def _skew_shift(
     nt, nc = treated.n, control.n
     if not (se > 0 and math.isfinite(quantile)) or nt + nc < 5:
         return 0.0
-    k3_t, k3_c = treated.residual_skew(theta), control.residual_skew(theta)
+    try:
+        k3_t, k3_c = treated.residual_skew(theta), control.residual_skew(theta)
+    except OverflowError:  # extreme sums: no correction rather than no estimate
+        return 0.0
     k3_t, k3_c = (0.0 if nt < 3 else k3_t), (0.0 if nc < 3 else k3_c)
     k3 = (max(nt - 2, 0) * k3_t + max(nc - 2, 0) * k3_c) / (max(nt - 2, 0) + max(nc - 2, 0))
     cubed = se**3
@@ -215,6 +221,9 @@ def _skew_shift(
     gamma = k3 * (1 / nt**2 - 1 / nc**2) / cubed
     shift = gamma * (2 * quantile * quantile + 1) / 6
     return max(-quantile / 2, min(quantile / 2, shift))
+
+
+_RELATIVE_SPREAD = 1e-12  # below this share of its raw sum of squares, x is constant
 
 
 def _welch_df(a: float, b: float, nt: int, nc: int) -> float:

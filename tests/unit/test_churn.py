@@ -119,7 +119,12 @@ def test_cold_start_serves_the_value_models_answer():
     assert engine.scorer.churn.labels == 0
     value = score.value
     assert value["churn_probability"] == value["value_churn_probability"]
-    assert value["churn_reasons"] == []
+    # the reasons are the value model's: its probability and the history it reads
+    assert value["churn_reasons"] == [
+        f"value model: P(no purchase in the window) {value['value_churn_probability']:.2f}",
+        "no purchase for 0 days",
+        "no repeat purchase yet",
+    ]
 
 
 def test_the_model_learns_and_blends_in_as_labels_arrive():

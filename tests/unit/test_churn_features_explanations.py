@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from models.churn import ChurnModel
-from models.churn_features import FEATURES, NEVER_DAYS, churn_features, describe
+from models.churn import ChurnModel, ranked_reasons
+from models.churn_features import FEATURES, NEUTRAL_SURVEY, NEVER_DAYS, churn_features, describe
 from models.state import CustomerState
 from schemas.inputs import INTERACTION_KINDS
 
@@ -113,3 +113,58 @@ def test_days_since_the_last_interaction_of_each_kind(kind):
     changed = {n for n in FEATURES if n.startswith("days_since_") and after[n] != before[n]}
     assert changed == {f"days_since_{kind}"}
     assert describe(f"days_since_{kind}", 40.0).count("40") == 1
+
+
+def _pushing(names: set[str], mean: float, sign: float):
+    """Model terms (scale 1) under which `names` push risk up for values below `mean`
+    (sign -1) or above it (sign 1)."""
+    return tuple(
+        (index, mean, 1.0, sign if FEATURES[index] in names else 0.0)
+        for index in range(len(FEATURES))
+    )
+
+
+def test_flags_and_imputed_values_are_described_as_they_are():
+    state = CustomerState.new(0.0)
+    state.add_purchase(day=0, amount=34.77)  # a one-time buyer who never answered a survey
+    state.consent["marketing_email"] = True
+    vector = churn_features(state, 30 * DAY, p_alive=0.5, p_no_purchase=0.5)
+    words = dict(zip(FEATURES, vector, strict=True))
+    assert words["last_survey"] == NEUTRAL_SURVEY and words["unsubscribed"] == 0.0
+    # a negative weight on a zero flag pushes risk up: the words must not say "unsubscribed"
+    terms = tuple(
+        (i, 1.0 if FEATURES[i] == "unsubscribed" else 0.0, 1.0,
+         -1.0 if FEATURES[i] == "unsubscribed" else (1.0 if FEATURES[i] in {
+             "last_survey", "answered_survey", "log_monetary"} else 0.0))
+        for i in range(len(FEATURES))
+    )  # fmt: skip
+    reasons = ranked_reasons(vector, terms, top=4)
+    assert "subscribed to marketing e-mail" in reasons
+    assert "unsubscribed from marketing e-mail" not in reasons
+    assert "never answered a survey" in reasons and not any("survey score" in r for r in reasons)
+    assert len(reasons) == len(set(reasons))  # the survey's two features, said once
+    assert describe("unsubscribed", 1.0) == "unsubscribed from marketing e-mail"
+
+
+def test_a_burst_of_tickets_does_not_hide_earlier_complaints():
+    state = CustomerState.new(0.0)
+    state.add_purchase(day=0, amount=20.0)
+    engagement = state.engagement.observe("complaint", 1 * DAY).observe("complaint", 2 * DAY)
+    for day in range(3, 13):
+        engagement = engagement.observe("support_ticket", day * DAY)
+    state.engagement = engagement
+    words = described(state, 15 * DAY)
+    assert words["complaints_30d"] == "2 complaints in 30 days"
+    assert words["tickets_30d"] == "8 or more support tickets in 30 days"  # 10 in truth
+
+
+def test_spend_is_the_average_repeat_purchase_and_a_one_time_buyer_has_none():
+    state = CustomerState.new(0.0)
+    state.add_purchase(day=0, amount=500.0)
+    vector = churn_features(state, 10 * DAY, p_alive=0.5, p_no_purchase=0.5)
+    [reason] = ranked_reasons(vector, _pushing({"log_monetary"}, 1.0, -1.0))
+    assert reason == "no repeat purchase yet"
+    state.add_purchase(day=5, amount=20.0)
+    vector = churn_features(state, 10 * DAY, p_alive=0.5, p_no_purchase=0.5)
+    [reason] = ranked_reasons(vector, _pushing({"log_monetary"}, 10.0, -1.0))
+    assert reason == "average repeat purchase 20.00"

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from models.config import ScoringConfig, SegmentConfig
 from models.emitted import Stream
 from models.engine import ScoringEngine
-from models.population import CLV, Population, population_bins, value_bin
+from models.population import CLV, PURCHASE_DAYS, Population, population_bins, value_bin
 from models.segments import (
     RFM_SEGMENTS,
     RISK_BANDS,
@@ -97,6 +97,13 @@ def test_new_reactivated_and_lost_follow_the_purchase_history():
     later = returned._replace(previous="reactivated", bought_today=False, days_in_segment=30)
     assert lifecycle(later, CFG)[0] == "reactivated"
     assert lifecycle(later._replace(days_in_segment=61), CFG)[0] == "active"
+    # leaving `reactivated` inside the at_risk margin: the why says what really holds
+    segment, why = lifecycle(later._replace(days_in_segment=61.5, churn=0.62), CFG)
+    assert segment == "active"
+    assert why.text() == (
+        "reactivated 61 days ago (period 60 days); churn_probability 0.62 < at_risk 0.60"
+        " + margin 0.03"
+    )
     assert lifecycle(later._replace(churn=0.9), CFG)[0] == "lapsing"  # slipping again
     asleep = QUIET._replace(quiet_days=CFG.lost_after_days, churn=0.1)
     assert lifecycle(asleep, CFG)[0] == "lost"
@@ -121,6 +128,21 @@ def test_value_tiers_follow_the_top_shares_with_a_margin_and_a_minimum_time():
     assert segment == "rest" and why.text() == "CLV rank: top 65.0% > next_15 20% (+ margin 20%)"
     assert value_tier(0.65, "next_15", CFG, days_in_tier=3)[0] == "next_15"  # too soon
     assert value_tier(0.65, "next_15", CFG, days_in_tier=3, bought_today=True)[0] == "rest"
+    assert value_tier(0.35, "rest", CFG, days_in_tier=3)[0] == "rest"  # held up as down
+    assert value_tier(0.35, "rest", CFG, days_in_tier=15)[0] == "next_30"
+
+
+def test_one_time_buyers_score_f1_even_when_they_are_most_customers():
+    population = Population()
+    for repeat_days in [0] * 60 + [1] * 20 + [3] * 20:  # CDNOW-like: 60% buy once
+        population.move(None, population_bins(10.0, 100, repeat_days + 1, 20.0))
+    snapshot = population.snapshot()
+
+    def f_score(repeat_days: int) -> str:
+        bins = population_bins(10.0, 100, repeat_days + 1, 20.0)
+        return rfm_scores(0.5, snapshot.share_below(PURCHASE_DAYS, bins[PURCHASE_DAYS]), 0.5)[1]
+
+    assert [f_score(days) for days in (0, 1, 3)] == ["1", "4", "5"]
 
 
 def test_segment_thresholds_are_validated():

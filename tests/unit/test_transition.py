@@ -91,6 +91,8 @@ def test_objection_to_profiling_stops_scoring():
     score = steps[-1].outputs[0].value
     assert score["segment"] == "not_profiled"
     assert score["p_alive"] is None and score["clv"] is None
+    assert steps[0].state.snapshots  # a churn snapshot was taken at the purchase ...
+    assert steps[-1].state.snapshots == ()  # ... and is never learned after the objection
 
 
 def test_unsubscribe_withdraws_email_consent():
