@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import signal
 import time
@@ -328,15 +329,26 @@ def _days_between(start: str, end: str) -> int:
     return (date.fromisoformat(end) - date.fromisoformat(start)).days
 
 
-def test_the_api_answers_503_while_redis_is_down_and_again_once_it_is_back(kafka_url, tmp_path):
+@contextlib.contextmanager
+def _scored_on_own_redis(kafka_url: str, tmp_path: Path, customers: int, seed: int):
+    """A worker on a Redis of its own (to kill or pause), after scoring a small replay:
+    yields (the Redis server, the settings, the worker); stops both."""
     redis_server = OwnRedis(tmp_path / "valkey")
     redis_server.start()
     settings = fresh_settings(kafka_url, redis_server.url, partitions=1)
-    sent = replay(simulated_file(tmp_path, 40, 60, seed=5), settings)
+    sent = replay(simulated_file(tmp_path, customers, 2 * customers - 20, seed=seed), settings)
     process = worker(settings, tmp_path)
     try:
         # (this relies on /health's `redis_pending` counting writes still in flight)
         wait_until_scored([process], sent)
+        yield redis_server, settings, process
+    finally:
+        assert process.stop() == 0
+        redis_server.kill()
+
+
+def test_the_api_answers_503_while_redis_is_down_and_again_once_it_is_back(kafka_url, tmp_path):
+    with _scored_on_own_redis(kafka_url, tmp_path, 40, seed=5) as (redis_server, settings, process):
         customer = sorted(redis_scores(settings))[0]
         before = process.get(f"/customers/{customer}")[0]
         redis_server.kill()
@@ -344,9 +356,6 @@ def test_the_api_answers_503_while_redis_is_down_and_again_once_it_is_back(kafka
         down = [process.get(path) for path in paths]
         redis_server.start()  # empty: the killed server kept nothing
         back = process.get(f"/customers/{customer}")
-    finally:
-        assert process.stop() == 0
-        redis_server.kill()
     assert before == 200
     assert [status for status, _ in down] == [503, 503, 503]
     assert all(body["error"].startswith("Redis unreachable") for _, body in down)
@@ -354,13 +363,7 @@ def test_the_api_answers_503_while_redis_is_down_and_again_once_it_is_back(kafka
 
 
 def test_health_is_not_ready_while_redis_hangs_and_the_worker_stays_live(kafka_url, tmp_path):
-    redis_server = OwnRedis(tmp_path / "valkey")
-    redis_server.start()
-    settings = fresh_settings(kafka_url, redis_server.url, partitions=1)
-    sent = replay(simulated_file(tmp_path, 20, 30, seed=6), settings)
-    process = worker(settings, tmp_path)
-    try:
-        wait_until_scored([process], sent)
+    with _scored_on_own_redis(kafka_url, tmp_path, 25, seed=6) as (redis_server, _, process):
         ready = process.get("/health")
         redis_server.pause()  # accepts connections, answers nothing; no write pending
         try:
@@ -368,9 +371,6 @@ def test_health_is_not_ready_while_redis_hangs_and_the_worker_stays_live(kafka_u
         finally:
             redis_server.pause(False)
         again = process.get("/health")
-    finally:
-        assert process.stop() == 0
-        redis_server.kill()
     assert ready[0] == 200 and ready[1]["redis_ok"]
     assert hung[0] == 503 and not hung[1]["redis_ok"] and hung[1]["status"] == "degraded"
     assert live[0] == 200 and live[1]["status"] == "alive"
