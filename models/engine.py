@@ -157,6 +157,9 @@ class ScoringEngine(EngineRefits):
             return outputs
         if step.status is Status.ERASED:
             self.erasures[customer_id] = outputs[0].at
+            book = self.scorer.programmes
+            if book is not None and state is not None and state.programmes is not None:
+                book.erased(state.programmes.open)
         if step.dedupe_overflow:
             self.counters.dedupe_overflows += 1
         self._store(customer_id, step)

@@ -223,6 +223,12 @@ class ProgrammeResult(OutputContract):
     total_incremental_revenue: float | None = None
     roi: float | None = Field(None, description="(margin x incremental revenue - cost) / cost.")
     variance_reduction: float | None = Field(None, description="Share removed by CUPED.")
+    erased_windows: dict[Literal["treatment", "control"], int] | None = Field(
+        None,
+        description="First-exposure windows still open when their customer was erased, "
+        "by arm (not measured: a difference between the arms' shares is attrition the "
+        "estimate cannot see).",
+    )
 
 
 class ModelHealth(OutputContract):

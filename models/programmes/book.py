@@ -60,6 +60,7 @@ class ProgrammeBook:
         self.spent: dict[tuple[str, int], float] = {}  # (programme, event-time day)
         self.spent_from: float = -math.inf  # first day whose spend is kept (int once set)
         self.triggers = {p.id: [0, 0] for p in config.catalogue}  # treatment, control
+        self.erased_windows: dict[str, list[int]] = {}  # first exposures lost, by arm
         self.keep_days = max(
             config.contact_window_days, *(p.cooldown_days for p in config.catalogue)
         )
@@ -80,6 +81,7 @@ class ProgrammeBook:
 
     def __setstate__(self, state: dict) -> None:
         state.setdefault("spend_days", SPEND_DAYS_BEHIND_WATERMARK)
+        state.setdefault("erased_windows", {})
         if "spent_from" not in state:  # an older checkpoint forgot spend 7 days before
             # some trigger's day: count every day before the oldest it kept as spent
             state["spent_from"] = min((day for _, day in state["spent"]), default=-math.inf)
@@ -187,6 +189,14 @@ class ProgrammeBook:
         for customer_id, ends in window_ends:
             for end in ends:
                 self.schedule(customer_id, end)
+
+    def erased(self, open_windows: Iterable[Attribution]) -> None:
+        """The open windows of a customer who was erased: never measured. Counted by
+        arm (first exposures), so attrition that differs between the arms shows."""
+        for attribution in open_windows:
+            if attribution.first:
+                counts = self.erased_windows.setdefault(attribution.programme_id, [0, 0])
+                counts[attribution.arm == "control"] += 1
 
     def observe(self, customer_id: str, attribution: Attribution) -> dict:
         """A window closed: return its `programme_outcome` event, and count it if it
@@ -306,7 +316,14 @@ class ProgrammeBook:
             "treatment_stats": treated.as_dict(),
             "control_stats": control.as_dict(),
             **figures,
+            **self._erased_figures(programme.id),
         }
+
+    def _erased_figures(self, programme_id: str) -> dict:
+        counts = self.erased_windows.get(programme_id)
+        if counts is None:
+            return {}
+        return {"erased_windows": {"treatment": counts[0], "control": counts[1]}}
 
     # -- freeze on model health -----------------------------------------------------
     def on_health(self, metrics: dict[str, float], at: float) -> dict | None:
@@ -367,6 +384,12 @@ def pooled_summary(books: list[ProgrammeBook]) -> list[dict]:
             "cost": treated.cost,
             "stopped_in": sorted(b.scope for b in books if b.stopped(programme.id)),
         }
+        erased = [b.erased_windows.get(programme.id, (0, 0)) for b in books]
+        if any(any(counts) for counts in erased):
+            row["erased_windows"] = {
+                "treatment": sum(c[0] for c in erased),
+                "control": sum(c[1] for c in erased),
+            }
         if result is not None:
             row |= {
                 "incremental_revenue_per_customer": result.per_customer,

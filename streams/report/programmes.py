@@ -152,19 +152,32 @@ def pool_results(results: list[Mapping[str, Any]]) -> tuple[ArmStats, ArmStats, 
     ...      "detail": "stopped: too little"}])
     >>> treated.n, treated.sy, treated.cost, status, detail
     (4, 20.0, 8.0, 'stopped', 'stopped: too little (in 1 of 2 scopes)')
+    >>> pool_results([{"treatment_stats": stats, "control_stats": stats, "status": "active",
+    ...                "erased_windows": {"treatment": 3, "control": 0}}])[3][:60]
+    'customers erased before their window closed: 3 treated, 0 co'
     """
     treated, control = ArmStats(), ArmStats()
     stopped = []
+    erased = [0, 0]
     for result in results:
         treated = treated.merged(ArmStats.from_dict(result["treatment_stats"]))
         control = control.merged(ArmStats.from_dict(result["control_stats"]))
         if result.get("status") == "stopped":
             stopped.append(result.get("detail") or "stopped")
+        counts = result.get("erased_windows") or {}
+        erased[0] += int(counts.get("treatment", 0))
+        erased[1] += int(counts.get("control", 0))
     if not results:
         return treated, control, "", ""
+    attrition = (
+        f"customers erased before their window closed: {erased[0]:,} treated, {erased[1]:,} "
+        "control first exposures (not measured)"
+        if any(erased)
+        else ""
+    )
     if not stopped:
-        return treated, control, "active", ""
+        return treated, control, "active", attrition
     detail = stopped[0]
     if len(results) > 1:
         detail += f" (in {len(stopped)} of {len(results)} scopes)"
-    return treated, control, "stopped", detail
+    return treated, control, "stopped", "; ".join(filter(None, (detail, attrition)))

@@ -219,9 +219,20 @@ def test_a_refund_in_a_newer_window_of_the_programme_is_not_the_older_ones():
 def test_erasure_drops_open_windows_and_keeps_nothing():
     engine = ScoringEngine(config_with(everyone()), refit=False)
     feed(engine, [consent("a", 0), purchase("a", 0, 100.0)])
+    [trigger] = triggers(feed(engine, [consent("b", 0), purchase("b", 0, 80.0)]))
     outputs = feed(engine, [customer_event("a", 2, "erasure"), purchase("z", 40)])
     assert "a" not in engine.states
     assert [o for o in outcomes(outputs) if o["customer_id"] == "a"] == []
+    # ... but the lost window is counted by arm, so attrition between the arms shows
+    arm_a = assign_arm(engine.config.programmes.salt, "a", "everyone", 0.3)
+    [result] = outcomes(outputs, "programme_result")  # b's window closed
+    assert ProgrammeResult.model_validate(result).erased_windows == {
+        "treatment": int(arm_a == "treatment"),
+        "control": int(arm_a == "control"),
+    }
+    [pooled] = pooled_summary([engine.scorer.programmes])
+    assert pooled["erased_windows"] == result["erased_windows"]
+    assert trigger["customer_id"] == "b"
 
 
 def test_a_low_auc_alarm_freezes_triggers_and_says_so():
