@@ -307,7 +307,7 @@ class ProgrammeBook:
             "programme_id": programme.id,
             "scope": self.scope,
             "status": "stopped" if stopped else "active",
-            "detail": stopped or "",
+            "detail": stopped or self._learning_note(programme),
             "treated": treated.n,
             "control": control.n,
             "cost": treated.cost,
@@ -318,6 +318,18 @@ class ProgrammeBook:
             **figures,
             **self._erased_figures(programme.id),
         }
+
+    def _learning_note(self, programme: Programme) -> str:
+        """Says so when the measurement has cut the uplift to half its prior or less:
+        the programme then pays for fewer customers and may trigger for none, which
+        would otherwise look like a quiet programme, not a learned one."""
+        uplift, prior = self.uplifts[programme.id], programme.uplift_prior
+        if prior <= 0 or uplift > prior / 2:
+            return ""
+        return (
+            f"learned uplift {uplift:.3f} (prior {prior:.3f}): offered only where it still "
+            "pays for the contact"
+        )
 
     def _erased_figures(self, programme_id: str) -> dict:
         counts = self.erased_windows.get(programme_id)

@@ -396,6 +396,16 @@ def test_the_margin_counts_once_and_the_stake_is_revenue_like_the_outcomes():
     assert trigger["expected_incremental_value"] == pytest.approx(value, abs=1e-5)
 
 
+def test_a_programme_the_measurement_cut_down_says_so_while_active():
+    config = config_with(everyone(uplift_prior=0.9), stop_min_control=10**6, learn_min_windows=5)
+    engine = ScoringEngine(config, refit=False)
+    customers = [f"c{i:03d}" for i in range(60)]  # nobody buys again: no effect
+    feed(engine, [consent(c, 0) for c in customers] + [purchase(c, 0, 100.0) for c in customers])
+    [result] = outcomes(feed(engine, [purchase("late", 30)]), "programme_result")
+    assert result["status"] == "active" and result["uplift"] <= 0.45
+    assert result["detail"].startswith("learned uplift ") and "prior 0.900" in result["detail"]
+
+
 def _stopped_engine(config: ScoringConfig) -> ScoringEngine:
     """An engine whose programme `everyone` stopped (nobody bought again)."""
     engine = ScoringEngine(config, refit=False)
