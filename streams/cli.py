@@ -114,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     schemas = commands.add_parser("schemas", help="write (or check) the JSON Schema files")
     schemas.add_argument("--check", action="store_true", help="fail if the files are stale")
 
+    settings = commands.add_parser(
+        "settings", help="print the settings in effect (file < environment), secrets hidden"
+    )
+    settings.add_argument("--config", type=Path, help="TOML settings file")
+
     _add_simulate(commands)
     _add_service(commands)
     _add_report(commands)
@@ -384,6 +389,12 @@ def _run_redrive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_settings(args: argparse.Namespace) -> int:
+    """The settings a worker or `up` would run with, as JSON (secrets as ******)."""
+    print(load_settings(args.config).model_dump_json(indent=1))
+    return 0
+
+
 @contextlib.contextmanager
 def _broker_errors(kafka_url: str) -> Iterator[None]:
     """A broker that cannot be reached is a message, not a traceback."""
@@ -444,6 +455,7 @@ COMMANDS = {
     "schemas": _run_schemas,
     "simulate": _run_simulate,
     "report": _run_report,
+    "settings": _run_settings,
 }
 
 if __name__ == "__main__":

@@ -119,6 +119,20 @@ def test_commands_without_what_they_need_say_so_in_one_line(tmp_path, monkeypatc
     assert capsys.readouterr().out.startswith("redrive: ")
 
 
+def test_settings_prints_what_is_in_effect_with_secrets_hidden(tmp_path, monkeypatch, capsys):
+    for name in list(os.environ):
+        if name.startswith("CLVSTREAM_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("CLVSTREAM_REDIS_URL", "redis://:hunter2@127.0.0.1:6379/0")
+    config = tmp_path / "clv.toml"
+    config.write_text("[scoring]\nhorizon_days = 200\n")
+    assert main(["settings", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    shown = orjson.loads(out)
+    assert shown["scoring"]["horizon_days"] == 200 and "hunter2" not in out
+    assert shown["redis_url"] == "**********"
+
+
 class _Producer:
     """Stands in for aiokafka's producer: keeps what is sent."""
 
