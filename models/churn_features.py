@@ -19,7 +19,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from models.engagement import DAYS_SINCE_KINDS, MAX_RECENT_ISSUES, Engagement
+from models.engagement import DAYS_SINCE_KINDS, MAX_RECENT_ISSUES
 from models.timeline import SECONDS_PER_DAY
 
 if TYPE_CHECKING:  # the state widens old snapshots with `widen_v6`: no import cycle
@@ -169,18 +169,6 @@ def widen_v6(vector: Sequence[float], known: Mapping[str, float] | None = None) 
     old = dict(zip(FEATURES_V6, vector, strict=True))
     known = known or {}
     return tuple(old[name] if name in old else known.get(name, NEVER_DAYS) for name in FEATURES)
-
-
-def known_days_since(engagement: Engagement, at: float) -> dict[str, float]:
-    """The days-since features that `engagement` still knows exactly as of an earlier
-    time `at`: a kind whose last interaction is not after `at` (a later one hides the
-    one before)."""
-    known = {}
-    for kind in DAYS_SINCE_KINDS:
-        last = engagement.last_time(kind)
-        if last is not None and last <= at:
-            known[f"days_since_{kind}"] = min(NEVER_DAYS, (at - last) / SECONDS_PER_DAY)
-    return known
 
 
 def describe(name: str, value: float) -> str:

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 import msgpack
 
-from models.churn_features import known_days_since, widen_v6
+from models.churn_features import widen_v6
 from models.engagement import Engagement
 from models.errors import ClvError
 from models.ids import FINGERPRINT_BYTES
@@ -358,8 +358,11 @@ class CustomerState:
             for s in snapshots
         )
         if fields[0] < 7 and state.snapshots:
+            # the features format 6 lacked are "never" in every snapshot: what the state
+            # knows now depends on interactions after the snapshot (a later one hides
+            # the one before), and a label must not learn from what came after
             state.snapshots = tuple(
-                (at, p, array("d", widen_v6(vector, known_days_since(state.engagement, at))), *rest)
+                (at, p, array("d", widen_v6(vector)), *rest)
                 for at, p, vector, *rest in state.snapshots
             )
         state.recent_ids = (
