@@ -104,7 +104,9 @@ class ProgrammeBook:
                 self.arms[programme.id] = (ArmStats(), ArmStats())
                 self.triggers[programme.id] = [0, 0]
                 self.next_stop_check[programme.id] = config.stop_min_control
-            self.uplifts[programme.id] = self._learned_uplift(programme)
+            self.uplifts[programme.id] = self._learned_uplift(
+                programme, self.estimate(programme.id)
+            )
             repriced = margin_changed or costs.get(programme.id) != programme.cost_per_contact
             if programme.id in self.stop_reasons and repriced and not self._below_cost(programme):
                 del self.stop_reasons[programme.id]
@@ -238,37 +240,34 @@ class ProgrammeBook:
         for programme in self.config.catalogue:
             if programme.id not in self._changed:
                 continue
-            self.uplifts[programme.id] = self._learned_uplift(programme)
+            result = self.estimate(programme.id)
+            self.uplifts[programme.id] = self._learned_uplift(programme, result)
             self._maybe_stop(programme)
-            events.append(self._result_event(programme, self.estimate(programme.id), day))
+            events.append(self._result_event(programme, result, day))
         self._changed.clear()
         return events
 
-    def _learned_uplift(self, programme: Programme) -> float:
-        """The prior, updated once each arm has `learn_min_windows` measured windows."""
-        result = self.estimate(programme.id)
+    def _learned_uplift(self, programme: Programme, result: Estimate | None) -> float:
+        """The prior, updated by the measured `result` once each arm has
+        `learn_min_windows` windows."""
         learn = self.config.learn_min_windows
         if result is not None and min(result.treated, result.control) >= learn:
             return posterior_uplift(programme.uplift_prior, programme.uplift_prior_sd, result)
         return programme.uplift_prior
 
-    @property
-    def _stop_level(self) -> float:
-        return getattr(self.config, "stop_confidence", 0.99)  # pickled before it existed
-
     def _below_cost(self, programme: Programme) -> Estimate | None:
         """The estimate at the stop confidence, if its interval lies below the cost."""
         treated, control = self.arms[programme.id]
-        strict = estimate(treated, control, level=self._stop_level, margin=self.margin)
+        strict = estimate(treated, control, level=self.config.stop_confidence, margin=self.margin)
         if strict is not None and strict.high * self.margin < programme.cost_per_contact:
             return strict
         return None
 
     def _maybe_stop(self, programme: Programme) -> None:
         """Stop a programme whose interval (at `stop_confidence`, 99% by default) lies
-        below its cost. Checked only when
-        the control windows reach 50, 100, 200, ... (not at every close): looking
-        daily at a fixed level would stop a break-even programme far too often."""
+        below its cost. Checked only when the control windows reach 50, 100, 200, ...
+        (not at every close): looking daily at a fixed level would stop a break-even
+        programme far too often."""
         if programme.id in self.stop_reasons:
             return
         control = self.arms[programme.id][1]
@@ -279,9 +278,9 @@ class ProgrammeBook:
         if strict is not None:
             self.stop_reasons[programme.id] = (
                 f"stopped: incremental revenue per customer {strict.per_customer:.2f} "
-                f"({100 * self._stop_level:.4g}% CI {strict.low:.2f} to {strict.high:.2f}) "
-                "is clearly below the cost "
-                f"per contact {programme.cost_per_contact:.2f}"
+                f"({100 * self.config.stop_confidence:.4g}% CI {strict.low:.2f} to "
+                f"{strict.high:.2f}) is clearly below the cost per contact "
+                f"{programme.cost_per_contact:.2f}"
             )
 
     def _result_event(self, programme: Programme, result: Estimate | None, day: int) -> dict:

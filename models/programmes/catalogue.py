@@ -257,7 +257,7 @@ class ProgrammesConfig(BaseModel):
 
     @property
     def refund_grace_seconds(self) -> float:
-        return getattr(self, "refund_grace_days", 0) * SECONDS_PER_DAY  # 0: pickled before
+        return self.refund_grace_days * SECONDS_PER_DAY
 
     def programme(self, programme_id: str) -> Programme:
         for programme in self.catalogue:
