@@ -33,7 +33,7 @@ from collections.abc import Sequence
 
 from river import compose, drift, linear_model, metrics, optim, preprocessing, utils
 
-from models.churn_features import FEATURES, describe_in
+from models.churn_features import FEATURES, VALUE_MODEL_INPUTS, describe_in
 from models.churn_quality import QualityByVersion
 
 _CLAMP = 30.0
@@ -242,8 +242,7 @@ def value_model_reasons(vector: Sequence[float]) -> list[str]:
     >>> value_model_reasons(v)[0]
     'value model: P(no purchase in the window) 0.50'
     """
-    names = ("value_logit_no_purchase", "recency_days", "log_frequency")
-    return [describe_in(vector, FEATURES.index(name)) for name in names]
+    return [describe_in(vector, index) for index in VALUE_MODEL_INPUTS]
 
 
 def _by_push_descending(part: tuple[float, int]) -> float:

@@ -16,7 +16,7 @@ River-style dict. Missing information has a neutral, documented value.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from models.engagement import DAYS_SINCE_KINDS, MAX_RECENT_ISSUES
@@ -155,20 +155,18 @@ _AT_CAP = {
 }
 
 
-def widen_v6(vector: Sequence[float], known: Mapping[str, float] | None = None) -> tuple:
+def widen_v6(vector: Sequence[float]) -> tuple:
     """A feature vector of state format 6 or older in today's `FEATURES`: the
-    days-since features it lacks take their `known` value (what the state can still
-    tell as of the snapshot), else read as never seen (`NEVER_DAYS`).
+    days-since features it lacks read as never seen (`NEVER_DAYS`).
 
-    >>> v = widen_v6(tuple(float(i) for i in range(len(FEATURES_V6))), {"days_since_review": 3.0})
+    >>> v = widen_v6(tuple(float(i) for i in range(len(FEATURES_V6))))
     >>> len(v) == len(FEATURES), dict(zip(FEATURES, v))["days_since_login"]
     (True, 11.0)
     >>> dict(zip(FEATURES, v))["days_since_complaint"], dict(zip(FEATURES, v))["days_since_review"]
-    (365.0, 3.0)
+    (365.0, 365.0)
     """
     old = dict(zip(FEATURES_V6, vector, strict=True))
-    known = known or {}
-    return tuple(old[name] if name in old else known.get(name, NEVER_DAYS) for name in FEATURES)
+    return tuple(old.get(name, NEVER_DAYS) for name in FEATURES)
 
 
 def describe(name: str, value: float) -> str:
@@ -203,6 +201,10 @@ def describe(name: str, value: float) -> str:
 
 _WHOLE_DAYS = frozenset({"recency_days", "tenure_days"})
 _INDEX = {name: index for index, name in enumerate(FEATURES)}
+VALUE_MODEL_INPUTS = tuple(
+    _INDEX[name] for name in ("value_logit_no_purchase", "recency_days", "log_frequency")
+)
+"""The features the value model's probability rests on (its reasons at cold start)."""
 
 
 def describe_in(vector: Sequence[float], index: int) -> str:

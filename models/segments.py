@@ -199,8 +199,8 @@ def value_tier(
     else:
         why = Why("CLV rank: top {:.1%}", (top_share,))
     held = previous is not None and not bought_today and days_in_tier < cfg.min_days_in_segment
-    if tier != current and held:  # too soon without a purchase: hold (`rest` too)
-        return (tiers[current][0] if current < count else "rest"), why
+    if held:  # too soon to move without a purchase: the tier stays (`rest` too)
+        tier = current
     return (tiers[tier][0] if tier < count else "rest"), why
 
 
