@@ -102,9 +102,12 @@ def apply_event(
             detail = f"no exchange rate from {event.currency} to {scorer.config.base_currency}"
             return Step(state, [], Status.REJECTED, DeadLetterReason.UNSUPPORTED_CURRENCY, detail)
         if new.programmes is not None and new.programmes.open:
-            revenue = amount if event.kind == "purchase" else -amount
             grace = scorer.config.programmes.refund_grace_seconds
-            new.programmes = new.programmes.attribute(at, revenue, grace)
+            if event.kind == "purchase":
+                new.programmes = new.programmes.attribute(at, amount, grace, sale=fingerprint)
+            else:
+                named = event_fingerprint(event.refund_of) if event.refund_of else None
+                new.programmes = new.programmes.attribute(at, -amount, grace, refund_of=named)
         if event.kind == "purchase":
             day = day_of(at)
             new.add_purchase(day, amount)

@@ -1,5 +1,7 @@
 """What a customer's state remembers of programmes: recent contacts (for the contact
-cap and cooldowns, both arms alike) and open attribution windows (revenue so far).
+cap and cooldowns, both arms alike), open attribution windows (revenue so far) and
+the sales they counted (so a refund naming its purchase in `refund_of` counts against
+the windows that counted that purchase, and only those).
 
 Immutable, like the other parts of a state that copies share.
 
@@ -21,6 +23,8 @@ from typing import NamedTuple
 
 from models.timeline import SECONDS_PER_DAY
 
+SALES_KEPT = 32  # sales remembered per customer while windows are open (newest kept)
+
 
 class Attribution(NamedTuple):
     """One trigger's attribution window and the revenue seen in it so far."""
@@ -37,32 +41,56 @@ class Attribution(NamedTuple):
     revenue: float  # purchases minus refunds in the window so far
 
 
+class Sale(NamedTuple):
+    """A purchase an open window counted, for the refunds that name it."""
+
+    fingerprint: bytes  # of the purchase's event id
+    at: float  # its event time: the windows holding it are the ones it counted in
+    unrefunded: float  # what refunds naming it may still take back
+
+
 class ProgrammeMemory:
-    __slots__ = ("contacts", "exposed", "open")
+    __slots__ = ("contacts", "exposed", "open", "sales", "sales_lost")
 
     def __init__(
         self,
         contacts: tuple[tuple[float, str], ...] = (),
         open: tuple[Attribution, ...] = (),
         exposed: frozenset[str] = frozenset(),
+        sales: tuple[Sale, ...] = (),
+        sales_lost: bool = False,
     ) -> None:
         self.contacts = contacts  # (event time, programme id), oldest first
         self.open = open
         self.exposed = exposed  # programmes ever triggered, either arm
+        self.sales = sales  # counted by open windows, oldest first
+        # A sale of an open window was forgotten (`SALES_KEPT`, or a state written
+        # before sales were kept): a refund naming an unknown purchase may be of it.
+        self.sales_lost = sales_lost
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ProgrammeMemory):
             return NotImplemented
-        return (self.contacts, self.open, self.exposed) == (
-            other.contacts,
-            other.open,
-            other.exposed,
-        )
+        return self._fields() == other._fields()
+
+    def _fields(self) -> tuple:
+        return (self.contacts, self.open, self.exposed, self.sales, self.sales_lost)
+
+    def _with(self, **changes: object) -> ProgrammeMemory:
+        fields = {
+            "contacts": self.contacts,
+            "open": self.open,
+            "exposed": self.exposed,
+            "sales": self.sales,
+            "sales_lost": self.sales_lost,
+        }
+        return ProgrammeMemory(**(fields | changes))
 
     def __repr__(self) -> str:
         return (
             f"ProgrammeMemory(contacts={self.contacts!r}, open={self.open!r}, "
-            f"exposed={sorted(self.exposed)!r})"
+            f"exposed={sorted(self.exposed)!r}, sales={self.sales!r}, "
+            f"sales_lost={self.sales_lost!r})"
         )
 
     def exposed_to(self, programme_id: str) -> bool:
@@ -81,30 +109,68 @@ class ProgrammeMemory:
         """Remember a contact; contacts older than `keep_days` are forgotten."""
         since = at - keep_days * SECONDS_PER_DAY
         kept = tuple(c for c in self.contacts if c[0] > since)
-        return ProgrammeMemory((*kept, (at, programme_id)), self.open, self.exposed)
+        return self._with(contacts=(*kept, (at, programme_id)))
 
     def opened(self, attribution: Attribution) -> ProgrammeMemory:
         exposed = self.exposed | {attribution.programme_id}
-        return ProgrammeMemory(self.contacts, (*self.open, attribution), exposed)
+        return self._with(open=(*self.open, attribution), exposed=exposed)
 
-    def attribute(self, at: float, amount: float, grace: float = 0.0) -> ProgrammeMemory:
+    def attribute(
+        self,
+        at: float,
+        amount: float,
+        grace: float = 0.0,
+        sale: bytes | None = None,
+        refund_of: bytes | None = None,
+    ) -> ProgrammeMemory:
         """Add revenue (negative for a refund) at `at` to every window that holds it. A
-        refund also counts against a window that ended at most `grace` seconds before
-        it (what the offer sold and was returned is not revenue), unless a newer window
-        of the same programme holds it.
+        purchase with its fingerprint (`sale`) is remembered for the refunds naming it.
+
+        A refund naming its purchase (`refund_of`, a fingerprint) counts against the
+        windows that counted that purchase, up to what it brought, even in the `grace`
+        after their end, and against nothing if no open window counted it (a purchase
+        from before the windows). Any other refund counts against every window that
+        holds its time, and against one that ended at most `grace` seconds before it
+        (what the offer sold and was returned is not revenue), unless a newer window of
+        the same programme holds it.
 
         >>> memory = ProgrammeMemory().opened(Attribution("t", "p", "treatment", 0.0, 10.0,
-        ...     0.0, 1.0, 0.0, True, 0.0)).attribute(5.0, 30.0)
+        ...     0.0, 1.0, 0.0, True, 0.0)).attribute(5.0, 30.0, sale=b"s")
         >>> [memory.attribute(at, -8.0, grace=5.0).open[0].revenue for at in (14.0, 16.0)]
         [22.0, 30.0]
+        >>> [memory.attribute(8.0, -50.0, refund_of=f).open[0].revenue for f in (b"s", b"x")]
+        [0.0, 30.0]
         """
+        if refund_of is not None and amount < 0:
+            matched = self._refund_sale(refund_of, amount)
+            if matched is not None:
+                return matched
         holding = [a for a in self.open if self._holds(a, at, amount, grace)]
         if not holding:
             return self
         updated = tuple(
             a._replace(revenue=a.revenue + amount) if a in holding else a for a in self.open
         )
-        return ProgrammeMemory(self.contacts, updated, self.exposed)
+        if sale is None or amount <= 0:
+            return self._with(open=updated)
+        sales = (*self.sales, Sale(sale, at, amount))
+        lost = self.sales_lost or len(sales) > SALES_KEPT
+        return self._with(open=updated, sales=sales[-SALES_KEPT:], sales_lost=lost)
+
+    def _refund_sale(self, refund_of: bytes, amount: float) -> ProgrammeMemory | None:
+        """A refund of a remembered sale, taken from the windows that counted it; self
+        when no open window counted the purchase; None when that is not known."""
+        sold = next((s for s in self.sales if s.fingerprint == refund_of), None)
+        if sold is None:
+            return None if self.sales_lost else self
+        taken = max(amount, -sold.unrefunded)  # a refund takes back at most the sale
+        updated = tuple(
+            a._replace(revenue=a.revenue + taken) if a.start < sold.at <= a.end else a
+            for a in self.open
+        )
+        refunded = sold._replace(unrefunded=sold.unrefunded + taken)
+        sales = tuple(refunded if s is sold else s for s in self.sales)
+        return self._with(open=updated, sales=sales)
 
     def _holds(self, window: Attribution, at: float, amount: float, grace: float) -> bool:
         if window.start < at <= window.end:
@@ -124,22 +190,32 @@ class ProgrammeMemory:
         if not closed:
             return self, ()
         still_open = tuple(a for a in self.open if a.end + grace >= watermark)
-        return ProgrammeMemory(self.contacts, still_open, self.exposed), closed
+        sales = tuple(
+            sold for sold in self.sales if any(a.start < sold.at <= a.end for a in still_open)
+        )
+        lost = self.sales_lost and bool(still_open)
+        return self._with(open=still_open, sales=sales, sales_lost=lost), closed
 
     def to_list(self) -> list:
         return [
             [list(c) for c in self.contacts],
             [list(a) for a in self.open],
             sorted(self.exposed),
+            [list(sold) for sold in self.sales],
+            self.sales_lost,
         ]
 
     @classmethod
     def from_list(cls, fields: list) -> ProgrammeMemory:
-        contacts, attributions, exposed = fields
+        contacts, attributions, exposed, *sales = fields
+        open_windows = tuple(Attribution(*a) for a in attributions)
         return cls(
             tuple((float(at), str(pid)) for at, pid in contacts),
-            tuple(Attribution(*a) for a in attributions),
+            open_windows,
             frozenset(exposed),
+            tuple(Sale(*sold) for sold in sales[0]) if sales else (),
+            # written before sales were kept: any open window's sales are unknown
+            sales[1] if sales else bool(open_windows),
         )
 
 

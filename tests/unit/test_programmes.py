@@ -18,7 +18,7 @@ from models.programmes.book import ProgrammeBook, pooled_summary
 from models.programmes.catalogue import Eligibility, Programme, ProgrammesConfig
 from models.programmes.decision import assign_arm
 from models.programmes.measurement import estimate
-from models.programmes.memory import Attribution
+from models.programmes.memory import SALES_KEPT, Attribution, ProgrammeMemory
 from models.state import CustomerState
 from models.timeline import SECONDS_PER_DAY
 from schemas.outputs import ProgrammeOutcome, ProgrammeResult, ProgrammeTrigger
@@ -214,6 +214,51 @@ def test_a_refund_in_a_newer_window_of_the_programme_is_not_the_older_ones():
     closed = outcomes(feed(engine, [refund("a", 12, 20.0), purchase("z", 40, 1.0)]))
     revenue = {o["trigger_id"]: o["revenue"] for o in closed}
     assert revenue == {fired[0]["event_id"]: 0.0, fired[1]["event_id"]: -20.0}
+
+
+def test_a_refund_naming_its_purchase_counts_where_the_purchase_counted():
+    config = config_with(everyone(attribution_days=10, cooldown_days=10), refund_grace_days=7)
+    engine = ScoringEngine(config, refit=False)
+    events = [
+        consent("a", 0),
+        purchase("a", 0, 100.0, event_id="before"),  # triggers: before the first window
+        purchase("a", 3, 30.0, event_id="in-first"),
+    ]
+    fired = triggers(feed(engine, events))
+    fired += triggers(feed(engine, [purchase("a", 11, 70.0)]))  # triggers again
+    assert len(fired) == 2
+    feed(engine, [purchase("a", 11.5, 50.0, event_id="in-second")])
+    returns = [
+        refund("a", 12, 60.0, refund_of="before"),  # bought before any window: neither
+        refund("a", 12.5, 20.0, refund_of="in-first"),  # the first window's sale
+        refund("a", 13, 25.0, refund_of="in-first"),  # only the 10 it has left
+        refund("a", 14, 5.0, refund_of="in-second"),
+    ]
+    closed = outcomes(feed(engine, [*returns, purchase("z", 40, 1.0)]))
+    revenue = {o["trigger_id"]: o["revenue"] for o in closed}
+    # by time alone, every refund would have counted against the second window: -60
+    assert revenue == {fired[0]["event_id"]: 0.0, fired[1]["event_id"]: 45.0}
+
+
+def test_a_refund_of_an_unknown_purchase_counts_by_time_when_sales_were_forgotten():
+    window = Attribution("t", "p", "treatment", 0.0, 100.0, 0.0, 1.0, 0.0, True, 0.0)
+    memory = ProgrammeMemory().opened(window)
+    for k in range(SALES_KEPT + 1):  # the first sale is forgotten
+        memory = memory.attribute(1.0 + k, 10.0, sale=f"s{k}".encode())
+    assert memory.sales_lost and len(memory.sales) == SALES_KEPT
+    revenue = 10.0 * (SALES_KEPT + 1)
+    assert memory.attribute(50.0, -4.0, refund_of=b"s0").open[0].revenue == revenue - 4.0
+    assert memory.attribute(50.0, -4.0, refund_of=b"s1").open[0].revenue == revenue - 4.0
+    # all known: an unknown purchase is one no open window counted
+    known = ProgrammeMemory().opened(window).attribute(1.0, 10.0, sale=b"s0")
+    assert known.attribute(50.0, -4.0, refund_of=b"other").open[0].revenue == 10.0
+    # a state written before sales were kept knows none of its open windows' sales
+    old = ProgrammeMemory.from_list(known.to_list()[:3])
+    assert old.sales_lost and old.attribute(50.0, -4.0, refund_of=b"s0").open[0].revenue == 6.0
+    assert ProgrammeMemory.from_list(known.to_list()) == known
+    # once every window has closed, the sales go with them
+    after, closed = memory.closing(watermark=200.0)
+    assert len(closed) == 1 and after.sales == () and not after.sales_lost
 
 
 def test_erasure_drops_open_windows_and_keeps_nothing():
