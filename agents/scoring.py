@@ -32,6 +32,7 @@ import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaError
 from mode import Service
 from redis.exceptions import RedisError
 
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 _NOT_SEEN_GRACE_SECONDS = 2.0  # an input never fetched yet counts as idle after this
 _REDIS_RETRY_SECONDS = 1.0
 _REDIS_PING_SECONDS = 1.0  # `/health`: a Redis slower than this to answer is not ready
+_END_OFFSETS_SECONDS = 1.0  # `/health`, `/metrics`: the inputs' end offsets, asked briefly
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -81,6 +83,9 @@ class ScoringService(PartitionOwnership, Service):
         self.started_at = time.time()
         self._lock = asyncio.Lock()
         self._fetched_next: dict[TopicPartition, int] = {}
+        # The inputs' end offsets as the broker last told them (`refresh_end_offsets`):
+        # a fetch's high watermark goes stale while its input is paused or not fetched.
+        self._end_offsets: dict[TopicPartition, int] = {}
         self._assigned_at: dict[int, float] = {}
         # When each partition was last checkpointed (monotonic): each is checkpointed on
         # its own, staggered, so no poll stalls for all of them at once.
@@ -391,26 +396,46 @@ class ScoringService(PartitionOwnership, Service):
         except (TimeoutError, RedisError, OSError):
             return False
 
+    async def refresh_end_offsets(self, timeout: float = _END_OFFSETS_SECONDS) -> None:
+        """Ask the broker for the end offsets of every assigned input (kept for `lag` and
+        `caught_up`); an answer slower than `timeout` leaves the last ones."""
+        tps = [TopicPartition(t, p) for p, scorer in self.partitions.items() for t in scorer.topics]
+        if self.consumer is None or not tps:
+            return
+        try:
+            ends = await asyncio.wait_for(self.consumer.end_offsets(tps), timeout)
+        except (TimeoutError, KafkaError, OSError):
+            return
+        self._end_offsets.update(ends)
+
+    def _end_of(self, tp: TopicPartition) -> int | None:
+        """The latest end offset known of an input: a fetch's, or the broker's answer."""
+        highwater = self.consumer.highwater(tp) if self.consumer else None
+        asked = self._end_offsets.get(tp)
+        if highwater is None or asked is None:
+            return asked if highwater is None else highwater
+        return max(highwater, asked)
+
     def lag(self) -> dict[str, int]:
+        """Records of each assigned input not processed yet."""
         lag = {}
-        for tp, fetched in self._fetched_next.items():
-            highwater = self.consumer.highwater(tp) if self.consumer else None
-            scorer = self.partitions.get(tp.partition)
-            if highwater is not None and scorer is not None:
-                processed = scorer.next_offsets.get(tp.topic, fetched)
-                lag[f"{tp.topic}/{tp.partition}"] = max(0, highwater - processed)
+        for partition, scorer in self.partitions.items():
+            for topic, processed in scorer.next_offsets.items():
+                end = self._end_of(TopicPartition(topic, partition))
+                if end is not None:
+                    lag[f"{topic}/{partition}"] = max(0, end - processed)
         return lag
 
     def caught_up(self) -> bool:
-        """Every input of every assigned partition processed up to its high watermark."""
+        """Every input of every assigned partition processed up to its end offset."""
         if self.consumer is None or not self.partitions or self._unrestored:
             return False
         for partition, scorer in self.partitions.items():
             if scorer.behind:  # customers still due after a bounded clock advance
                 return False
             for topic, processed in scorer.next_offsets.items():
-                highwater = self.consumer.highwater(TopicPartition(topic, partition))
-                if highwater is None or processed < highwater:
+                end = self._end_of(TopicPartition(topic, partition))
+                if end is None or processed < end:
                     return False
         return True
 

@@ -117,6 +117,7 @@ def register_views(app: faust.App, service: ScoringService) -> None:
 
     @app.page("/health")
     async def health(web, request):
+        await service.refresh_end_offsets()
         status = service.status()
         # a Redis that accepts connections but does not answer (hung, paused) fails
         # the next write only after its timeout: ask it directly, briefly
@@ -134,6 +135,7 @@ def register_views(app: faust.App, service: ScoringService) -> None:
 
     @app.page("/metrics")
     async def metrics(web, request):
+        await service.refresh_end_offsets()
         counters = service.counters()
         extra = {
             "clvstream_customers": sum(len(s.states) for s in service.partitions.values()),
