@@ -213,6 +213,9 @@ class PartitionOwnership:
         self._fetched_next = {
             tp: n for tp, n in self._fetched_next.items() if tp.partition not in partitions
         }
+        self._end_offsets = {
+            tp: n for tp, n in self._end_offsets.items() if tp.partition not in partitions
+        }
         self._refused -= partitions
         self._unrestored -= partitions
 

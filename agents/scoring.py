@@ -406,7 +406,9 @@ class ScoringService(PartitionOwnership, Service):
             ends = await asyncio.wait_for(self.consumer.end_offsets(tps), timeout)
         except (TimeoutError, KafkaError, OSError):
             return
-        self._end_offsets.update(ends)
+        # a partition revoked meanwhile is not kept: it may come back further on
+        owned = self.partitions
+        self._end_offsets.update((tp, n) for tp, n in ends.items() if tp.partition in owned)
 
     def _end_of(self, tp: TopicPartition) -> int | None:
         """The latest end offset known of an input: a fetch's, or the broker's answer."""

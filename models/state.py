@@ -31,9 +31,10 @@ from models.programmes.memory import ProgrammeMemory
 # 2: 8-byte fingerprints; 3: engagement, snapshots; 4: needs, tiers; 5: programmes;
 # 6: each remembered event id with its event time; 7: days since every interaction
 # kind in the churn snapshots (older vectors are widened), and the version that served
-# each snapshot (-1 for older ones)
-_FORMAT_VERSION = 7
-_READABLE_VERSIONS = (4, 5, 6, 7)
+# each snapshot (-1 for older ones); 8: the sales of open programme windows, for the
+# refunds naming them (an older state's windows have theirs unknown)
+_FORMAT_VERSION = 8
+_READABLE_VERSIONS = (4, 5, 6, 7, 8)
 _CONSENT_FLAGS = ("marketing_email", "marketing_sms", "marketing_phone", "profiling")
 
 

@@ -50,7 +50,7 @@ class Sale(NamedTuple):
 
 
 class ProgrammeMemory:
-    __slots__ = ("contacts", "exposed", "open", "sales", "sales_lost")
+    __slots__ = ("contacts", "exposed", "open", "sales", "sales_lost_until")
 
     def __init__(
         self,
@@ -58,15 +58,16 @@ class ProgrammeMemory:
         open: tuple[Attribution, ...] = (),
         exposed: frozenset[str] = frozenset(),
         sales: tuple[Sale, ...] = (),
-        sales_lost: bool = False,
+        sales_lost_until: float | None = None,
     ) -> None:
         self.contacts = contacts  # (event time, programme id), oldest first
         self.open = open
         self.exposed = exposed  # programmes ever triggered, either arm
-        self.sales = sales  # counted by open windows, oldest first
-        # A sale of an open window was forgotten (`SALES_KEPT`, or a state written
-        # before sales were kept): a refund naming an unknown purchase may be of it.
-        self.sales_lost = sales_lost
+        self.sales = sales  # counted by open windows and not refunded in full, oldest first
+        # A sale was forgotten (`SALES_KEPT`, or a state written before sales were
+        # kept): until the windows that may have counted it, ending at most at this
+        # time, have closed, a refund naming an unknown purchase may be of it.
+        self.sales_lost_until = sales_lost_until
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ProgrammeMemory):
@@ -74,7 +75,7 @@ class ProgrammeMemory:
         return self._fields() == other._fields()
 
     def _fields(self) -> tuple:
-        return (self.contacts, self.open, self.exposed, self.sales, self.sales_lost)
+        return (self.contacts, self.open, self.exposed, self.sales, self.sales_lost_until)
 
     def _with(self, **changes: object) -> ProgrammeMemory:
         fields = {
@@ -82,7 +83,7 @@ class ProgrammeMemory:
             "open": self.open,
             "exposed": self.exposed,
             "sales": self.sales,
-            "sales_lost": self.sales_lost,
+            "sales_lost_until": self.sales_lost_until,
         }
         return ProgrammeMemory(**(fields | changes))
 
@@ -90,7 +91,7 @@ class ProgrammeMemory:
         return (
             f"ProgrammeMemory(contacts={self.contacts!r}, open={self.open!r}, "
             f"exposed={sorted(self.exposed)!r}, sales={self.sales!r}, "
-            f"sales_lost={self.sales_lost!r})"
+            f"sales_lost_until={self.sales_lost_until!r})"
         )
 
     def exposed_to(self, programme_id: str) -> bool:
@@ -127,12 +128,12 @@ class ProgrammeMemory:
         purchase with its fingerprint (`sale`) is remembered for the refunds naming it.
 
         A refund naming its purchase (`refund_of`, a fingerprint) counts against the
-        windows that counted that purchase, up to what it brought, even in the `grace`
-        after their end, and against nothing if no open window counted it (a purchase
-        from before the windows). Any other refund counts against every window that
-        holds its time, and against one that ended at most `grace` seconds before it
-        (what the offer sold and was returned is not revenue), unless a newer window of
-        the same programme holds it.
+        windows that counted that purchase and have not ended more than `grace` seconds
+        before it, up to what the purchase brought, and against nothing if no open
+        window counted it (a purchase from before the windows). Any other refund counts
+        against every window that holds its time, and against one that ended at most
+        `grace` seconds before it (what the offer sold and was returned is not revenue),
+        unless a newer window of the same programme holds it.
 
         >>> memory = ProgrammeMemory().opened(Attribution("t", "p", "treatment", 0.0, 10.0,
         ...     0.0, 1.0, 0.0, True, 0.0)).attribute(5.0, 30.0, sale=b"s")
@@ -140,9 +141,11 @@ class ProgrammeMemory:
         [22.0, 30.0]
         >>> [memory.attribute(8.0, -50.0, refund_of=f).open[0].revenue for f in (b"s", b"x")]
         [0.0, 30.0]
+        >>> memory.attribute(16.0, -8.0, grace=5.0, refund_of=b"s").open[0].revenue
+        30.0
         """
         if refund_of is not None and amount < 0:
-            matched = self._refund_sale(refund_of, amount)
+            matched = self._refund_sale(refund_of, at, amount, grace)
             if matched is not None:
                 return matched
         holding = [a for a in self.open if self._holds(a, at, amount, grace)]
@@ -154,22 +157,35 @@ class ProgrammeMemory:
         if sale is None or amount <= 0:
             return self._with(open=updated)
         sales = (*self.sales, Sale(sale, at, amount))
-        lost = self.sales_lost or len(sales) > SALES_KEPT
-        return self._with(open=updated, sales=sales[-SALES_KEPT:], sales_lost=lost)
+        lost_until = self.sales_lost_until
+        if len(sales) > SALES_KEPT:  # the oldest goes: the windows open now may hold it
+            ends = [a.end for a in self.open]
+            lost_until = max(ends if lost_until is None else [*ends, lost_until])
+        return self._with(open=updated, sales=sales[-SALES_KEPT:], sales_lost_until=lost_until)
 
-    def _refund_sale(self, refund_of: bytes, amount: float) -> ProgrammeMemory | None:
-        """A refund of a remembered sale, taken from the windows that counted it; self
-        when no open window counted the purchase; None when that is not known."""
+    def _refund_sale(
+        self, refund_of: bytes, at: float, amount: float, grace: float
+    ) -> ProgrammeMemory | None:
+        """A refund of a remembered sale, taken from the windows that counted it and
+        ended at most `grace` before it; self when no open window counted the purchase;
+        None when that is not known."""
         sold = next((s for s in self.sales if s.fingerprint == refund_of), None)
         if sold is None:
-            return None if self.sales_lost else self
+            return None if self.sales_lost_until is not None else self
         taken = max(amount, -sold.unrefunded)  # a refund takes back at most the sale
         updated = tuple(
-            a._replace(revenue=a.revenue + taken) if a.start < sold.at <= a.end else a
+            a._replace(revenue=a.revenue + taken)
+            if a.start < sold.at <= a.end and at <= a.end + grace
+            else a
             for a in self.open
         )
-        refunded = sold._replace(unrefunded=sold.unrefunded + taken)
-        sales = tuple(refunded if s is sold else s for s in self.sales)
+        left = sold.unrefunded + taken
+        # a sale refunded in full has nothing left to take back: it frees its place
+        sales = tuple(
+            sold._replace(unrefunded=left) if s is sold else s
+            for s in self.sales
+            if s is not sold or left > 0.0
+        )
         return self._with(open=updated, sales=sales)
 
     def _holds(self, window: Attribution, at: float, amount: float, grace: float) -> bool:
@@ -193,8 +209,10 @@ class ProgrammeMemory:
         sales = tuple(
             sold for sold in self.sales if any(a.start < sold.at <= a.end for a in still_open)
         )
-        lost = self.sales_lost and bool(still_open)
-        return self._with(open=still_open, sales=sales, sales_lost=lost), closed
+        lost_until = self.sales_lost_until
+        if lost_until is not None and all(a.end > lost_until for a in still_open):
+            lost_until = None  # every window that may have counted a lost sale has closed
+        return self._with(open=still_open, sales=sales, sales_lost_until=lost_until), closed
 
     def to_list(self) -> list:
         return [
@@ -202,7 +220,7 @@ class ProgrammeMemory:
             [list(a) for a in self.open],
             sorted(self.exposed),
             [list(sold) for sold in self.sales],
-            self.sales_lost,
+            self.sales_lost_until,
         ]
 
     @classmethod
@@ -214,8 +232,8 @@ class ProgrammeMemory:
             open_windows,
             frozenset(exposed),
             tuple(Sale(*sold) for sold in sales[0]) if sales else (),
-            # written before sales were kept: any open window's sales are unknown
-            sales[1] if sales else bool(open_windows),
+            # written before sales were kept: the open windows' sales are unknown
+            sales[1] if sales else max((a.end for a in open_windows), default=None),
         )
 
 

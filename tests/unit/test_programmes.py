@@ -245,7 +245,7 @@ def test_a_refund_of_an_unknown_purchase_counts_by_time_when_sales_were_forgotte
     memory = ProgrammeMemory().opened(window)
     for k in range(SALES_KEPT + 1):  # the first sale is forgotten
         memory = memory.attribute(1.0 + k, 10.0, sale=f"s{k}".encode())
-    assert memory.sales_lost and len(memory.sales) == SALES_KEPT
+    assert memory.sales_lost_until == 100.0 and len(memory.sales) == SALES_KEPT
     revenue = 10.0 * (SALES_KEPT + 1)
     assert memory.attribute(50.0, -4.0, refund_of=b"s0").open[0].revenue == revenue - 4.0
     assert memory.attribute(50.0, -4.0, refund_of=b"s1").open[0].revenue == revenue - 4.0
@@ -254,11 +254,27 @@ def test_a_refund_of_an_unknown_purchase_counts_by_time_when_sales_were_forgotte
     assert known.attribute(50.0, -4.0, refund_of=b"other").open[0].revenue == 10.0
     # a state written before sales were kept knows none of its open windows' sales
     old = ProgrammeMemory.from_list(known.to_list()[:3])
-    assert old.sales_lost and old.attribute(50.0, -4.0, refund_of=b"s0").open[0].revenue == 6.0
+    assert old.sales_lost_until == 100.0
+    assert old.attribute(50.0, -4.0, refund_of=b"s0").open[0].revenue == 6.0
     assert ProgrammeMemory.from_list(known.to_list()) == known
-    # once every window has closed, the sales go with them
-    after, closed = memory.closing(watermark=200.0)
-    assert len(closed) == 1 and after.sales == () and not after.sales_lost
+    # once every window that may have counted a lost sale has closed, an unknown
+    # purchase is one no open window counted again; the sales go with their windows
+    newer = Attribution("u", "q", "treatment", 60.0, 300.0, 0.0, 1.0, 0.0, True, 0.0)
+    after, closed = memory.opened(newer).closing(watermark=200.0)
+    assert len(closed) == 1 and after.sales == () and after.sales_lost_until is None
+    assert after.attribute(250.0, -4.0, refund_of=b"s0").open[0].revenue == 0.0
+
+
+def test_a_named_refund_counts_within_the_grace_only_and_a_sale_refunded_in_full_goes():
+    window = Attribution("t", "p", "treatment", 0.0, 10.0, 0.0, 1.0, 0.0, True, 0.0)
+    memory = ProgrammeMemory().opened(window).attribute(5.0, 30.0, sale=b"s")
+    assert memory.attribute(14.9, -8.0, grace=5.0, refund_of=b"s").open[0].revenue == 22.0
+    # after the grace, a refund counts no more, named or not (the clock closes the
+    # window in its own time: the result must not depend on when)
+    assert memory.attribute(15.1, -8.0, grace=5.0, refund_of=b"s").open[0].revenue == 30.0
+    refunded = memory.attribute(6.0, -30.0, refund_of=b"s")
+    assert refunded.open[0].revenue == 0.0 and refunded.sales == ()
+    assert refunded.attribute(7.0, -5.0, refund_of=b"s").open[0].revenue == 0.0
 
 
 def test_erasure_drops_open_windows_and_keeps_nothing():

@@ -31,7 +31,9 @@ class StaleConsumer:
 
 
 def partition(**processed: int) -> SimpleNamespace:
-    return SimpleNamespace(topics=tuple(processed), next_offsets=dict(processed), behind=False)
+    return SimpleNamespace(
+        topics=tuple(processed), next_offsets=dict(processed), behind=False, close=lambda: None
+    )
 
 
 def test_lag_and_caught_up_follow_the_brokers_end_offsets_not_a_stale_fetch():
@@ -52,5 +54,15 @@ def test_lag_and_caught_up_follow_the_brokers_end_offsets_not_a_stale_fetch():
         consumer.answers = False  # a slow broker: the last answers stay
         await service.refresh_end_offsets(timeout=0.01)
         assert service.lag() == {"a/0": 5, "b/0": 0}
+        # the partition goes to another worker, which moves on, and comes back: what
+        # was known of its ends then says nothing now
+        service._forget({0})
+        consumer.fetched.clear()
+        service.partitions = {0: partition(a=60, b=7)}
+        await service.refresh_end_offsets(timeout=0.01)
+        assert service.lag() == {} and not service.caught_up()
+        consumer.answers, consumer.ends[a0] = True, 90
+        await service.refresh_end_offsets()
+        assert service.lag() == {"a/0": 30, "b/0": 0}
 
     asyncio.run(scenario())
