@@ -121,6 +121,7 @@ class PartitionScorer:
         self.max_rescores = max_rescores  # per clock advance of `follow_wall_clock` / poll
         self.behind = False  # a bounded advance left customers due: `catch_up` goes on
         self.waiting = False  # its next event or clock move waits for a refit's outcome
+        self.more = False  # a drain stopped at its limit: records may be ready to go on
         self.topics = tuple(topics)
         self.event_types = dict(event_types) if event_types else None
         self.route = route
@@ -174,17 +175,25 @@ class PartitionScorer:
     def buffered(self) -> int:
         return sum(len(buffer) for buffer in self.buffers.values())
 
-    def drain(self, idle: set[str]) -> list[Output]:
+    def drain(self, idle: set[str], limit: int | None = None) -> list[Output]:
         """Process buffered records in event-time order while every input that is not
-        idle has a record buffered (ties: topic order, then offset). Nothing while a
-        bounded clock advance has customers left due (`behind`): an event would make
-        the engine re-score all of them at once; they go first, as they would have."""
+        idle has a record buffered (ties: topic order, then offset), at most `limit` of
+        them (`more` tells whether it stopped there: the order is the same in chunks).
+        Nothing while a bounded clock advance has customers left due (`behind`): an
+        event would make the engine re-score all of them at once; they go first, as
+        they would have."""
         outputs: list[Output] = []
+        self.more = False
         if self.behind:
             return outputs
         self.waiting = False
         buffers, topics = self.buffers, self.topics
+        left = limit if limit is not None else -1
         while True:
+            if left == 0:
+                self.more = True
+                return outputs
+            left -= 1
             best_topic, best = None, None
             for topic in topics:
                 buffer = buffers[topic]

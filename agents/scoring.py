@@ -188,7 +188,9 @@ class ScoringService(PartitionOwnership, Service):
     @Service.task
     async def _run(self) -> None:
         while not self.should_stop:
-            batch = await fetch(self.consumer, 50, "input")
+            # records left ready by a drain's limit go on at once, with what has arrived
+            ready = any(scorer.more for scorer in self.partitions.values())
+            batch = await fetch(self.consumer, 0 if ready else 50, "input")
             if batch is None:
                 continue
             # Shielded: a stop cancels `_run`, but a batch in progress completes (its
@@ -239,7 +241,7 @@ class ScoringService(PartitionOwnership, Service):
                         self.fits.watch_leader(quiet, now)
                     else:  # partition 0's refits stop waiting for its statistics
                         self.fits.watch_follower(partition, quiet, now, scorer.engine)
-                outputs = scorer.drain(idle)
+                outputs = scorer.drain(idle, self.settings.max_events_per_step)
                 outputs += self._follow_wall_clock(partition, scorer, idle, now)
             self._pause_or_resume_fetching(partition, scorer)
             if outputs:

@@ -141,6 +141,13 @@ class Settings(BaseSettings):
         description="records a partition's input may hold in memory waiting for the "
         "merge by event time; beyond it fetching that input pauses",
     )
+    max_events_per_step: int = Field(
+        250,
+        ge=1,
+        description="buffered records a partition processes before its outputs go out "
+        "and the next poll: a backlog drained in one step held every score of it back "
+        "from Redis until its end",
+    )
     max_rescores_per_tick: int = Field(
         2000,
         ge=1,

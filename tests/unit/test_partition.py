@@ -218,3 +218,28 @@ def test_a_partition_restored_with_its_timers_derived_in_steps_goes_on_as_one_de
     outputs = restored(True)
     assert outputs == restored(False)
     assert sum(1 for stream, _, _ in outputs if stream is Stream.SCORES) >= 40  # re-scored
+
+
+def test_a_drain_in_chunks_gives_the_outputs_and_states_of_one_drain():
+    events = [purchase(f"c{k % 7}", day=k / 3) for k in range(60)]
+    events += [interaction(f"c{k % 5}", day=k / 4 + 0.1, kind="login") for k in range(40)]
+    transactions = [e for e in events if e["event_type"] == "transaction"]
+    interactions = [e for e in events if e["event_type"] == "interaction"]
+    whole, chunked = scorer(), scorer()
+    for part in (whole, chunked):
+        part.add("t.transactions", records(transactions))
+        part.add("t.interactions", records(interactions))
+    expected = whole.drain(idle=set(TOPICS))
+    assert not whole.more
+    outputs, chunks = [], 0
+    while True:
+        outputs += chunked.drain(idle=set(TOPICS), limit=7)
+        chunks += 1
+        if not chunked.more:
+            break
+    assert chunks == len(events) // 7 + 1
+    assert [(o.stream, o.key, o.value) for o in outputs] == [
+        (o.stream, o.key, o.value) for o in expected
+    ]
+    assert chunked.next_offsets == whole.next_offsets
+    assert dict(chunked.states.items()) == dict(whole.states.items())
