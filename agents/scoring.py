@@ -415,10 +415,8 @@ class ScoringService(PartitionOwnership, Service):
     def _end_of(self, tp: TopicPartition) -> int | None:
         """The latest end offset known of an input: a fetch's, or the broker's answer."""
         highwater = self.consumer.highwater(tp) if self.consumer else None
-        asked = self._end_offsets.get(tp)
-        if highwater is None or asked is None:
-            return asked if highwater is None else highwater
-        return max(highwater, asked)
+        known = [n for n in (highwater, self._end_offsets.get(tp)) if n is not None]
+        return max(known) if known else None
 
     def lag(self) -> dict[str, int]:
         """Records of each assigned input not processed yet."""
