@@ -86,6 +86,7 @@ class ScoringService(PartitionOwnership, Service):
         # The inputs' end offsets as the broker last told them (`refresh_end_offsets`):
         # a fetch's high watermark goes stale while its input is paused or not fetched.
         self._end_offsets: dict[TopicPartition, int] = {}
+        self._end_offsets_request: asyncio.Future | None = None  # one at a time
         self._assigned_at: dict[int, float] = {}
         # When each partition was last checkpointed (monotonic): each is checkpointed on
         # its own, staggered, so no poll stalls for all of them at once.
@@ -400,7 +401,13 @@ class ScoringService(PartitionOwnership, Service):
 
     async def refresh_end_offsets(self, timeout: float = _END_OFFSETS_SECONDS) -> None:
         """Ask the broker for the end offsets of every assigned input (kept for `lag` and
-        `caught_up`); an answer slower than `timeout` leaves the last ones."""
+        `caught_up`); an answer slower than `timeout` leaves the last ones. Requests that
+        come while one is under way share its answer (one request to the broker)."""
+        if self._end_offsets_request is None or self._end_offsets_request.done():
+            self._end_offsets_request = asyncio.ensure_future(self._ask_end_offsets(timeout))
+        await asyncio.shield(self._end_offsets_request)
+
+    async def _ask_end_offsets(self, timeout: float) -> None:
         tps = [TopicPartition(t, p) for p, scorer in self.partitions.items() for t in scorer.topics]
         if self.consumer is None or not tps:
             return

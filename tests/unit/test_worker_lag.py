@@ -66,3 +66,26 @@ def test_lag_and_caught_up_follow_the_brokers_end_offsets_not_a_stale_fetch():
         assert service.lag() == {"a/0": 30, "b/0": 0}
 
     asyncio.run(scenario())
+
+
+def test_requests_for_the_end_offsets_under_way_share_one_answer_from_the_broker():
+    a0 = TopicPartition("a", 0)
+
+    class SlowConsumer(StaleConsumer):
+        async def end_offsets(self, tps: list[TopicPartition]) -> dict:
+            self.asked.append(tps)
+            await asyncio.sleep(0.05)
+            return {tp: self.ends[tp] for tp in tps}
+
+    consumer = SlowConsumer(fetched={}, ends={a0: 12})
+
+    async def scenario() -> None:
+        service = ScoringService(load_settings(topic_prefix="t.", partitions=1, app_id="lag"))
+        service.consumer, service.partitions = consumer, {0: partition(a=2)}
+        await asyncio.gather(*(service.refresh_end_offsets() for _ in range(5)))
+        assert len(consumer.asked) == 1 and service.lag() == {"a/0": 10}
+        consumer.ends[a0] = 20  # a request after that answer asks again
+        await service.refresh_end_offsets()
+        assert len(consumer.asked) == 2 and service.lag() == {"a/0": 18}
+
+    asyncio.run(scenario())
