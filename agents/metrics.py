@@ -43,6 +43,8 @@ class Histogram:
     def observe_many(self, values: Iterable[float]) -> None:
         buckets, counts = self.buckets, self.counts
         for value in values:
+            # a producer's clock ahead of ours: 0, not a negative sum (read as a reset)
+            value = max(value, 0.0)
             counts[bisect_left(buckets, value)] += 1
             self.total += value
             self.count += 1
@@ -113,7 +115,7 @@ class WorkerMetrics:
         }
         for name, value in {**scalars, **process_metrics()}.items():
             kind = "counter" if name.endswith("_total") else "gauge"
-            lines += [*_header(name, kind), f"{name} {value:g}"]
+            lines += [*_header(name, kind), f"{name} {sample_text(value)}"]
         lines += _header("python_gc_collections_total", "counter")
         lines += [
             f'python_gc_collections_total{{generation="{generation}"}} {stats["collections"]}'
@@ -175,3 +177,16 @@ def _header(name: str, kind: str) -> list[str]:
 
 def _sorted(counter: Counter[str]) -> list[tuple[str, int]]:
     return sorted(counter.items())
+
+
+def sample_text(value: float) -> str:
+    """A sample value in full (`:g` would round 1,234,567 to 1.23457e+06).
+
+    >>> sample_text(1234567), sample_text(2.5), sample_text(True), sample_text(float("nan"))
+    ('1234567', '2.5', '1', 'NaN')
+    """
+    if isinstance(value, int):
+        return str(int(value))
+    if value != value:
+        return "NaN"
+    return repr(float(value)) if abs(value) != float("inf") else ("+Inf" if value > 0 else "-Inf")

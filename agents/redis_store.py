@@ -27,15 +27,19 @@ next `flush`; scoring never waits for Redis.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 from datetime import datetime
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
+from models.timeline import iso_utc
 from streams.offline import SCORE_COLUMNS, cell_text
+
+log = logging.getLogger(__name__)
 
 _WRITE_BATCH = """
 local function leave(prefix, set, id)
@@ -61,16 +65,19 @@ for i = 1, #KEYS do
   local lifecycle, tier, clv = ARGV[n + 4], ARGV[n + 5], ARGV[n + 6]
   local erased = redis.call('GET', prefix .. 'erased:' .. id)
   local old = redis.call('HMGET', KEYS[i], '_at', 'lifecycle', 'value_tier')
-  if kind == 'S' and ((erased and tonumber(erased) >= at)
-                      or (old[1] and tonumber(old[1]) > at)) then
-    ignored = ignored + 1
+  if kind == 'E' and not (erased and tonumber(erased) >= at) then
+    -- the latest erasure's time keeps every score up to it out (a replayed older
+    -- erasure never lowers it)
+    redis.call('SET', prefix .. 'erased:' .. id, ARGV[n + 3], 'EX', ttl)
+  end
+  if (erased and tonumber(erased) >= at and kind == 'S')
+     or (old[1] and tonumber(old[1]) > at) then
+    ignored = ignored + 1  -- older than what is kept (a customer back after an erasure)
   else
     if old[2] then leave(prefix, 'lifecycle:' .. old[2], id) end
     if old[3] and old[3] ~= '' then leave(prefix, 'tier:' .. old[3], id) end
     redis.call('DEL', KEYS[i])
-    if kind == 'E' then
-      redis.call('SET', prefix .. 'erased:' .. id, ARGV[n + 3], 'EX', ttl)
-    else
+    if kind == 'S' then
       redis.call('HSET', KEYS[i], '_at', ARGV[n + 3], unpack(cjson.decode(ARGV[n + 7])))
       if clv ~= '' then
         join(prefix, 'lifecycle:' .. lifecycle, id, clv)
@@ -80,7 +87,9 @@ for i = 1, #KEYS do
     written = written + 1
   end
 end
-return {written, ignored}
+-- the totals hash lost (a restart without persistence, FLUSHDB, eviction): the
+-- client sums the sets again
+return {written, ignored, redis.call('HEXISTS', prefix .. 'segment-clv', '_complete')}
 """
 
 # Sums the sets into `segment-clv` once, for sets written before the totals were
@@ -149,6 +158,7 @@ class RedisScoreStore:
         self.written = 0
         self.ignored_older = 0
         self.failed_flushes = 0
+        self.last_error = ""  # of the last flush, if it failed
 
     def customer_key(self, customer_id: str) -> str:
         return customer_key(self.prefix, customer_id)
@@ -156,7 +166,10 @@ class RedisScoreStore:
     def add(self, customer_id: str, score: dict | None, erased_at: float | None = None) -> None:
         """Queue a score event (or, with `score` None, an erasure at `erased_at`); only
         the latest per customer is kept until the next flush."""
-        at = _epoch(score["scored_at"]) if score is not None else float(erased_at or 0.0)
+        if score is not None:
+            at = _epoch(score["scored_at"])
+        else:  # to the microsecond, as a score's `scored_at`: the same time compares equal
+            at = _epoch(iso_utc(float(erased_at or 0.0)))
         pending = self._pending.get(customer_id)
         if pending is None or at >= pending[0]:
             self._pending[customer_id] = (at, score)
@@ -176,7 +189,8 @@ class RedisScoreStore:
 
     async def flush(self) -> bool:
         """Write everything pending (one script call per 500 customers, one pipeline);
-        False, and kept for the next flush, if Redis is unreachable."""
+        False, and kept for the next flush, if Redis is unreachable or refuses (a
+        replica after a failover answers READONLY, a full disk MISCONF)."""
         if not self._pending:
             return True
         batch = self._pending
@@ -195,16 +209,23 @@ class RedisScoreStore:
                         args += _script_args(customer_id, at, score)
                     await self._write_batch(keys=keys, args=args, client=pipe)
                 results = await pipe.execute()
-        except (RedisConnectionError, RedisTimeoutError, OSError):
+        except (RedisError, OSError) as error:
             self.failed_flushes += 1
+            self.last_error = f"{type(error).__name__}: {error}"
+            log.warning("Redis write failed, %d customers kept for the next: %s", len(items), error)
             for customer_id, (at, score) in items:  # newer ones queued meanwhile win
                 if customer_id not in self._pending or self._pending[customer_id][0] < at:
                     self._pending[customer_id] = (at, score)
             return False
         finally:
             self._in_flight = 0
-        self.written += sum(written for written, _ in results)
-        self.ignored_older += sum(ignored for _, ignored in results)
+        self.written += sum(written for written, _, _ in results)
+        self.ignored_older += sum(ignored for _, ignored, _ in results)
+        self.last_error = ""
+        if not all(complete for _, _, complete in results):
+            self._totals_started = False  # (if this fails, the next flush sums them)
+            with contextlib.suppress(RedisError, OSError):
+                await self.start_totals()
         return True
 
 

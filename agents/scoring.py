@@ -460,6 +460,7 @@ class ScoringService(PartitionOwnership, Service):
             # an output batch refused: to be read again from the last checkpoint
             "replaying": sorted(self._refused | self._unrestored),
             "redis_ok": self.redis_ok,
+            "redis_error": self.store.last_error if self.store else "",  # the last write's
             "redis_pending": self.store.pending if self.store else 0,
             "lag": sum(self.lag().values()),
             "uptime_seconds": round(time.time() - self.started_at, 1),

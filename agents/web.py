@@ -32,8 +32,10 @@ from models.programmes.book import pooled_summary
 from models.segments import LIFECYCLE_SEGMENTS, UNRANKED
 
 MAX_LIMIT = 1000
-# Fields a segment's top list may ask for: the hash's, except the two every row has.
-TOP_FIELDS = frozenset(HASH_FIELDS) - {"customer_id", "clv"}
+# Fields a segment's top list may ask for: the hash's; the two every row has anyway
+# are accepted and not read again.
+IN_EVERY_ROW = frozenset({"customer_id", "clv"})
+TOP_FIELDS = frozenset(HASH_FIELDS) - IN_EVERY_ROW
 
 if TYPE_CHECKING:
     import faust
@@ -165,6 +167,8 @@ def top_query(query) -> tuple[int, list[str], str]:
 
     >>> top_query({"limit": "5", "fields": "churn_probability,top_needs"})
     (5, ['churn_probability', 'top_needs'], '')
+    >>> top_query({"fields": "clv,customer_id,lifecycle"})  # every row has the first two
+    (100, ['lifecycle'], '')
     >>> top_query({"limit": "0"})[2], top_query({"fields": "password"})[2]
     ('limit must be a whole number from 1 to 1000', "unknown field(s): ['password']")
     >>> [top_query({"limit": text})[0] for text in ("²", "9" * 5000, "-3", "1000", "1001")]
@@ -176,7 +180,7 @@ def top_query(query) -> tuple[int, list[str], str]:
     if not 1 <= limit <= MAX_LIMIT:
         return 0, [], f"limit must be a whole number from 1 to {MAX_LIMIT}"
     fields = [name for name in query.get("fields", "").split(",") if name]
-    unknown = sorted(set(fields) - TOP_FIELDS)
+    unknown = sorted(set(fields) - TOP_FIELDS - IN_EVERY_ROW)
     if unknown:
         return 0, [], f"unknown field(s): {unknown}"
-    return limit, fields, ""
+    return limit, [name for name in fields if name not in IN_EVERY_ROW], ""

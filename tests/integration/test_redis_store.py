@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from agents.redis_store import HASH_FIELDS, RedisScoreStore, segment_totals
 from models.config import ScoringConfig
+from models.timeline import iso_utc
 from streams.offline import cell_text, score_file
 from tests.factories import jsonl
 from tests.integration.own_redis import OwnRedis
@@ -158,6 +159,102 @@ def test_erased_customers_are_removed_and_stay_removed(redis_url):
     assert store.ignored_older == 1 and not sync.exists(f"{prefix}customer:gone")
     assert_totals_match_the_sets(sync, redis_url, prefix)
     assert sync.hget(f"{prefix}segment-clv", "tier:top_5") == "0"
+
+
+def at(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def test_a_replayed_older_erasure_neither_removes_a_newer_score_nor_lowers_the_tombstone(
+    redis_url,
+):
+    """A retry, or a partition's previous owner still flushing, sends an erasure again."""
+    sync = redis.Redis.from_url(redis_url, decode_responses=True)
+    jan, feb, mar = (
+        "2024-01-01T00:00:00+00:00",
+        "2024-02-01T00:00:00+00:00",
+        "2024-03-01T00:00:00+00:00",
+    )
+    back = f"test:{uuid.uuid4().hex[:8]}:"  # erased in January, back in March
+    came_back = score_event("c", mar, 50.0, "active")
+    run(write(redis_url, back, [[("c", None, at(jan))], [("c", came_back, 0.0)]]))
+    store = run(write(redis_url, back, [[("c", None, at(jan))]]))
+    assert store.ignored_older == 1
+    assert sync.hget(f"{back}customer:c", "scored_at") == mar
+    assert sync.zscore(f"{back}lifecycle:active", "c") == 50.0
+    assert_totals_match_the_sets(sync, redis_url, back)
+    twice = f"test:{uuid.uuid4().hex[:8]}:"  # erased in March; January's erasure again
+    run(write(redis_url, twice, [[("c", None, at(mar))], [("c", None, at(jan))]]))
+    assert float(sync.get(f"{twice}erased:c")) == at(mar)
+    store = run(write(redis_url, twice, [[("c", score_event("c", feb, 9.0, "active"), 0.0)]]))
+    assert store.ignored_older == 1 and not sync.exists(f"{twice}customer:c")
+
+
+def test_an_erasure_at_a_scores_own_time_wins_to_the_microsecond(redis_url):
+    """A score's time is its `scored_at` text (microseconds); an erasure's is a float
+    (`max` of the customer's times): both compare at the same rounding."""
+    sync = redis.Redis.from_url(redis_url, decode_responses=True)
+    t = 1704067200.9999997  # rounds up to the next microsecond in `scored_at`
+    scored = score_event("c", iso_utc(t), 7.0, "active")
+    same_batch = f"test:{uuid.uuid4().hex[:8]}:"
+    run(write(redis_url, same_batch, [[("c", scored, 0.0), ("c", None, t)]]))
+    assert not sync.exists(f"{same_batch}customer:c")
+    replayed = f"test:{uuid.uuid4().hex[:8]}:"
+    run(write(redis_url, replayed, [[("c", scored, 0.0)], [("c", None, t)], [("c", scored, 0.0)]]))
+    assert not sync.exists(f"{replayed}customer:c")
+    assert sync.zscore(f"{replayed}lifecycle:active", "c") is None
+
+
+def test_totals_lost_with_the_data_are_summed_again(redis_url):
+    """`segment-clv` gone (Redis restarted without persistence, FLUSHDB, eviction):
+    the next flush notices and sums the sets again, so /segments does not stay null."""
+    prefix = f"test:{uuid.uuid4().hex[:8]}:"
+    sync = redis.Redis.from_url(redis_url, decode_responses=True)
+
+    async def scenario() -> None:
+        client = aioredis.from_url(redis_url)
+        store = RedisScoreStore(client, prefix=prefix)
+        try:
+            store.add("a", score_event("a", "2024-01-01T00:00:00+00:00", 5.0, "active"), None)
+            assert await store.flush()
+            for key in sync.scan_iter(match=f"{prefix}*"):  # this test's keys only
+                sync.delete(key)
+            store.add("b", score_event("b", "2024-01-02T00:00:00+00:00", 2.0, "active"), None)
+            assert await store.flush()
+            totals = await segment_totals(client, prefix, ["lifecycle:active"])
+            assert totals == {"lifecycle:active": (1, 2.0)}
+        finally:
+            await client.aclose()
+
+    run(scenario())
+    assert_totals_match_the_sets(sync, redis_url, prefix)
+
+
+def test_writes_redis_refuses_are_kept_and_written_once_it_accepts_them(tmp_path):
+    """A replica after a failover answers READONLY: the batch is kept, not dropped."""
+    server = OwnRedis(tmp_path / "valkey")
+    url = server.url
+
+    async def scenario() -> None:
+        server.start()
+        client = aioredis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        store = RedisScoreStore(client, prefix="ro:")
+        try:
+            store.add("a", score_event("a", "2024-01-01T00:00:00+00:00", 5.0, "new"), None)
+            assert await store.flush()
+            await client.replicaof("127.0.0.1", 1)  # a replica now (of nothing reachable)
+            store.add("b", score_event("b", "2024-01-02T00:00:00+00:00", 2.0, "new"), None)
+            assert not await store.flush()
+            assert store.pending == 1 and store.failed_flushes == 1
+            assert "READONLY" in store.last_error.upper()
+            await client.replicaof("NO", "ONE")
+            assert await store.flush() and store.pending == 0 and store.last_error == ""
+            assert await client.zscore("ro:lifecycle:new", "b") == 2.0
+        finally:
+            await client.aclose()
+            server.kill()
+
+    run(scenario())
 
 
 def test_scoring_goes_on_while_redis_is_down_and_catches_up_when_it_returns(tmp_path):
