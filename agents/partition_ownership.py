@@ -10,8 +10,9 @@ starts). A partition assigned to this worker is folded from its changelog
 (`agents.changelog`) and reads its inputs again from the checkpoint's offsets.
 
 It uses the service's `settings`, `names`, `producer`, `consumer`, `fits`,
-`fit_executor`, `metrics`, `partitions` and the bookkeeping dicts set in its
-`__init__`.
+`fit_executor`, `metrics`, `partitions`, `store` (Redis; a checkpoint is confirmed
+only once Redis has the scores it covers, `_redis_covers`) and the bookkeeping dicts
+set in its `__init__`.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class PartitionOwnership:
                 partitions = partitions - {partition}
                 self._retry_soon(partition)
         taken = [self._take(p) for p in sorted(partitions) if p in self.partitions]
-        await self._write_checkpoints(taken)
+        await self._write_checkpoints(taken, redis_upto=self._scores_given())
 
     def _retry_soon(self, partition: int) -> None:
         """A checkpoint not confirmed (its value-fits or state records not all
@@ -97,8 +98,15 @@ class PartitionOwnership:
         taken = [self._take(partition)]
         self._checkpointed_at[partition] = time.monotonic()  # not due again meanwhile
         self._checkpointer = asyncio.create_task(
-            self._write_checkpoints(taken, after=sent, fit_records=fit_records)
+            self._write_checkpoints(
+                taken, after=sent, fit_records=fit_records, redis_upto=self._scores_given()
+            )
         )
+
+    def _scores_given(self) -> int | None:
+        """How many scores the Redis store has been given so far (a checkpoint taken
+        now is confirmed once Redis has answered for all of them)."""
+        return self.store.added if self.store is not None else None
 
     async def _checkpoint_written(self) -> None:
         """Until the checkpoint under way in the background, if any, is written."""
@@ -116,6 +124,7 @@ class PartitionOwnership:
         taken: list[tuple[int, Checkpoint, dict[TopicPartition, int]]],
         after: list[asyncio.Future] | None = None,
         fit_records: list[tuple[tuple, asyncio.Future]] | None = None,
+        redis_upto: int | None = None,
     ) -> None:
         """Write checkpoints taken to the changelog: each partition's changed states,
         and once the broker has acknowledged them its checkpoint record, which
@@ -128,7 +137,10 @@ class PartitionOwnership:
         meanwhile: a flush would send every batch at once, scoring going on. With
         `fit_records` (one partition's value-fits records and deliveries) the states
         are written but not confirmed unless those were all acknowledged (they go out
-        again; the checkpoint is due again shortly)."""
+        again; the checkpoint is due again shortly). With `redis_upto` (the scores
+        given to the Redis store when the checkpoint was taken) likewise unless Redis
+        has answered for them: a restart replays from the last confirmed checkpoint,
+        so no score it covers may be missing from Redis."""
         producer, changelog = self.producer, self.names.changelog
         if after is not None:
             await asyncio.gather(*after, return_exceptions=True)
@@ -136,6 +148,9 @@ class PartitionOwnership:
         if fit_records is not None:
             await asyncio.gather(*(d for _, d in fit_records), return_exceptions=True)
             confirm = self.fits.settle(fit_records)
+        if redis_upto is not None and not await self._redis_covers(redis_upto):
+            log.info("checkpoint not confirmed: Redis has not taken its scores yet")
+            confirm = False
         sent_states = []
         for partition, checkpoint, _ in taken:
             deliveries = [

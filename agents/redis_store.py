@@ -159,6 +159,10 @@ class RedisScoreStore:
         self.ignored_older = 0
         self.failed_flushes = 0
         self.last_error = ""  # of the last flush, if it failed
+        # Scores (and erasures) given so far, and how many of the first of them Redis
+        # has answered for: a checkpoint covers only scores that are in Redis.
+        self.added = 0
+        self.written_upto = 0
 
     def customer_key(self, customer_id: str) -> str:
         return customer_key(self.prefix, customer_id)
@@ -170,6 +174,7 @@ class RedisScoreStore:
             at = _epoch(score["scored_at"])
         else:  # to the microsecond, as a score's `scored_at`: the same time compares equal
             at = _epoch(iso_utc(float(erased_at or 0.0)))
+        self.added += 1
         pending = self._pending.get(customer_id)
         if pending is None or at >= pending[0]:
             self._pending[customer_id] = (at, score)
@@ -192,7 +197,10 @@ class RedisScoreStore:
         False, and kept for the next flush, if Redis is unreachable or refuses (a
         replica after a failover answers READONLY, a full disk MISCONF)."""
         if not self._pending:
+            if not self._in_flight:
+                self.written_upto = self.added
             return True
+        taken_upto = self.added  # every score given so far is in this batch, or newer
         batch = self._pending
         self._pending = {}
         items = list(batch.items())
@@ -222,6 +230,7 @@ class RedisScoreStore:
         self.written += sum(written for written, _, _ in results)
         self.ignored_older += sum(ignored for _, ignored, _ in results)
         self.last_error = ""
+        self.written_upto = max(self.written_upto, taken_upto)
         if not all(complete for _, _, complete in results):
             self._totals_started = False  # (if this fails, the next flush sums them)
             with contextlib.suppress(RedisError, OSError):

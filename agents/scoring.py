@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import shutil
 import time
 from collections import defaultdict
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 _NOT_SEEN_GRACE_SECONDS = 2.0  # an input never fetched yet counts as idle after this
 _REDIS_RETRY_SECONDS = 1.0
 _REDIS_PING_SECONDS = 1.0  # `/health`: a Redis slower than this to answer is not ready
+_REDIS_COVER_SECONDS = 10.0  # a checkpoint waits this long for its scores' Redis writes
 _END_OFFSETS_SECONDS = 1.0  # `/health`, `/metrics`: the inputs' end offsets, asked briefly
 
 
@@ -381,6 +383,30 @@ class ScoringService(PartitionOwnership, Service):
             metrics.redis_writes += store.written - written_before
             done = time.time()
             metrics.latency.observe_many(done - at for at in produced_at)
+
+    async def _redis_covers(self, upto: int, timeout: float = _REDIS_COVER_SECONDS) -> bool:
+        """Until Redis has answered for the first `upto` scores given to the store
+        (writing them if no write is under way): True, or False once a write fails or
+        `timeout` seconds pass. A checkpoint is confirmed only then: one that covered
+        scores Redis never got would leave them stale after a crash (its replay starts
+        after them)."""
+        store = self.store
+        if store is None:
+            return True
+        deadline = time.monotonic() + min(timeout, self._time_to_stop())
+        failed_before = store.failed_flushes
+        while store.written_upto < upto:
+            if store.failed_flushes > failed_before or time.monotonic() >= deadline:
+                return False
+            await self._flush_redis()
+            await asyncio.sleep(0.005)
+        return True
+
+    def _time_to_stop(self) -> float:
+        """Seconds left before a stop under way gives its steps up (inf otherwise)."""
+        if not self._stop_deadline:
+            return math.inf
+        return max(0.0, self._stop_deadline - time.monotonic())
 
     async def _last_redis_write(self) -> None:
         """On stop: the writer under way, then whatever is still pending."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from models.emitted import Stream
 from streams.offline import SCORE_COLUMNS, cell_text
 from streams.partitioned import Job, Replay, Sinks
 from streams.settings import Settings
@@ -25,6 +26,7 @@ from tests.integration.worker_harness import (
     redis_scores,
     replay,
     simulated_file,
+    topic_values,
     wait_until_scored,
     worker,
 )
@@ -375,3 +377,50 @@ def test_health_is_not_ready_while_redis_hangs_and_the_worker_stays_live(kafka_u
     assert hung[0] == 503 and not hung[1]["redis_ok"] and hung[1]["status"] == "degraded"
     assert live[0] == 200 and live[1]["status"] == "alive"
     assert again[0] == 200 and again[1]["redis_ok"]
+
+
+def test_a_worker_killed_while_redis_hangs_leaves_no_newest_score_out_of_redis(kafka_url, tmp_path):
+    """A checkpoint is confirmed only once Redis has answered for the scores it covers:
+    killed while Redis hangs, the worker restarts from one before the scores Redis never
+    got and writes them again. (Confirmed regardless, the restart replayed from after
+    them and those customers kept an older score in Redis until their next event.)"""
+    events = simulated_file(tmp_path, 300, 360, seed=12)
+    lines = events.read_bytes().splitlines(keepends=True)
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_bytes(b"".join(lines[: len(lines) // 2]))
+    second.write_bytes(b"".join(lines[len(lines) // 2 :]))
+    redis_server = OwnRedis(tmp_path / "valkey")
+    redis_server.start()
+    settings = fresh_settings(kafka_url, redis_server.url, partitions=1, checkpoint_seconds=0.2)
+    process = None
+    try:
+        sent = replay(first, settings)
+        process = worker(settings, tmp_path, "before")
+        wait_until_scored([process], sent)
+        redis_server.pause()  # connections open, nothing answered
+        replay(second, settings)
+        deadline = time.monotonic() + 90
+        while not process.get("/health")[1]["caught_up"]:
+            assert time.monotonic() < deadline, "the second half not scored"
+            time.sleep(0.1)
+        time.sleep(1.5)  # several checkpoints due meanwhile
+        process.process.send_signal(signal.SIGKILL)
+        process.process.wait()
+        redis_server.pause(False)
+        process = worker(settings, tmp_path, "after")
+        wait_until_scored([process], 0)
+        served = redis_scores(settings)
+    finally:
+        if process is not None and process.process.poll() is None:
+            assert process.stop() == 0
+        redis_server.kill()
+    erased = {
+        event["customer_id"] for event in map(orjson.loads, lines) if event.get("kind") == "erasure"
+    }
+    newest: dict[str, str] = {}
+    for score in topic_values(settings, TopicNames(settings.topic_prefix).output(Stream.SCORES)):
+        customer = score["customer_id"]
+        newest[customer] = max(newest.get(customer, ""), score["scored_at"])
+    expected = {c: at for c, at in newest.items() if c not in erased}
+    assert len(expected) > 250
+    assert {c: served.get(c, {}).get("scored_at") for c in expected} == expected
