@@ -257,6 +257,34 @@ def test_writes_redis_refuses_are_kept_and_written_once_it_accepts_them(tmp_path
     run(scenario())
 
 
+def test_a_backlog_goes_out_in_parts_oldest_first_and_counts_as_written_at_its_end(
+    redis_url,
+):
+    """After an outage a worker may hold a score for every customer: one pipeline of
+    them all would outlast the client's timeout and fail again and again."""
+    prefix = f"test:{uuid.uuid4().hex[:8]}:"
+
+    async def scenario() -> None:
+        client = aioredis.from_url(redis_url)
+        store = RedisScoreStore(client, prefix=prefix, flush_limit=3)
+        try:
+            for n in range(7):
+                at = f"2024-01-0{n + 1}T00:00:00+00:00"
+                store.add(f"c{n}", score_event(f"c{n}", at, 1.0, "active"), None)
+            sizes = []
+            while store.pending:
+                assert await store.flush()
+                sizes.append(store.pending)
+                if store.pending:  # covered only once the last part is written
+                    assert store.written_upto == 0
+            assert sizes == [4, 1, 0] and store.written == 7 and store.written_upto == 7
+            assert await client.zcard(f"{prefix}lifecycle:active") == 7
+        finally:
+            await client.aclose()
+
+    run(scenario())
+
+
 def test_scoring_goes_on_while_redis_is_down_and_catches_up_when_it_returns(tmp_path):
     server = OwnRedis(tmp_path / "valkey")  # removed by pytest, not left in /tmp
     url = server.url
