@@ -6,7 +6,8 @@ Key layout (prefix `clvstream:` by default):
   `scored_at` (ISO) and `_at` (epoch seconds of `scored_at`, for ordering);
 - `{prefix}lifecycle:{lifecycle}` and `{prefix}tier:{value_tier}`: sorted sets of
   customer ids scored by CLV, so "the 100 highest-value customers now at risk" is
-  `ZREVRANGE clvstream:lifecycle:at_risk 0 99 WITHSCORES`;
+  `ZREVRANGE clvstream:lifecycle:at_risk 0 99 WITHSCORES`; a customer whose CLV is not
+  known (a prospect, or before the first value fit) is scored -inf: counted, last;
 - `{prefix}segment-clv`: hash of the CLV summed over each of those sets (fields
   `lifecycle:{lifecycle}`, `tier:{value_tier}`), kept by the same scripts, so the
   customers and value per segment are `ZCARD` and `HGET`, not a read of every member;
@@ -43,20 +44,26 @@ from streams.offline import SCORE_COLUMNS, cell_text
 log = logging.getLogger(__name__)
 
 _WRITE_BATCH = """
+-- A customer whose CLV is not known (a prospect, or before the first value fit) is
+-- in its sets all the same, with the score -inf: counted, listed last, not summed.
 local function leave(prefix, set, id)
   local clv = redis.call('ZSCORE', prefix .. set, id)
   if clv then
     redis.call('ZREM', prefix .. set, id)
     if redis.call('ZCARD', prefix .. set) == 0 then  -- exactly 0, no rounding residue
       redis.call('HSET', prefix .. 'segment-clv', set, 0)
-    else
+    elseif clv ~= '-inf' then
       redis.call('HINCRBYFLOAT', prefix .. 'segment-clv', set, -tonumber(clv))
     end
   end
 end
 local function join(prefix, set, id, clv)
-  redis.call('ZADD', prefix .. set, clv, id)
-  redis.call('HINCRBYFLOAT', prefix .. 'segment-clv', set, clv)
+  if clv == '' then
+    redis.call('ZADD', prefix .. set, '-inf', id)
+  else
+    redis.call('ZADD', prefix .. set, clv, id)
+    redis.call('HINCRBYFLOAT', prefix .. 'segment-clv', set, clv)
+  end
 end
 local prefix, ttl = ARGV[1], ARGV[2]
 local written, ignored = 0, 0
@@ -80,10 +87,8 @@ for i = 1, #KEYS do
     redis.call('DEL', KEYS[i])
     if kind == 'S' then
       redis.call('HSET', KEYS[i], '_at', ARGV[n + 3], unpack(cjson.decode(ARGV[n + 7])))
-      if clv ~= '' then
-        join(prefix, 'lifecycle:' .. lifecycle, id, clv)
-        if tier ~= '' then join(prefix, 'tier:' .. tier, id, clv) end
-      end
+      if lifecycle ~= '' then join(prefix, 'lifecycle:' .. lifecycle, id, clv) end
+      if tier ~= '' then join(prefix, 'tier:' .. tier, id, clv) end
     end
     written = written + 1
   end
@@ -102,7 +107,9 @@ redis.call('DEL', hash)
 for i = 1, #KEYS do
   local members = redis.call('ZRANGE', KEYS[i], 0, -1, 'WITHSCORES')
   local sum = 0
-  for j = 2, #members, 2 do sum = sum + tonumber(members[j]) end
+  for j = 2, #members, 2 do
+    if members[j] ~= '-inf' then sum = sum + tonumber(members[j]) end
+  end
   redis.call('HSET', hash, string.sub(KEYS[i], #ARGV[1] + 1), string.format('%.17g', sum))
 end
 redis.call('HSET', hash, '_complete', '1')
@@ -278,7 +285,10 @@ async def top_of_segment(
     missing): one `ZREVRANGE`, then one pipeline of `HMGET`s. A customer scored again
     between the two shows its newest fields."""
     members = await client.zrevrange(prefix + segment_set, 0, limit - 1, withscores=True)
-    top = [{"customer_id": member.decode(), "clv": clv} for member, clv in members]
+    top = [
+        {"customer_id": member.decode(), "clv": clv if clv != -math.inf else None}
+        for member, clv in members
+    ]
     if not fields or not top:
         return top
     async with client.pipeline(transaction=False) as pipe:

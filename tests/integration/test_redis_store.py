@@ -11,7 +11,7 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
-from agents.redis_store import HASH_FIELDS, RedisScoreStore, segment_totals
+from agents.redis_store import HASH_FIELDS, RedisScoreStore, segment_totals, top_of_segment
 from models.config import ScoringConfig
 from models.timeline import iso_utc
 from streams.offline import cell_text, score_file
@@ -100,7 +100,8 @@ def assert_totals_match_the_sets(sync: redis.Redis, url: str, prefix: str) -> No
     for name in sets:
         members = sync.zrange(prefix + name, 0, -1, withscores=True)
         assert kept[name][0] == len(members), name
-        assert abs(kept[name][1] - sum(s for _, s in members)) < 1e-6 * (1 + kept[name][1])
+        summed = sum(s for _, s in members if s != float("-inf"))  # CLV unknown: not summed
+        assert abs(kept[name][1] - summed) < 1e-6 * (1 + kept[name][1])
 
 
 def test_older_scores_never_overwrite_newer_ones_and_customers_move_between_sets(redis_url):
@@ -283,6 +284,41 @@ def test_a_backlog_goes_out_in_parts_oldest_first_and_counts_as_written_at_its_e
             await client.aclose()
 
     run(scenario())
+
+
+def test_customers_without_a_known_clv_are_counted_listed_last_and_not_summed(redis_url):
+    """A prospect (nothing bought) or anyone before the first value fit has no CLV:
+    /segments counted them nowhere."""
+    prefix = f"test:{uuid.uuid4().hex[:8]}:"
+    sync = redis.Redis.from_url(redis_url, decode_responses=True)
+    jan, feb = "2024-01-01T00:00:00+00:00", "2024-02-01T00:00:00+00:00"
+    prospect = {**score_event("p", jan, 0.0, "prospect"), "clv": None, "value_tier": None}
+    unknown = {**score_event("u", jan, 0.0, "new"), "clv": None}
+    known = score_event("k", jan, 12.5, "new")
+    run(write(redis_url, prefix, [[("p", prospect, 0.0), ("u", unknown, 0.0), ("k", known, 0.0)]]))
+
+    async def views():
+        client = aioredis.from_url(redis_url)
+        try:
+            sets = ["lifecycle:prospect", "lifecycle:new", "tier:rest"]
+            top = await top_of_segment(client, prefix, "lifecycle:new", 10, ["lifecycle"])
+            return await segment_totals(client, prefix, sets), top
+        finally:
+            await client.aclose()
+
+    totals, top = run(views())
+    assert totals == {
+        "lifecycle:prospect": (1, 0.0),
+        "lifecycle:new": (2, 12.5),
+        "tier:rest": (2, 12.5),
+    }
+    assert [(row["customer_id"], row["clv"]) for row in top] == [("k", 12.5), ("u", None)]
+    assert_totals_match_the_sets(sync, redis_url, prefix)
+    fitted = score_event("u", feb, 30.0, "active")  # the first fit gives a CLV
+    run(write(redis_url, prefix, [[("u", fitted, 0.0)]]))
+    assert run(views())[0]["lifecycle:new"] == (1, 12.5)
+    assert_totals_match_the_sets(sync, redis_url, prefix)
+    assert not sync.exists(f"{prefix}lifecycle:")  # no set for an empty lifecycle
 
 
 def test_scoring_goes_on_while_redis_is_down_and_catches_up_when_it_returns(tmp_path):
