@@ -292,12 +292,12 @@ async def top_of_segment(
     if not fields or not top:
         return top
     async with client.pipeline(transaction=False) as pipe:
-        for row in top:
-            pipe.hmget(customer_key(prefix, row["customer_id"]), fields)
+        for row in top:  # (`_at`: every hash has it, so a missing one means no hash)
+            pipe.hmget(customer_key(prefix, row["customer_id"]), ["_at", *fields])
         values = await pipe.execute()
     rows = []
-    for row, found in zip(top, values, strict=True):
-        if all(value is None for value in found):
+    for row, (written_at, *found) in zip(top, values, strict=True):
+        if written_at is None:
             continue  # erased (or its hash gone) between the two calls
         row.update(
             (name, typed_value(name, value)) for name, value in zip(fields, found, strict=True)

@@ -319,6 +319,8 @@ def test_customers_without_a_known_clv_are_counted_listed_last_and_not_summed(re
     assert run(views())[0]["lifecycle:new"] == (1, 12.5)
     assert_totals_match_the_sets(sync, redis_url, prefix)
     assert not sync.exists(f"{prefix}lifecycle:")  # no set for an empty lifecycle
+    sync.hdel(f"{prefix}customer:k", "lifecycle")  # as a version without the column wrote
+    assert [row["lifecycle"] for row in run(views())[1]] == [None]  # listed, not taken as erased
 
 
 def test_scoring_goes_on_while_redis_is_down_and_catches_up_when_it_returns(tmp_path):
