@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import uuid
 from datetime import datetime
+from pathlib import Path
 
 import orjson
 import redis
@@ -231,18 +233,28 @@ def test_totals_lost_with_the_data_are_summed_again(redis_url):
     assert_totals_match_the_sets(sync, redis_url, prefix)
 
 
+@contextlib.asynccontextmanager
+async def store_on_own_redis(tmp_path: Path, prefix: str):
+    """(server, client, store) on a Redis of the test's own, to kill or make a
+    replica, once a first score ("a", new, 5.0) is written; stopped afterwards."""
+    server = OwnRedis(tmp_path / "valkey")  # removed by pytest, not left in /tmp
+    server.start()
+    client = aioredis.from_url(server.url, socket_timeout=1, socket_connect_timeout=1)
+    store = RedisScoreStore(client, prefix=prefix)
+    try:
+        store.add("a", score_event("a", "2024-01-01T00:00:00+00:00", 5.0, "new"), None)
+        assert await store.flush()
+        yield server, client, store
+    finally:
+        await client.aclose()
+        server.kill()
+
+
 def test_writes_redis_refuses_are_kept_and_written_once_it_accepts_them(tmp_path):
     """A replica after a failover answers READONLY: the batch is kept, not dropped."""
-    server = OwnRedis(tmp_path / "valkey")
-    url = server.url
 
     async def scenario() -> None:
-        server.start()
-        client = aioredis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
-        store = RedisScoreStore(client, prefix="ro:")
-        try:
-            store.add("a", score_event("a", "2024-01-01T00:00:00+00:00", 5.0, "new"), None)
-            assert await store.flush()
+        async with store_on_own_redis(tmp_path, "ro:") as (_, client, store):
             await client.replicaof("127.0.0.1", 1)  # a replica now (of nothing reachable)
             store.add("b", score_event("b", "2024-01-02T00:00:00+00:00", 2.0, "new"), None)
             assert not await store.flush()
@@ -251,9 +263,6 @@ def test_writes_redis_refuses_are_kept_and_written_once_it_accepts_them(tmp_path
             await client.replicaof("NO", "ONE")
             assert await store.flush() and store.pending == 0 and store.last_error == ""
             assert await client.zscore("ro:lifecycle:new", "b") == 2.0
-        finally:
-            await client.aclose()
-            server.kill()
 
     run(scenario())
 
@@ -324,16 +333,8 @@ def test_customers_without_a_known_clv_are_counted_listed_last_and_not_summed(re
 
 
 def test_scoring_goes_on_while_redis_is_down_and_catches_up_when_it_returns(tmp_path):
-    server = OwnRedis(tmp_path / "valkey")  # removed by pytest, not left in /tmp
-    url = server.url
-
     async def scenario() -> None:
-        server.start()
-        client = aioredis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
-        store = RedisScoreStore(client, prefix="down:")
-        try:
-            store.add("a", score_event("a", "2024-01-01T00:00:00+00:00", 5.0, "new"), None)
-            assert await store.flush()
+        async with store_on_own_redis(tmp_path, "down:") as (server, client, store):
             server.kill()
             for day in range(2, 6):  # the scorer keeps producing; Redis is gone
                 at = f"2024-01-0{day}T00:00:00+00:00"
@@ -346,9 +347,6 @@ def test_scoring_goes_on_while_redis_is_down_and_catches_up_when_it_returns(tmp_
             served = await client.hget("down:customer:a", "scored_at")
             assert served == b"2024-01-05T00:00:00+00:00"
             assert await client.zscore("down:lifecycle:new", "b") == 1.0
-        finally:
-            await client.aclose()
-            server.kill()
 
     run(scenario())
 
