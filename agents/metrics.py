@@ -82,6 +82,7 @@ class WorkerMetrics:
         self.replays = 0  # partitions read again from their last checkpoint for that
         self.checkpoints = 0
         self.checkpointed_states = 0  # customer states written by those checkpoints
+        self.checkpoints_past_redis = 0  # confirmed during a long Redis outage regardless
         self.restored_customers = 0
         self.buffered_high_water = 0  # most records one input has held, waiting to merge
         self.latency = Histogram()  # broker timestamp of the input -> score in Redis
@@ -109,6 +110,7 @@ class WorkerMetrics:
             "clvstream_partition_replays_total": self.replays,
             "clvstream_checkpoints_total": self.checkpoints,
             "clvstream_checkpointed_states_total": self.checkpointed_states,
+            "clvstream_checkpoints_past_redis_total": self.checkpoints_past_redis,
             "clvstream_restored_customers_total": self.restored_customers,
             "clvstream_buffered_records_high_water": self.buffered_high_water,
             **extra,
@@ -149,6 +151,8 @@ HELP = {
     "clvstream_output_batches_failed_total": "Output batches the broker refused after retries.",
     "clvstream_partition_replays_total": "Partitions read again from their last checkpoint.",
     "clvstream_checkpoints_total": "Partition checkpoints written.",
+    "clvstream_checkpoints_past_redis_total": "Checkpoints confirmed during a Redis outage "
+    "longer than a minute without waiting for its scores.",
     "clvstream_checkpointed_states_total": "Customer states written by checkpoints.",
     "clvstream_restored_customers_total": "Customer states restored from changelogs.",
     "clvstream_buffered_records_high_water": "Most records one input has held for the merge.",

@@ -35,7 +35,8 @@ from streams.topics import partition_of
 log = logging.getLogger(__name__)
 
 _FIT_RECORDS_RETRY_SECONDS = 0.2  # a checkpoint, while its value-fits records are out
-_REPLAY_BACKOFF_CAP_SECONDS = 60.0  # between replays of a partition whose outputs fail
+_REPLAY_BACKOFF_CAP_SECONDS = 60.0
+_COMMIT_SECONDS = 5.0  # between replays of a partition whose outputs fail
 
 
 class PartitionOwnership:
@@ -58,7 +59,8 @@ class PartitionOwnership:
                 partitions = partitions - {partition}
                 self._retry_soon(partition)
         taken = [self._take(p) for p in sorted(partitions) if p in self.partitions]
-        await self._write_checkpoints(taken, redis_upto=self._scores_given())
+        # (a rebalance or a stop waits for Redis briefly: the group waits meanwhile)
+        await self._write_checkpoints(taken, redis_upto=self._scores_given(), redis_wait=2.0)
 
     def _retry_soon(self, partition: int) -> None:
         """A checkpoint not confirmed (its value-fits or state records not all
@@ -125,6 +127,7 @@ class PartitionOwnership:
         after: list[asyncio.Future] | None = None,
         fit_records: list[tuple[tuple, asyncio.Future]] | None = None,
         redis_upto: int | None = None,
+        redis_wait: float = 10.0,
     ) -> None:
         """Write checkpoints taken to the changelog: each partition's changed states,
         and once the broker has acknowledged them its checkpoint record, which
@@ -148,7 +151,7 @@ class PartitionOwnership:
         if fit_records is not None:
             await asyncio.gather(*(d for _, d in fit_records), return_exceptions=True)
             confirm = self.fits.settle(fit_records)
-        if redis_upto is not None and not await self._redis_covers(redis_upto):
+        if redis_upto is not None and not await self._redis_covers(redis_upto, redis_wait):
             log.info("checkpoint not confirmed: Redis has not taken its scores yet")
             confirm = False
         sent_states = []
@@ -195,7 +198,8 @@ class PartitionOwnership:
             self.metrics.checkpoints += 1  # (none when a partition waits for its records)
             self.metrics.checkpointed_states += states
             try:  # for lag monitoring only: restores read the offsets from the changelog
-                await self.consumer.commit(offsets)
+                # (bounded: a commit waits for a coordinator while none is known)
+                await asyncio.wait_for(self.consumer.commit(offsets), _COMMIT_SECONDS)
             except Exception as error:
                 log.warning("offset commit failed: %s", error)
 
@@ -235,8 +239,23 @@ class PartitionOwnership:
         self._unrestored -= partitions
 
     async def acquire(self, partitions: set[int]) -> None:
+        """Restore newly assigned partitions, each on its own: one whose restore fails
+        (the broker away, its changelog unreadable in time) has its inputs paused and
+        is tried again after a backoff (`_replay_refused`); an exception here would
+        only be logged by the consumer, leaving the partition assigned and unscored."""
         async with self._lock:
-            await self._restore(partitions - set(self.partitions))
+            new = partitions - set(self.partitions)
+            try:
+                failed = await self._restore(new, each_on_its_own=True)
+            except Exception as error:  # (the changelog reader did not start)
+                failed = dict.fromkeys(new, error)
+            for partition, error in sorted(failed.items()):
+                log.warning("partition %d: restore failed, tried again: %s", partition, error)
+                inputs = [TopicPartition(topic, partition) for topic in self.names.inputs]
+                assigned = self.consumer.assignment()
+                self.consumer.pause(*(tp for tp in inputs if tp in assigned))
+                self._unrestored.add(partition)
+                self._replay_at[partition] = time.monotonic() + 2.0
 
     async def _replay_refused(self) -> None:
         """Partitions with an output batch the broker refused (after the producer's
@@ -281,10 +300,14 @@ class PartitionOwnership:
             backoff = min(_REPLAY_BACKOFF_CAP_SECONDS, 2.0 ** min(attempts, 6))
             self._replay_at[partition] = time.monotonic() + backoff  # (after the restore)
 
-    async def _restore(self, partitions: set[int]) -> None:
-        """Fold the partitions' changelogs and score them from there."""
+    async def _restore(
+        self, partitions: set[int], each_on_its_own: bool = False
+    ) -> dict[int, Exception]:
+        """Fold the partitions' changelogs and score them from there. A failure is
+        raised, or with `each_on_its_own` returned by partition (the others go on)."""
+        failed: dict[int, Exception] = {}
         if not partitions:
-            return
+            return failed
         reader = AIOKafkaConsumer(
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -297,13 +320,17 @@ class PartitionOwnership:
                 disk = self._disk(partition) if self.settings.store == "rocksdb" else None
                 try:
                     restored = await read_changelog(reader, tp, into=disk)
-                except BaseException:
+                except BaseException as error:
                     if disk is not None:
                         disk.close()
-                    raise
+                    if not each_on_its_own or not isinstance(error, Exception):
+                        raise
+                    failed[partition] = error
+                    continue
                 await self._install(partition, restored)
         finally:
             await reader.stop()
+        return failed
 
     async def _install(self, partition: int, restored: Restored) -> None:
         """Score a newly assigned partition from its restored state and offsets. The

@@ -241,10 +241,11 @@ class RedisScoreStore:
             self.failed_flushes += 1
             self.last_error = f"{type(error).__name__}: {error}"
             log.warning("Redis write failed, %d customers kept for the next: %s", len(items), error)
-            for customer_id, (at, score) in items:  # newer ones queued meanwhile win
-                if customer_id not in self._pending or self._pending[customer_id][0] < at:
-                    self._pending[customer_id] = (at, score)
+            self._queue_again(items)
             return False
+        except BaseException:  # cancelled (a stop), or a fault: nothing taken is lost
+            self._queue_again(items)
+            raise
         finally:
             self._in_flight = 0
         self.written += sum(written for written, _, _ in results)
@@ -257,6 +258,11 @@ class RedisScoreStore:
             with contextlib.suppress(RedisError, OSError):
                 await self.start_totals()
         return True
+
+    def _queue_again(self, items: list[tuple[str, tuple[float, dict | None]]]) -> None:
+        for customer_id, (at, score) in items:  # newer ones queued meanwhile win
+            if customer_id not in self._pending or self._pending[customer_id][0] < at:
+                self._pending[customer_id] = (at, score)
 
 
 async def segment_totals(

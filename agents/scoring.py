@@ -52,6 +52,7 @@ _NOT_SEEN_GRACE_SECONDS = 2.0  # an input never fetched yet counts as idle after
 _REDIS_RETRY_SECONDS = 1.0
 _REDIS_PING_SECONDS = 1.0  # `/health`: a Redis slower than this to answer is not ready
 _REDIS_COVER_SECONDS = 10.0  # a checkpoint waits this long for its scores' Redis writes
+_REDIS_OUTAGE_CHECKPOINT_SECONDS = 60.0  # Redis behind longer: checkpoints go on regardless
 _END_OFFSETS_SECONDS = 1.0  # `/health`, `/metrics`: the inputs' end offsets, asked briefly
 
 
@@ -103,6 +104,7 @@ class ScoringService(PartitionOwnership, Service):
         self._redis_retry_at = 0.0
         self._redis_writer: asyncio.Task | None = None  # writes to Redis, one at a time
         self._redis_produced_at: list[float] = []  # inputs whose scores wait for a flush
+        self._redis_behind_since: float | None = None  # (monotonic) checkpoints wait for it
         self._idle_since: dict[int, float] = {}
         # inputs whose fetching waits: a catch-up or a full buffer (_pause_or_resume_fetching)
         self._paused: set[TopicPartition] = set()
@@ -202,6 +204,8 @@ class ScoringService(PartitionOwnership, Service):
 
     async def _step(self, batch: dict) -> None:
         async with self._lock:
+            if self._stop_deadline:
+                return  # fetched as the stop began: read again by the next owner
             await self._handle(batch)
             await self._replay_refused()
             due = self._checkpoint_due(time.monotonic())
@@ -386,27 +390,39 @@ class ScoringService(PartitionOwnership, Service):
 
     async def _redis_covers(self, upto: int, timeout: float = _REDIS_COVER_SECONDS) -> bool:
         """Until Redis has answered for the first `upto` scores given to the store
-        (writing them if no write is under way): True, or False once a write fails or
-        `timeout` seconds pass. A checkpoint is confirmed only then: one that covered
-        scores Redis never got would leave them stale after a crash (its replay starts
-        after them)."""
+        (writing them if no write is under way): True, or False at once while Redis's
+        last write failed, once a write fails, or after `timeout` seconds (sooner if a
+        stop's deadline comes first). A checkpoint is confirmed only then: one that
+        covered scores Redis never got would leave them stale after a crash (its replay
+        starts after them). Once Redis has been behind for a minute, True regardless
+        (counted): see below."""
         store = self.store
-        if store is None:
+        if store is None or store.written_upto >= upto:
+            self._redis_behind_since = None
             return True
-        deadline = time.monotonic() + min(timeout, self._time_to_stop())
+        now = time.monotonic()
+        if self._redis_behind_since is None:
+            self._redis_behind_since = now
+        elif now - self._redis_behind_since >= _REDIS_OUTAGE_CHECKPOINT_SECONDS:
+            # A long outage: checkpoints go on without it (held back for ever, a restart
+            # would replay the whole outage, and a restore hold all its states), and a
+            # crash leaves those customers' scores in Redis stale until their next event.
+            self.metrics.checkpoints_past_redis += 1
+            return True
+        if not self.redis_ok:
+            return False  # its last write failed: no use waiting
+        deadline = now + timeout
         failed_before = store.failed_flushes
         while store.written_upto < upto:
-            if store.failed_flushes > failed_before or time.monotonic() >= deadline:
+            if store.failed_flushes > failed_before:
+                return False
+            # (a stop that begins meanwhile brings the deadline forward)
+            if time.monotonic() >= min(deadline, self._stop_deadline or math.inf):
                 return False
             await self._flush_redis()
             await asyncio.sleep(0.005)
+        self._redis_behind_since = None
         return True
-
-    def _time_to_stop(self) -> float:
-        """Seconds left before a stop under way gives its steps up (inf otherwise)."""
-        if not self._stop_deadline:
-            return math.inf
-        return max(0.0, self._stop_deadline - time.monotonic())
 
     async def _last_redis_write(self) -> None:
         """On stop: the writer under way, then whatever is still pending."""

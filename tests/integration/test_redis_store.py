@@ -267,6 +267,31 @@ def test_writes_redis_refuses_are_kept_and_written_once_it_accepts_them(tmp_path
     run(scenario())
 
 
+def test_a_write_cancelled_mid_way_keeps_its_scores_and_claims_none_written(tmp_path):
+    """A stop cancels a write Redis is slow to answer: what it took goes back in the
+    queue, and `written_upto` (what a checkpoint may count on) does not move."""
+
+    async def scenario() -> None:
+        async with store_on_own_redis(tmp_path, "cancel:") as (server, client, store):
+            store.add("b", score_event("b", "2024-01-02T00:00:00+00:00", 2.0, "new"), None)
+            server.pause()
+            try:
+                write = asyncio.create_task(store.flush())
+                await asyncio.sleep(0.2)
+                write.cancel()
+                await asyncio.gather(write, return_exceptions=True)
+                assert store.pending == 1 and store.written_upto == 1
+            finally:
+                server.pause(False)
+            assert await store.flush() and store.pending == 0 and store.written_upto == 2
+            assert await client.zscore("cancel:lifecycle:new", "b") == 2.0
+
+    async def guarded() -> None:
+        await asyncio.wait_for(scenario(), 30)
+
+    run(guarded())
+
+
 def test_a_backlog_goes_out_in_parts_oldest_first_and_counts_as_written_at_its_end(
     redis_url,
 ):
