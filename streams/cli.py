@@ -177,13 +177,18 @@ def _run_worker(args: argparse.Namespace) -> int:
 def _run_replay(args: argparse.Namespace) -> int:
     import asyncio
 
-    from streams.replay import replay_file
+    from streams.replay import ReplaySummary, replay_file
 
     settings = load_settings(args.config)
     if not settings.kafka_url:
         raise ClvError("set CLVSTREAM_KAFKA_URL (or use `clvstream up --events FILE`)")
-    with _broker_errors(settings.kafka_url):
-        summary = asyncio.run(replay_file(args.events, settings, rate=args.rate))
+    summary = ReplaySummary()
+    try:
+        with _broker_errors(settings.kafka_url):
+            asyncio.run(replay_file(args.events, settings, rate=args.rate, summary=summary))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {summary.events:,} events sent (the broker may not have all)")
+        return 130
     print(f"replayed {summary}")
     return 0
 

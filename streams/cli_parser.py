@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from datetime import date
 from pathlib import Path
 
@@ -107,7 +108,9 @@ def _add_service(commands: argparse._SubParsersAction) -> None:
 
     replay = commands.add_parser("replay", help="produce an events file to the input topics")
     replay.add_argument("events", type=Path, help="events, one JSON object per line")
-    replay.add_argument("--rate", type=float, help="events per second (as fast as possible)")
+    replay.add_argument(
+        "--rate", type=positive_rate, help="events per second (as fast as possible)"
+    )
     replay.add_argument("--config", type=Path, help="TOML settings file")
 
     redrive = commands.add_parser(
@@ -133,7 +136,9 @@ def _add_service(commands: argparse._SubParsersAction) -> None:
     up.add_argument("--events", type=Path, help="replay this file instead of the demo")
     up.add_argument("--customers", type=int, default=3000, help="demo customers (3000)")
     up.add_argument("--days", type=int, default=540, help="demo days of history (540)")
-    up.add_argument("--rate", type=float, help="replay rate, events/s (as fast as possible)")
+    up.add_argument(
+        "--rate", type=positive_rate, help="replay rate, events/s (as fast as possible)"
+    )
     up.add_argument("--out-dir", type=Path, default=Path("out"), help="demo files, log (out/)")
     up.add_argument("--exit-when-done", action="store_true", help="stop once all is scored")
     up.add_argument("--config", type=Path, help="TOML settings file")
@@ -192,3 +197,23 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
         "--to", dest="last", type=_date, metavar="DATE", help="last day (last event's)"
     )
     report.add_argument("--config", type=Path, help="TOML settings file")
+
+
+def positive_rate(text: str) -> float:
+    """A replay rate: events per second, above 0.
+
+    >>> positive_rate("250"), positive_rate("0.5")
+    (250.0, 0.5)
+    >>> positive_rate("0")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: a rate must be a number of events per second above 0, not '0'
+    """
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = math.nan
+    if not rate > 0 or math.isinf(rate):
+        raise argparse.ArgumentTypeError(
+            f"a rate must be a number of events per second above 0, not {text!r}"
+        )
+    return rate

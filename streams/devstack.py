@@ -250,6 +250,15 @@ class DevStack:
         """PIDs of the server processes started (also process-group ids)."""
         return tuple(child.pid for child in self._children)
 
+    def exited(self) -> list[str]:
+        """The servers started that have exited since, with their code and log's end."""
+        gone = []
+        for child in self._children:
+            code = child.process.poll()
+            if code is not None:
+                gone.append(f"{child.name} exited with code {code}: {_log_tail(child.log_path)}")
+        return gone
+
     @property
     def workdir(self) -> Path | None:
         """Where the children's logs live while the stack runs."""

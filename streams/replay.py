@@ -9,6 +9,7 @@ transactions, unkeyed): the worker dead-letters them, as it would in production.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import time
@@ -16,16 +17,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
 
+from models.errors import ClvError
 from streams.lines import json_lines
 from streams.progress import Progress
 from streams.settings import Settings
 from streams.topics import Partitioner, TopicNames, partition_of, routing_fields
 
 
+class ReplayError(ClvError):
+    """The broker did not take every event (its summary says how far it got)."""
+
+
 @dataclass
 class ReplaySummary:
-    events: int = 0
+    events: int = 0  # handed to the producer
+    failed: int = 0  # the broker did not take them (after the producer's retries)
+    too_large: int = 0  # lines over the producer's request limit, skipped
+    first_error: str = ""
     seconds: float = 0.0
     by_topic: dict[str, int] = field(default_factory=dict)
     first_produced_at: float | None = None  # wall clock, for end-to-end benchmarks
@@ -36,7 +46,19 @@ class ReplaySummary:
 
     def __str__(self) -> str:
         topics = ", ".join(f"{topic} {n:,}" for topic, n in sorted(self.by_topic.items()))
-        return f"{self.events:,} events in {self.seconds:.1f} s ({self.rate:,.0f}/s): {topics}"
+        text = f"{self.events:,} events in {self.seconds:.1f} s ({self.rate:,.0f}/s): {topics}"
+        if self.too_large:
+            text += f"; {self.too_large:,} lines too large for the broker skipped"
+        if self.failed:
+            text += f"; {self.failed:,} NOT taken by the broker ({self.first_error})"
+        return text
+
+    def delivered(self, delivery: asyncio.Future) -> None:
+        """A send's outcome: a failed one is counted (and stops the replay)."""
+        if delivery.cancelled() or delivery.exception() is None:
+            return
+        self.failed += 1
+        self.first_error = self.first_error or f"{type(delivery.exception()).__name__}"
 
 
 def route(line: bytes, names: TopicNames) -> tuple[str, bytes | None]:
@@ -108,7 +130,14 @@ async def replay_file(
                 topic, key = route(raw, names)
                 if summary.first_produced_at is None:
                     summary.first_produced_at = time.time()
-                await producer.send(topic, raw, key=key)
+                if summary.failed:
+                    break  # the broker is gone or refuses: stop, and say how far it got
+                try:
+                    delivery = await producer.send(topic, raw, key=key)
+                except MessageSizeTooLargeError:
+                    summary.too_large += 1
+                    continue
+                delivery.add_done_callback(summary.delivered)
                 summary.events += 1
                 summary.by_topic[topic] = summary.by_topic.get(topic, 0) + 1
                 if rate is not None:
@@ -119,8 +148,15 @@ async def replay_file(
                     progress.update(done_bytes, summary.events)
         await producer.flush()
     finally:
-        await producer.stop()
+        # (bounded: a producer whose broker is gone goes on trying to send)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(producer.stop(), _STOP_SECONDS)
     summary.seconds = time.perf_counter() - started
     if progress is not None:
         progress.close(done_bytes, summary.events)
+    if summary.failed:
+        raise ReplayError(f"replay incomplete: {summary}")
     return summary
+
+
+_STOP_SECONDS = 10.0

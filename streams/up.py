@@ -234,7 +234,7 @@ def run_up(
     replay = None
     signal.signal(signal.SIGTERM, _interrupt)  # stop what we started on SIGTERM as on Ctrl-C
     try:
-        redis = settings.redis_url is not None
+        redis = bool(settings.redis_url and settings.redis_url.get_secret_value())
         if not settings.kafka_url or not redis:
             needed = {"broker (Tansu)": not settings.kafka_url, "Redis (Valkey)": not redis}
             names = " and ".join(name for name, need in needed.items() if need)
@@ -245,7 +245,7 @@ def run_up(
             settings = settings.model_copy(
                 update={
                     "kafka_url": settings.kafka_url or stack.kafka_url,
-                    "redis_url": settings.redis_url or _secret(stack.redis_url),
+                    "redis_url": settings.redis_url if redis else _secret(stack.redis_url),
                 }
             )
         ensure_topics(settings)
@@ -259,7 +259,8 @@ def run_up(
 
         replay = BackgroundReplay(events, settings, rate)
         replay.start()
-        return follow(worker, replay, out_dir, exit_when_done)
+        exited = stack.exited if stack is not None else list
+        return follow(worker, replay, out_dir, exit_when_done, servers_exited=exited)
     except KeyboardInterrupt:
         if replay is not None:
             state = "finished" if replay.done else "interrupted"

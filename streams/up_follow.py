@@ -57,13 +57,19 @@ def follow(
     out_dir: Path,
     exit_when_done: bool,
     sleep: Callable[[float], None] = time.sleep,
+    servers_exited: Callable[[], list[str]] = list,
 ) -> int:
     """Print progress every 2 s until Ctrl-C; with `exit_when_done`, print the summary
-    and return once the replay is over and everything is scored."""
+    and return once the replay is over and everything is scored. 1 once the worker,
+    the replay or an embedded server (`servers_exited`) has failed."""
     quiet_rounds, replay_reported = 0, False
     while True:
         if worker.process.poll() is not None:
             print(f"the worker exited with code {worker.process.returncode}", file=sys.stderr)
+            return 1
+        gone = servers_exited()
+        if gone:
+            print("an embedded server stopped: " + "; ".join(gone), file=sys.stderr)
             return 1
         if replay.error is not None:
             print(f"the replay failed: {replay.error}", file=sys.stderr)
@@ -71,7 +77,12 @@ def follow(
         if replay.done and not replay_reported:
             print(f"replayed {replay.summary}", flush=True)
             replay_reported = True
-        _, health = worker.get("/health")
+        try:
+            _, health = worker.get("/health")
+        except OSError as error:  # slow to answer (busy, paused), or exiting: see above
+            print(f"the worker's /health did not answer: {error}", file=sys.stderr, flush=True)
+            sleep(2.0)
+            continue
         if isinstance(health, dict):
             print(progress_line(health, replay), flush=True)
             done = replay_reported and health.get("caught_up") and not health.get("redis_pending")

@@ -144,8 +144,11 @@ class _Producer:
     async def start(self) -> None:
         pass
 
-    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> asyncio.Future:
         self.sent.append((topic, value, key))
+        delivery = asyncio.get_running_loop().create_future()
+        delivery.set_result(None)  # (what the broker answers: taken)
+        return delivery
 
     async def flush(self) -> None:
         pass
