@@ -35,8 +35,8 @@ from streams.topics import partition_of
 log = logging.getLogger(__name__)
 
 _FIT_RECORDS_RETRY_SECONDS = 0.2  # a checkpoint, while its value-fits records are out
-_REPLAY_BACKOFF_CAP_SECONDS = 60.0
-_COMMIT_SECONDS = 5.0  # between replays of a partition whose outputs fail
+_REPLAY_BACKOFF_CAP_SECONDS = 60.0  # between replays of a partition whose outputs fail
+_COMMIT_SECONDS = 5.0  # an offset commit after a checkpoint (monitoring only) at most
 
 
 class PartitionOwnership:

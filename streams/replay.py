@@ -25,6 +25,8 @@ from streams.progress import Progress
 from streams.settings import Settings
 from streams.topics import Partitioner, TopicNames, partition_of, routing_fields
 
+_STOP_SECONDS = 10.0  # the producer's stop at most (with its broker gone it keeps trying)
+
 
 class ReplayError(ClvError):
     """The broker did not take every event (its summary says how far it got)."""
@@ -148,7 +150,6 @@ async def replay_file(
                     progress.update(done_bytes, summary.events)
         await producer.flush()
     finally:
-        # (bounded: a producer whose broker is gone goes on trying to send)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(producer.stop(), _STOP_SECONDS)
     summary.seconds = time.perf_counter() - started
@@ -157,6 +158,3 @@ async def replay_file(
     if summary.failed:
         raise ReplayError(f"replay incomplete: {summary}")
     return summary
-
-
-_STOP_SECONDS = 10.0
