@@ -13,6 +13,7 @@ import contextlib
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from streams.progress import Progress
 from streams.settings import Settings
 from streams.topics import Partitioner, TopicNames, partition_of, routing_fields
 
-_STOP_SECONDS = 10.0  # the producer's stop at most (with its broker gone it keeps trying)
+PRODUCER_STOP_SECONDS = 10.0  # the producer's stop at most (with its broker gone it keeps trying)
 
 
 class ReplayError(ClvError):
@@ -37,6 +38,8 @@ class ReplaySummary:
     events: int = 0  # handed to the producer
     failed: int = 0  # the broker did not take them (after the producer's retries)
     too_large: int = 0  # lines over the producer's request limit, skipped
+    unreadable: int = 0  # lines that are not JSON objects with a customer id (in `events`)
+    stopped: bool = False  # asked to stop before the end of the file
     first_error: str = ""
     seconds: float = 0.0
     by_topic: dict[str, int] = field(default_factory=dict)
@@ -49,6 +52,13 @@ class ReplaySummary:
     def __str__(self) -> str:
         topics = ", ".join(f"{topic} {n:,}" for topic, n in sorted(self.by_topic.items()))
         text = f"{self.events:,} events in {self.seconds:.1f} s ({self.rate:,.0f}/s): {topics}"
+        if self.unreadable:
+            text += (
+                f"; {self.unreadable:,} of them not JSON objects with a customer id "
+                "(sent as they are, for the worker to dead-letter)"
+            )
+        if self.stopped:
+            text += "; stopped before the end of the file"
         if self.too_large:
             text += f"; {self.too_large:,} lines too large for the broker skipped"
         if self.failed:
@@ -114,9 +124,11 @@ async def replay_file(
     rate: float | None = None,
     show_progress: bool = True,
     summary: ReplaySummary | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> ReplaySummary:
     """Produce every line of `path` (as fast as possible, or `rate` events/s), counted
-    in `summary` (a new one if not given: a caller in another thread may watch it)."""
+    in `summary` (a new one if not given: a caller in another thread may watch it),
+    until the end of the file or `should_stop()`."""
     names = TopicNames(settings.topic_prefix)
     producer = input_producer(settings)
     summary = summary if summary is not None else ReplaySummary()
@@ -134,6 +146,9 @@ async def replay_file(
                     summary.first_produced_at = time.time()
                 if summary.failed:
                     break  # the broker is gone or refuses: stop, and say how far it got
+                if should_stop():
+                    summary.stopped = True
+                    break
                 try:
                     delivery = await producer.send(topic, raw, key=key)
                 except MessageSizeTooLargeError:
@@ -141,6 +156,7 @@ async def replay_file(
                     continue
                 delivery.add_done_callback(summary.delivered)
                 summary.events += 1
+                summary.unreadable += key is None
                 summary.by_topic[topic] = summary.by_topic.get(topic, 0) + 1
                 if rate is not None:
                     ahead = summary.events / rate - (time.perf_counter() - started)
@@ -151,7 +167,7 @@ async def replay_file(
         await producer.flush()
     finally:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(producer.stop(), _STOP_SECONDS)
+            await asyncio.wait_for(producer.stop(), PRODUCER_STOP_SECONDS)
     summary.seconds = time.perf_counter() - started
     if progress is not None:
         progress.close(done_bytes, summary.events)

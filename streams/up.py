@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
@@ -28,6 +29,13 @@ from streams.devstack import DevStack, die_with_parent, free_port
 from streams.kafka_admin import create_topics
 from streams.settings import STOP_GRACE_SECONDS, Settings
 from streams.topics import TopicNames
+
+if TYPE_CHECKING:
+    from streams.up_follow import BackgroundReplay
+
+
+_STOP_MARGIN_SECONDS = 5.0  # past the worker's own exit, for the interpreter's shutdown
+_WEB_PORT_ATTEMPTS = 3
 
 
 class UpError(ClvError):
@@ -90,10 +98,13 @@ def _exit_if_still_running_after(seconds: float) -> None:
 
 @dataclass
 class WorkerProcess:
-    """A worker started as a child process, with its API address."""
+    """A worker started as a child process, with its API address, its log and how long
+    its stop may take (the worker's own stop limit and a margin)."""
 
     process: subprocess.Popen
     api: str
+    log_path: Path | None = None
+    stop_seconds: float = 30.0
 
     def get(self, path: str, timeout: float = 10.0) -> tuple[int, dict | str]:
         try:
@@ -112,7 +123,10 @@ class WorkerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise UpError(f"the worker exited with code {self.process.returncode}")
+                raise UpError(
+                    f"the worker exited with code {self.process.returncode}; "
+                    f"from its log:\n{self.log_tail()}"
+                )
             try:
                 _, body = self.get("/health")
                 if isinstance(body, dict) and len(body.get("partitions") or ()) >= partitions:
@@ -122,15 +136,35 @@ class WorkerProcess:
             time.sleep(0.3)
         raise UpError(f"the worker did not report assigned partitions within {timeout:.0f} s")
 
-    def stop(self, timeout: float = 15.0) -> int:
+    def log_tail(self, lines: int = 12) -> str:
+        """The worker's last errors in its log, or else the log's last lines."""
+        if self.log_path is None:
+            return "(no log)"
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError as error:
+            return f"(no log: {error})"
+        errors = [line for line in text if "[ERROR]" in line or "[CRITICAL]" in line]
+        return "\n".join(errors[-5:] or text[-lines:])
+
+    def stop(self, timeout: float | None = None) -> int:
+        """SIGTERM, then SIGKILL once `timeout` (default: `stop_seconds`) has passed: a
+        worker's stop ends by itself within its stop timeout and grace, so a kill
+        before then would cut short a final checkpoint that was still on time."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout)
+                self.process.wait(self.stop_seconds if timeout is None else timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                self.kill()
         return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL (every state survives it: the next start replays from the last
+        checkpoint)."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
 
 
 _NESTED_SETTINGS = ("scoring", "kafka")
@@ -212,7 +246,41 @@ def start_worker(
             start_new_session=True,
             preexec_fn=die_with_parent(signal.SIGTERM),  # a clean stop if we die
         )
-    return WorkerProcess(process, launch.api)
+    stop_seconds = settings.stop_timeout_seconds + STOP_GRACE_SECONDS + _STOP_MARGIN_SECONDS
+    return WorkerProcess(process, launch.api, log_path, stop_seconds)
+
+
+def start_ready_worker(
+    settings: Settings, log_path: Path, config_file: Path | None = None
+) -> WorkerProcess:
+    """`start_worker`, then wait until it is ready. A web port picked free here can be
+    taken by another process before the worker binds it: then a new port is tried (a
+    configured port is not: that is a mistake to report)."""
+    chosen_here = not ("web_port" in settings.model_fields_set and settings.web_port)
+    for attempt in range(1, _WEB_PORT_ATTEMPTS + 1):
+        log_start = log_path.stat().st_size if log_path.exists() else 0
+        worker = start_worker(settings, log_path, config_file=config_file)
+        try:
+            worker.wait_ready()
+            return worker
+        except UpError:
+            worker.stop()
+            if not (
+                chosen_here and attempt < _WEB_PORT_ATTEMPTS and _port_taken(log_path, log_start)
+            ):
+                raise
+            print("the worker's web port was taken meanwhile: trying another ...", flush=True)
+        except BaseException:  # Ctrl-C while it starts: it is not ours to leave running
+            worker.stop()
+            raise
+    raise AssertionError("unreachable")  # the last attempt returns or raises
+
+
+def _port_taken(log_path: Path, since: int) -> bool:
+    """Whether the log written after byte `since` says the web port was in use."""
+    with open(log_path, "rb") as log:
+        log.seek(since)
+        return b"address already in use" in log.read()
 
 
 def run_up(
@@ -232,7 +300,8 @@ def run_up(
     stack = None
     worker = None
     replay = None
-    signal.signal(signal.SIGTERM, _interrupt)  # stop what we started on SIGTERM as on Ctrl-C
+    interrupts = _Interrupts()  # SIGTERM stops what we started, as Ctrl-C does
+    interrupts.install()
     try:
         redis = bool(settings.redis_url and settings.redis_url.get_secret_value())
         if not settings.kafka_url or not redis:
@@ -251,9 +320,10 @@ def run_up(
         ensure_topics(settings)
         if events is None:
             events = _demo_events(out_dir, demo_customers, demo_days)
-        worker = start_worker(settings, out_dir / "worker.log", config_file=config_file)
         print("starting the worker ...", flush=True)
-        worker.wait_ready()
+        worker = interrupts.worker = start_ready_worker(
+            settings, out_dir / "worker.log", config_file
+        )
         _print_where(settings, worker, out_dir)
         from streams.up_follow import BackgroundReplay, follow
 
@@ -263,19 +333,56 @@ def run_up(
         return follow(worker, replay, out_dir, exit_when_done, servers_exited=exited)
     except KeyboardInterrupt:
         if replay is not None:
-            state = "finished" if replay.done else "interrupted"
-            print(f"\nreplay {state} after {replay.summary.events:,} events", flush=True)
+            replay.stop()
+            print(f"\nreplayed {replay.summary}", flush=True)
         return 130  # the shell's code for an interrupted command
     finally:
-        if worker is not None:
-            print("stopping the worker ...", flush=True)
-            worker.stop()
-        if stack is not None:
-            stack.stop()
+        interrupts.stopping = True
+        try:
+            _stop_all(replay, worker, stack)
+        finally:
+            interrupts.restore()
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+class _Interrupts:
+    """The handler of Ctrl-C and SIGTERM while `up` runs: the first raises
+    KeyboardInterrupt (a clean stop of everything); one during the stop kills the
+    worker instead of waiting for its clean stop (nothing is lost: the next start
+    replays from its last checkpoint)."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.worker: WorkerProcess | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if not self.stopping:
+            self.stopping = True
+            raise KeyboardInterrupt
+        if self.worker is not None and self.worker.process.poll() is None:
+            print("\nstopping now: the worker is killed", flush=True)
+            self.worker.kill()
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self)
+        signal.signal(signal.SIGTERM, self)
+
+    @staticmethod
+    def restore() -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _stop_all(
+    replay: BackgroundReplay | None, worker: WorkerProcess | None, stack: DevStack | None
+) -> None:
+    """Stop the replay (before its broker), the worker, then the embedded servers."""
+    if replay is not None:
+        replay.stop()
+    if worker is not None:
+        print("stopping the worker ...", flush=True)
+        worker.stop()
+    if stack is not None:
+        stack.stop()
 
 
 def _secret(url: str) -> SecretStr:

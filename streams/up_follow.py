@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from streams.replay import ReplaySummary, replay_file
+from streams.replay import PRODUCER_STOP_SECONDS, ReplaySummary, replay_file
 from streams.settings import Settings
 
 
@@ -31,6 +31,7 @@ class BackgroundReplay:
     def __init__(self, events: Path, settings: Settings, rate: float | None) -> None:
         self.summary = ReplaySummary()
         self.error: BaseException | None = None
+        self._stopping = threading.Event()
         self._thread = threading.Thread(
             target=self._run, args=(events, settings, rate), name="clvstream-replay", daemon=True
         )
@@ -42,10 +43,24 @@ class BackgroundReplay:
     def done(self) -> bool:
         return not self._thread.is_alive()
 
+    def stop(self, timeout: float = PRODUCER_STOP_SECONDS + 2.0) -> None:
+        """Stop sending, deliver what was sent and close the producer: before its
+        broker stops, where the producer would retry until its own timeouts."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
     def _run(self, events: Path, settings: Settings, rate: float | None) -> None:
         try:
             asyncio.run(
-                replay_file(events, settings, rate=rate, show_progress=False, summary=self.summary)
+                replay_file(
+                    events,
+                    settings,
+                    rate=rate,
+                    show_progress=False,
+                    summary=self.summary,
+                    should_stop=self._stopping.is_set,
+                )
             )
         except BaseException as error:  # reported by the follower, in the main thread
             self.error = error

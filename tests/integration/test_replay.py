@@ -9,6 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from streams.kafka_admin import bootstrap_servers
+from streams.replay import replay_file
 from streams.topics import TopicNames, partition_of
 from tests.integration.worker_harness import fresh_settings, replay, simulated_file
 
@@ -44,3 +45,14 @@ def test_replay_puts_each_customer_where_the_configured_partitioner_does(
     ]
     assert wrong == []
     assert {partition for _, partition, _ in placed} == {0, 1, 2}
+
+
+def test_replay_counts_lines_it_cannot_route_and_still_sends_them(kafka_url, redis_url, tmp_path):
+    settings = fresh_settings(kafka_url, redis_url, partitions=1)
+    lines = simulated_file(tmp_path, 5, 30, seed=2).read_bytes().splitlines()
+    bad = [b"{broken", b"[1, 2]", b'{"event_type": "transaction", "customer_id": 7}']
+    path = tmp_path / "with-bad-lines.jsonl"
+    path.write_bytes(b"\n".join([*lines[:3], *bad, *lines[3:]]) + b"\n")
+    summary = asyncio.run(replay_file(path, settings, show_progress=False))
+    assert (summary.events, summary.unreadable) == (len(lines) + 3, 3)
+    assert "3 of them not JSON objects with a customer id" in str(summary)
