@@ -15,10 +15,10 @@ event id keeps it from counting the replayed events twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from agents.disk_states import DiskStates
 from agents.partition import CHECKPOINT_KEY, NEW, decode_checkpoint
@@ -31,6 +31,8 @@ class Restored:
     states: Mapping[str, CustomerState] = field(default_factory=dict)
     engine_blob: bytes | None = None
     offsets: dict[str, int] = field(default_factory=dict)
+    # confirmed past Redis: the `scores` offset from which Redis may lack scores
+    redis_from: int | None = None
     records: int = 0
     # customers whose version written after the checkpoint was dropped: still in the
     # changelog, unconfirmed, so the next checkpoint must write them again (or the
@@ -113,7 +115,9 @@ class ChangelogFold:
             self._into.finish_load()
         restored.states = states if self._into is None else self._into
         if self._checkpoint is not None:
-            restored.offsets, restored.engine_blob = decode_checkpoint(self._checkpoint)
+            record = decode_checkpoint(self._checkpoint)
+            restored.offsets, restored.engine_blob = record.offsets, record.engine_blob
+            restored.redis_from = record.redis_from
         return restored
 
 
@@ -124,21 +128,35 @@ async def read_changelog(
     into: DiskStates | None = None,
 ) -> Restored:
     """Fold one changelog partition, from its start to its end as of now, with an
-    assigned (group-less) consumer, into memory or `into` a disk store. The end is the
-    high watermark of the fetch responses (Tansu answers ListOffsets with the wrong
-    end offset)."""
+    assigned (group-less) consumer, into memory or `into` a disk store."""
     fold = ChangelogFold(into)
+    async for record in records_to_end(consumer, tp, None, no_data_timeout):
+        fold.add(record.key, record.value)
+    return fold.result()
+
+
+async def records_to_end(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, start: int | None, no_data_timeout: float
+) -> AsyncIterator[ConsumerRecord]:
+    """The records of `tp` from offset `start` (None: its beginning) to its end as of
+    now, read by an assigned (group-less) consumer. The end is the high watermark of
+    the fetch responses (Tansu answers ListOffsets with the wrong end offset); a
+    partition that sends nothing for `no_data_timeout` seconds before it is a
+    TimeoutError."""
     consumer.assign([tp])
-    await consumer.seek_to_beginning(tp)
-    position, last_data = 0, time.monotonic()
+    if start is None:
+        await consumer.seek_to_beginning(tp)
+    else:
+        consumer.seek(tp, start)
+    position, last_data = start or 0, time.monotonic()
     while True:
         records = (await consumer.getmany(tp, timeout_ms=50)).get(tp, ())
         for record in records:
-            fold.add(record.key, record.value)
+            yield record
             position = record.offset + 1
         highwater = consumer.highwater(tp)
         if highwater is not None and position >= highwater:
-            return fold.result()
+            return
         if records:
             last_data = time.monotonic()
         elif time.monotonic() - last_data > no_data_timeout:

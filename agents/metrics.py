@@ -83,6 +83,7 @@ class WorkerMetrics:
         self.checkpoints = 0
         self.checkpointed_states = 0  # customer states written by those checkpoints
         self.checkpoints_past_redis = 0  # confirmed during a long Redis outage regardless
+        self.redis_rewritten = 0  # scores (and erasures) given to Redis again on a restore
         self.restored_customers = 0
         self.buffered_high_water = 0  # most records one input has held, waiting to merge
         self.latency = Histogram()  # broker timestamp of the input -> score in Redis
@@ -111,6 +112,7 @@ class WorkerMetrics:
             "clvstream_checkpoints_total": self.checkpoints,
             "clvstream_checkpointed_states_total": self.checkpointed_states,
             "clvstream_checkpoints_past_redis_total": self.checkpoints_past_redis,
+            "clvstream_redis_rewritten_total": self.redis_rewritten,
             "clvstream_restored_customers_total": self.restored_customers,
             "clvstream_buffered_records_high_water": self.buffered_high_water,
             **extra,
@@ -151,8 +153,10 @@ HELP = {
     "clvstream_output_batches_failed_total": "Output batches the broker refused after retries.",
     "clvstream_partition_replays_total": "Partitions read again from their last checkpoint.",
     "clvstream_checkpoints_total": "Partition checkpoints written.",
-    "clvstream_checkpoints_past_redis_total": "Checkpoints confirmed during a Redis outage "
-    "longer than a minute without waiting for its scores.",
+    "clvstream_checkpoints_past_redis_total": "Checkpoints confirmed during a long Redis "
+    "outage without waiting for its scores.",
+    "clvstream_redis_rewritten_total": "Scores and erasures read back from the scores topic "
+    "and written to Redis again by a restore from a checkpoint confirmed past Redis.",
     "clvstream_checkpointed_states_total": "Customer states written by checkpoints.",
     "clvstream_restored_customers_total": "Customer states restored from changelogs.",
     "clvstream_buffered_records_high_water": "Most records one input has held for the merge.",

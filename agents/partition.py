@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import msgpack
 
@@ -36,7 +37,7 @@ NEW, UPDATED = b"N", b"U"
 """First byte of a changelog state record: whether the customer had no state in the
 previous checkpoint (restore drops such a customer if the checkpoint never came)."""
 
-_CHECKPOINT_FORMAT = 1
+_CHECKPOINT_FORMATS = (1, 2)  # 2: confirmed past Redis (`Checkpoint.past_redis`)
 
 
 class TrackedStates(dict):
@@ -79,16 +80,40 @@ class Checkpoint:
     states: list[tuple[bytes, bytes | None]]  # (customer id, flag + state | None)
     record: bytes  # the checkpoint record's value
 
+    def past_redis(self, redis_from: int | None) -> Checkpoint:
+        """The same, its record naming where Redis may lack scores from (see
+        `agents.redis_backlog`); itself when `redis_from` is None."""
+        if redis_from is None:
+            return self
+        offsets, engine_blob, _ = decode_checkpoint(self.record)
+        return Checkpoint(self.states, encode_checkpoint(offsets, engine_blob, redis_from))
 
-def encode_checkpoint(offsets: Mapping[str, int], engine_blob: bytes) -> bytes:
-    return msgpack.packb([_CHECKPOINT_FORMAT, dict(offsets), engine_blob], use_bin_type=True)
+
+class CheckpointRecord(NamedTuple):
+    offsets: dict[str, int]  # the next input offset of each input topic
+    engine_blob: bytes
+    redis_from: int | None  # confirmed past Redis: the `scores` offset to rewrite from
 
 
-def decode_checkpoint(value: bytes) -> tuple[dict[str, int], bytes]:
-    version, offsets, engine_blob = msgpack.unpackb(value, raw=False)
-    if version != _CHECKPOINT_FORMAT:
+def encode_checkpoint(
+    offsets: Mapping[str, int], engine_blob: bytes, redis_from: int | None = None
+) -> bytes:
+    """Format 1, or 2 when the record names `redis_from` (a worker of an earlier
+    version reads the first, not the second, and says so).
+
+    >>> decode_checkpoint(encode_checkpoint({"t": 5}, b"e", redis_from=9))
+    CheckpointRecord(offsets={'t': 5}, engine_blob=b'e', redis_from=9)
+    """
+    if redis_from is None:
+        return msgpack.packb([1, dict(offsets), engine_blob], use_bin_type=True)
+    return msgpack.packb([2, dict(offsets), engine_blob, redis_from], use_bin_type=True)
+
+
+def decode_checkpoint(value: bytes) -> CheckpointRecord:
+    version, offsets, engine_blob, *rest = msgpack.unpackb(value, raw=False)
+    if version not in _CHECKPOINT_FORMATS or len(rest) != version - 1:
         raise ValueError(f"unknown checkpoint record format {version!r}")
-    return offsets, engine_blob
+    return CheckpointRecord(offsets, engine_blob, rest[0] if rest else None)
 
 
 class PartitionScorer:

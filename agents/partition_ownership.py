@@ -28,7 +28,9 @@ from agents.changelog import Restored, read_changelog
 from agents.deliveries import refused
 from agents.disk_states import DiskStates, worker_store_dir
 from agents.partition import CHECKPOINT_KEY, Checkpoint, PartitionScorer
+from agents.redis_backlog import latest_scores
 from models.config import ScoringConfig
+from models.emitted import Stream
 from streams.settings import Settings
 from streams.topics import partition_of
 
@@ -154,6 +156,9 @@ class PartitionOwnership:
         if redis_upto is not None and not await self._redis_covers(redis_upto, redis_wait):
             log.info("checkpoint not confirmed: Redis has not taken its scores yet")
             confirm = False
+        elif redis_upto is not None and self._redis_behind_since is not None:  # regardless
+            backlog = self.redis_backlog
+            taken = [(p, c.past_redis(backlog.since(p)), o) for p, c, o in taken]
         sent_states = []
         for partition, checkpoint, _ in taken:
             deliveries = [
@@ -229,6 +234,7 @@ class PartitionOwnership:
             self._checkpointed_at.pop(partition, None)
             self._paused -= {tp for tp in self._paused if tp.partition == partition}
             self._idle_since.pop(partition, None)
+            self.redis_backlog.forget(partition)
         self._fetched_next = {
             tp: n for tp, n in self._fetched_next.items() if tp.partition not in partitions
         }
@@ -320,6 +326,8 @@ class PartitionOwnership:
                 disk = self._disk(partition) if self.settings.store == "rocksdb" else None
                 try:
                     restored = await read_changelog(reader, tp, into=disk)
+                    if restored.redis_from is not None:
+                        await self._rewrite_redis(partition, restored.redis_from, reader)
                 except BaseException as error:
                     if disk is not None:
                         disk.close()
@@ -331,6 +339,23 @@ class PartitionOwnership:
         finally:
             await reader.stop()
         return failed
+
+    async def _rewrite_redis(self, partition: int, start: int, reader: AIOKafkaConsumer) -> None:
+        """Restored from a checkpoint confirmed during a Redis outage: the partition's
+        latest scores (and erasures) from `start` on are given to Redis again, which
+        keeps whichever is newer (see `agents.redis_backlog`)."""
+        if self.store is None:
+            return
+        tp = TopicPartition(self.names.output(Stream.SCORES), partition)
+        latest = await latest_scores(reader, tp, start)
+        for customer_id, (score, erased_at) in latest.items():
+            self.store.add(customer_id, score, erased_at=erased_at)
+        self.metrics.redis_rewritten += len(latest)
+        log.warning(
+            "partition %d: its checkpoint was confirmed during a Redis outage: %d customers' "
+            "scores read back from offset %d of %s and written to Redis again",
+            partition, len(latest), start, tp.topic,
+        )  # fmt: skip
 
     async def _install(self, partition: int, restored: Restored) -> None:
         """Score a newly assigned partition from its restored state and offsets. The
@@ -365,6 +390,7 @@ class PartitionOwnership:
             scorer.close()
             raise
         self.partitions[partition] = scorer
+        self.redis_backlog.held(partition, restored.redis_from)
         if partition == 0 and self.fits is not None:
             self.fits.leader_assigned()
         self._assigned_at[partition] = time.time()

@@ -41,6 +41,7 @@ from agents.fit_relay import FitRelay, fetch
 from agents.metrics import WorkerMetrics
 from agents.partition import PartitionScorer
 from agents.partition_ownership import PartitionOwnership
+from agents.redis_backlog import ERASED_AT_HEADER, RedisBacklog
 from agents.redis_store import RedisScoreStore
 from models.emitted import Erasure, Output, Stream
 from streams.settings import Settings
@@ -50,9 +51,9 @@ log = logging.getLogger(__name__)
 
 _NOT_SEEN_GRACE_SECONDS = 2.0  # an input never fetched yet counts as idle after this
 _REDIS_RETRY_SECONDS = 1.0
+_NO_HEADERS: list[tuple[str, bytes]] = []  # (read, never changed, by the producer)
 _REDIS_PING_SECONDS = 1.0  # `/health`: a Redis slower than this to answer is not ready
 _REDIS_COVER_SECONDS = 10.0  # a checkpoint waits this long for its scores' Redis writes
-_REDIS_OUTAGE_CHECKPOINT_SECONDS = 60.0  # Redis behind longer: checkpoints go on regardless
 _END_OFFSETS_SECONDS = 1.0  # `/health`, `/metrics`: the inputs' end offsets, asked briefly
 
 
@@ -105,6 +106,7 @@ class ScoringService(PartitionOwnership, Service):
         self._redis_writer: asyncio.Task | None = None  # writes to Redis, one at a time
         self._redis_produced_at: list[float] = []  # inputs whose scores wait for a flush
         self._redis_behind_since: float | None = None  # (monotonic) checkpoints wait for it
+        self.redis_backlog = RedisBacklog()  # where Redis may lack scores from, by partition
         self._idle_since: dict[int, float] = {}
         # inputs whose fetching waits: a catch-up or a full buffer (_pause_or_resume_fetching)
         self._paused: set[TopicPartition] = set()
@@ -312,9 +314,11 @@ class ScoringService(PartitionOwnership, Service):
             metrics.events_out[stream.value] += 1
             if stream is Stream.DEAD_LETTER:
                 metrics.dead_lettered[value["reason"]] += 1
-            elif stream is Stream.SCORES:
+            headers = _NO_HEADERS
+            if stream is Stream.SCORES:
                 if isinstance(output, Erasure):
                     store.add(key, None, erased_at=output.at)
+                    headers = [(ERASED_AT_HEADER, repr(output.at).encode())]
                 else:
                     store.add(key, value)
             topic = topics[stream]
@@ -323,10 +327,13 @@ class ScoringService(PartitionOwnership, Service):
             batch = batches.get(topic)
             if batch is None:
                 batch = batches[topic] = self.producer.create_batch()
-            if batch.append(key=encoded_key, value=encoded, timestamp=None) is None:
+            if (
+                batch.append(key=encoded_key, value=encoded, timestamp=None, headers=headers)
+                is None
+            ):
                 await self._send_output_batch(batch, topic, partition)
                 batch = batches[topic] = self.producer.create_batch()
-                batch.append(key=encoded_key, value=encoded, timestamp=None)
+                batch.append(key=encoded_key, value=encoded, timestamp=None, headers=headers)
         for topic, batch in batches.items():
             await self._send_output_batch(batch, topic, partition)
 
@@ -334,6 +341,8 @@ class ScoringService(PartitionOwnership, Service):
         delivery = await self.producer.send_batch(batch, topic, partition=partition)
         scorer = self.partitions.get(partition)
         delivery.add_done_callback(functools.partial(self._output_answered, partition, scorer))
+        if topic == self._output_topics[Stream.SCORES]:
+            delivery.add_done_callback(functools.partial(self._scores_delivered, partition))
         # a partition's checkpoint waits for its outputs' last batches (`_checkpoint_in_background`)
         self._last_output[(topic, partition)] = delivery
 
@@ -351,6 +360,10 @@ class ScoringService(PartitionOwnership, Service):
         log.error("partition %d: an output batch refused: %s", partition, delivery.exception())
         if scorer is not None and self.partitions.get(partition) is scorer:
             self._refused.add(partition)
+
+    def _scores_delivered(self, partition: int, delivery: asyncio.Future) -> None:
+        if not delivery.cancelled() and delivery.exception() is None:
+            self.redis_backlog.delivered(partition, delivery.result().offset)
 
     async def _flush_redis(self) -> None:
         """Have the pending scores written to Redis: by the writer under way, which
@@ -387,6 +400,8 @@ class ScoringService(PartitionOwnership, Service):
             metrics.redis_writes += store.written - written_before
             done = time.time()
             metrics.latency.observe_many(done - at for at in produced_at)
+        if store.written_upto >= store.added:
+            self.redis_backlog.redis_caught_up()
 
     async def _redis_covers(self, upto: int, timeout: float = _REDIS_COVER_SECONDS) -> bool:
         """Until Redis has answered for the first `upto` scores given to the store
@@ -403,10 +418,10 @@ class ScoringService(PartitionOwnership, Service):
         now = time.monotonic()
         if self._redis_behind_since is None:
             self._redis_behind_since = now
-        elif now - self._redis_behind_since >= _REDIS_OUTAGE_CHECKPOINT_SECONDS:
+        elif now - self._redis_behind_since >= self.settings.redis_outage_confirm_seconds:
             # A long outage: checkpoints go on without it (held back for ever, a restart
-            # would replay the whole outage, and a restore hold all its states), and a
-            # crash leaves those customers' scores in Redis stale until their next event.
+            # would replay the whole outage, and a restore hold all its states); their
+            # records name where Redis may lack scores from (`agents.redis_backlog`).
             self.metrics.checkpoints_past_redis += 1
             return True
         if not self.redis_ok:

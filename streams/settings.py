@@ -125,6 +125,15 @@ class Settings(BaseSettings):
         "a longer replay at the next start. A stop still hanging "
         f"{STOP_GRACE_SECONDS:.0f} s later (Faust's own clients) ends the process",
     )
+    redis_outage_confirm_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=86_400,
+        description="a checkpoint is confirmed once Redis has the scores it covers; after "
+        "Redis has been behind this long, regardless (held back for a whole outage, a "
+        "restart would replay all of it). A restore from such a checkpoint reads the "
+        "scores Redis may lack back from the scores topic and writes them again",
+    )
     max_batch: int = Field(1000, ge=1, description="records per poll of the input topics")
     fetch_max_wait_ms: int = Field(
         50,

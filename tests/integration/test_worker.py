@@ -379,11 +379,17 @@ def test_health_is_not_ready_while_redis_hangs_and_the_worker_stays_live(kafka_u
     assert again[0] == 200 and again[1]["redis_ok"]
 
 
-def test_a_worker_killed_while_redis_hangs_leaves_no_newest_score_out_of_redis(kafka_url, tmp_path):
+@pytest.mark.parametrize("outage_seconds", [60.0, 0.5], ids=["redis-waited-for", "long-outage"])
+def test_a_worker_killed_while_redis_hangs_leaves_no_newest_score_out_of_redis(
+    kafka_url, tmp_path, outage_seconds
+):
     """A checkpoint is confirmed only once Redis has answered for the scores it covers:
     killed while Redis hangs, the worker restarts from one before the scores Redis never
     got and writes them again. (Confirmed regardless, the restart replayed from after
-    them and those customers kept an older score in Redis until their next event.)"""
+    them and those customers kept an older score in Redis until their next event.)
+    After a long outage (`redis_outage_confirm_seconds`) checkpoints are confirmed
+    regardless, and name where Redis may lack scores from: the restart reads those
+    back from the scores topic and writes them again, erasures included."""
     events = simulated_file(tmp_path, 300, 360, seed=12)
     lines = events.read_bytes().splitlines(keepends=True)
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
@@ -391,7 +397,10 @@ def test_a_worker_killed_while_redis_hangs_leaves_no_newest_score_out_of_redis(k
     second.write_bytes(b"".join(lines[len(lines) // 2 :]))
     redis_server = OwnRedis(tmp_path / "valkey")
     redis_server.start()
-    settings = fresh_settings(kafka_url, redis_server.url, partitions=1, checkpoint_seconds=0.2)
+    settings = fresh_settings(
+        kafka_url, redis_server.url, partitions=1, checkpoint_seconds=0.2,
+        redis_outage_confirm_seconds=outage_seconds,
+    )  # fmt: skip
     process = None
     try:
         sent = replay(first, settings)
@@ -404,19 +413,33 @@ def test_a_worker_killed_while_redis_hangs_leaves_no_newest_score_out_of_redis(k
             assert time.monotonic() < deadline, "the second half not scored"
             time.sleep(0.1)
         time.sleep(1.5)  # several checkpoints due meanwhile
+        past_redis = metric(process, "clvstream_checkpoints_past_redis_total")
+        if outage_seconds < 60:  # until two more, at least one after everything was scored
+            while metric(process, "clvstream_checkpoints_past_redis_total") < past_redis + 2:
+                assert time.monotonic() < deadline, "no checkpoint confirmed past Redis"
+                time.sleep(0.2)
         process.process.send_signal(signal.SIGKILL)
         process.process.wait()
         redis_server.pause(False)
         process = worker(settings, tmp_path, "after")
         wait_until_scored([process], 0)
         served = redis_scores(settings)
+        rewritten = metric(process, "clvstream_redis_rewritten_total")
     finally:
         if process is not None and process.process.poll() is None:
             assert process.stop() == 0
         redis_server.kill()
+    assert (past_redis == 0 and rewritten == 0) if outage_seconds == 60 else rewritten > 0
+    half = len(lines) // 2
     erased = {
         event["customer_id"] for event in map(orjson.loads, lines) if event.get("kind") == "erasure"
     }
+    erased_in_outage = {
+        event["customer_id"]
+        for event in map(orjson.loads, lines[half:])
+        if event.get("kind") == "erasure"
+    }
+    assert erased_in_outage and not erased & set(served)  # their rows deleted, too
     newest: dict[str, str] = {}
     for score in topic_values(settings, TopicNames(settings.topic_prefix).output(Stream.SCORES)):
         customer = score["customer_id"]

@@ -9,7 +9,6 @@ import time
 
 from aiokafka import TopicPartition
 
-from agents import scoring
 from agents.scoring import ScoringService
 from streams.settings import load_settings
 
@@ -30,8 +29,11 @@ class HungStore:
         return True
 
 
-def service_with(store: HungStore) -> ScoringService:
-    service = ScoringService(load_settings(topic_prefix="t.", partitions=1, app_id="gate"))
+def service_with(store: HungStore, outage_seconds: float = 60.0) -> ScoringService:
+    settings = load_settings(
+        topic_prefix="t.", partitions=1, app_id="gate", redis_outage_confirm_seconds=outage_seconds
+    )
+    service = ScoringService(settings)
     service.store = store
     return service
 
@@ -51,19 +53,16 @@ def test_a_checkpoint_waits_for_a_hung_redis_only_until_its_timeout_or_the_stop(
     asyncio.run(scenario())
 
 
-def test_a_failing_redis_refuses_at_once_and_a_long_outage_no_longer_holds_checkpoints(
-    monkeypatch,
-):
+def test_a_failing_redis_refuses_at_once_and_a_long_outage_no_longer_holds_checkpoints():
     async def scenario() -> None:
         store = HungStore(fails=True)
-        service = service_with(store)
+        service = service_with(store, outage_seconds=0.3)
         assert not await service._redis_covers(5, timeout=30)  # its write failed
         assert service.redis_ok is False
         started = time.monotonic()
         assert not await service._redis_covers(5, timeout=30)  # no waiting meanwhile
         assert time.monotonic() - started < 0.1
-        monkeypatch.setattr(scoring, "_REDIS_OUTAGE_CHECKPOINT_SECONDS", 0.05)
-        await asyncio.sleep(0.06)
+        await asyncio.sleep(0.31)
         assert await service._redis_covers(5) and service.metrics.checkpoints_past_redis == 1
         store.written_upto = 5  # Redis back and caught up: waiting again from now on
         assert await service._redis_covers(5) and service._redis_behind_since is None

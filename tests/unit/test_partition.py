@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import msgpack
 import orjson
 import pytest
 
 from agents.changelog import ChangelogFold
-from agents.partition import CHECKPOINT_KEY, NEW, UPDATED, PartitionScorer
+from agents.partition import (
+    CHECKPOINT_KEY,
+    NEW,
+    UPDATED,
+    Checkpoint,
+    PartitionScorer,
+    decode_checkpoint,
+    encode_checkpoint,
+)
 from models.config import ScoringConfig
 from models.emitted import Stream
 from models.state import CustomerState
@@ -243,3 +252,17 @@ def test_a_drain_in_chunks_gives_the_outputs_and_states_of_one_drain():
     ]
     assert chunked.next_offsets == whole.next_offsets
     assert dict(chunked.states.items()) == dict(whole.states.items())
+
+
+def test_a_checkpoint_confirmed_past_redis_names_where_and_an_older_record_still_reads():
+    plain = Checkpoint([(b"c1", None)], encode_checkpoint({"t": 7}, b"engine"))
+    assert plain.past_redis(None) is plain  # Redis had its scores: format 1, as before
+    assert decode_checkpoint(plain.record) == ({"t": 7}, b"engine", None)
+    assert msgpack.unpackb(plain.record)[0] == 1  # what a worker of an earlier version reads
+    past = plain.past_redis(1234)
+    assert past.states == plain.states
+    assert decode_checkpoint(past.record) == ({"t": 7}, b"engine", 1234)
+    with pytest.raises(ValueError, match="unknown checkpoint record format"):
+        decode_checkpoint(msgpack.packb([3, {}, b"", 1, 2]))
+    with pytest.raises(ValueError, match="unknown checkpoint record format"):
+        decode_checkpoint(msgpack.packb([2, {}, b""]))  # format 2 without its offset

@@ -22,16 +22,18 @@ class GatedStore:
         self.in_flight = 0
         self.flushes: list[list[str]] = []  # the customers of each flush started
         self.written = 0
+        self.added = self.written_upto = 0  # scores given, and answered for
 
     def add(self, customer_id: str, at: float) -> None:
         self.queued[customer_id] = at
+        self.added += 1
 
     @property
     def pending(self) -> int:
         return len(self.queued) + self.in_flight
 
     async def flush(self) -> bool:
-        batch, self.queued = self.queued, {}
+        batch, self.queued, taken_upto = self.queued, {}, self.added
         self.flushes.append(sorted(batch))
         self.in_flight = len(batch)
         await self.gate.wait()
@@ -40,6 +42,7 @@ class GatedStore:
             self.queued = {**batch, **self.queued}
             return False
         self.written += len(batch)
+        self.written_upto = taken_upto
         return True
 
 

@@ -333,7 +333,7 @@ def test_a_checkpoint_in_the_background_holds_the_states_of_its_start_and_waits_
 
 
 class Batch:
-    def append(self, key, value, timestamp):
+    def append(self, key, value, timestamp, headers=()):
         return self
 
 

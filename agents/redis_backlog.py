@@ -1,0 +1,91 @@
+"""Scores Redis may lack after a checkpoint confirmed without them, and their rewrite.
+
+A checkpoint is confirmed only once Redis has the scores it covers, except after a
+long Redis outage (`redis_outage_confirm_seconds`): then it is confirmed regardless,
+and its record names the offset of the partition's `scores` topic from which Redis
+may lack scores (`redis_from`). A worker that restores from such a checkpoint reads
+the `scores` partition from there and gives each customer's latest score (or
+erasure) to the Redis store again. Redis keeps whichever is newer, so what it has is
+not disturbed; without the rewrite a crash after the outage left those customers'
+Redis rows stale, and erased customers' rows in place, until their next event.
+"""
+
+from __future__ import annotations
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from agents.changelog import records_to_end
+
+ERASED_AT_HEADER = "erased_at"  # on a `scores` tombstone: the erasure's event time
+_FIRST = -1  # the base offset of the first score batch delivered from now on
+
+
+class RedisBacklog:
+    """Per partition held: the `scores` offset from which Redis may lack scores.
+
+    >>> backlog = RedisBacklog()
+    >>> backlog.held(0, redis_from=None)  # restored from a checkpoint Redis had in full
+    >>> backlog.since(0) is None  # (no score delivered since)
+    True
+    >>> backlog.delivered(0, 120); backlog.delivered(0, 180); backlog.since(0)
+    120
+    >>> backlog.redis_caught_up(); backlog.since(0)  # Redis has every score given so far
+    180
+    >>> backlog.held(1, redis_from=40); backlog.since(1)  # a checkpoint past Redis
+    40
+    """
+
+    def __init__(self) -> None:
+        self._from: dict[int, int] = {}
+        self._delivered: dict[int, int] = {}
+
+    def held(self, partition: int, redis_from: int | None) -> None:
+        """A partition restored from a checkpoint that names `redis_from` (or none)."""
+        self._from[partition] = _FIRST if redis_from is None else redis_from
+        self._delivered.pop(partition, None)
+
+    def forget(self, partition: int) -> None:
+        self._from.pop(partition, None)
+        self._delivered.pop(partition, None)
+
+    def delivered(self, partition: int, base_offset: int) -> None:
+        """A batch of scores acknowledged at `base_offset` (a partition's batches are
+        acknowledged in the order sent)."""
+        if partition not in self._from:
+            return  # given up meanwhile
+        self._delivered[partition] = max(base_offset, self._delivered.get(partition, 0))
+        if self._from[partition] == _FIRST:
+            self._from[partition] = base_offset
+
+    def redis_caught_up(self) -> None:
+        """Redis has answered for every score given so far: scores given later go out
+        after every batch acknowledged now."""
+        for partition in self._from:
+            self._from[partition] = self._delivered.get(partition, _FIRST)
+
+    def since(self, partition: int) -> int | None:
+        """Where a checkpoint confirmed now without Redis must have Redis's scores
+        rewritten from (None: no score Redis may lack has been delivered)."""
+        offset = self._from.get(partition, _FIRST)
+        return None if offset == _FIRST else offset
+
+
+async def latest_scores(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, no_data_timeout: float = 5.0
+) -> dict[str, tuple[dict | None, float | None]]:
+    """Each customer's latest record in `tp` from offset `start` to the end as of now:
+    (score, None), or (None, erased at) for an erasure's tombstone (one written before
+    tombstones carried their time is skipped)."""
+    latest: dict[str, tuple[dict | None, float | None]] = {}
+    async for record in records_to_end(consumer, tp, start, no_data_timeout):
+        if record.key is None:
+            continue
+        customer_id = record.key.decode()
+        if record.value is not None:
+            latest[customer_id] = (orjson.loads(record.value), None)
+            continue
+        erased_at = dict(record.headers or ()).get(ERASED_AT_HEADER)
+        if erased_at is not None:
+            latest[customer_id] = (None, float(erased_at))
+    return latest
