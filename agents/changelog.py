@@ -148,12 +148,14 @@ async def records_to_end(
         await consumer.seek_to_beginning(tp)
     else:
         consumer.seek(tp, start)
-    position, last_data = start or 0, time.monotonic()
+    last_data = time.monotonic()
     while True:
         records = (await consumer.getmany(tp, timeout_ms=50)).get(tp, ())
         for record in records:
             yield record
-            position = record.offset + 1
+        # (the consumer's position, not the last record's offset + 1: on a compacted
+        # topic the end of the log may hold no record any more)
+        position = await consumer.position(tp)
         highwater = consumer.highwater(tp)
         if highwater is not None and position >= highwater:
             return

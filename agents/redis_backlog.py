@@ -34,26 +34,40 @@ class RedisBacklog:
     180
     >>> backlog.held(1, redis_from=40); backlog.since(1)  # a checkpoint past Redis
     40
+    >>> backlog.forget(1); backlog.delivered(1, 20)  # given up, a batch still under way
+    >>> backlog.held(1, redis_from=None); backlog.since(1)  # held again (a replay)
+    20
     """
 
     def __init__(self) -> None:
         self._from: dict[int, int] = {}
         self._delivered: dict[int, int] = {}
+        # partitions given up since Redis last had everything: where it may lack their
+        # scores from (a partition held again, after a replay or a rebalance, keeps it)
+        self._left: dict[int, int] = {}
 
     def held(self, partition: int, redis_from: int | None) -> None:
         """A partition restored from a checkpoint that names `redis_from` (or none)."""
-        self._from[partition] = _FIRST if redis_from is None else redis_from
+        known = [
+            o for o in (redis_from, self._left.pop(partition, _FIRST)) if o not in (None, _FIRST)
+        ]
+        self._from[partition] = min(known, default=_FIRST)
         self._delivered.pop(partition, None)
 
     def forget(self, partition: int) -> None:
-        self._from.pop(partition, None)
+        """Given up: its scores that Redis may lack are remembered until Redis has
+        everything (its batches still under way included)."""
+        offset = self._from.pop(partition, _FIRST)
         self._delivered.pop(partition, None)
+        self._left[partition] = _earliest(self._left.get(partition, _FIRST), offset)
 
     def delivered(self, partition: int, base_offset: int) -> None:
         """A batch of scores acknowledged at `base_offset` (a partition's batches are
         acknowledged in the order sent)."""
         if partition not in self._from:
-            return  # given up meanwhile
+            if partition in self._left:  # a batch of a partition given up meanwhile
+                self._left[partition] = _earliest(self._left[partition], base_offset)
+            return
         self._delivered[partition] = max(base_offset, self._delivered.get(partition, 0))
         if self._from[partition] == _FIRST:
             self._from[partition] = base_offset
@@ -63,6 +77,7 @@ class RedisBacklog:
         after every batch acknowledged now."""
         for partition in self._from:
             self._from[partition] = self._delivered.get(partition, _FIRST)
+        self._left.clear()
 
     def since(self, partition: int) -> int | None:
         """Where a checkpoint confirmed now without Redis must have Redis's scores
@@ -89,3 +104,10 @@ async def latest_scores(
         if erased_at is not None:
             latest[customer_id] = (None, float(erased_at))
     return latest
+
+
+def _earliest(offset: int, other: int) -> int:
+    """The lower of two offsets, either of which may be `_FIRST` (not known yet)."""
+    if offset == _FIRST or other == _FIRST:
+        return other if offset == _FIRST else offset
+    return min(offset, other)

@@ -26,6 +26,7 @@ from streams.progress import Progress
 from streams.settings import Settings
 from streams.topics import Partitioner, TopicNames, partition_of, routing_fields
 
+_RATE_SLICE_SECONDS = 0.2  # a paced replay asked to stop notices within this
 PRODUCER_STOP_SECONDS = 10.0  # the producer's stop at most (with its broker gone it keeps trying)
 
 
@@ -160,8 +161,9 @@ async def replay_file(
                 summary.by_topic[topic] = summary.by_topic.get(topic, 0) + 1
                 if rate is not None:
                     ahead = summary.events / rate - (time.perf_counter() - started)
-                    if ahead > 0.001:
-                        await asyncio.sleep(ahead)
+                    while ahead > 0.001 and not should_stop():  # (a slow rate: in slices)
+                        await asyncio.sleep(min(ahead, _RATE_SLICE_SECONDS))
+                        ahead = summary.events / rate - (time.perf_counter() - started)
                 if progress is not None and summary.events % 2048 == 0:
                     progress.update(done_bytes, summary.events)
         await producer.flush()

@@ -18,6 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -251,15 +252,20 @@ def start_worker(
 
 
 def start_ready_worker(
-    settings: Settings, log_path: Path, config_file: Path | None = None
+    settings: Settings,
+    log_path: Path,
+    config_file: Path | None = None,
+    started: Callable[[WorkerProcess], None] = lambda worker: None,
 ) -> WorkerProcess:
-    """`start_worker`, then wait until it is ready. A web port picked free here can be
-    taken by another process before the worker binds it: then a new port is tried (a
-    configured port is not: that is a mistake to report)."""
+    """`start_worker`, then wait until it is ready; `started` is told of each worker
+    process as it starts (to be stopped, or killed, should `up` be interrupted). A web
+    port picked free here can be taken by another process before the worker binds it:
+    then a new port is tried (a configured port is not: that is a mistake to report)."""
     chosen_here = not ("web_port" in settings.model_fields_set and settings.web_port)
     for attempt in range(1, _WEB_PORT_ATTEMPTS + 1):
         log_start = log_path.stat().st_size if log_path.exists() else 0
         worker = start_worker(settings, log_path, config_file=config_file)
+        started(worker)
         try:
             worker.wait_ready()
             return worker
@@ -321,8 +327,8 @@ def run_up(
         if events is None:
             events = _demo_events(out_dir, demo_customers, demo_days)
         print("starting the worker ...", flush=True)
-        worker = interrupts.worker = start_ready_worker(
-            settings, out_dir / "worker.log", config_file
+        worker = start_ready_worker(
+            settings, out_dir / "worker.log", config_file, started=interrupts.watch
         )
         _print_where(settings, worker, out_dir)
         from streams.up_follow import BackgroundReplay, follow
@@ -334,7 +340,8 @@ def run_up(
     except KeyboardInterrupt:
         if replay is not None:
             replay.stop()
-            print(f"\nreplayed {replay.summary}", flush=True)
+            state = "replayed" if replay.done else "the replay did not stop in time; so far"
+            print(f"\n{state} {replay.summary}", flush=True)
         return 130  # the shell's code for an interrupted command
     finally:
         interrupts.stopping = True
@@ -358,9 +365,14 @@ class _Interrupts:
         if not self.stopping:
             self.stopping = True
             raise KeyboardInterrupt
+        # Only signals here: the main thread may be inside the worker's `wait` or a
+        # `print`, which a handler must not enter again (a deadlock, or an exception).
         if self.worker is not None and self.worker.process.poll() is None:
-            print("\nstopping now: the worker is killed", flush=True)
-            self.worker.kill()
+            os.write(sys.stdout.fileno(), b"\nstopping now: the worker is killed\n")
+            self.worker.process.kill()  # reaped by the stop under way
+
+    def watch(self, worker: WorkerProcess) -> None:
+        self.worker = worker
 
     def install(self) -> None:
         signal.signal(signal.SIGINT, self)

@@ -46,6 +46,8 @@ class BackgroundReplay:
     def stop(self, timeout: float = PRODUCER_STOP_SECONDS + 2.0) -> None:
         """Stop sending, deliver what was sent and close the producer: before its
         broker stops, where the producer would retry until its own timeouts."""
+        if self._stopping.is_set():
+            return  # asked before: waited for then
         self._stopping.set()
         if self._thread.is_alive():
             self._thread.join(timeout)

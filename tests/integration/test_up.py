@@ -15,6 +15,7 @@ import pytest
 
 import streams.up as up_module
 from streams.devstack import free_port
+from streams.settings import load_settings
 from streams.up import UpError, WorkerProcess, start_ready_worker
 from tests.integration.worker_harness import fresh_settings
 
@@ -161,3 +162,38 @@ def _wait_for(lines: list[str], text: str, process: subprocess.Popen, timeout: f
         assert process.poll() is None, "".join(lines)[-3000:]
         assert time.monotonic() < deadline, f"no {text!r} in:\n" + "".join(lines)[-3000:]
         time.sleep(0.1)
+
+
+def test_a_second_ctrl_c_while_the_worker_starts_kills_it(tmp_path, monkeypatch):
+    """(No broker: the worker is a stand-in that takes 12 s to stop, as one mid-restore.)"""
+    slow_stop = (
+        "import signal, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: (time.sleep(12), exit(0)))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    workers: list[WorkerProcess] = []
+
+    def start_slow_worker(settings, log_path, web_port=None, extra_env=None, config_file=None):
+        process = subprocess.Popen([sys.executable, "-c", slow_stop], stdout=subprocess.PIPE)
+        assert process.stdout.readline() == b"ready\n"
+        workers.append(WorkerProcess(process, f"http://127.0.0.1:{free_port()}", log_path, 20.0))
+        return workers[-1]
+
+    monkeypatch.setattr(up_module, "start_worker", start_slow_worker)
+    monkeypatch.setattr(up_module, "ensure_topics", lambda settings: None)
+    settings = load_settings(kafka_url="kafka://127.0.0.1:1", redis_url="redis://127.0.0.1:1/0")
+    events = tmp_path / "events.jsonl"
+    events.write_text("{}\n")
+
+    def ctrl_c_twice() -> None:
+        time.sleep(1.5)  # waiting for the worker to be ready
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1.5)  # waiting for its clean stop
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=ctrl_c_twice, daemon=True).start()
+    started = time.monotonic()
+    assert up_module.run_up(settings, events, tmp_path) == 130
+    assert time.monotonic() - started < 8  # not the 12 s of its clean stop
+    assert len(workers) == 1 and workers[0].process.returncode == -signal.SIGKILL

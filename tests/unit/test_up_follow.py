@@ -4,9 +4,12 @@ stack: tests/integration/test_up.py)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 
+import streams.replay as replay_module
 from streams.replay import ReplaySummary
+from streams.settings import load_settings
 from streams.up_follow import BackgroundReplay, follow
 
 
@@ -63,3 +66,37 @@ def test_sends_the_broker_did_not_take_are_counted_and_said():
 
     summary = asyncio.run(outcomes())
     assert summary.failed == 1 and "1 NOT taken by the broker (ConnectionError)" in str(summary)
+
+
+class InstantProducer:
+    """A producer whose every send is taken at once (a stand-in for the broker)."""
+
+    async def start(self) -> None: ...
+
+    async def send(self, topic: str, raw: bytes, key: bytes | None = None) -> asyncio.Future:
+        delivery = asyncio.get_running_loop().create_future()
+        delivery.set_result(None)
+        return delivery
+
+    async def flush(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def test_a_slowly_paced_replay_stops_when_asked_and_only_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(replay_module, "input_producer", lambda settings: InstantProducer())
+    path = tmp_path / "events.jsonl"
+    path.write_text(
+        "".join(f'{{"event_type": "transaction", "customer_id": "c{i}"}}\n' for i in range(9))
+    )
+    replay = BackgroundReplay(path, load_settings(), rate=0.02)  # an event every 50 s
+    replay.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    replay.stop()
+    assert replay.done and time.monotonic() - started < 2.0  # not after the 50 s pause
+    assert replay.summary.stopped and replay.summary.events == 1
+    assert "stopped before the end of the file" in str(replay.summary)
+    started = time.monotonic()
+    replay.stop()  # asked again (up's stop after its Ctrl-C handler): no second wait
+    assert time.monotonic() - started < 0.1
