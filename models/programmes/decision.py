@@ -122,22 +122,12 @@ def decide(
     if not matching:
         return None
     at = fields.at
-    if book.frozen(at) is not None:
-        return None
-    memory = state.programmes or NO_PROGRAMMES
-    window_start = at - config.contact_window_days * SECONDS_PER_DAY
-    if memory.contacts_since(window_start) >= config.max_contacts:
-        return None
     # The value at stake is revenue, as the measured outcomes are, so the uplift learned
     # from them stays a share of it; the margin applies once, below (CLV has it already).
     revenue = fields.values.discounted_revenue
     churn = fields.churn_probability
-    day = int(at // SECONDS_PER_DAY)
-    ranked: list[tuple[float, str, Programme, float, str | None]] = []
+    valued: list[tuple[Programme, float, float]] = []
     for programme in matching:
-        blocked = _blocked(programme, state, memory, fields, book, config, day, at)
-        if blocked is None and not rfm_match(programme, fields):
-            continue
         if programme.goal == "retention":
             stake = churn * revenue
         elif programme.goal == "growth":
@@ -145,7 +135,23 @@ def decide(
         else:
             stake = pre_period_value(state, at, horizon_days)
         uplift = book.uplift(programme.id)
-        value = margin * uplift * stake - programme.cost_per_contact
+        valued.append((programme, stake, margin * uplift * stake - programme.cost_per_contact))
+    # None pays (most decisions): no trigger whatever the guardrails say, so they are
+    # not read. (`<= 0`, the test below: a NaN value goes on as before.)
+    if all(value <= 0 for _, _, value in valued):
+        return None
+    if book.frozen(at) is not None:
+        return None
+    memory = state.programmes or NO_PROGRAMMES
+    window_start = at - config.contact_window_days * SECONDS_PER_DAY
+    if memory.contacts_since(window_start) >= config.max_contacts:
+        return None
+    day = int(at // SECONDS_PER_DAY)
+    ranked: list[tuple[float, str, Programme, float, str | None]] = []
+    for programme, stake, value in valued:
+        blocked = _blocked(programme, state, memory, fields, book, config, day, at)
+        if blocked is None and not rfm_match(programme, fields):
+            continue
         ranked.append((value, programme.id, programme, stake, blocked))
     if not ranked:
         return None
