@@ -118,27 +118,28 @@ def decide(
     horizon_days: int,
 ) -> Decision | None:
     """The programme to trigger now, or None (nothing eligible, blocked, or not paying)."""
-    matching = [p for p in book.screen(fields.lifecycle, moment) if segment_match(p, fields)]
-    if not matching:
-        return None
     at = fields.at
-    # The value at stake is revenue, as the measured outcomes are, so the uplift learned
-    # from them stays a share of it; the margin applies once, below (CLV has it already).
-    revenue = fields.values.discounted_revenue
-    churn = fields.churn_probability
     valued: list[tuple[Programme, float, float]] = []
-    for programme in matching:
+    pays = False
+    for programme in book.screen(fields.lifecycle, moment):
+        if not segment_match(programme, fields):
+            continue
+        # The value at stake is revenue, as the measured outcomes are, so the uplift
+        # learned from them stays a share of it; the margin applies once, below (CLV
+        # has it already).
         if programme.goal == "retention":
-            stake = churn * revenue
+            stake = fields.churn_probability * fields.values.discounted_revenue
         elif programme.goal == "growth":
-            stake = revenue
+            stake = fields.values.discounted_revenue
         else:
             stake = pre_period_value(state, at, horizon_days)
         uplift = book.uplift(programme.id)
-        valued.append((programme, stake, margin * uplift * stake - programme.cost_per_contact))
+        value = margin * uplift * stake - programme.cost_per_contact
+        valued.append((programme, stake, value))
+        pays = pays or not value <= 0  # (the test below: a NaN value goes on as before)
     # None pays (most decisions): no trigger whatever the guardrails say, so they are
-    # not read. (`<= 0`, the test below: a NaN value goes on as before.)
-    if all(value <= 0 for _, _, value in valued):
+    # not read.
+    if not pays:
         return None
     if book.frozen(at) is not None:
         return None
