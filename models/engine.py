@@ -392,7 +392,8 @@ class ScoringEngine(EngineRefits):
             self.counters.erased += 1
             return
         self.states[customer_id] = state
-        self._value_stats.put(customer_id, state)
+        if step.status is not Status.RESCORED and step.status is not Status.LABELLED:
+            self._value_stats.put(customer_id, state)  # (those two change no statistic)
         if step.labels:
             self._learning.learn(step.labels)
         if step.trigger is not None:
