@@ -16,9 +16,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import betaln, gammaln, hyp2f1
+from scipy.special import betaln, gammaln
 
 from models.btyd.queries import SurvivalQueries
+from models.btyd.special import hyp2f1_of_floats
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +67,7 @@ class BGNBD(SurvivalQueries):
         a_T = self.alpha + T
         values = []
         for t in times:
-            hyp = float(hyp2f1(r_x, b + x, a + b + x - 1.0, t / (a_T + t)))  # not numpy's
+            hyp = hyp2f1_of_floats(r_x, b + x, a + b + x - 1.0, t / (a_T + t))  # a float
             alive = (a + b + x - 1.0) / (a - 1.0) * (1.0 - (a_T / (a_T + t)) ** r_x * hyp)
             values.append(p_alive * alive if t > 0 else 0.0)
         return values

@@ -25,16 +25,18 @@ import numpy as np
 from scipy.special import gammaln, hyp2f1
 
 from models.btyd.queries import SurvivalQueries
+from models.btyd.special import hyp2f1_of_floats
 
 
-def _log_tail(u, r_x, alpha, s, beta, log=np.log):
-    """log I(u); arrays with `log=np.log`, plain floats with `log=math.log` (faster)."""
+def _log_tail(u, r_x, alpha, s, beta, log=np.log, hyp=hyp2f1):
+    """log I(u); arrays with the defaults, plain floats with `log=math.log` and
+    `hyp=hyp2f1_of_floats` (faster)."""
     a = r_x + s
     if alpha >= beta:
         z = (alpha - beta) / (alpha + u)
-        return log(hyp2f1(a, s + 1.0, a + 1.0, z)) - a * log(alpha + u) - log(a)
+        return log(hyp(a, s + 1.0, a + 1.0, z)) - a * log(alpha + u) - log(a)
     z = (beta - alpha) / (beta + u)
-    return log(hyp2f1(a, r_x, a + 1.0, z)) - a * log(beta + u) - log(a)
+    return log(hyp(a, r_x, a + 1.0, z)) - a * log(beta + u) - log(a)
 
 
 def _log_diff(log_big: float, log_small: float) -> float:
@@ -129,7 +131,9 @@ class ParetoNBD(SurvivalQueries):
         if value is None:
             if len(tails) >= _TAIL_MEMO_LIMIT:
                 tails.clear()
-            value = tails[key] = _log_tail(u, self.r + x, self.alpha, self.s, self.beta, math.log)
+            value = tails[key] = _log_tail(
+                u, self.r + x, self.alpha, self.s, self.beta, math.log, hyp2f1_of_floats
+            )
         return value
 
     # -- population fit -------------------------------------------------------------
