@@ -53,9 +53,10 @@ def run(command: list[str]) -> int:
     child = subprocess.Popen(command, cwd=ROOT)  # (before SIG_IGN: the child inherits it)
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        return child.wait()
+        code = child.wait()
     finally:
         signal.signal(signal.SIGINT, previous)
+    return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell says
 
 
 def main(argv: list[str]) -> int:

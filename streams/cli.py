@@ -52,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClvError as error:
         print(f"clvstream: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # (after a command's own handling, if any: no traceback)
+        return 130
     except OSError as error:
         if error.filename is None:  # not a file named on the command line: a real fault
             raise

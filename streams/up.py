@@ -360,6 +360,7 @@ class _Interrupts:
     def __init__(self) -> None:
         self.stopping = False
         self.worker: WorkerProcess | None = None
+        self._previous: dict[int, object] = {}
 
     def __call__(self, signum: int, frame: object) -> None:
         if not self.stopping:
@@ -375,13 +376,15 @@ class _Interrupts:
         self.worker = worker
 
     def install(self) -> None:
-        signal.signal(signal.SIGINT, self)
-        signal.signal(signal.SIGTERM, self)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self)
 
-    @staticmethod
-    def restore() -> None:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    def restore(self) -> None:
+        """The handlers from before `install` (a Ctrl-C after the stop is the caller's:
+        `clvstream` exits 130)."""
+        for signum, handler in self._previous.items():
+            if handler is not None:  # (None: a handler not set from Python, left as is)
+                signal.signal(signum, handler)
 
 
 def _stop_all(

@@ -12,6 +12,7 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
+from streams import cli as cli_module
 from streams import replay as replay_module
 from streams import up as up_module
 from streams.cli import build_parser, main
@@ -179,3 +180,12 @@ def test_import_reads_a_cdnow_file_saved_with_a_byte_order_mark(tmp_path, capsys
     assert [orjson.loads(line)["customer_id"] for line in out.read_bytes().splitlines()] == [
         "00001", "00002",
     ]  # fmt: skip
+
+
+def test_a_command_interrupted_by_ctrl_c_exits_130_without_a_traceback(monkeypatch, capsys):
+    def interrupted(args) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli_module.COMMANDS, "schemas", interrupted)
+    assert main(["schemas"]) == 130
+    assert "Traceback" not in capsys.readouterr().err
