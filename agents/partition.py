@@ -27,6 +27,8 @@ from models.emitted import Output
 from models.engine import ScoringEngine
 from models.shared_fits import SharedFits
 from models.state import CustomerState
+from models.timeline import iso_utc
+from schemas.common import MAX_PAYLOAD_BYTES
 from schemas.outputs import DeadLetterReason
 from schemas.parsing import Event, Rejected, parse_event
 
@@ -37,6 +39,10 @@ NEW, UPDATED = b"N", b"U"
 """First byte of a changelog state record: whether the customer had no state in the
 previous checkpoint (restore drops such a customer if the checkpoint never came)."""
 
+# A rejected record keeps no more of its input than its dead letter shows (its first
+# MAX_PAYLOAD_BYTES characters, 4 bytes each at most, and one more to say it was cut):
+# up to `max_buffered_per_input` oversized records wait in a buffer.
+_KEPT_RAW_BYTES = 4 * MAX_PAYLOAD_BYTES + 4
 _CHECKPOINT_FORMATS = (1, 2)  # 2: confirmed past Redis (`Checkpoint.past_redis`)
 
 
@@ -183,6 +189,8 @@ class PartitionScorer:
                 continue  # re-fetched after a seek: already buffered or processed
             raw = raw or b""  # a null value is rejected like any malformed input
             event = parse_event(raw)
+            if len(raw) > _KEPT_RAW_BYTES and isinstance(event, Rejected):
+                raw = raw[:_KEPT_RAW_BYTES]  # all its dead letter shows: buffered, not more
             checked = expected_type is not None or self.route is not None
             if checked and not isinstance(event, Rejected):
                 misrouted = _misrouted(event, topic, key, expected_type, self.partition, self.route)
@@ -194,6 +202,10 @@ class PartitionScorer:
                 # a rejected record, rather than holding back everything after it.
                 if future_limit is None or at <= future_limit:
                     last_at = at
+                else:  # decided now, as merged: a later limit must not let it jump the order
+                    detail = f"event time {iso_utc(at)} is after {iso_utc(future_limit)}"
+                    reason = DeadLetterReason.FUTURE_TIMESTAMP
+                    event = Rejected(reason, detail, customer_id=event.customer_id)
             buffer.append(Buffered(last_at, offset, raw, event, produced_at))
         self._last_at[topic] = last_at
 

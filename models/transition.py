@@ -9,7 +9,9 @@ wall clock, and every output id derives from its cause.
 
 from __future__ import annotations
 
+import math
 from array import array
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -22,7 +24,8 @@ from models.scorer import Scorer
 from models.segments import Why
 from models.state import CustomerState
 from models.timeline import SECONDS_PER_DAY, date_of_day, day_of, iso_utc
-from schemas.common import RESERVED_EVENT_ID_PREFIX
+from schemas.common import RESERVED_EVENT_ID_PREFIX, is_short_text
+from schemas.inputs import Item
 from schemas.outputs import DeadLetterReason
 from schemas.parsing import Event
 
@@ -124,7 +127,7 @@ def apply_event(
             new.consent["marketing_email"] = False
         elif event.kind in _BROWSING:
             category = event.attributes.get("category")
-            if isinstance(category, str) and category:
+            if is_short_text(category):  # (an attribute: any text, so checked here)
                 new.affinity = new.affinity.view(at, category, scorer.config.needs)
     else:
         if event.consent is not None:
@@ -243,16 +246,34 @@ def _mark_stayed(state: CustomerState, at: float, window_days: int) -> None:
 _BROWSING = frozenset({"page_view", "cart_abandon"})
 
 
+def _category_weights(items: Iterable[Item], priced: bool) -> dict[str, float]:
+    """Each category's share of a basket: by value (quantity x unit price) when every
+    item has a price, else by quantity (an item's price is optional).
+
+    >>> from schemas.inputs import Item
+    >>> _category_weights([Item(sku="s", category="a", quantity=2)], priced=False)
+    {'a': 2.0}
+    """
+    weights: dict[str, float] = {}
+    for item in items:
+        weight = item.quantity * item.unit_price if priced else float(item.quantity)
+        weights[item.category] = weights.get(item.category, 0.0) + weight
+    return weights
+
+
 def _add_basket(
     state: CustomerState, event: Event, at: float, day: int, amount: float, config: ScoringConfig
 ) -> Basket | None:
     """Count the purchase's categories (spend split by item value, in the base currency)
     in the customer's affinity; the basket the needs model learns from, if new."""
-    spend: dict[str, float] = {}
-    for item in event.items:
-        spend[item.category] = spend.get(item.category, 0.0) + item.quantity * item.unit_price
+    priced = all(item.unit_price is not None for item in event.items)
+    spend = _category_weights(event.items, priced)
     total = sum(spend.values())
     scale = amount / total if total > 0 else 0.0
+    if priced and not (total > 0 and math.isfinite(scale)):  # (prices all 0, or tiny)
+        spend = _category_weights(event.items, priced=False)
+        total = sum(spend.values())
+        scale = amount / total
     spend = {category: value * scale for category, value in spend.items()}
     before = state.affinity
     after = state.affinity = before.purchase(at, day, spend, config.needs)

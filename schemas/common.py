@@ -14,7 +14,15 @@ import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
 
 from schemas.currencies import ISO_4217
 
@@ -126,6 +134,24 @@ Money = Annotated[float, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)]
 """A non-negative, finite amount in the event's currency (refunds must be positive)."""
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+_SHORT_TEXT = TypeAdapter(ShortText)
+
+
+def is_short_text(value: object) -> bool:
+    """Whether `value` is a valid `ShortText` (e.g. a category given as an attribute).
+
+    >>> is_short_text("books"), is_short_text("a; b"), is_short_text("a\x00"), is_short_text(7)
+    (True, False, False, False)
+    """
+    if not isinstance(value, str):
+        return False
+    try:
+        _SHORT_TEXT.validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
 
 AttributeValue = Annotated[str, Field(max_length=256)] | bool | int | FiniteFloat
 Attributes = Annotated[dict[ShortText, AttributeValue], Field(max_length=32)]

@@ -126,3 +126,29 @@ def test_scores_carry_top_needs_learnt_from_other_customers():
     last = [o.value for o in outputs if o.stream is Stream.SCORES and o.key == "new"][-1]
     assert last["top_needs"] == ["boots", "tents", "lamps"]
     assert engine.scorer.needs.popularity == {"tents": 31.0, "boots": 30.0}
+
+
+def test_items_without_a_price_split_the_amount_by_quantity_and_odd_categories_are_ignored():
+    """An item's `unit_price` is optional in the contract: a purchase whose items lack
+    it is applied (it was a processing error, the purchase lost), its amount split by
+    quantity. A browsing category (an attribute: any text) counts only if it is a valid
+    category (no separators, control or invisible characters)."""
+    engine = ScoringEngine(ScoringConfig(churn_model=False), PRIOR_PARAMS, refit=False)
+    unpriced = [{"sku": "t", "category": "tents", "quantity": 3}]
+    mixed = [*unpriced, {"sku": "b", "category": "boots", "quantity": 1, "unit_price": 5.0}]
+    events = [
+        purchase("a", 0, amount=40.0, items=unpriced),
+        purchase("b", 0, amount=40.0, items=mixed),
+        interaction("b", 1, "page_view", attributes={"category": "a; b\u0000\r\n "}),
+        interaction("b", 2, "page_view", attributes={"category": "lamps"}),
+    ]
+    outputs = []
+    for line, event in enumerate(events):
+        outputs += engine.process_raw(raw(event), {"source": "file", "file": "t", "line": line})
+    assert [o.value for o in outputs if o.stream is Stream.DEAD_LETTER] == []
+    assert engine.counters.applied == 4
+    spend_a = {c: spend for c, _, spend, _ in engine.states["a"].affinity.entries}
+    spend_b = {c: spend for c, _, spend, _ in engine.states["b"].affinity.entries}
+    assert spend_a == {"tents": pytest.approx(40.0)}
+    assert spend_b["tents"] / spend_b["boots"] == pytest.approx(3.0)  # (decayed alike since)
+    assert set(spend_b) == {"tents", "boots", "lamps"}  # not the odd one

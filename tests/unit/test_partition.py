@@ -76,6 +76,35 @@ def test_a_record_dated_in_the_future_keeps_its_place_and_holds_nothing_back():
     assert part.next_offsets == {"t.customer-events": 0, "t.transactions": 1, "t.interactions": 3}
 
 
+def test_a_future_verdict_is_kept_when_the_limit_moves_before_the_record_is_merged():
+    """Decided as it is buffered (where it is merged), not again when processed: a limit
+    that moved on meanwhile (the wall clock) must not let it jump ahead of earlier
+    events and make them late."""
+    part = scorer()
+    limit = BASE.timestamp() + 30 * 86_400.0
+    part.engine.future_limit = limit
+    part.add("t.transactions", records([purchase("c1", 35)]))  # 5 days past the limit
+    part.engine.future_limit = limit + 10 * 86_400.0  # the limit moves before the merge
+    part.add("t.interactions", records([interaction("c1", 1)]))
+    outputs = part.drain(idle=set(TOPICS))
+    dead = [o.value["reason"] for o in outputs if o.stream is Stream.DEAD_LETTER]
+    assert dead == ["future_timestamp"]  # and the interaction of day 1 was not late
+    assert part.engine.counters.applied == 1
+
+
+def test_an_oversized_record_waits_in_the_buffer_with_only_what_its_dead_letter_shows():
+    alone, waiting = scorer(), scorer()
+    huge = b'{"event_type": "transaction", "note": "' + "é".encode() * 600_000 + b'"}'
+    alone.add("t.transactions", [(0, None, huge, 0.0)])
+    waiting.add("t.transactions", [(0, None, huge, 0.0)])
+    [buffered] = waiting.buffers["t.transactions"]
+    assert len(buffered.raw) <= 4 * 64 * 1024 + 4  # not the 1.2 MB it came as
+    [expected] = alone.drain(idle=set(TOPICS))
+    [dead] = waiting.drain(idle=set(TOPICS))
+    assert dead.value == expected.value  # the same dead letter (text, detail and id)
+    assert "truncated" in dead.value["detail"] and dead.value["reason"] == "oversized_payload"
+
+
 def test_records_keyed_otherwise_or_on_another_types_topic_are_dead_lettered_in_place():
     """With the input contract on (as in the service), a record must be keyed by its
     customer id (else it may sit on another partition than the customer's other
