@@ -33,19 +33,37 @@ DAYS = st.floats(0, 90, allow_nan=False)
 
 IDS = st.integers(0, 60).map(lambda n: f"e{n}")  # repeats happen: duplicates too
 
+# Baskets as the contract allows them: a unit price is optional (0 and tiny ones too).
+ITEMS = st.lists(
+    st.fixed_dictionaries(
+        {"sku": st.just("s1"), "category": st.sampled_from(["tents", "boots"]),
+         "quantity": st.integers(1, 5)},
+        optional={"unit_price": st.one_of(st.just(5e-324), st.floats(0, 1e9))},
+    ),
+    max_size=3,
+)  # fmt: skip
+
 valid_events = st.one_of(
     st.builds(
-        lambda c, d, a, i: purchase(c, d, a, event_id=i), CUSTOMERS, DAYS, st.floats(0.01, 900), IDS
+        lambda c, d, a, i, items: purchase(c, d, a, event_id=i, items=items),
+        CUSTOMERS,
+        DAYS,
+        st.floats(0.01, 900),
+        IDS,
+        ITEMS,
     ),
     st.builds(
         lambda c, d, a, i: refund(c, d, a, event_id=i), CUSTOMERS, DAYS, st.floats(0.01, 90), IDS
     ),
     st.builds(
-        lambda c, d, k, i: interaction(c, d, k, event_id=i),
+        lambda c, d, k, i, category: interaction(
+            c, d, k, event_id=i, attributes={"category": category}
+        ),
         CUSTOMERS,
         DAYS,
         st.sampled_from(["login", "page_view", "email_open", "complaint", "unsubscribe"]),
         IDS,
+        st.text(max_size=12),  # a browsing category is any text: odd ones are ignored
     ),
     st.builds(
         lambda c, d, flag, i: customer_event(
