@@ -72,6 +72,7 @@ def _is_zombie(pid: int) -> bool:
 
 def test_ctrl_c_mid_replay_stops_the_replay_first_and_a_second_one_kills_the_worker(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLVSTREAM_")}
+    env["TMPDIR"] = str(tmp_path)  # what the killed worker leaves stays in the test's folder
     command = [
         sys.executable, "-m", "streams.cli", "up", "--customers", "150", "--days", "120",
         "--rate", "50", "--out-dir", str(tmp_path),
