@@ -24,10 +24,9 @@ from agents.disk_states import DiskStates
 from models.checkpoint import checkpoint_bytes, restore_checkpoint
 from models.config import ScoringConfig
 from models.emitted import Output
-from models.engine import ScoringEngine
+from models.engine import ScoringEngine, future_detail
 from models.shared_fits import SharedFits
 from models.state import CustomerState
-from models.timeline import iso_utc
 from schemas.common import MAX_PAYLOAD_BYTES
 from schemas.outputs import DeadLetterReason
 from schemas.parsing import Event, Rejected, parse_event
@@ -203,7 +202,7 @@ class PartitionScorer:
                 if future_limit is None or at <= future_limit:
                     last_at = at
                 else:  # decided now, as merged: a later limit must not let it jump the order
-                    detail = f"event time {iso_utc(at)} is after {iso_utc(future_limit)}"
+                    detail = future_detail(at, future_limit)
                     reason = DeadLetterReason.FUTURE_TIMESTAMP
                     event = Rejected(reason, detail, customer_id=event.customer_id)
             buffer.append(Buffered(last_at, offset, raw, event, produced_at))

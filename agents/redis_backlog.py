@@ -48,10 +48,8 @@ class RedisBacklog:
 
     def held(self, partition: int, redis_from: int | None) -> None:
         """A partition restored from a checkpoint that names `redis_from` (or none)."""
-        known = [
-            o for o in (redis_from, self._left.pop(partition, _FIRST)) if o not in (None, _FIRST)
-        ]
-        self._from[partition] = min(known, default=_FIRST)
+        restored = _FIRST if redis_from is None else redis_from
+        self._from[partition] = _earliest(restored, self._left.pop(partition, _FIRST))
         self._delivered.pop(partition, None)
 
     def forget(self, partition: int) -> None:

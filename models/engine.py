@@ -33,6 +33,15 @@ from schemas.outputs import DeadLetterReason
 from schemas.parsing import Event, Rejected, parse_event
 
 
+def future_detail(at: float, limit: float) -> str:
+    """Why an event dated after the future limit is dead-lettered.
+
+    >>> future_detail(86_400.0, 0.0)
+    'event time 1970-01-02T00:00:00+00:00 is after 1970-01-01T00:00:00+00:00'
+    """
+    return f"event time {iso_utc(at)} is after {iso_utc(limit)}"
+
+
 class ScoringEngine(EngineRefits):
     def __init__(
         self,
@@ -128,7 +137,7 @@ class ScoringEngine(EngineRefits):
         at = event.occurred_at.timestamp()
         clock = self.clock
         if self.future_limit is not None and at > self.future_limit:
-            detail = f"event time {iso_utc(at)} is after {iso_utc(self.future_limit)}"
+            detail = future_detail(at, self.future_limit)
             reason = DeadLetterReason.FUTURE_TIMESTAMP
             return [self._counted(dead_letter(raw, origin, reason, detail, customer_id))]
         if at >= self._snapshot_at:  # a follower's statistics, before its clock moves on
