@@ -42,6 +42,7 @@ previous checkpoint (restore drops such a customer if the checkpoint never came)
 # MAX_PAYLOAD_BYTES characters, 4 bytes each at most, and one more to say it was cut):
 # up to `max_buffered_per_input` oversized records wait in a buffer.
 _KEPT_RAW_BYTES = 4 * MAX_PAYLOAD_BYTES + 4
+_KEPT_KEY_BYTES = 4 * 256  # a key in a dead letter's origin: 256 characters at most
 _CHECKPOINT_FORMATS = (1, 2)  # 2: confirmed past Redis (`Checkpoint.past_redis`)
 
 
@@ -74,6 +75,7 @@ class Buffered:
     at: float  # event time; a rejected record takes its predecessor's, to keep its place
     offset: int
     raw: bytes
+    key: bytes | None
     event: object  # the parsed event, or a Rejected
     produced_at: float  # the record's broker timestamp (seconds), for latency
 
@@ -205,7 +207,11 @@ class PartitionScorer:
                     detail = future_detail(at, future_limit)
                     reason = DeadLetterReason.FUTURE_TIMESTAMP
                     event = Rejected(reason, detail, customer_id=event.customer_id)
-            buffer.append(Buffered(last_at, offset, raw, event, produced_at))
+            if key is not None and len(key) > _KEPT_KEY_BYTES:
+                key = key[
+                    :_KEPT_KEY_BYTES
+                ]  # (checked against the event above; kept for its origin)
+            buffer.append(Buffered(last_at, offset, raw, key, event, produced_at))
         self._last_at[topic] = last_at
 
     def buffered(self) -> int:
@@ -255,6 +261,8 @@ class PartitionScorer:
         engine = self.engine
         origin = {"source": "kafka", "topic": topic, "partition": self.partition}
         origin["offset"] = record.offset
+        if record.key is not None:  # (a tombstone's dead letter has nothing else to name it by)
+            origin["key"] = record.key.decode("utf-8", "replace")[:256]
         if isinstance(record.event, Rejected):
             return engine.process_parsed(record.event, record.raw, origin)  # a dead letter
         engine.counters.read += 1

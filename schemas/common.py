@@ -18,6 +18,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -124,8 +125,24 @@ ShortText = Annotated[
 zero-width non-joiner and joiner allowed."""
 
 
-Timestamp = Annotated[AwareDatetime, Field(ge=EARLIEST, lt=LATEST)]
-"""ISO 8601 date-time with a UTC offset, 1970-01-01 .. 2200-01-01; naive ones are rejected."""
+def _iso_text(value: object) -> object:
+    """An ISO 8601 text (or a datetime, in Python). Pydantic reads a number in a string
+    ("1700000000") as a Unix time even in strict mode; the contract's date-time starts
+    YYYY-. (The field is lax after this check: strict, pydantic would refuse the text.)"""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected an ISO 8601 date-time text, got {type(value).__name__}")
+    if len(value) < 10 or value[4] != "-":
+        raise ValueError(f"{value!r} is not an ISO 8601 date-time (YYYY-MM-DDThh:mm:ss+hh:mm)")
+    return value
+
+
+Timestamp = Annotated[
+    AwareDatetime, Field(ge=EARLIEST, lt=LATEST, strict=False), BeforeValidator(_iso_text)
+]
+"""ISO 8601 date-time with a UTC offset, 1970-01-01 .. 2200-01-01; naive ones are rejected,
+and so is a Unix time, even as a string."""
 
 Currency = Literal[tuple(sorted(ISO_4217))]
 """An ISO 4217 alphabetic code (validated natively: it is on every transaction)."""
@@ -136,6 +153,24 @@ Money = Annotated[float, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 _SHORT_TEXT = TypeAdapter(ShortText)
+
+
+_IDENTIFIER = TypeAdapter(Identifier)
+
+
+def is_identifier(value: object) -> bool:
+    """Whether `value` is a valid `Identifier` (e.g. a rejected input's customer id).
+
+    >>> is_identifier("c-17"), is_identifier("has space"), is_identifier(""), is_identifier(7)
+    (True, False, False, False)
+    """
+    if not isinstance(value, str):
+        return False
+    try:
+        _IDENTIFIER.validate_python(value)
+    except ValidationError:
+        return False
+    return True
 
 
 def is_short_text(value: object) -> bool:

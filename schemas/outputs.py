@@ -47,6 +47,11 @@ class Origin(OutputContract):
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
+    key: str | None = Field(
+        default=None,
+        description="The Kafka record's key as text (invalid bytes replaced, at most 256 "
+        "characters): it names the customer even when the value could not be read.",
+    )
 
 
 class DeadLetter(OutputContract):

@@ -9,7 +9,7 @@ Errors are values here: nothing raises on bad input.
 >>> r.reason.value
 'invalid_timestamp'
 >>> r.detail
-'occurred_at: Input should be a valid datetime, day value is outside expected range'
+'occurred_at: Input should be a valid datetime or date, day value is outside expected range'
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import orjson
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from schemas.common import MAX_PAYLOAD_BYTES
+from schemas.common import MAX_PAYLOAD_BYTES, is_identifier
 from schemas.inputs import INPUT_EVENT, CustomerEvent, Interaction, Transaction
 from schemas.outputs import DeadLetterReason as R
 
@@ -52,13 +52,14 @@ def parse_event(raw: bytes | str, max_bytes: int = MAX_PAYLOAD_BYTES) -> Event |
 
 
 def _customer_id_of(raw: bytes | str) -> str | None:
-    """Best effort: the customer id of a rejected document, to route its dead letter."""
+    """Best effort: the customer id of a rejected document, to route its dead letter
+    (only a valid one: an id that breaks the contract names no customer)."""
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
     value = document.get("customer_id") if isinstance(document, dict) else None
-    return value if isinstance(value, str) and 0 < len(value) <= 128 else None
+    return value if is_identifier(value) else None
 
 
 def _classify(error: ErrorDetails) -> tuple[R, str]:
@@ -93,7 +94,7 @@ def _classify(error: ErrorDetails) -> tuple[R, str]:
     if field in _TIME_FIELDS or field_path[-1:] == ["signup_at"]:
         if kind == "timezone_aware":
             return R.NAIVE_TIMESTAMP, f"{where}: timestamp has no UTC offset"
-        return R.INVALID_TIMESTAMP, detail
+        return R.INVALID_TIMESTAMP, f"{where}: {message.removeprefix('Value error, ')}"
     if field == "amount":
         return R.INVALID_AMOUNT, detail
     if field == "currency":

@@ -41,7 +41,10 @@ def _with(**changes) -> bytes:
         (_with(occurred_at="2023-02-30T10:00:00Z"), R.INVALID_TIMESTAMP, "day value"),
         (_with(occurred_at="1969-12-31T10:00:00Z"), R.INVALID_TIMESTAMP, "1970-01-01"),
         (_with(occurred_at="2201-01-01T00:00:00Z"), R.INVALID_TIMESTAMP, "2200-01-01"),
-        (_with(occurred_at=1707559200), R.INVALID_TIMESTAMP, "occurred_at"),
+        (_with(occurred_at=1707559200), R.INVALID_TIMESTAMP, "got int"),
+        (_with(occurred_at="1707559200"), R.INVALID_TIMESTAMP, "not an ISO 8601 date-time"),
+        (_with(occurred_at="1707559200.5"), R.INVALID_TIMESTAMP, "not an ISO 8601"),
+        (_with(occurred_at=None), R.INVALID_TIMESTAMP, "got NoneType"),
         (_with(amount=-5), R.INVALID_AMOUNT, "greater than or equal to 0"),
         (_with(amount="12.5"), R.INVALID_AMOUNT, "valid number"),
         (_with(amount=True), R.INVALID_AMOUNT, "valid number"),
@@ -82,6 +85,9 @@ def test_oversized_payload_is_rejected_before_parsing():
 def test_rejected_input_keeps_the_customer_id_when_readable():
     assert parse_event(_with(amount=-1)).customer_id == "c1"
     assert parse_event(b"{broken").customer_id is None
+    # an id that breaks the contract is no customer's: its dead letter names none
+    assert parse_event(_with(customer_id="has space")).customer_id is None
+    assert parse_event(_with(customer_id="c\x001", amount=-1)).customer_id is None
 
 
 @pytest.mark.parametrize(
@@ -112,6 +118,17 @@ def test_timestamps_keep_their_offset_and_unknown_fields_are_ignored():
     event["future_field"] = {"nested": True}
     parsed = parse_event(raw(event))
     assert parsed.occurred_at.timestamp() == 1714550400.0  # 08:00 UTC
+
+
+@pytest.mark.parametrize(
+    "text", ["2024-05-01T10:00:00Z", "2024-05-01 10:00:00+00:00", "2024-05-01T12:00:00.250+02:00"]
+)
+def test_iso_8601_date_times_in_their_usual_spellings_are_accepted(text):
+    event = purchase("c1", 0)
+    event["occurred_at"] = text
+    parsed = parse_event(raw(event))
+    assert not isinstance(parsed, Rejected)
+    assert parsed.occurred_at.timestamp() in (1714557600.0, 1714557600.25)
 
 
 def test_checked_in_json_schemas_are_current():

@@ -19,6 +19,7 @@ from agents.partition import (
 from models.config import ScoringConfig
 from models.emitted import Stream
 from models.state import CustomerState
+from schemas.outputs import DeadLetter
 from streams.topics import TopicNames, partition_of
 from tests.factories import BASE, interaction, purchase
 
@@ -58,7 +59,7 @@ def test_bad_records_keep_their_place_and_become_dead_letters_with_their_origin(
     dead = [o.value for o in outputs if o.stream is Stream.DEAD_LETTER]
     assert [d["origin"] for d in dead] == [
         {"source": "kafka", "topic": "t.transactions", "partition": 0, "offset": 7},
-        {"source": "kafka", "topic": "t.transactions", "partition": 0, "offset": 8},
+        {"source": "kafka", "topic": "t.transactions", "partition": 0, "offset": 8, "key": "c1"},
     ]
     assert part.next_offsets["t.transactions"] == 9
 
@@ -138,6 +139,28 @@ def test_records_keyed_otherwise_or_on_another_types_topic_are_dead_lettered_in_
     assert counters["dead_lettered_by_reason"] == {"key_mismatch": 2, "wrong_topic": 1}
     assert counters["read"] == 5 and counters["applied"] == 2
     assert part.next_offsets["t.transactions"] == 5
+
+
+def test_a_dead_letter_names_the_records_key_so_a_tombstone_can_be_traced():
+    """A null value (a tombstone on an input topic) has nothing but its key to say whose
+    it was: the dead letter's origin carries the key (as text, cut to 256 characters)."""
+    part = scorer()
+    long_key = "k" * 300
+    part.add(
+        "t.transactions",
+        [
+            (0, b"c1", orjson.dumps(purchase("c1", 0)), 0.0),
+            (1, b"c9", None, 0.0),
+            (2, long_key.encode(), b"{not json", 0.0),
+            (3, None, b"", 0.0),
+        ],
+    )
+    dead = [o for o in part.drain(idle=set(TOPICS)) if o.stream is Stream.DEAD_LETTER]
+    origins = [o.value["origin"] for o in dead]
+    assert [o.get("key") for o in origins] == ["c9", "k" * 256, None]
+    assert [o["offset"] for o in origins] == [1, 2, 3]
+    DeadLetter.model_validate(dead[0].value)  # the contract takes the key
+    assert dead[0].value["event_id"] != dead[2].value["event_id"]
 
 
 @pytest.mark.parametrize("partitioner", ["murmur2", "crc32"])
