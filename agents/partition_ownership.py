@@ -28,7 +28,7 @@ from agents.changelog import Restored, read_changelog
 from agents.deliveries import refused
 from agents.disk_states import DiskStates, worker_store_dir
 from agents.partition import CHECKPOINT_KEY, Checkpoint, PartitionScorer
-from agents.redis_backlog import latest_scores
+from agents.redis_backlog import give_again, latest_scores
 from models.config import ScoringConfig
 from models.emitted import Stream
 from streams.settings import Settings
@@ -235,6 +235,7 @@ class PartitionOwnership:
             self._paused -= {tp for tp in self._paused if tp.partition == partition}
             self._idle_since.pop(partition, None)
             self.redis_backlog.forget(partition)
+            self.redis_loss.forget(partition)
         self._fetched_next = {
             tp: n for tp, n in self._fetched_next.items() if tp.partition not in partitions
         }
@@ -348,9 +349,7 @@ class PartitionOwnership:
             return
         tp = TopicPartition(self.names.output(Stream.SCORES), partition)
         latest = await latest_scores(reader, tp, start)
-        for customer_id, (score, erased_at) in latest.items():
-            self.store.add(customer_id, score, erased_at=erased_at)
-        self.metrics.redis_rewritten += len(latest)
+        self.metrics.redis_rewritten += give_again(self.store, latest)
         log.warning(
             "partition %d: its checkpoint was confirmed during a Redis outage: %d customers' "
             "scores read back from offset %d of %s and written to Redis again",

@@ -16,6 +16,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.changelog import records_to_end
+from agents.redis_store import RedisScoreStore
 
 ERASED_AT_HEADER = "erased_at"  # on a `scores` tombstone: the erasure's event time
 _FIRST = -1  # the base offset of the first score batch delivered from now on
@@ -102,6 +103,13 @@ async def latest_scores(
         if erased_at is not None:
             latest[customer_id] = (None, float(erased_at))
     return latest
+
+
+def give_again(store: RedisScoreStore, latest: dict[str, tuple[dict | None, float | None]]) -> int:
+    """Give each customer's latest score (or erasure) read back to the store; how many."""
+    for customer_id, (score, erased_at) in latest.items():
+        store.add(customer_id, score, erased_at=erased_at)
+    return len(latest)
 
 
 def _earliest(offset: int, other: int) -> int:

@@ -42,6 +42,8 @@ from agents.metrics import WorkerMetrics
 from agents.partition import PartitionScorer
 from agents.partition_ownership import PartitionOwnership
 from agents.redis_backlog import ERASED_AT_HEADER, RedisBacklog
+from agents.redis_loss import RedisLossWatch, RedisMarkers
+from agents.redis_repair import RedisRepair
 from agents.redis_store import RedisScoreStore
 from models.emitted import Erasure, Output, Stream
 from streams.settings import Settings
@@ -68,7 +70,7 @@ class _Listener(ConsumerRebalanceListener):
         await self.service.acquire({tp.partition for tp in assigned})
 
 
-class ScoringService(PartitionOwnership, Service):
+class ScoringService(PartitionOwnership, RedisRepair, Service):
     """One worker's share of the partitions (mode service, started by the Faust app)."""
 
     def __init__(self, settings: Settings, fit_executor: Executor | None = None, **kwargs) -> None:
@@ -107,6 +109,9 @@ class ScoringService(PartitionOwnership, Service):
         self._redis_produced_at: list[float] = []  # inputs whose scores wait for a flush
         self._redis_behind_since: float | None = None  # (monotonic) checkpoints wait for it
         self.redis_backlog = RedisBacklog()  # where Redis may lack scores from, by partition
+        self.redis_loss = RedisLossWatch()  # writes Redis acknowledged and lost (`redis_loss`)
+        self.markers: RedisMarkers | None = None
+        self._init_redis_repair()
         self._idle_since: dict[int, float] = {}
         # inputs whose fetching waits: a catch-up or a full buffer (_pause_or_resume_fetching)
         self._paused: set[TopicPartition] = set()
@@ -123,6 +128,7 @@ class ScoringService(PartitionOwnership, Service):
         redis_url = settings.redis_url.get_secret_value() if settings.redis_url else ""
         self.redis = aioredis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=5)
         self.store = RedisScoreStore(self.redis, settings.redis_prefix)
+        self.markers = RedisMarkers(self.redis, settings.redis_prefix)
         self.producer = AIOKafkaProducer(
             acks="all",
             linger_ms=5,
@@ -154,6 +160,7 @@ class ScoringService(PartitionOwnership, Service):
         self._stop_deadline = time.monotonic() + self.settings.stop_timeout_seconds
         if self.on_stopping is not None:
             self.on_stopping()
+        await self._stop_read_back()
         if self.consumer is not None:
             async with self._lock:
                 await self._bounded("the final checkpoint", self._checkpoint(set(self.partitions)))
@@ -191,6 +198,10 @@ class ScoringService(PartitionOwnership, Service):
         a follower partition holds back events until they cover them."""
         if self.fits is not None:
             await self.fits.read(lambda: self.should_stop)
+
+    @Service.task
+    async def _check_redis_markers(self) -> None:
+        await self._watch_redis()
 
     @Service.task
     async def _run(self) -> None:
@@ -402,6 +413,7 @@ class ScoringService(PartitionOwnership, Service):
             metrics.latency.observe_many(done - at for at in produced_at)
         if store.written_upto >= store.added:
             self.redis_backlog.redis_caught_up()
+            await self._raise_markers()  # (at once: nothing given meanwhile)
 
     async def _redis_covers(self, upto: int, timeout: float = _REDIS_COVER_SECONDS) -> bool:
         """Until Redis has answered for the first `upto` scores given to the store

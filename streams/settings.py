@@ -134,6 +134,15 @@ class Settings(BaseSettings):
         "restart would replay all of it). A restore from such a checkpoint reads the "
         "scores Redis may lack back from the scores topic and writes them again",
     )
+    redis_check_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="how often a worker checks that Redis still has the scores it "
+        "acknowledged (a marker per partition): a Redis restarted without persistence, "
+        "flushed or failed over to a replica behind gets them written again, read back "
+        "from the scores topic",
+    )
     max_batch: int = Field(1000, ge=1, description="records per poll of the input topics")
     fetch_max_wait_ms: int = Field(
         50,

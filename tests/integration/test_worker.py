@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import redis
 
 from models.emitted import Stream
 from streams.offline import SCORE_COLUMNS, cell_text
@@ -332,12 +333,14 @@ def _days_between(start: str, end: str) -> int:
 
 
 @contextlib.contextmanager
-def _scored_on_own_redis(kafka_url: str, tmp_path: Path, customers: int, seed: int):
+def _scored_on_own_redis(
+    kafka_url: str, tmp_path: Path, customers: int, seed: int, **overrides: object
+):
     """A worker on a Redis of its own (to kill or pause), after scoring a small replay:
     yields (the Redis server, the settings, the worker); stops both."""
     redis_server = OwnRedis(tmp_path / "valkey")
     redis_server.start()
-    settings = fresh_settings(kafka_url, redis_server.url, partitions=1)
+    settings = fresh_settings(kafka_url, redis_server.url, **{"partitions": 1, **overrides})
     sent = replay(simulated_file(tmp_path, customers, 2 * customers - 20, seed=seed), settings)
     process = worker(settings, tmp_path)
     try:
@@ -361,7 +364,68 @@ def test_the_api_answers_503_while_redis_is_down_and_again_once_it_is_back(kafka
     assert before == 200
     assert [status for status, _ in down] == [503, 503, 503]
     assert all(body["error"].startswith("Redis unreachable") for _, body in down)
-    assert back[0] == 404 and customer in back[1]["error"]  # Redis answers again
+    # Redis answers again (the scores it lost come back within `redis_check_seconds`)
+    assert back[0] == 200 or (back[0] == 404 and customer in back[1]["error"])
+
+
+def _wait_for_scores(settings, expected: dict, timeout: float = 60.0) -> dict:
+    """Redis's customer rows, once they are `expected` (or the last read at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        served = redis_scores(settings)
+        if served == expected or time.monotonic() > deadline:
+            return served
+        time.sleep(0.2)
+
+
+def test_scores_redis_lost_come_back_without_new_events(kafka_url, tmp_path):
+    """Redis may lose what it acknowledged: restarted without persistence, flushed, or
+    failed over to a replica behind it (a marker per partition lower than the worker
+    last raised it). The worker notices by its markers and writes the lost scores
+    again, read back from the scores topic: with no new event, while running and when
+    a worker starts on a Redis that lost everything meanwhile. (Before, they stayed
+    missing until each customer's next event.)"""
+    redis_server = OwnRedis(tmp_path / "valkey")
+    redis_server.start()
+    settings = fresh_settings(kafka_url, redis_server.url, partitions=2, redis_check_seconds=0.3)
+    sent = replay(simulated_file(tmp_path, 60, 100, seed=8), settings)
+    process = worker(settings, tmp_path)
+    try:
+        wait_until_scored([process], sent)
+        served = redis_scores(settings)
+        _, segments = process.get("/segments")
+        time.sleep(1.5)  # the markers raised (once a second at most) and checked
+        redis_server.kill()
+        redis_server.start()  # empty: the killed server kept nothing
+        after_restart = _wait_for_scores(settings, served)
+        losses = metric(process, "clvstream_redis_losses_total")
+        _, segments_after = process.get("/segments")
+        # a replica behind: partition 0's marker lower than acknowledged, rows missing
+        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+        try:
+            markers = client.mget([f"{settings.redis_prefix}scores-offset:{p}" for p in (0, 1)])
+            client.set(f"{settings.redis_prefix}scores-offset:0", 0)
+            dropped = sorted(c for c in served if partition_of(c, 2) == 0)[:5]
+            client.delete(*[f"{settings.redis_prefix}customer:{c}" for c in dropped])
+            after_failover = _wait_for_scores(settings, served)
+            losses_after_failover = metric(process, "clvstream_redis_losses_total")
+        finally:
+            client.close()
+        assert process.stop() == 0
+        redis_server.kill()
+        redis_server.start()  # lost while no worker ran
+        process = worker(settings, tmp_path, "again")
+        after_downtime = _wait_for_scores(settings, served)
+        read_back = metric(process, "clvstream_redis_read_back_total")
+    finally:
+        if process.process.poll() is None:
+            assert process.stop() == 0
+        redis_server.kill()
+    assert len(served) >= 50 and all(m is not None and int(m) > 0 for m in markers)
+    assert after_restart == served and losses == 2  # both partitions' markers were gone
+    assert segments_after == segments  # the segment totals summed again, too
+    assert len(dropped) == 5 and after_failover == served and losses_after_failover == 3
+    assert after_downtime == served and read_back >= len(served)
 
 
 def test_health_is_not_ready_while_redis_hangs_and_the_worker_stays_live(kafka_url, tmp_path):

@@ -1,0 +1,123 @@
+"""The worker's side of `agents.redis_loss`: markers raised, checked, scores read back.
+
+A base class of `agents.scoring.ScoringService` (never used alone). It uses the
+service's `settings`, `names`, `partitions`, `store`, `metrics`, `redis_backlog`,
+`redis_loss` and `markers`, and the attributes set by `_init_redis_repair`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from redis.exceptions import RedisError
+
+from agents.redis_backlog import give_again, latest_scores
+from agents.redis_loss import ReadBack
+from models.emitted import Stream
+
+log = logging.getLogger(__name__)
+
+_RAISE_EVERY_SECONDS = 1.0  # markers move on with every batch: one write a second at most
+
+
+class RedisRepair:
+    """Markers raised after Redis catches up; checked every `redis_check_seconds`."""
+
+    def _init_redis_repair(self) -> None:
+        self._markers_due_at = 0.0  # (monotonic)
+        self._read_back_task: asyncio.Task | None = None
+
+    async def _raise_markers(self) -> None:
+        """Redis has answered for every score given so far (called at once, before any
+        wait): raise the markers of the partitions whose scores moved on."""
+        now = time.monotonic()
+        if self.markers is None or now < self._markers_due_at:
+            return
+        markers = self.redis_loss.to_raise(sorted(self.partitions), self.redis_backlog.since)
+        if not markers:
+            return
+        self._markers_due_at = now + _RAISE_EVERY_SECONDS
+        try:
+            await self.markers.raise_to(markers)
+        except (RedisError, OSError) as error:
+            log.debug("Redis markers not raised: %s", error)  # (again after the next write)
+            return
+        self.redis_loss.raised(markers)
+
+    async def _watch_redis(self) -> None:
+        """Check the markers every `redis_check_seconds` until the service stops."""
+        while not self.should_stop:
+            await asyncio.sleep(self.settings.redis_check_seconds)
+            await self.check_redis()
+
+    async def check_redis(self) -> None:
+        """Read the held partitions' markers; start the read-backs due (one at a time)."""
+        task = self._read_back_task
+        if self.markers is None or not self.partitions or (task is not None and not task.done()):
+            return
+        held = sorted(self.partitions)
+        known = self.redis_loss.known()
+        try:
+            read = await self.markers.read(held)
+        except (RedisError, OSError):
+            return  # unreachable: checked again later (the writes wait meanwhile)
+        read = {p: marker for p, marker in read.items() if p in self.partitions}
+        due = self.redis_loss.check(known, read)
+        for read_back in due:
+            if read_back.lost:
+                self.metrics.redis_losses += 1
+                log.warning(
+                    "partition %d: Redis lost scores it had acknowledged (its marker is %s, "
+                    "was %s): read back from the scores topic and written again",
+                    read_back.partition, read_back.start, known.get(read_back.partition),
+                )  # fmt: skip
+        if due:
+            self._read_back_task = asyncio.create_task(self._read_back(due))
+
+    async def _read_back(self, due: list[ReadBack]) -> None:
+        reader = AIOKafkaConsumer(
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **self.settings.consumer_options(),
+        )
+        try:
+            await reader.start()
+        except Exception as error:
+            log.warning("scores not read back (tried again): %s", error)
+            for read_back in due:
+                self.redis_loss.read_back_failed(read_back.partition)
+            return
+        try:
+            for read_back in due:
+                partition = read_back.partition
+                tp = TopicPartition(self.names.output(Stream.SCORES), partition)
+                try:
+                    latest = await latest_scores(reader, tp, read_back.start)
+                except Exception as error:
+                    log.warning("partition %d: scores not read back (tried again): %s",
+                                partition, error)  # fmt: skip
+                    self.redis_loss.read_back_failed(partition)
+                    continue
+                if (
+                    partition not in self.partitions
+                    or partition not in self.redis_loss.reading_back
+                ):
+                    continue  # given up meanwhile: its next holder reads it back
+                self.metrics.redis_read_back += give_again(self.store, latest)
+                self.redis_loss.read_back_done(partition)
+        finally:
+            for read_back in due:  # (cancelled: checked again, if still held)
+                if read_back.partition in self.redis_loss.reading_back:
+                    self.redis_loss.read_back_failed(read_back.partition)
+            await reader.stop()
+
+    async def _stop_read_back(self) -> None:
+        task = self._read_back_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
