@@ -37,6 +37,25 @@ def effect_text(per_customer: float, low: float, high: float) -> str:
     return f"{per_customer:+,.2f} ({low:+,.2f} to {high:+,.2f})"
 
 
+def roi_text(result: Estimate, margin: float) -> str:
+    """The ROI with the range its effect's 95 % interval gives it: the cost of the
+    measured contacts is known, so the ROI is exactly as uncertain as the incremental
+    revenue (a point ROI would look precise where the interval spans break-even).
+    A dash without cost.
+
+    >>> fit = Estimate(100, 100, 9.0, -1.0, 14.0, 0.0, 0.0, 900.0, 200.0, 3.5, 50.0)
+    >>> roi_text(fit, margin=1.0)
+    '+350% (-150% to +600%)'
+    """
+    if not result.cost > 0:
+        return "–"
+    low, high = (
+        (per_customer * result.treated * margin - result.cost) / result.cost
+        for per_customer in (result.low, result.high)
+    )
+    return f"{result.roi:+,.0%} ({low:+,.0%} to {high:+,.0%})"
+
+
 @dataclass(frozen=True)
 class ProgrammeRow:
     id: str

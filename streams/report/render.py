@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from html import escape
 
@@ -26,7 +25,7 @@ from streams.report.plots import (
     programme_figure,
     svg,
 )
-from streams.report.programmes import MIN_WINDOWS, ProgrammeRow, effect_text
+from streams.report.programmes import MIN_WINDOWS, ProgrammeRow, effect_text, roi_text
 
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222;
@@ -42,6 +41,7 @@ th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #e5e5e5; text-align: ri
 th { background: #f4f5f7; } td:first-child, th:first-child { text-align: left; }
 .pair { display: flex; gap: 2em; flex-wrap: wrap; align-items: flex-start; }
 .nodata { color: #888; font-style: italic; } .stopped { color: #b23b3b; }
+.range { white-space: nowrap; }
 svg { max-width: 100%; height: auto; }
 """
 
@@ -214,7 +214,7 @@ def _programmes(report: Report) -> str:
     rows = report.programmes
     if not rows:
         return head + _no_data("no programme triggers or results")
-    parts = [head, _programme_table(rows, report.currency)]
+    parts = [head, _programme_table(rows, report.currency, report.margin)]
     measured = [r for r in rows if r.result is not None and r.cost_per_contact is not None]
     if measured:
         parts.append(svg(programme_figure(measured, report.margin, report.currency)))
@@ -228,7 +228,8 @@ def _programmes(report: Report) -> str:
             "customer stays in one arm, so repeat windows are not pooled). Total = per "
             "customer × treated first-exposure windows; cost = the cost of those "
             "windows' contacts (repeat contacts and windows still open cost more); ROI = "
-            f"(total × margin rate {report.margin:.0%} − cost) / cost. Break-even: the incremental "
+            f"(total × margin rate {report.margin:.0%} − cost) / cost, its interval from the "
+            "incremental revenue's. Break-even: the incremental "
             "revenue per treated customer that pays for one contact. Verdict: pays off or "
             "loses money when the whole interval lies above or below it, else unclear yet. "
             "In the chart, a point above the dashed line earns more than a contact costs."
@@ -237,7 +238,7 @@ def _programmes(report: Report) -> str:
     return "".join(parts)
 
 
-def _programme_table(rows: Sequence[ProgrammeRow], currency: str) -> str:
+def _programme_table(rows: Sequence[ProgrammeRow], currency: str, margin: float) -> str:
     cur = escape(currency)
     body = []
     for row in rows:
@@ -246,9 +247,9 @@ def _programme_table(rows: Sequence[ProgrammeRow], currency: str) -> str:
             effect, total, roi = "too few windows", "", ""
         else:
             mark = "*" if row.indicative else ""
-            effect = effect_text(result.per_customer, result.low, result.high) + mark
+            effect = _interval(effect_text(result.per_customer, result.low, result.high)) + mark
             total = f"{result.total:,.0f}"
-            roi = f"{result.roi:.0%}" if math.isfinite(result.roi) else "–"
+            roi = _interval(roi_text(result, margin))
         status = escape(row.status or "not measured yet")
         if row.status == "stopped":
             status = "<span class='stopped'>stopped</span>"
@@ -269,11 +270,22 @@ def _programme_table(rows: Sequence[ProgrammeRow], currency: str) -> str:
         "<th>Measured windows (first exposures) treated / control</th>"
         f"<th>Incremental revenue per treated ({cur}, 95 % interval)</th>"
         f"<th>Total incremental ({cur})</th><th>Cost of the measured contacts ({cur})</th>"
-        "<th>ROI</th>"
+        "<th>ROI (95 % interval)</th>"
         f"<th>Break-even per treated ({cur})</th><th>Verdict</th><th>Status</th>"
         f"</tr>{''.join(body)}</table>"
     )
     return table + (f"<ul class='how'>{''.join(notes)}</ul>" if notes else "")
+
+
+def _interval(text: str) -> str:
+    """A figure with its interval, "point (low to high)": the interval kept on one line,
+    so a narrow cell breaks between the two, not inside the interval.
+
+    >>> _interval("+1.00 (-2.00 to +3.00)"), _interval("–")
+    ("+1.00 <span class='range'>(-2.00 to +3.00)</span>", '–')
+    """
+    point, space, interval = escape(text).partition(" (")
+    return f"{point} <span class='range'>({interval}</span>" if space else point
 
 
 def _cost(value: float | None) -> str:

@@ -245,9 +245,30 @@ def test_the_effect_is_shown_with_both_ends_of_its_skewed_interval(tmp_path):
     assert effect.high - effect.per_customer != pytest.approx(effect.per_customer - effect.low)
     page = render_html(report)
     text = effect_text(effect.per_customer, effect.low, effect.high)
-    assert f"<td>{text}*</td>" in page  # * indicative: fewer than 30 windows
+    point, interval = text.split(" ", 1)  # the interval stays on one line
+    assert f"<td>{point} <span class='range'>{interval}</span>*</td>" in page  # *: indicative
     assert re.fullmatch(r"[+-][\d,]+\.\d\d \([+-][\d,]+\.\d\d to [+-][\d,]+\.\d\d\)", text)
     assert "±" not in page
+
+
+def test_the_roi_is_shown_with_the_range_its_effects_interval_gives(tmp_path):
+    """An effect whose interval spans break-even has an ROI that may be a loss or a
+    gain: a bare point ROI ("+148%") would look precise."""
+    treated = arm([(1, 0), (2, 30), (1, 0), (3, 45), (2, 0), (1, 12)] * 6, 2.0)
+    control = arm([(1, 0), (2, 20), (1, 0), (3, 25), (2, 0), (1, 10)] * 6, 0.0)
+    report = build(tmp_path, [result("save_offer", "all", 30, treated, control)])
+    (row,) = report.programmes
+    effect = row.result
+    assert row.verdict == "unclear yet" and effect.low < row.break_even < effect.high
+
+    def roi(per_customer: float) -> float:
+        return (per_customer * effect.treated * report.margin - row.cost) / row.cost
+
+    assert roi(effect.per_customer) == pytest.approx(effect.roi)
+    interval = f"({roi(effect.low):+,.0%} to {roi(effect.high):+,.0%})"
+    shown = f"{effect.roi:+,.0%} <span class='range'>{interval}</span>"
+    assert roi(effect.low) < 0 < roi(effect.high)
+    assert f"<td>{shown}</td>" in render_html(report)
 
 
 def test_a_programme_stopped_in_one_scope_shows_as_stopped_with_the_reason(tmp_path):
@@ -481,7 +502,7 @@ def test_figures_agree_with_a_real_offline_run(tmp_path):
             assert row.windows_treated == event["treated"]
     assert report.quality and report.quality[-1].labels > 0
     # The page and the command's summary print a measured effect the same way.
-    page, summary = render_html(report), format_summary(run)
+    page, summary = re.sub(r"<[^>]+>", "", render_html(report)), format_summary(run)
     measured = [row for row in report.programmes if row.result is not None]
     assert measured
     for row in measured:
