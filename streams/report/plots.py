@@ -115,32 +115,39 @@ def calibration_figure(curve: Calibration) -> Figure:
     return figure
 
 
-def programme_figure(rows: Sequence[ProgrammeRow], margin: float, currency: str) -> Figure:
-    figure = _figure(7.5, 4.4)
+def programme_figure(rows: Sequence[ProgrammeRow], currency: str) -> Figure:
+    """One line per programme, in the table's order: its incremental revenue per
+    treated customer with the 95 % interval, and its break-even. Programmes are rows,
+    not points at their cost per contact, so two of the same cost stay apart."""
+    figure = _figure(7.5, 1.3 + 0.42 * len(rows))
     ax = figure.subplots()
-    costs = [r.cost_per_contact or 0.0 for r in rows]
-    top = max(costs) * 1.2 or 1.0
-    ax.plot([0, top], [0, top / margin], color=RED, ls="--", lw=1, label="break-even")
-    ax.axhline(0, color=GREY, lw=0.8)
-    for row, cost in zip(rows, costs, strict=True):
+    ax.axvline(0, color=GREY, lw=0.8)
+    for y, row in enumerate(rows):
         result = row.result
         assert result is not None
-        colour = GREY if row.status == "stopped" else BLUE
         ax.errorbar(
-            [cost],
             [result.per_customer],
-            yerr=[[result.per_customer - result.low], [result.high - result.per_customer]],
+            [y],
+            xerr=[[result.per_customer - result.low], [result.high - result.per_customer]],
             fmt="o",
-            color=colour,
-            capsize=4,
+            color=GREY if row.status == "stopped" else BLUE,
+            capsize=3,
+            label="estimate, 95 % interval" if y == 0 else None,
         )
-        _note(ax, row.id, (cost, result.high), "#222", offset=(0, 4), align="center")
-    ax.set_xlim(0, top)
-    ax.margins(y=0.1)
-    ax.set_xlabel(f"cost per contact ({currency})")
-    ax.set_ylabel(f"incremental revenue per treated ({currency})")
-    ax.legend(frameon=False, fontsize=8, loc="upper left")
-    _tidy(ax)
+        ax.plot(
+            [row.break_even],
+            [y],
+            "|",
+            color=RED,
+            ms=14,
+            mew=2,
+            label="break-even" if y == 0 else None,
+        )
+    ax.set_yticks(range(len(rows)), [row.id for row in rows])
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # the first row on top, as in the table
+    ax.set_xlabel(f"incremental revenue per treated customer ({currency})")
+    figure.legend(frameon=False, fontsize=8, loc="outside upper center", ncols=2)
+    _tidy(ax, grid="x")
     return figure
 
 

@@ -217,7 +217,8 @@ def _programmes(report: Report) -> str:
     parts = [head, _programme_table(rows, report.currency, report.margin)]
     measured = [r for r in rows if r.result is not None and r.cost_per_contact is not None]
     if measured:
-        parts.append(svg(programme_figure(measured, report.margin, report.currency)))
+        parts.append("<h3>Incremental revenue per treated customer against break-even</h3>")
+        parts.append(svg(programme_figure(measured, report.currency)))
     parts.append(
         _how(
             "Each programme holds out a random control group. Incremental revenue per "
@@ -232,7 +233,8 @@ def _programmes(report: Report) -> str:
             "incremental revenue's. Break-even: the incremental "
             "revenue per treated customer that pays for one contact. Verdict: pays off or "
             "loses money when the whole interval lies above or below it, else unclear yet. "
-            "In the chart, a point above the dashed line earns more than a contact costs."
+            "In the chart, a programme whose point lies right of its red break-even mark "
+            "earns more than a contact costs."
         )
     )
     return "".join(parts)

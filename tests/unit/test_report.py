@@ -271,6 +271,19 @@ def test_the_roi_is_shown_with_the_range_its_effects_interval_gives(tmp_path):
     assert f"<td>{shown}</td>" in render_html(report)
 
 
+def test_the_chart_gives_each_programme_its_own_row_also_at_the_same_cost(tmp_path):
+    """Points placed at their cost per contact lay programmes of one cost on top of
+    each other, and their name labels over each other: one row per programme."""
+    treated = arm([(1, 10), (2, 25), (3, 31), (1, 12)] * 3, 2.0)  # 2.00 a contact, as
+    control = arm([(1, 4), (2, 9), (3, 20), (1, 2)] * 3, 0.0)  # save_offer's
+    lines = [result(p, "all", 30, treated, control) for p in ("save_offer", "custom_offer")]
+    report = build(tmp_path, lines)
+    assert [row.cost_per_contact for row in report.programmes] == [2.0, 2.0]
+    chart = re.findall(r"<svg.*?</svg>", render_html(report), flags=re.S)[-1]
+    ticks = re.findall(r'<g id="ytick_\d+">.*?<text[^>]*>([^<]*)</text>', chart, flags=re.S)
+    assert ticks == ["save_offer", "custom_offer"]  # top to bottom, as in the table
+
+
 def test_a_programme_stopped_in_one_scope_shows_as_stopped_with_the_reason(tmp_path):
     t, c = arm([(1, 1), (2, 1), (3, 2)], 5.0), arm([(1, 1), (2, 2), (3, 2)], 0.0)
     reason = "stopped: incremental revenue per customer -0.33 is clearly below the cost"
