@@ -122,7 +122,7 @@ def _segment_table(rows: Sequence[SegmentValue], currency: str) -> str:
     )
     return (
         f"<table><tr><th>Segment</th><th>Customers</th><th>Equity ({escape(currency)})</th>"
-        f"<th>Share</th><th>CLV per customer</th></tr>{body}</table>"
+        f"<th>Share</th><th>CLV per customer ({escape(currency)})</th></tr>{body}</table>"
     )
 
 
@@ -268,8 +268,8 @@ def _programme_table(rows: Sequence[ProgrammeRow], currency: str, margin: float)
             f"<li>* fewer than {MIN_WINDOWS} closed windows in an arm: indicative only.</li>"
         )
     table = (
-        "<table><tr><th>Programme</th><th>Triggers treated / control</th>"
-        "<th>Measured windows (first exposures) treated / control</th>"
+        "<table><tr><th>Programme</th><th>Triggers in the period, treated / control</th>"
+        "<th>Measured windows to the period's end (first exposures), treated / control</th>"
         f"<th>Incremental revenue per treated ({cur}, 95 % interval)</th>"
         f"<th>Total incremental ({cur})</th><th>Cost of the measured contacts ({cur})</th>"
         "<th>ROI (95 % interval)</th>"

@@ -165,6 +165,7 @@ def test_equity_sums_clv_by_lifecycle_and_tier(tmp_path):
     tiers = {s.name: (s.customers, s.equity) for s in report.by_tier}
     assert tiers == {"top_5": (1, 100.5), "rest": (2, 29.5), "(no tier)": (1, 0.0)}
     assert sum(s.share for s in report.by_tier) == pytest.approx(1.0)
+    assert render_html(report).count("<th>CLV per customer (USD)</th>") == 2  # the unit
 
 
 def test_the_scores_file_decides_who_is_a_customer_not_an_old_erasure(tmp_path):
@@ -282,6 +283,20 @@ def test_the_chart_gives_each_programme_its_own_row_also_at_the_same_cost(tmp_pa
     chart = re.findall(r"<svg.*?</svg>", render_html(report), flags=re.S)[-1]
     ticks = re.findall(r'<g id="ytick_\d+">.*?<text[^>]*>([^<]*)</text>', chart, flags=re.S)
     assert ticks == ["save_offer", "custom_offer"]  # top to bottom, as in the table
+
+
+def test_the_table_says_triggers_are_the_periods_and_windows_all_closed_by_its_end(tmp_path):
+    """A period's report counts the triggers of the period but measures every window
+    closed by its end: a row with no triggers and a thousand windows must say so."""
+    treated, control = arm([(1, 10), (2, 20), (3, 9)], 2.0), arm([(1, 4), (2, 8)], 0.0)
+    lines = [trigger("t1", 2, "save_offer", "treatment")]
+    lines.append(result("save_offer", "all", 40, treated, control))
+    report = build(tmp_path, lines, first=date(2024, 2, 1), last=date(2024, 2, 29))
+    (row,) = report.programmes
+    assert (row.triggered_treatment, row.windows_treated) == (0, 3)
+    page = render_html(report)
+    assert "<th>Triggers in the period, treated / control</th>" in page
+    assert "<th>Measured windows to the period's end (first exposures)" in page
 
 
 def test_a_programme_stopped_in_one_scope_shows_as_stopped_with_the_reason(tmp_path):
