@@ -2,7 +2,8 @@
 run's files (scores CSV and emitted events) or from the live service's output topics.
 
 `aggregate` folds the inputs into figures (no I/O), one concept a module: `equity`,
-`migration`, `churn_quality` and `programmes`, on the settings of `options`.
+`migration`, `churn_quality` (with `pauses` of the triggers) and `programmes`, on the
+settings of `options`.
 `render` draws the page (its plots: `plots`), `sources` reads the inputs.
 """
 

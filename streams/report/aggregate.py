@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from streams.report.churn_quality import Calibration, ChurnQuality, Freeze, QualityPoint
+from streams.report.churn_quality import Calibration, ChurnQuality, QualityPoint
 from streams.report.equity import CustomerValues, SegmentValue, period_day
 from streams.report.migration import Migration, MigrationCounts
 from streams.report.options import ReportOptions, timestamp, utc
+from streams.report.pauses import Pause, pauses
 from streams.report.programmes import ProgrammeResults, ProgrammeRow
 
 
@@ -54,7 +55,7 @@ class Report:
     migration: Migration
     quality: tuple[QualityPoint, ...]
     auc_floor: float | None
-    freezes: tuple[Freeze, ...]
+    pauses: tuple[Pause, ...]  # of programme triggers, by model health
     calibration: Calibration | None
     calibration_note: str
     programmes: tuple[ProgrammeRow, ...]
@@ -153,7 +154,7 @@ class ReportBuilder:
             migration=self._migration.matrix(),
             quality=self._quality.points(),
             auc_floor=options.auc_floor,
-            freezes=self._quality.freezes(),
+            pauses=pauses(self._quality.freezes()),
             **self._quality.calibration(
                 options, start=self._start, end=self._end - 1, observed_until=self._last_score
             ),

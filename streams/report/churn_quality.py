@@ -8,8 +8,8 @@ against observed churn, drawn from the customers' score history.
 >>> quality.add_health(86_400.0, {"model": "programmes", "status": "frozen", "detail": "AUC"})
 >>> [(p.at.date().isoformat(), p.rolling_auc) for p in quality.points()]
 [('1970-01-02', 0.8)]
->>> [(f.status, f.detail) for f in quality.freezes()]
-[('frozen', 'AUC')]
+>>> [(f.status, f.detail, f.scope) for f in quality.freezes()]
+[('frozen', 'AUC', 'all')]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 
 from models.timeline import SECONDS_PER_DAY
 from streams.report.options import ReportOptions, midnight, utc
+from streams.report.pauses import Freeze
 
 
 @dataclass(frozen=True)
@@ -37,13 +38,6 @@ class QualityPoint:
     brier: float
     drifts: float
     reports: int
-
-
-@dataclass(frozen=True)
-class Freeze:
-    at: datetime
-    status: str
-    detail: str
 
 
 @dataclass(frozen=True)
@@ -78,7 +72,7 @@ class ChurnQuality:
         self._history: dict[str, list[tuple[float, float | None, int]]] = defaultdict(list)
         self._erased: set[str] = set()
         self._reports: dict[float, list[Mapping[str, float]]] = defaultdict(list)
-        self._freezes: list[tuple[float, str, str]] = []
+        self._freezes: list[tuple[float, str, str, str]] = []  # at, status, detail, scope
 
     def add_score(self, customer_id: str, at: float, value: Mapping[str, Any]) -> None:
         """A `score` of `customer_id` at `at` (ignored once the customer is erased)."""
@@ -102,7 +96,7 @@ class ChurnQuality:
             if metrics.get("labels", 0) > 0:
                 self._reports[at].append(metrics)
         elif model == "programmes" and status in ("frozen", "unfrozen"):
-            self._freezes.append((at, status, value.get("detail", "")))
+            self._freezes.append((at, status, value.get("detail", ""), value.get("scope", "all")))
 
     def points(self) -> tuple[QualityPoint, ...]:
         """The quality over time; the partitions' reports at one time are pooled."""
@@ -122,7 +116,7 @@ class ChurnQuality:
         return tuple(points)
 
     def freezes(self) -> tuple[Freeze, ...]:
-        return tuple(Freeze(utc(at), s, d) for at, s, d in sorted(self._freezes))
+        return tuple(Freeze(utc(at), s, d, scope) for at, s, d, scope in sorted(self._freezes))
 
     def calibration(
         self, options: ReportOptions, *, start: float, end: float, observed_until: float

@@ -16,6 +16,7 @@ from streams.report.aggregate import Report
 from streams.report.churn_quality import Calibration, QualityPoint
 from streams.report.equity import SegmentValue
 from streams.report.migration import FIRST_SEEN, Migration
+from streams.report.pauses import Pause
 from streams.report.plots import (
     auc_figure,
     calibration_figure,
@@ -41,7 +42,7 @@ th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #e5e5e5; text-align: ri
 th { background: #f4f5f7; } td:first-child, th:first-child { text-align: left; }
 .pair { display: flex; gap: 2em; flex-wrap: wrap; align-items: flex-start; }
 .nodata { color: #888; font-style: italic; } .stopped { color: #b23b3b; }
-.range { white-space: nowrap; }
+.range { white-space: nowrap; } .pauses td:last-child, .pauses th:last-child { text-align: left; }
 svg { max-width: 100%; height: auto; }
 """
 
@@ -169,12 +170,8 @@ def _quality(report: Report) -> str:
         parts.append(_how(_auc_text(points[-1], report.auc_floor)))
     else:
         parts.append(_no_data("no churn-model quality reports in the period"))
-    if report.freezes:
-        items = "".join(
-            f"<li>{f.at:%Y-%m-%d}: {escape(f.status)}, {escape(f.detail)}</li>"
-            for f in report.freezes
-        )
-        parts.append(f"<p>Programme triggers were paused by model health:</p><ul>{items}</ul>")
+    if report.pauses:
+        parts.append(_pauses_table(report.pauses))
     parts.append("<h3>Calibration: predicted vs observed churn</h3>")
     if report.calibration is None:
         parts.append(f"<p class='nodata'>{escape(report.calibration_note)}</p>")
@@ -182,6 +179,20 @@ def _quality(report: Report) -> str:
         parts.append(svg(calibration_figure(report.calibration)))
         parts.append(_how(_calibration_text(report.calibration, report.churn_window_days)))
     return "".join(parts)
+
+
+def _pauses_table(pauses: Sequence[Pause]) -> str:
+    body = "".join(
+        f"<tr><td>{'before the period' if p.start is None else f'{p.start:%Y-%m-%d}'}</td>"
+        f"<td>{'still paused' if p.end is None else f'{p.end:%Y-%m-%d}'}</td>"
+        f"<td>{'' if p.days is None else p.days}</td><td>{escape(p.reason)}"
+        f"{f' ({p.scopes} partitions)' if p.scopes > 1 else ''}</td></tr>"
+        for p in pauses
+    )
+    return (
+        "<p>Programme triggers were paused by model health:</p><table class='pauses'>"
+        f"<tr><th>Paused from</th><th>Until</th><th>Days</th><th>Why</th></tr>{body}</table>"
+    )
 
 
 def _auc_text(last: QualityPoint, floor: float | None) -> str:

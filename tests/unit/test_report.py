@@ -328,6 +328,44 @@ def test_a_programme_with_too_few_windows_has_no_estimate(tmp_path):
 # -- model quality ---------------------------------------------------------------------------
 
 
+def freeze(day: float, status: str, detail: str, scope: str) -> bytes:
+    value = {
+        "event_type": "model_health",
+        "event_id": f"f-{day}-{status}-{scope}",
+        "occurred_at": iso(day),
+        "model": "programmes",
+        "scope": scope,
+        "model_version": "programmes",
+        "status": status,
+        "detail": detail,
+    }
+    return envelope("model-health", value)
+
+
+def test_trigger_pauses_show_once_per_period_with_their_length(tmp_path):
+    """Each partition reports its own freeze and its end: listed event by event, one
+    two-week pause of four partitions read as eight lines."""
+    drift = "churn drift alarm: triggers frozen until 2024-01-15"
+    lines = [freeze(0, "frozen", drift, f"p{i}") for i in range(4)]
+    lines += [
+        freeze(14, "unfrozen", "model health recovered: triggers resume", f"p{i}") for i in range(4)
+    ]
+    lines.append(
+        freeze(30, "frozen", "churn model rolling AUC 0.550 below 0.60: triggers frozen", "p0")
+    )
+    report = build(tmp_path, lines)
+    page = render_html(report)
+    assert (
+        "<tr><td>2024-01-01</td><td>2024-01-15</td><td>14</td>"
+        "<td>churn drift alarm (4 partitions)</td></tr>"
+    ) in page
+    assert "<tr><td>2024-01-31</td><td>still paused</td><td></td>" in page
+    assert [(p.days, p.reason, p.scopes) for p in report.pauses] == [
+        (14, "churn drift alarm", 4),
+        (None, "churn model rolling AUC 0.550 below 0.60", 1),
+    ]
+
+
 def test_quality_points_skip_empty_reports_and_average_partitions_by_labels(tmp_path):
     lines = [
         health(10, 0.0, 0.0),  # nothing learned yet: no point
