@@ -91,18 +91,21 @@ async def latest_scores(
     """Each customer's latest record in `tp` from offset `start` to the end as of now:
     (score, None), or (None, erased at) for an erasure's tombstone (one written before
     tombstones carried their time is skipped)."""
-    latest: dict[str, tuple[dict | None, float | None]] = {}
+    latest: dict[str, tuple[bytes | None, float | None]] = {}
     async for record in records_to_end(consumer, tp, start, no_data_timeout):
         if record.key is None:
             continue
         customer_id = record.key.decode()
         if record.value is not None:
-            latest[customer_id] = (orjson.loads(record.value), None)
+            latest[customer_id] = (record.value, None)  # parsed once it is the latest
             continue
         erased_at = dict(record.headers or ()).get(ERASED_AT_HEADER)
         if erased_at is not None:
             latest[customer_id] = (None, float(erased_at))
-    return latest
+    return {
+        customer_id: (None if value is None else orjson.loads(value), erased_at)
+        for customer_id, (value, erased_at) in latest.items()
+    }
 
 
 def give_again(store: RedisScoreStore, latest: dict[str, tuple[dict | None, float | None]]) -> int:
