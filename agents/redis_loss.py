@@ -11,7 +11,11 @@ the partition's `scores` topic below which Redis has every score (or a newer one
 the erasure). The worker raises it once Redis has answered for every score given so
 far, after those writes, so a Redis that keeps a prefix of its writes (AOF, a replica)
 never keeps a marker ahead of the scores it kept; a Lua maximum means it is never
-lowered (a former owner's late write cannot). Every `redis_check_seconds` the worker
+lowered (a former owner's late write cannot). Nor is it raised once gone or lower than
+this worker last acknowledged: raised on a Redis restarted empty (or flushed, or failed
+over) before the check, it would claim the scores lost and hide the loss for good. A
+partition read back for want of a marker gets marker 0 first, so its first raise has a
+marker to find too. Every `redis_check_seconds` the worker
 reads the markers of its partitions:
 
 - a partition newly held: its `scores` from the marker on (from the beginning without
@@ -32,13 +36,21 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 _RAISE = """
+-- ARGV: per key, the marker as this worker last acknowledged it (-1: none) and the new
+-- one. A marker gone, or lower than acknowledged, is not raised: Redis lost writes
+-- (restarted empty, flushed, failed over) and the scores the new one would claim may
+-- be among them; the check finds the loss and reads the partition back.
+local refused = {}
 for i = 1, #KEYS do
   local old = redis.call('GET', KEYS[i])
-  if not old or tonumber(old) < tonumber(ARGV[i]) then
-    redis.call('SET', KEYS[i], ARGV[i])
+  local known, new = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  if known >= 0 and (not old or tonumber(old) < known) then
+    refused[#refused + 1] = i
+  elseif not old or tonumber(old) < new then
+    redis.call('SET', KEYS[i], ARGV[2 * i])
   end
 end
-return #KEYS
+return refused
 """
 
 
@@ -157,6 +169,14 @@ class RedisMarkers:
             for partition, value in zip(partitions, values, strict=True)
         }
 
-    async def raise_to(self, markers: dict[int, int]) -> None:
+    async def raise_to(self, markers: dict[int, int], known: dict[int, int | None]) -> set[int]:
+        """Raise the markers, each only if Redis still has it as `known` (acknowledged to
+        this worker, None: no condition); the partitions refused (Redis lost writes)."""
         keys = [marker_key(self.prefix, partition) for partition in markers]
-        await self._raise(keys=keys, args=list(markers.values()))
+        args: list[int] = []
+        for partition, offset in markers.items():
+            before = known.get(partition)
+            args += (-1 if before is None else before, offset)
+        refused = await self._raise(keys=keys, args=args)
+        partitions = list(markers)
+        return {partitions[int(i) - 1] for i in refused}

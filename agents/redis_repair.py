@@ -41,12 +41,12 @@ class RedisRepair:
         if not markers:
             return
         self._markers_due_at = now + _RAISE_EVERY_SECONDS
-        try:
-            await self.markers.raise_to(markers)
+        try:  # (a marker gone or lower than acknowledged is refused: the check finds why)
+            refused = await self.markers.raise_to(markers, self.redis_loss.known())
         except (RedisError, OSError) as error:
             log.debug("Redis markers not raised: %s", error)  # (again after the next write)
             return
-        self.redis_loss.raised(markers)
+        self.redis_loss.raised({p: m for p, m in markers.items() if p not in refused})
 
     async def _watch_redis(self) -> None:
         """Check the markers every `redis_check_seconds` until the service stops."""
@@ -75,6 +75,17 @@ class RedisRepair:
                     "was %s): read back from the scores topic and written again",
                     read_back.partition, read_back.start, known.get(read_back.partition),
                 )  # fmt: skip
+        # A partition without a marker gets 0 before its read-back, so that its first raise
+        # is refused by a Redis that lost the read-back's writes (as later ones are).
+        unmarked = {read_back.partition: 0 for read_back in due if read_back.start is None}
+        if unmarked:
+            try:
+                await self.markers.raise_to(unmarked, {})
+            except (RedisError, OSError):
+                for read_back in due:
+                    self.redis_loss.read_back_failed(read_back.partition)
+                return  # (read back at the next check)
+            self.redis_loss.raised(unmarked)
         if due:
             self._read_back_task = asyncio.create_task(self._read_back(due))
 

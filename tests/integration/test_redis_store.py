@@ -13,6 +13,7 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
+from agents.redis_loss import RedisMarkers, marker_key
 from agents.redis_store import HASH_FIELDS, RedisScoreStore, segment_totals, top_of_segment
 from models.config import ScoringConfig
 from models.timeline import iso_utc
@@ -395,3 +396,33 @@ def test_a_flush_in_flight_still_counts_as_pending(redis_url):
             await client.aclose()
 
     run(scenario())
+
+
+def test_a_marker_is_raised_never_lowered_and_not_once_redis_lost_what_was_acknowledged(
+    redis_url,
+):
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+
+    async def scenario() -> list:
+        client = aioredis.from_url(redis_url)
+        markers = RedisMarkers(client, prefix)
+        try:
+            seen = [await markers.raise_to({0: 100, 1: 0}, {})]  # none acknowledged yet
+            seen.append(await markers.raise_to({0: 50}, {0: 100}))  # (a former owner's)
+            seen.append(await markers.read([0, 1, 2]))
+            await client.delete(marker_key(prefix, 0))  # Redis lost it (restarted empty)
+            await client.set(marker_key(prefix, 1), -5)  # ... or holds less (a replica)
+            seen.append(await markers.raise_to({0: 200, 1: 30, 2: 7}, {0: 100, 1: 0}))
+            seen.append(await markers.read([0, 1, 2]))
+            return seen
+        finally:
+            await client.delete(*[marker_key(prefix, p) for p in range(3)])
+            await client.aclose()
+
+    assert run(scenario()) == [
+        set(),
+        set(),
+        {0: 100, 1: 0, 2: None},
+        {0, 1},  # refused: raised, they would claim what Redis lost
+        {0: None, 1: -5, 2: 7},
+    ]

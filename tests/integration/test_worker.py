@@ -7,6 +7,7 @@ import io
 import signal
 import time
 from collections import Counter
+from datetime import date
 from pathlib import Path
 
 import orjson
@@ -511,3 +512,46 @@ def test_a_worker_killed_while_redis_hangs_leaves_no_newest_score_out_of_redis(
     expected = {c: at for c, at in newest.items() if c not in erased}
     assert len(expected) > 250
     assert {c: served.get(c, {}).get("scored_at") for c in expected} == expected
+
+
+def test_scores_redis_lost_under_a_busy_worker_come_back(kafka_url, tmp_path):
+    """A Redis restarted empty while the worker goes on scoring, before its next check:
+    the markers it raises must not claim the scores Redis lost (written onto the empty
+    Redis, they hid the loss from every check: the rows stayed missing)."""
+    redis_server = OwnRedis(tmp_path / "valkey")
+    redis_server.start()
+    settings = fresh_settings(kafka_url, redis_server.url, partitions=1, redis_check_seconds=8)
+    sent = replay(simulated_file(tmp_path, 40, 60, seed=11), settings)
+    more = tmp_path / "more.jsonl"  # other customers' events, scored after the restart
+    later = simulated_file(tmp_path, 5, 2, seed=12, start=date(2024, 2, 28))
+    more.write_text(later.read_text().replace('"c0', '"n0'))
+    marker = f"{settings.redis_prefix}scores-offset:0"
+    process = worker(settings, tmp_path)
+    try:
+        wait_until_scored([process], sent)
+        served = redis_scores(settings)
+        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+        try:
+            deadline = time.monotonic() + 30
+            while int(client.get(marker) or 0) == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)  # the first check (8 s after the start), its read-back, a raise
+            raised = int(client.get(marker) or 0)
+        finally:
+            client.close()
+        redis_server.kill()
+        redis_server.start()  # empty; the worker scores on, and raises, before its check
+        sent += replay(more, settings)
+        wait_until_scored([process], sent)
+        deadline = time.monotonic() + 30
+        while True:
+            after = redis_scores(settings)  # (rows may be newer: the clock moved on)
+            if set(after) >= set(served) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        losses = metric(process, "clvstream_redis_losses_total")
+    finally:
+        assert process.stop() == 0
+        redis_server.kill()
+    assert raised > 0 and len(served) >= 30
+    assert sorted(set(served) - set(after)) == [] and losses == 1
+    assert len(after) > len(served)  # the other customers' scores were written meanwhile
