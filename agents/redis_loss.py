@@ -93,6 +93,9 @@ class RedisLossWatch:
     def __init__(self) -> None:
         self._acknowledged: dict[int, int | None] = {}  # partitions checked since held
         self.reading_back: set[int] = set()
+        # where each partition's last read-back ended: Redis has every score below once
+        # it has answered for them (a partition with no score since holds it at that)
+        self._read_upto: dict[int, int] = {}
 
     def known(self) -> dict[int, int | None]:
         """The markers as acknowledged now: what a read sent after this must show."""
@@ -119,29 +122,36 @@ class RedisLossWatch:
         self.reading_back.update(read_back.partition for read_back in due)
         return due
 
-    def read_back_done(self, partition: int) -> None:
+    def read_back_done(self, partition: int, upto: int | None = None) -> None:
+        """Its scores below `upto` read back and given to the store."""
         self.reading_back.discard(partition)
+        if upto is not None:
+            self._read_upto[partition] = upto
 
     def read_back_failed(self, partition: int) -> None:
         """Checked again as if newly held: the read-back is tried again."""
         self.reading_back.discard(partition)
         self._acknowledged.pop(partition, None)
+        self._read_upto.pop(partition, None)
 
     def forget(self, partition: int) -> None:
         """Given up (revoked, or replayed): checked again once held again."""
         self.reading_back.discard(partition)
         self._acknowledged.pop(partition, None)
+        self._read_upto.pop(partition, None)
 
     def to_raise(
         self, partitions: Iterable[int], covered: Callable[[int], int | None]
     ) -> dict[int, int]:
         """The markers to raise, with Redis having answered for every score given so far:
-        `covered(p)`, an offset below which every score of partition p was given."""
+        `covered(p)`, an offset below which every score of partition p was given (or
+        where its last read-back ended, if higher)."""
         markers = {}
         for partition in partitions:
             if partition not in self._acknowledged or partition in self.reading_back:
                 continue  # not checked yet: its read-back may be due
-            offset = covered(partition)
+            offsets = [covered(partition), self._read_upto.get(partition)]
+            offset = max((o for o in offsets if o is not None), default=None)
             before = self._acknowledged[partition]
             if offset is not None and (before is None or offset > before):
                 markers[partition] = offset

@@ -108,6 +108,7 @@ class RedisRepair:
                 tp = TopicPartition(self.names.output(Stream.SCORES), partition)
                 try:
                     latest = await latest_scores(reader, tp, read_back.start)
+                    upto = await reader.position(tp)  # the end as read (compacted or not)
                 except Exception as error:
                     log.warning("partition %d: scores not read back (tried again): %s",
                                 partition, error)  # fmt: skip
@@ -119,7 +120,7 @@ class RedisRepair:
                 ):
                     continue  # given up meanwhile: its next holder reads it back
                 self.metrics.redis_read_back += give_again(self.store, latest)
-                self.redis_loss.read_back_done(partition)
+                self.redis_loss.read_back_done(partition, upto)
         finally:
             for read_back in due:  # (cancelled: checked again, if still held)
                 if read_back.partition in self.redis_loss.reading_back:

@@ -418,6 +418,22 @@ def test_scores_redis_lost_come_back_without_new_events(kafka_url, tmp_path):
         process = worker(settings, tmp_path, "again")
         after_downtime = _wait_for_scores(settings, served)
         read_back = metric(process, "clvstream_redis_read_back_total")
+        # raised to where the read-back ended, with no new score: the next worker to
+        # hold the partitions reads from there, not from the beginning again
+        keys = [f"{settings.redis_prefix}scores-offset:{p}" for p in (0, 1)]
+        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                raised_again = client.mget(keys)
+                if all(
+                    int(m or 0) >= int(before)
+                    for m, before in zip(raised_again, markers, strict=True)
+                ):
+                    break
+                time.sleep(0.1)
+        finally:
+            client.close()
     finally:
         if process.process.poll() is None:
             assert process.stop() == 0
@@ -427,6 +443,12 @@ def test_scores_redis_lost_come_back_without_new_events(kafka_url, tmp_path):
     assert segments_after == segments  # the segment totals summed again, too
     assert len(dropped) == 5 and after_failover == served and losses_after_failover == 3
     assert after_downtime == served and read_back >= len(served)
+    assert [
+        int(m or 0) >= int(before) for m, before in zip(raised_again, markers, strict=True)
+    ] == [
+        True,
+        True,
+    ]
 
 
 def test_health_is_not_ready_while_redis_hangs_and_the_worker_stays_live(kafka_url, tmp_path):

@@ -70,3 +70,22 @@ def test_a_loss_is_reported_exactly_when_redis_shows_less_than_it_acknowledged(r
         watch.raised(markers)
         if markers:
             acknowledged = raise_to
+
+
+def test_a_partition_read_back_is_raised_to_where_the_read_back_ended_without_new_scores():
+    """A partition with no score since held (`covered` None) was never raised: each
+    worker that held it next read it back again, from its marker or the beginning."""
+    watch = RedisLossWatch()
+    assert watch.check(watch.known(), {0: None, 1: 40}) == [
+        ReadBack(0, None, lost=False),
+        ReadBack(1, 40, lost=False),
+    ]
+    watch.read_back_done(0, upto=900)
+    watch.read_back_done(1, upto=40)  # nothing after its marker
+    assert watch.to_raise([0, 1], lambda p: None) == {0: 900}
+    watch.raised({0: 900})
+    assert watch.to_raise([0, 1], {0: 950, 1: 60}.get) == {0: 950, 1: 60}  # scores since
+    watch.forget(0)  # given up: where its read-back ended is not kept
+    watch.check(watch.known(), {0: 900})
+    watch.read_back_done(0)
+    assert watch.to_raise([0], lambda p: None) == {}
