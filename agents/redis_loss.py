@@ -36,21 +36,28 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 _RAISE = """
--- ARGV: per key, the marker as this worker last acknowledged it (-1: none) and the new
--- one. A marker gone, or lower than acknowledged, is not raised: Redis lost writes
--- (restarted empty, flushed, failed over) and the scores the new one would claim may
--- be among them; the check finds the loss and reads the partition back.
-local refused = {}
-for i = 1, #KEYS do
+-- KEYS[1], ARGV[1]: this worker's flush token and the value Redis acknowledged last (-1:
+-- none yet). Gone or other: Redis lost writes after the last token it kept, which the
+-- markers would claim: nothing is raised, {0} is returned.
+-- KEYS[2..], ARGV[2..]: per marker, the value as this worker last acknowledged it (-1:
+-- none) and the new one. A marker gone, or lower than acknowledged, is not raised:
+-- Redis lost writes (restarted empty, flushed, failed over) and the scores the new one
+-- would claim may be among them; the check finds the loss and reads the partition back.
+-- Returns {1, the refused markers' positions (1-based)...}.
+if tonumber(ARGV[1]) >= 0 and redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return {0}
+end
+local result = {1}
+for i = 2, #KEYS do
   local old = redis.call('GET', KEYS[i])
-  local known, new = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local known, new = tonumber(ARGV[2 * i - 2]), tonumber(ARGV[2 * i - 1])
   if known >= 0 and (not old or tonumber(old) < known) then
-    refused[#refused + 1] = i
+    result[#result + 1] = i - 1
   elseif not old or tonumber(old) < new then
-    redis.call('SET', KEYS[i], ARGV[2 * i])
+    redis.call('SET', KEYS[i], ARGV[2 * i - 1])
   end
 end
-return refused
+return result
 """
 
 
@@ -179,14 +186,26 @@ class RedisMarkers:
             for partition, value in zip(partitions, values, strict=True)
         }
 
-    async def raise_to(self, markers: dict[int, int], known: dict[int, int | None]) -> set[int]:
+    async def raise_to(
+        self,
+        markers: dict[int, int],
+        known: dict[int, int | None],
+        token: tuple[str, int] | None = None,
+    ) -> set[int] | None:
         """Raise the markers, each only if Redis still has it as `known` (acknowledged to
-        this worker, None: no condition); the partitions refused (Redis lost writes)."""
-        keys = [marker_key(self.prefix, partition) for partition in markers]
-        args: list[int] = []
+        this worker, None: no condition), and all only if Redis still has the flush
+        `token` (key, value) this worker last had acknowledged; the partitions refused,
+        or None when the token was not there (Redis lost writes: nothing raised)."""
+        keys = [token[0] if token else f"{self.prefix}no-token", *map(self._key, markers)]
+        args: list[int] = [token[1] if token and token[1] else -1]
         for partition, offset in markers.items():
             before = known.get(partition)
             args += (-1 if before is None else before, offset)
-        refused = await self._raise(keys=keys, args=args)
+        token_kept, *refused = await self._raise(keys=keys, args=args)
+        if not token_kept:
+            return None
         partitions = list(markers)
         return {partitions[int(i) - 1] for i in refused}
+
+    def _key(self, partition: int) -> str:
+        return marker_key(self.prefix, partition)

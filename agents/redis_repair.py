@@ -41,12 +41,31 @@ class RedisRepair:
         if not markers:
             return
         self._markers_due_at = now + _RAISE_EVERY_SECONDS
+        token = (self.store.token_key, self.store.token)
         try:  # (a marker gone or lower than acknowledged is refused: the check finds why)
-            refused = await self.markers.raise_to(markers, self.redis_loss.known())
+            refused = await self.markers.raise_to(markers, self.redis_loss.known(), token)
         except (RedisError, OSError) as error:
             log.debug("Redis markers not raised: %s", error)  # (again after the next write)
             return
+        if refused is None:  # the flush token behind: Redis lost writes since it
+            self._redis_lost_writes()
+            return
         self.redis_loss.raised({p: m for p, m in markers.items() if p not in refused})
+
+    def _redis_lost_writes(self) -> None:
+        """Redis lost writes it had acknowledged after the last flush token it kept (a
+        crash losing AOF's last second, a failover to a replica behind), which may be any
+        held partition's: each is checked again as if newly held, so it is read back from
+        the marker Redis kept (which such a Redis never has ahead of the scores it kept)."""
+        self.store.lost_writes = False
+        for partition in sorted(self.partitions):
+            self.metrics.redis_losses += 1
+            self.redis_loss.read_back_failed(partition)
+        log.warning(
+            "Redis lost writes it had acknowledged (its flush token is behind): "
+            "partitions %s read back from their markers",
+            sorted(self.partitions),
+        )
 
     async def _watch_redis(self) -> None:
         """Check the markers every `redis_check_seconds` until the service stops."""
@@ -67,6 +86,8 @@ class RedisRepair:
             return  # unreachable: checked again later (the writes wait meanwhile)
         read = {p: marker for p, marker in read.items() if p in self.partitions}
         due = self.redis_loss.check(known, read)
+        if any(read_back.lost for read_back in due):
+            self.store.forget_token()  # (the same loss: not to be found again by a flush)
         for read_back in due:
             if read_back.lost:
                 self.metrics.redis_losses += 1

@@ -32,6 +32,7 @@ import contextlib
 import itertools
 import logging
 import math
+import uuid
 from datetime import datetime
 
 import orjson
@@ -117,6 +118,7 @@ return #KEYS
 """
 
 _CUSTOMERS_PER_CALL = 500
+_TOKEN_SECONDS = 30 * 86_400  # a worker's flush token outlives any pause between its flushes
 HASH_FIELDS = (*SCORE_COLUMNS, "scored_at")
 _WHOLE_NUMBERS = frozenset({"frequency", "recency_days", "tenure_days"})
 _NUMBERS = frozenset(
@@ -176,6 +178,14 @@ class RedisScoreStore:
         # has answered for: a checkpoint covers only scores that are in Redis.
         self.added = 0
         self.written_upto = 0
+        # Each flush reads this worker's token, then writes a new one after its scores: a
+        # Redis that lost acknowledged writes (restarted, failed over) shows an older token
+        # or none (`lost_writes`, see `agents.redis_loss`). Redis keeps its writes in
+        # order, so a token it kept means it kept every write before it.
+        self.token_key = f"{prefix}flush-token:{uuid.uuid4().hex}"
+        self.token = 0  # the last token Redis acknowledged (0: none yet)
+        self._token_may_be: set[int] = set()  # after failed flushes: tokens perhaps written
+        self.lost_writes = False  # set by a flush that found the token behind; reset by the reader
 
     def customer_key(self, customer_id: str) -> str:
         return customer_key(self.prefix, customer_id)
@@ -225,10 +235,12 @@ class RedisScoreStore:
             for customer_id, _ in items:
                 del self._pending[customer_id]
         self._in_flight = len(items)
+        token = self.token + len(self._token_may_be) + 1
         try:
             if not self._totals_started:
                 await self.start_totals()
             async with self.client.pipeline(transaction=False) as pipe:
+                pipe.get(self.token_key)
                 for start in range(0, len(items), _CUSTOMERS_PER_CALL):
                     chunk = items[start : start + _CUSTOMERS_PER_CALL]
                     keys = [self.customer_key(customer_id) for customer_id, _ in chunk]
@@ -236,18 +248,24 @@ class RedisScoreStore:
                     for customer_id, (at, score) in chunk:
                         args += _script_args(customer_id, at, score)
                     await self._write_batch(keys=keys, args=args, client=pipe)
-                results = await pipe.execute()
+                pipe.set(self.token_key, token, ex=_TOKEN_SECONDS)
+                seen, *results, _ = await pipe.execute()
         except (RedisError, OSError) as error:
+            self._token_may_be.add(token)  # (its pipeline may have been written in part)
             self.failed_flushes += 1
             self.last_error = f"{type(error).__name__}: {error}"
             log.warning("Redis write failed, %d customers kept for the next: %s", len(items), error)
             self._queue_again(items)
             return False
         except BaseException:  # cancelled (a stop), or a fault: nothing taken is lost
+            self._token_may_be.add(token)
             self._queue_again(items)
             raise
         finally:
             self._in_flight = 0
+        if self.token and not self._token_seen(seen):
+            self.lost_writes = True
+        self.token, self._token_may_be = token, set()
         self.written += sum(written for written, _, _ in results)
         self.ignored_older += sum(ignored for _, ignored, _ in results)
         self.last_error = ""
@@ -258,6 +276,15 @@ class RedisScoreStore:
             with contextlib.suppress(RedisError, OSError):
                 await self.start_totals()
         return True
+
+    def forget_token(self) -> None:
+        """A loss already found otherwise (the markers): the next flush compares nothing
+        (it would find the same loss again), it starts the tokens anew."""
+        self.token, self._token_may_be = 0, set()
+
+    def _token_seen(self, seen: bytes | None) -> bool:
+        """Whether the token Redis showed is one this worker wrote last (or may have)."""
+        return seen is not None and int(seen) in {self.token, *self._token_may_be}
 
     def _queue_again(self, items: list[tuple[str, tuple[float, dict | None]]]) -> None:
         for customer_id, (at, score) in items:  # newer ones queued meanwhile win

@@ -409,6 +409,8 @@ class ScoringService(PartitionOwnership, RedisRepair, Service):
                 self._redis_produced_at[:0] = produced_at  # their scores wait for the next
                 return
             metrics.redis_writes += store.written - written_before
+            if store.lost_writes:  # (found by the flush's token: `agents.redis_loss`)
+                self._redis_lost_writes()
             done = time.time()
             metrics.latency.observe_many(done - at for at in produced_at)
         if store.written_upto >= store.added:

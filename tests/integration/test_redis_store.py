@@ -426,3 +426,67 @@ def test_a_marker_is_raised_never_lowered_and_not_once_redis_lost_what_was_ackno
         {0, 1},  # refused: raised, they would claim what Redis lost
         {0: None, 1: -5, 2: 7},
     ]
+
+
+def test_a_flush_finds_out_when_redis_lost_writes_it_had_acknowledged(tmp_path):
+    """Each flush reads the worker's token, then writes a new one after its scores: a
+    Redis that lost acknowledged writes (here, restarted empty; or an older token, as
+    AOF's lost last second or a replica behind would show) is noticed by the next
+    flush, while a flush that failed (its token perhaps written) is no false alarm."""
+    server = OwnRedis(tmp_path / "valkey")
+    server.start()
+
+    async def scenario() -> list[bool]:
+        client = aioredis.from_url(server.url, socket_timeout=2)
+        store = RedisScoreStore(client, prefix="tok:")
+        seen = []
+        try:
+            for day, customer in enumerate("abc", start=1):
+                store.add(
+                    customer, score_event(customer, f"2024-01-0{day}T00:00:00+00:00", 1, "new")
+                )
+                assert await store.flush()
+                seen.append(store.lost_writes)
+            await client.set(store.token_key, store.token - 1)  # the last flush's writes lost
+            store.add("d", score_event("d", "2024-01-04T00:00:00+00:00", 1.0, "new"))
+            assert await store.flush()
+            seen.append(store.lost_writes)
+            store.lost_writes = False
+            server.kill()
+            store.add("e", score_event("e", "2024-01-05T00:00:00+00:00", 1.0, "new"))
+            assert not await store.flush()  # (Redis down)
+            server.start()  # restarted empty: the token gone
+            await client.set(store.token_key, store.token + 1)  # as if the failed one wrote it
+            store.add("f", score_event("f", "2024-01-06T00:00:00+00:00", 1.0, "new"))
+            assert await store.flush()
+            seen.append(store.lost_writes)  # its token may have been written: no alarm
+            await client.delete(store.token_key)  # restarted empty since
+            store.add("g", score_event("g", "2024-01-07T00:00:00+00:00", 1.0, "new"))
+            assert await store.flush()
+            seen.append(store.lost_writes)
+            return seen
+        finally:
+            await client.aclose()
+            server.kill()
+
+    assert asyncio.run(scenario()) == [False, False, False, True, False, True]
+
+
+def test_markers_are_not_raised_past_a_flush_token_redis_no_longer_has(redis_url):
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+
+    async def scenario() -> list:
+        client = aioredis.from_url(redis_url)
+        markers = RedisMarkers(client, prefix)
+        token_key = f"{prefix}flush-token:w1"
+        try:
+            await client.set(token_key, 7)
+            seen = [await markers.raise_to({0: 100}, {}, (token_key, 7))]
+            seen.append(await markers.raise_to({0: 200}, {0: 100}, (token_key, 8)))  # lost
+            seen.append(await markers.read([0]))
+            return seen
+        finally:
+            await client.delete(token_key, marker_key(prefix, 0))
+            await client.aclose()
+
+    assert run(scenario()) == [set(), None, {0: 100}]
