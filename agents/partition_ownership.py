@@ -349,7 +349,7 @@ class PartitionOwnership:
             return
         tp = TopicPartition(self.names.output(Stream.SCORES), partition)
         latest = await latest_scores(reader, tp, start)
-        self.metrics.redis_rewritten += give_again(self.store, latest)
+        self.metrics.redis_rewritten += give_again(self.store, latest.items())
         log.warning(
             "partition %d: its checkpoint was confirmed during a Redis outage: %d customers' "
             "scores read back from offset %d of %s and written to Redis again",

@@ -12,6 +12,8 @@ Redis rows stale, and erased customers' rows in place, until their next event.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -108,11 +110,15 @@ async def latest_scores(
     }
 
 
-def give_again(store: RedisScoreStore, latest: dict[str, tuple[dict | None, float | None]]) -> int:
+def give_again(
+    store: RedisScoreStore, latest: Iterable[tuple[str, tuple[dict | None, float | None]]]
+) -> int:
     """Give each customer's latest score (or erasure) read back to the store; how many."""
-    for customer_id, (score, erased_at) in latest.items():
+    given = 0
+    for customer_id, (score, erased_at) in latest:
         store.add(customer_id, score, erased_at=erased_at)
-    return len(latest)
+        given += 1
+    return given
 
 
 def _earliest(offset: int, other: int) -> int:

@@ -2,7 +2,8 @@
 
 A base class of `agents.scoring.ScoringService` (never used alone). It uses the
 service's `settings`, `names`, `partitions`, `store`, `metrics`, `redis_backlog`,
-`redis_loss` and `markers`, and the attributes set by `_init_redis_repair`.
+`redis_loss`, `markers` and `_stop_deadline`, and the attributes set by
+`_init_redis_repair`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from models.emitted import Stream
 log = logging.getLogger(__name__)
 
 _RAISE_EVERY_SECONDS = 1.0  # markers move on with every batch: one write a second at most
+_GIVEN_AT_ONCE = 5_000  # read-back scores given to the store between two loop turns
 
 
 class RedisRepair:
@@ -84,6 +86,8 @@ class RedisRepair:
             read = await self.markers.read(held)
         except (RedisError, OSError):
             return  # unreachable: checked again later (the writes wait meanwhile)
+        if self._stop_deadline:
+            return  # a stop began meanwhile: no read-back after `_stop_read_back`
         read = {p: marker for p, marker in read.items() if p in self.partitions}
         due = self.redis_loss.check(known, read)
         if any(read_back.lost for read_back in due):
@@ -107,7 +111,10 @@ class RedisRepair:
                     self.redis_loss.read_back_failed(read_back.partition)
                 return  # (read back at the next check)
             self.redis_loss.raised(unmarked)
-        if due:
+        if due and self._stop_deadline:  # (a stop began during the marker write)
+            for read_back in due:
+                self.redis_loss.read_back_failed(read_back.partition)
+        elif due:
             self._read_back_task = asyncio.create_task(self._read_back(due))
 
     async def _read_back(self, due: list[ReadBack]) -> None:
@@ -140,8 +147,14 @@ class RedisRepair:
                     or partition not in self.redis_loss.reading_back
                 ):
                     continue  # given up meanwhile: its next holder reads it back
-                self.metrics.redis_read_back += give_again(self.store, latest)
-                self.redis_loss.read_back_done(partition, upto)
+                items = list(latest.items())
+                for start in range(0, len(items), _GIVEN_AT_ONCE):  # the loop let in between
+                    self.metrics.redis_read_back += give_again(
+                        self.store, items[start : start + _GIVEN_AT_ONCE]
+                    )
+                    await asyncio.sleep(0)
+                if partition in self.partitions and partition in self.redis_loss.reading_back:
+                    self.redis_loss.read_back_done(partition, upto)
         finally:
             for read_back in due:  # (cancelled: checked again, if still held)
                 if read_back.partition in self.redis_loss.reading_back:
