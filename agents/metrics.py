@@ -83,7 +83,6 @@ class WorkerMetrics:
         self.checkpoints = 0
         self.checkpointed_states = 0  # customer states written by those checkpoints
         self.checkpoints_past_redis = 0  # confirmed during a long Redis outage regardless
-        self.redis_rewritten = 0  # scores (and erasures) given to Redis again on a restore
         self.redis_read_back = 0  # ... on a partition newly held, or after Redis lost writes
         self.redis_losses = 0  # partitions whose Redis marker showed acknowledged writes lost
         self.restored_customers = 0
@@ -114,7 +113,6 @@ class WorkerMetrics:
             "clvstream_checkpoints_total": self.checkpoints,
             "clvstream_checkpointed_states_total": self.checkpointed_states,
             "clvstream_checkpoints_past_redis_total": self.checkpoints_past_redis,
-            "clvstream_redis_rewritten_total": self.redis_rewritten,
             "clvstream_redis_read_back_total": self.redis_read_back,
             "clvstream_redis_losses_total": self.redis_losses,
             "clvstream_restored_customers_total": self.restored_customers,
@@ -159,8 +157,6 @@ HELP = {
     "clvstream_checkpoints_total": "Partition checkpoints written.",
     "clvstream_checkpoints_past_redis_total": "Checkpoints confirmed during a long Redis "
     "outage without waiting for its scores.",
-    "clvstream_redis_rewritten_total": "Scores and erasures read back from the scores topic "
-    "and written to Redis again by a restore from a checkpoint confirmed past Redis.",
     "clvstream_redis_read_back_total": "Scores and erasures read back from the scores topic "
     "and given to Redis again: a partition newly held (from its Redis marker on), or "
     "Redis lost writes it had acknowledged.",

@@ -28,9 +28,7 @@ from agents.changelog import Restored, read_changelog
 from agents.deliveries import refused
 from agents.disk_states import DiskStates, worker_store_dir
 from agents.partition import CHECKPOINT_KEY, Checkpoint, PartitionScorer
-from agents.redis_backlog import give_again, latest_scores
 from models.config import ScoringConfig
-from models.emitted import Stream
 from streams.settings import Settings
 from streams.topics import partition_of
 
@@ -326,9 +324,9 @@ class PartitionOwnership:
                 tp = TopicPartition(self.names.changelog, partition)
                 disk = self._disk(partition) if self.settings.store == "rocksdb" else None
                 try:
+                    # (scores Redis may lack, `restored.redis_from` on, are read back in
+                    # the background from the partition's Redis marker: `agents.redis_loss`)
                     restored = await read_changelog(reader, tp, into=disk)
-                    if restored.redis_from is not None:
-                        await self._rewrite_redis(partition, restored.redis_from, reader)
                 except BaseException as error:
                     if disk is not None:
                         disk.close()
@@ -340,21 +338,6 @@ class PartitionOwnership:
         finally:
             await reader.stop()
         return failed
-
-    async def _rewrite_redis(self, partition: int, start: int, reader: AIOKafkaConsumer) -> None:
-        """Restored from a checkpoint confirmed during a Redis outage: the partition's
-        latest scores (and erasures) from `start` on are given to Redis again, which
-        keeps whichever is newer (see `agents.redis_backlog`)."""
-        if self.store is None:
-            return
-        tp = TopicPartition(self.names.output(Stream.SCORES), partition)
-        latest = await latest_scores(reader, tp, start)
-        self.metrics.redis_rewritten += give_again(self.store, latest.items())
-        log.warning(
-            "partition %d: its checkpoint was confirmed during a Redis outage: %d customers' "
-            "scores read back from offset %d of %s and written to Redis again",
-            partition, len(latest), start, tp.topic,
-        )  # fmt: skip
 
     async def _install(self, partition: int, restored: Restored) -> None:
         """Score a newly assigned partition from its restored state and offsets. The

@@ -129,6 +129,10 @@ class RedisLossWatch:
         self.reading_back.update(read_back.partition for read_back in due)
         return due
 
+    def settled(self, partition: int) -> bool:
+        """Checked since held, and not reading back."""
+        return partition in self._acknowledged and partition not in self.reading_back
+
     def read_back_done(self, partition: int, upto: int | None = None) -> None:
         """Its scores below `upto` read back and given to the store."""
         self.reading_back.discard(partition)

@@ -23,6 +23,7 @@ from models.emitted import Stream
 log = logging.getLogger(__name__)
 
 _RAISE_EVERY_SECONDS = 1.0  # markers move on with every batch: one write a second at most
+_FIRST_CHECK_SECONDS = 0.2  # a partition newly held (or lost writes): checked this soon
 _GIVEN_AT_ONCE = 5_000  # read-back scores given to the store between two loop turns
 
 
@@ -70,10 +71,23 @@ class RedisRepair:
         )
 
     async def _watch_redis(self) -> None:
-        """Check the markers every `redis_check_seconds` until the service stops."""
+        """Check the markers every `redis_check_seconds` until the service stops; soon
+        (`_FIRST_CHECK_SECONDS`) while a held partition is not checked yet."""
         while not self.should_stop:
-            await asyncio.sleep(self.settings.redis_check_seconds)
+            interval = self.settings.redis_check_seconds
+            if self.markers is not None and any(
+                not self.redis_loss.settled(p) and p not in self.redis_loss.reading_back
+                for p in self.partitions
+            ):
+                interval = min(interval, _FIRST_CHECK_SECONDS)
+            await asyncio.sleep(interval)
             await self.check_redis()
+
+    def partitions_reading_back(self) -> list[int]:
+        """Held partitions not checked yet, or reading back what Redis may lack."""
+        if self.markers is None:
+            return []
+        return sorted(p for p in self.partitions if not self.redis_loss.settled(p))
 
     async def check_redis(self) -> None:
         """Read the held partitions' markers; start the read-backs due (one at a time)."""

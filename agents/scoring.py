@@ -533,6 +533,8 @@ class ScoringService(PartitionOwnership, RedisRepair, Service):
             "redis_ok": self.redis_ok,
             "redis_error": self.store.last_error if self.store else "",  # the last write's
             "redis_pending": self.store.pending if self.store else 0,
+            # checked for scores Redis lacks, or reading them back (`agents.redis_loss`)
+            "redis_reading_back": self.partitions_reading_back(),
             "lag": sum(self.lag().values()),
             "uptime_seconds": round(time.time() - self.started_at, 1),
         }

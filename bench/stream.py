@@ -69,6 +69,7 @@ def wait_done(worker: WorkerProcess, events: int, timeout: float = 3600) -> floa
             isinstance(health, dict)
             and health["caught_up"]
             and not health["redis_pending"]
+            and not health["redis_reading_back"]
             and metric(worker, "clvstream_events_in_total") >= events
         ):
             return time.time()

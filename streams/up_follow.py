@@ -102,7 +102,12 @@ def follow(
             continue
         if isinstance(health, dict):
             print(progress_line(health, replay), flush=True)
-            done = replay_reported and health.get("caught_up") and not health.get("redis_pending")
+            done = (
+                replay_reported
+                and health.get("caught_up")
+                and not health.get("redis_pending")
+                and not health.get("redis_reading_back")
+            )
             quiet_rounds = quiet_rounds + 1 if done else 0
             if exit_when_done and quiet_rounds >= 2:
                 print_summary(worker, out_dir)

@@ -117,7 +117,10 @@ def wait_until_scored(processes: list[WorkerProcess], events: int, timeout: floa
             healths
             and taken >= events
             and all(isinstance(h, dict) for h in healths)
-            and all(h["caught_up"] and not h["redis_pending"] for h in healths)
+            and all(
+                h["caught_up"] and not h["redis_pending"] and not h["redis_reading_back"]
+                for h in healths
+            )
         ):
             return
         time.sleep(0.5)
