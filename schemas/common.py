@@ -153,8 +153,6 @@ Money = Annotated[float, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 _SHORT_TEXT = TypeAdapter(ShortText)
-
-
 _IDENTIFIER = TypeAdapter(Identifier)
 
 
@@ -164,13 +162,7 @@ def is_identifier(value: object) -> bool:
     >>> is_identifier("c-17"), is_identifier("has space"), is_identifier(""), is_identifier(7)
     (True, False, False, False)
     """
-    if not isinstance(value, str):
-        return False
-    try:
-        _IDENTIFIER.validate_python(value)
-    except ValidationError:
-        return False
-    return True
+    return _valid(_IDENTIFIER, value)
 
 
 def is_short_text(value: object) -> bool:
@@ -179,10 +171,14 @@ def is_short_text(value: object) -> bool:
     >>> is_short_text("books"), is_short_text("a; b"), is_short_text("a b"), is_short_text(7)
     (True, False, False, False)
     """
+    return _valid(_SHORT_TEXT, value)
+
+
+def _valid(adapter: TypeAdapter, value: object) -> bool:
     if not isinstance(value, str):
         return False
     try:
-        _SHORT_TEXT.validate_python(value)
+        adapter.validate_python(value)
     except ValidationError:
         return False
     return True
