@@ -51,6 +51,7 @@ class RedisRepair:
             log.debug("Redis markers not raised: %s", error)  # (again after the next write)
             return
         if refused is None:  # the flush token behind: Redis lost writes since it
+            self.store.forget_token()  # (the same loss: not to be found again by a flush)
             self._redis_lost_writes()
             return
         self.redis_loss.raised({p: m for p, m in markers.items() if p not in refused})
