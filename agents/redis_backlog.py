@@ -3,11 +3,13 @@
 A checkpoint is confirmed only once Redis has the scores it covers, except after a
 long Redis outage (`redis_outage_confirm_seconds`): then it is confirmed regardless,
 and its record names the offset of the partition's `scores` topic from which Redis
-may lack scores (`redis_from`). A worker that restores from such a checkpoint reads
-the `scores` partition from there and gives each customer's latest score (or
-erasure) to the Redis store again. Redis keeps whichever is newer, so what it has is
-not disturbed; without the rewrite a crash after the outage left those customers'
-Redis rows stale, and erased customers' rows in place, until their next event.
+may lack scores (`redis_from`). The partition's Redis marker is never past it, and a
+worker that holds the partition next reads its `scores` back from the marker in the
+background (`agents.redis_loss`, with `latest_scores` and `give_again` here): each
+customer's latest score (or erasure) goes to the Redis store again. Redis keeps
+whichever is newer, so what it has is not disturbed; without the read-back a crash
+after the outage left those customers' Redis rows stale, and erased customers' rows
+in place, until their next event.
 """
 
 from __future__ import annotations
