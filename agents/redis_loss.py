@@ -129,9 +129,13 @@ class RedisLossWatch:
         self.reading_back.update(read_back.partition for read_back in due)
         return due
 
+    def checked(self, partition: int) -> bool:
+        """Checked since held (a partition reading back has been)."""
+        return partition in self._acknowledged
+
     def settled(self, partition: int) -> bool:
         """Checked since held, and not reading back."""
-        return partition in self._acknowledged and partition not in self.reading_back
+        return self.checked(partition) and partition not in self.reading_back
 
     def read_back_done(self, partition: int, upto: int | None = None) -> None:
         """Its scores below `upto` read back and given to the store."""
@@ -147,9 +151,7 @@ class RedisLossWatch:
 
     def forget(self, partition: int) -> None:
         """Given up (revoked, or replayed): checked again once held again."""
-        self.reading_back.discard(partition)
-        self._acknowledged.pop(partition, None)
-        self._read_upto.pop(partition, None)
+        self.read_back_failed(partition)  # (the same bookkeeping: unchecked)
 
     def to_raise(
         self, partitions: Iterable[int], covered: Callable[[int], int | None]
@@ -159,8 +161,8 @@ class RedisLossWatch:
         where its last read-back ended, if higher)."""
         markers = {}
         for partition in partitions:
-            if partition not in self._acknowledged or partition in self.reading_back:
-                continue  # not checked yet: its read-back may be due
+            if not self.settled(partition):
+                continue  # not checked yet (its read-back may be due), or reading back
             offsets = [covered(partition), self._read_upto.get(partition)]
             offset = max((o for o in offsets if o is not None), default=None)
             before = self._acknowledged[partition]

@@ -77,8 +77,7 @@ class RedisRepair:
         while not self.should_stop:
             interval = self.settings.redis_check_seconds
             if self.markers is not None and any(
-                not self.redis_loss.settled(p) and p not in self.redis_loss.reading_back
-                for p in self.partitions
+                not self.redis_loss.checked(p) for p in self.partitions
             ):
                 interval = min(interval, _FIRST_CHECK_SECONDS)
             await asyncio.sleep(interval)
