@@ -18,7 +18,7 @@ header), `migration` (segment moves), `churn_quality` (AUC, calibration) and
 >>> report = builder.build()
 >>> report.customers, report.equity, [(s.name, s.equity) for s in report.by_lifecycle]
 (2, 120.0, [('active', 120.0), ('prospect', 0.0)])
->>> report.migration.count("new", "active"), report.calibration is None
+>>> report.migration.count("(new in the period)", "active"), report.calibration is None
 (1, True)
 """
 
@@ -71,7 +71,7 @@ class ReportBuilder:
         self._start = options.start.timestamp() if options.start else -math.inf
         self._end = options.end.timestamp() if options.end else math.inf
         self._customers = CustomerValues()
-        self._migration = MigrationCounts()
+        self._migration = MigrationCounts(self._start, self._end)
         self._quality = ChurnQuality()
         self._programmes = ProgrammeResults(until=self._end)
         self._seen: set[str] = set()
@@ -121,8 +121,8 @@ class ReportBuilder:
         self._first, self._last = min(self._first, at), max(self._last, at)
         in_period = self._start <= at < self._end
         kind = value["event_type"]
-        if kind == "segment_change" and in_period:
-            self._migration.add(value)
+        if kind == "segment_change":
+            self._migration.add(at, value["customer_id"], value)
         elif kind == "programme_trigger":
             self._programmes.add_trigger(value, in_period)
         elif kind == "programme_outcome":
@@ -151,7 +151,9 @@ class ReportBuilder:
             period_last=period_day(options.end, self._last, last=True),
             scores_as_of=utc(self._last_score) if self._last_score > -math.inf else None,
             **self._customers.figures(options.tiers),
-            migration=self._migration.matrix(),
+            migration=self._migration.matrix(
+                self._customers.lifecycles(), end_is_now=self._end > self._last
+            ),
             quality=self._quality.points(),
             auc_floor=options.auc_floor,
             pauses=pauses(self._quality.freezes()),

@@ -44,6 +44,10 @@ class CustomerValues:
     def __len__(self) -> int:
         return len(self._customers)
 
+    def lifecycles(self) -> dict[str, str]:
+        """Each current customer's lifecycle segment."""
+        return {customer_id: c[1] for customer_id, c in self._customers.items()}
+
     def add(self, row: Mapping[str, Any]) -> None:
         """A customer's current score: customer_id, clv (None for prospects),
         lifecycle, value_tier."""

@@ -15,7 +15,7 @@ from html import escape
 from streams.report.aggregate import Report
 from streams.report.churn_quality import Calibration, QualityPoint
 from streams.report.equity import SegmentValue
-from streams.report.migration import FIRST_SEEN, Migration
+from streams.report.migration import NEW_IN_PERIOD, Migration
 from streams.report.pauses import Pause
 from streams.report.plots import (
     auc_figure,
@@ -130,36 +130,52 @@ def _segment_table(rows: Sequence[SegmentValue], currency: str) -> str:
 def _migration(report: Report) -> str:
     head = "<h2>Segment migration</h2>"
     matrix = report.migration
-    if not matrix.total:
-        return head + _no_data("no lifecycle changes in the period")
+    if not matrix.customers:
+        return head + _no_data("no customers with a lifecycle segment in the period")
     return (
         head
         + _migration_table(matrix)
         + _how(
-            f"Each cell counts lifecycle changes from the row's segment to the column's "
-            f"segment in {_period(report)} ({matrix.total:,} changes; a customer may move "
-            "more than once). "
-            + ("'(first seen)': customers entering the base. " if FIRST_SEEN in matrix.rows else "")
-            + "Darker cells: more changes."
+            f"Customers by lifecycle segment at the start of {_period(report)} (rows) and "
+            + ("now, in the current scores" if matrix.end_is_now else "at its end")
+            + f" (columns): {matrix.customers:,} customers, {matrix.moved:,} of them in "
+            f"another segment at the end, after {matrix.changes:,} changes in the period (a "
+            "customer may move more than once, and may come back). "
+            + (
+                f"'{NEW_IN_PERIOD}': {matrix.entered:,} customers first seen in the period. "
+                if matrix.entered
+                else ""
+            )
+            + "Shade: the share of the row's customers."
         )
     )
 
 
 def _migration_table(matrix: Migration) -> str:
-    peak = max(matrix.counts.values())
     header = "".join(f"<th>{escape(label(c))}</th>" for c in matrix.columns)
     rows = []
     for source in matrix.rows:
+        total = sum(matrix.count(source, target) for target in matrix.columns)
         cells = []
         for target in matrix.columns:
             count = matrix.count(source, target)
-            share = count / peak
+            share = count / total
             colour = "#fff" if share > 0.55 else "#222"
             style = f"background: rgba(31, 95, 153, {share:.2f}); color: {colour}"
-            cells.append(f"<td style='{style}'>{count:,}</td>" if count else "<td></td>")
-        total = sum(matrix.count(source, target) for target in matrix.columns)
+            title = f"{share:.1%} of the row"
+            cells.append(
+                f"<td style='{style}' title='{title}'>{count:,}</td>" if count else "<td></td>"
+            )
         rows.append(f"<tr><th>{escape(label(source))}</th>{''.join(cells)}<td>{total:,}</td></tr>")
-    return f"<table><tr><th>from \\ to</th>{header}<th>total</th></tr>{''.join(rows)}</table>"
+    totals = "".join(
+        f"<td>{sum(matrix.count(source, c) for source in matrix.rows):,}</td>"
+        for c in matrix.columns
+    )
+    rows.append(f"<tr><th>total</th>{totals}<td>{matrix.customers:,}</td></tr>")
+    return (
+        f"<table><tr><th>at the start \\ at the end</th>{header}<th>total</th></tr>"
+        f"{''.join(rows)}</table>"
+    )
 
 
 def _quality(report: Report) -> str:

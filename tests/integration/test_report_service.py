@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import date
 
 import orjson
 import pytest
@@ -13,6 +14,7 @@ from models.programmes.measurement import ArmStats, estimate
 from streams.kafka_admin import bootstrap_servers, create_topics
 from streams.report import build_report, write_report
 from streams.report.aggregate import ReportBuilder
+from streams.report.migration import NEW_IN_PERIOD
 from streams.report.options import ReportOptions
 from streams.report.sources import read_service
 from streams.settings import load_settings
@@ -35,11 +37,11 @@ def score(customer: str, day: int, clv: float, lifecycle: str, tier: str) -> dic
     }
 
 
-def change(event_id: str, day: int, source: str, target: str) -> dict:
+def change(event_id: str, customer: str, day: int, source: str | None, target: str) -> dict:
     return {
         "event_type": "segment_change",
         "event_id": event_id,
-        "customer_id": "c1",
+        "customer_id": customer,
         "occurred_at": f"2024-01-{day:02d}T00:00:00+00:00",
         "dimension": "lifecycle",
         "from_segment": source,
@@ -78,9 +80,11 @@ RECORDS = [
     (Stream.SCORES, 1, "c2", score("c2", 2, 30.0, "at_risk", "rest")),
     (Stream.SCORES, 1, "c3", score("c3", 3, 999.0, "active", "top_5")),
     (Stream.SCORES, 1, "c3", None),  # c3 erased
-    (Stream.SEGMENT_CHANGES, 0, "c1", change("m1", 2, "new", "active")),
-    (Stream.SEGMENT_CHANGES, 1, "c2", change("m2", 3, "active", "at_risk")),
-    (Stream.SEGMENT_CHANGES, 1, "c2", change("m3", 4, "active", "at_risk")),
+    (Stream.SEGMENT_CHANGES, 0, "c1", change("m0", "c1", 1, None, "new")),
+    (Stream.SEGMENT_CHANGES, 0, "c1", change("m1", "c1", 2, "new", "active")),
+    (Stream.SEGMENT_CHANGES, 1, "c2", change("m2", "c2", 1, None, "active")),
+    (Stream.SEGMENT_CHANGES, 1, "c2", change("m3", "c2", 3, "active", "at_risk")),
+    (Stream.SEGMENT_CHANGES, 1, "c3", change("m4", "c3", 2, None, "active")),  # erased
     (Stream.PROGRAMME_OUTCOMES, 0, "save_offer", result("p0", 5, arm([(1, 1)], 2.0), C0)),
     (Stream.PROGRAMME_OUTCOMES, 0, "save_offer", result("p0", 8, T0, C0)),
     (Stream.PROGRAMME_OUTCOMES, 1, "save_offer", result("p1", 7, T1, C1)),
@@ -123,13 +127,25 @@ def test_the_service_topics_are_read_to_their_end(service):
     assert {s.name: s.equity for s in report.by_lifecycle} == {"active": 120.0, "at_risk": 30.0}
     assert {s.name: s.customers for s in report.by_tier} == {"top_5": 1, "rest": 1}
 
-    assert report.migration.count("active", "at_risk") == 2
-    assert report.migration.count("new", "active") == 1
+    # Everyone entered in the whole history; the erased customer is not counted.
+    migration = report.migration
+    assert (
+        migration.count(NEW_IN_PERIOD, "active") == migration.count(NEW_IN_PERIOD, "at_risk") == 1
+    )
+    assert (migration.customers, migration.changes) == (2, 4)
 
     (row,) = report.programmes
     assert row.result == estimate(T0.merged(T1), C0.merged(C1))
     assert (row.windows_treated, row.windows_control) == (6, 6)
     assert report.quality == ()  # the model-health topic does not exist
+
+
+def test_the_migration_from_the_service_is_over_the_period(service):
+    builder = ReportBuilder(ReportOptions.of(service.scoring, first=date(2024, 1, 2)))
+    asyncio.run(read_service(service, builder, timeout=20))
+    migration = builder.build().migration
+    assert migration.count("new", "active") == migration.count("active", "at_risk") == 1
+    assert (migration.customers, migration.moved, migration.changes) == (2, 2, 2)
 
 
 def test_the_report_from_the_service_is_written(service, tmp_path):

@@ -6,10 +6,13 @@ import codecs
 import csv
 import math
 import re
+from collections import Counter
 from datetime import UTC, date, datetime
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models.config import ScoringConfig
 from models.programmes.measurement import ArmStats, estimate
@@ -18,6 +21,8 @@ from streams.offline import SCORE_COLUMNS, format_summary
 from streams.report import build_report, write_report
 from streams.report.aggregate import ReportBuilder
 from streams.report.churn_quality import calibration_pairs
+from streams.report.migration import NEW_IN_PERIOD as NEW
+from streams.report.migration import MigrationCounts
 from streams.report.options import ReportOptions, timestamp
 from streams.report.programmes import effect_text
 from streams.report.render import render_html
@@ -25,6 +30,7 @@ from streams.settings import load_settings
 
 DAY = 86_400.0
 START = timestamp("2024-01-01T00:00:00+00:00")
+LIFECYCLES = ("new", "active", "at_risk", "lapsing", "lost")
 SECTIONS = (
     "Customer equity by segment",
     "Segment migration",
@@ -61,17 +67,24 @@ def score(customer: str, day: float, churn: float | None, frequency: int) -> byt
     return envelope("scores", value, customer)
 
 
-def change(event_id: str, day: float, source: str | None, target: str, dimension="lifecycle"):
+def change(
+    event_id: str,
+    day: float,
+    source: str | None,
+    target: str,
+    dimension: str = "lifecycle",
+    customer: str = "c1",
+) -> bytes:
     value = {
         "event_type": "segment_change",
         "event_id": event_id,
-        "customer_id": "c1",
+        "customer_id": customer,
         "occurred_at": iso(day),
         "dimension": dimension,
         "from_segment": source,
         "to_segment": target,
     }
-    return envelope("segment-changes", value, "c1")
+    return envelope("segment-changes", value, customer)
 
 
 def trigger(event_id: str, day: float, programme: str, arm: str) -> bytes:
@@ -177,29 +190,88 @@ def test_the_scores_file_decides_who_is_a_customer_not_an_old_erasure(tmp_path):
 # -- migration -------------------------------------------------------------------------------
 
 
-def test_migration_counts_lifecycle_changes_in_the_period_once_each(tmp_path):
-    lines = [
-        change("m1", 1, None, "prospect"),
-        change("m2", 10, "active", "at_risk"),
-        change("m2", 10, "active", "at_risk"),  # the same event again: counts once
-        change("m3", 20, "active", "at_risk"),
-        change("m4", 25, "at_risk", "lapsing"),
-        change("m5", 26, "rest", "top_5", dimension="value_tier"),  # not lifecycle
-        change("m6", 40, "lapsing", "lost"),  # after the period
+def rows_of(*customers: str, lifecycle: str = "active") -> list[dict]:
+    return [
+        {"customer_id": c, "clv": "1", "lifecycle": lifecycle, "value_tier": "rest"}
+        for c in customers
     ]
-    report = build(tmp_path, lines, first=date(2024, 1, 3), last=date(2024, 1, 31))
+
+
+def test_migration_is_each_customers_segment_at_the_start_and_at_the_end(tmp_path):
+    lines = [
+        change("a0", 1, None, "new", customer="a"),
+        change("a1", 5, "new", "active", customer="a"),
+        change("a2", 10, "active", "at_risk", customer="a"),
+        change("a2", 10, "active", "at_risk", customer="a"),  # the same event again
+        change("a3", 20, "at_risk", "active", customer="a"),
+        change("a4", 26, "rest", "top_5", dimension="value_tier", customer="a"),
+        change("b0", 0, None, "new", customer="b"),
+        change("b1", 1.5, "new", "active", customer="b"),  # stays active in the period
+        change("c0", 12, None, "new", customer="c"),  # enters in the period
+        change("c1", 40, "new", "lost", customer="c"),  # after the period
+        change("d0", 40, None, "new", customer="d"),  # enters after the period
+        change("e0", 1, None, "new", customer="e"),  # erased: not in the scores
+        change("e1", 6, "new", "lost", customer="e"),
+    ]
+    rows = rows_of("a", "b") + rows_of("c", lifecycle="lost") + rows_of("d", lifecycle="new")
+    report = build(tmp_path, lines, rows, first=date(2024, 1, 3), last=date(2024, 1, 31))
     matrix = report.migration
-    assert matrix.count("active", "at_risk") == 2
-    assert matrix.count("at_risk", "lapsing") == 1
-    assert matrix.count("(first seen)", "prospect") == 0  # day 1 (2 January): before
-    assert matrix.total == 3
-    assert matrix.rows == ("active", "at_risk") and matrix.columns == ("at_risk", "lapsing")
+    assert dict(matrix.counts) == {("new", "active"): 1, ("active", "active"): 1, (NEW, "new"): 1}
+    assert (matrix.customers, matrix.moved, matrix.entered) == (3, 1, 1)
+    assert matrix.changes == 4  # a's three and c's entry; not e's, not the value tier
+    assert matrix.rows == (NEW, "new", "active") and matrix.columns == ("new", "active")
     assert (report.period_first, report.period_last) == (date(2024, 1, 3), date(2024, 1, 31))
 
-    everything = build(tmp_path, lines)
-    assert everything.migration.total == 5
-    assert everything.migration.count("(first seen)", "prospect") == 1
-    assert everything.migration.rows[0] == "(first seen)"
+    # The whole history: all entered, and it ends with the current scores.
+    rows[1]["lifecycle"] = "at_risk"  # scored as of the data's end after its last change
+    everything = build(tmp_path, lines, rows).migration
+    assert dict(everything.counts) == {
+        (NEW, "active"): 1,
+        (NEW, "at_risk"): 1,
+        (NEW, "lost"): 1,
+        (NEW, "new"): 1,
+    }
+    assert everything.changes == 9  # every lifecycle change but e's
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("xyz"), st.integers(0, 30), st.sampled_from(LIFECYCLES)),
+        max_size=30,
+    ),
+    st.integers(0, 30),
+    st.integers(0, 30),
+    st.randoms(use_true_random=False),
+)
+def test_migration_does_not_depend_on_how_customers_events_interleave(moves, first, span, random):
+    """Each customer's changes in emission order (time order, ties kept), customers
+    interleaved at random: the matrix is the segments at the start and the end."""
+    start, end = float(first), float(first + span)
+    history: dict[str, list[tuple[int, str]]] = {}
+    for customer, day, target in sorted(moves, key=lambda m: m[1]):
+        history.setdefault(customer, []).append((day, target))
+    queues = [[(c, i, d, t) for i, (d, t) in enumerate(h)] for c, h in history.items()]
+    builder = MigrationCounts(start * DAY, end * DAY)
+    while any(queues):
+        queue = random.choice([q for q in queues if q])
+        customer, index, day, target = queue.pop(0)
+        source = history[customer][index - 1][1] if index else None
+        value = {"dimension": "lifecycle", "from_segment": source, "to_segment": target}
+        builder.add(day * DAY, customer, value)
+    matrix = builder.matrix(dict.fromkeys(history, "now"), end_is_now=False)
+
+    def segment_at(customer: str, moment: float) -> str | None:
+        before = [t for d, t in history[customer] if d < moment]
+        return before[-1] if before else None
+
+    expected: Counter[tuple[str, str]] = Counter()
+    for customer in history:
+        last = segment_at(customer, end)
+        if last is not None:
+            expected[segment_at(customer, start) or NEW, last] += 1
+    assert dict(matrix.counts) == dict(expected)
+    assert matrix.changes == sum(start <= d < end for h in history.values() for d, _ in h)
 
 
 # -- programmes ------------------------------------------------------------------------------
@@ -427,7 +499,12 @@ def test_too_few_labelled_predictions_give_a_note_instead_of_a_curve(tmp_path):
 
 
 def full_input() -> list[bytes]:
-    lines = [change(f"m{i}", i, "active", "at_risk") for i in range(5)]
+    lines = [
+        change("m0", 0, None, "new", customer="a"),
+        change("m1", 1, "new", "active", customer="a"),
+        change("m2", 0, None, "active", customer="b"),
+        change("m3", 2, "active", "at_risk", customer="b"),
+    ]
     lines += [health(30 * i, 0.6 + i / 100, 100.0 * i) for i in range(1, 6)]
     for i in range(300):
         lines.append(score(f"c{i}", 0.5, (i % 10) / 10, 0))
@@ -480,8 +557,8 @@ def test_empty_inputs_give_a_page_that_says_no_data(tmp_path):
 def test_unreadable_lines_are_skipped_and_counted(tmp_path):
     lines = [b"not json\n", b'{"stream": "scores"}\n', envelope("segment-changes", {"x": 1})]
     lines.append(change("ok", 1, "new", "active"))
-    report = build(tmp_path, lines)
-    assert report.skipped == 3 and report.migration.total == 1
+    report = build(tmp_path, lines, rows_of("c1"))
+    assert report.skipped == 3 and report.migration.changes == 1
     assert "3 output events could not be read" in render_html(report)
 
 
@@ -497,7 +574,8 @@ def test_the_report_command_writes_the_page(tmp_path, capsys):
     assert "2 customers, customer equity 300 USD" in capsys.readouterr().out
     page = out.read_text(encoding="utf-8")
     assert "2024-01-02 to 2024-01-03" in page
-    assert "(2 changes;" in page  # days 2 and 3 of the five changes
+    assert "2 customers, 2 of them in another segment at the end, after 2 changes" in page
+    assert "<tr><th>total</th><td>1</td><td>1</td><td>2</td></tr>" in page  # by column
 
 
 @pytest.mark.parametrize(
@@ -551,7 +629,9 @@ def test_figures_agree_with_a_real_offline_run(tmp_path):
     values = [orjson.loads(line)["value"] for line in emitted.read_bytes().splitlines()]
     values = [v for v in values if v is not None]
     changes = [v for v in values if v.get("dimension") == "lifecycle"]
-    assert report.migration.total == len(changes)
+    assert report.migration.changes == len(changes)
+    final = Counter(r["lifecycle"] for r in rows)  # the whole history: everyone entered
+    assert dict(report.migration.counts) == {(NEW, seg): n for seg, n in final.items()}
     latest = {v["programme_id"]: v for v in values if v["event_type"] == "programme_result"}
     triggers = [v for v in values if v["event_type"] == "programme_trigger"]
     assert latest and triggers
