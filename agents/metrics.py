@@ -85,6 +85,7 @@ class WorkerMetrics:
         self.checkpoints_past_redis = 0  # confirmed during a long Redis outage regardless
         self.redis_read_back = 0  # ... on a partition newly held, or after Redis lost writes
         self.redis_losses = 0  # partitions whose Redis marker showed acknowledged writes lost
+        self.redis_evicted_keys = 0  # keys Redis evicted (maxmemory) while the worker watched
         self.restored_customers = 0
         self.buffered_high_water = 0  # most records one input has held, waiting to merge
         self.latency = Histogram()  # broker timestamp of the input -> score in Redis
@@ -115,6 +116,7 @@ class WorkerMetrics:
             "clvstream_checkpoints_past_redis_total": self.checkpoints_past_redis,
             "clvstream_redis_read_back_total": self.redis_read_back,
             "clvstream_redis_losses_total": self.redis_losses,
+            "clvstream_redis_evicted_keys_total": self.redis_evicted_keys,
             "clvstream_restored_customers_total": self.restored_customers,
             "clvstream_buffered_records_high_water": self.buffered_high_water,
             **extra,
@@ -162,6 +164,8 @@ HELP = {
     "Redis lost writes it had acknowledged.",
     "clvstream_redis_losses_total": "Times a partition's marker showed that Redis had lost "
     "scores it acknowledged (a restart without persistence, a flush, a failover).",
+    "clvstream_redis_evicted_keys_total": "Keys Redis evicted at its memory limit while the "
+    "worker watched (its INFO evicted_keys): with an allkeys policy, customer rows lost.",
     "clvstream_checkpointed_states_total": "Customer states written by checkpoints.",
     "clvstream_restored_customers_total": "Customer states restored from changelogs.",
     "clvstream_buffered_records_high_water": "Most records one input has held for the merge.",

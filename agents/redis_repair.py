@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.exceptions import RedisError
 
 from agents.redis_backlog import give_again, latest_scores
+from agents.redis_eviction import EvictionWatch
 from agents.redis_loss import ReadBack
 from models.emitted import Stream
 
@@ -25,6 +26,10 @@ log = logging.getLogger(__name__)
 _RAISE_EVERY_SECONDS = 1.0  # markers move on with every batch: one write a second at most
 _FIRST_CHECK_SECONDS = 0.2  # a partition newly held (or lost writes): checked this soon
 _GIVEN_AT_ONCE = 5_000  # read-back scores given to the store between two loop turns
+_EVICTION_ADVICE = (
+    "rows evicted stay missing until the customer's next score; give Redis more memory, "
+    "or set maxmemory-policy noeviction (writes refused when full are kept and written later)"
+)
 
 
 class RedisRepair:
@@ -33,6 +38,8 @@ class RedisRepair:
     def _init_redis_repair(self) -> None:
         self._markers_due_at = 0.0  # (monotonic)
         self._read_back_task: asyncio.Task | None = None
+        self.redis_eviction = EvictionWatch()
+        self._eviction_warned = ""  # the risky policy last warned of
 
     async def _raise_markers(self) -> None:
         """Redis has answered for every score given so far (called at once, before any
@@ -82,6 +89,33 @@ class RedisRepair:
                 interval = min(interval, _FIRST_CHECK_SECONDS)
             await asyncio.sleep(interval)
             await self.check_redis()
+            await self.check_evictions()
+
+    async def check_evictions(self) -> None:
+        """Count the keys Redis evicted since the last look (`agents.redis_eviction`)."""
+        if self.store is None:
+            return
+        watch = self.redis_eviction
+        try:
+            async with self.store.client.pipeline(transaction=False) as pipe:
+                for section in ("server", "stats", "memory"):
+                    pipe.info(section)
+                info = {k: v for part in await pipe.execute() for k, v in part.items()}
+        except (RedisError, OSError):
+            return  # unreachable, or INFO not allowed (some hosted Redis): not counted
+        evicted = watch.observe(info)
+        self.metrics.redis_evicted_keys += evicted
+        if evicted:
+            log.warning(
+                "Redis evicted %d keys at its memory limit (maxmemory-policy %s): %s",
+                evicted, watch.policy, _EVICTION_ADVICE,
+            )  # fmt: skip
+        elif watch.risky_policy and watch.risky_policy != self._eviction_warned:
+            self._eviction_warned = watch.risky_policy
+            log.warning(
+                "Redis may evict customer rows (maxmemory %d, maxmemory-policy %s): %s",
+                watch.maxmemory, watch.policy, _EVICTION_ADVICE,
+            )  # fmt: skip
 
     def partitions_reading_back(self) -> list[int]:
         """Held partitions not checked yet, or reading back what Redis may lack."""

@@ -535,6 +535,10 @@ class ScoringService(PartitionOwnership, RedisRepair, Service):
             "redis_pending": self.store.pending if self.store else 0,
             # checked for scores Redis lacks, or reading them back (`agents.redis_loss`)
             "redis_reading_back": self.partitions_reading_back(),
+            # keys Redis evicted at its memory limit while watched; its policy if it
+            # may evict customer rows (`agents.redis_eviction`)
+            "redis_evicted_keys": self.redis_eviction.evicted,
+            "redis_eviction_policy": self.redis_eviction.risky_policy,
             "lag": sum(self.lag().values()),
             "uptime_seconds": round(time.time() - self.started_at, 1),
         }

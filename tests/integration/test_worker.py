@@ -369,6 +369,41 @@ def test_the_api_answers_503_while_redis_is_down_and_again_once_it_is_back(kafka
     assert back[0] == 200 or (back[0] == 404 and customer in back[1]["error"])
 
 
+def test_keys_redis_evicts_at_its_memory_limit_are_counted_and_reported(kafka_url, tmp_path):
+    """An `allkeys-*` policy under a memory limit takes customer rows in no order a
+    marker can see: the worker reports the policy, counts each eviction and says so."""
+    with _scored_on_own_redis(kafka_url, tmp_path, 40, seed=5, redis_check_seconds=0.3) as (
+        redis_server,
+        settings,
+        process,
+    ):
+        _, before = process.get("/health")
+        client = redis.Redis.from_url(redis_server.url)
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory-policy", "allkeys-random")
+        client.config_set("maxmemory", used + 256 * 1024)
+        filler = b"x" * 4096
+        for index in range(400):  # 1.6 MB: well past the limit
+            with contextlib.suppress(redis.exceptions.OutOfMemoryError):
+                client.set(f"filler:{index}", filler)
+        evicted = int(client.info("stats")["evicted_keys"])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            _, after = process.get("/health")
+            if after["redis_evicted_keys"] >= evicted:
+                break
+            time.sleep(0.2)
+        evicted_total = metric(process, "clvstream_redis_evicted_keys_total")
+        rows_left = len(redis_scores(settings))
+        logged = (tmp_path / "worker.log").read_text()
+    assert (before["redis_evicted_keys"], before["redis_eviction_policy"]) == (0, "")
+    assert evicted > 0 and rows_left < 40  # customer rows went too
+    assert after["redis_evicted_keys"] == evicted
+    assert after["redis_eviction_policy"] == "allkeys-random"
+    assert evicted_total == evicted
+    assert "Redis evicted" in logged and "maxmemory-policy allkeys-random" in logged
+
+
 def _wait_for_scores(settings, expected: dict, timeout: float = 60.0) -> dict:
     """Redis's customer rows, once they are `expected` (or the last read at the timeout)."""
     deadline = time.monotonic() + timeout
