@@ -44,6 +44,8 @@ class EngineCheckpoint:
     refit_installed_through: int | None = None
     # ... and the last refit slot its published statistics cover (`models.shared_stats`).
     stats_through: int | None = None
+    # A bounded catch-up left customers due: they are re-scored first (`on_clock`).
+    rescoring: bool = False
 
 
 def checkpoint_bytes(engine: ScoringEngine) -> bytes:
@@ -63,6 +65,7 @@ def checkpoint_bytes(engine: ScoringEngine) -> bytes:
         erasures=tuple(sorted(engine.erasures.items())),
         refit_installed_through=getattr(refits, "installed_through", None),
         stats_through=getattr(refits, "stats_through", None),
+        rescoring=engine._rescoring,
     )
     return zlib.compress(pickle.dumps((_FORMAT, checkpoint), pickle.HIGHEST_PROTOCOL), 1)
 
@@ -103,5 +106,6 @@ def restore_checkpoint(engine: ScoringEngine, blob: bytes, derive: bool = True) 
     engine._learning.next_report_day = checkpoint.report_day
     engine._refreshed_day = checkpoint.refreshed_day
     engine.erasures = dict(checkpoint.erasures)
+    engine._rescoring = getattr(checkpoint, "rescoring", False)
     if derive:
         engine.rebuild_timers()

@@ -95,6 +95,9 @@ class ScoringEngine(EngineRefits):
         )
         self._snapshot_at = math.inf  # (a follower: `EngineRefits._plan_snapshot`)
         self._next_work_at = -math.inf
+        # A bounded `on_clock` left customers due: the next call re-scores them first,
+        # as one unbounded call would have (no labels learned in between).
+        self._rescoring = False
         self._refreshed_day: int | None = None  # of the scorer's population snapshots
         self._plan_snapshot()
         if derive_from_states:
@@ -196,12 +199,12 @@ class ScoringEngine(EngineRefits):
         watermark = self.clock.watermark
         timers = self._timers
         outputs: list[Output] = []
-        if self.clock.started and self._refresh(day_of(watermark)):
-            self._check_health(outputs)
-        self._resolve_labels(watermark)
-        self._close_windows(watermark, outputs)
-        if self.erasures:
-            self._forget_erasures(watermark)
+        if not self._rescoring:  # (else an earlier piece did it: the rest are re-scored first)
+            if self.clock.started and self._refresh(day_of(watermark)):
+                self._check_health(outputs)
+            self._passed(watermark, outputs)
+            if self.erasures:
+                self._forget_erasures(watermark)
         budget = max_rescores if max_rescores is not None else math.inf
         while budget > 0:
             day = timers.next_day()
@@ -215,13 +218,25 @@ class ScoringEngine(EngineRefits):
                     break
                 budget -= self._fire(day, customer_id, outputs)
         day = timers.next_day()
-        if day is None or start_of_day(day) > watermark:  # none left due
-            outputs = self._maybe_refit(outputs)
+        self._rescoring = day is not None and start_of_day(day) <= watermark
+        if self._rescoring:
+            self._plan_next_work()
+            return outputs
+        # A catch-up's re-scores (days behind the watermark) may have taken snapshots
+        # whose windows it has passed already: labelled now, as the watermark is past.
+        self._passed(watermark, outputs)
+        outputs = self._maybe_refit(outputs)
         if self.clock.started:
             for report in self._learning.reports(day_of(watermark)):
                 outputs.append(Output(Stream.MODEL_HEALTH, None, report))
         self._plan_next_work()
         return outputs
+
+    def _passed(self, watermark: float, outputs: list[Output]) -> None:
+        """Label the churn snapshots and close the programme windows the watermark has
+        passed."""
+        self._resolve_labels(watermark)
+        self._close_windows(watermark, outputs)
 
     def _erased_before(self, customer_id: str, at: float) -> bool:
         """True for an event of an erased customer dated at or before the erasure (a

@@ -70,3 +70,34 @@ def test_partitions_with_the_same_value_parameters_share_one_value_model():
     restored = ScoringEngine(config)
     restore_checkpoint(restored, checkpoint_bytes(first))
     assert restored.scorer.value_model is first.scorer.value_model
+
+
+def test_a_checkpoint_taken_between_pieces_of_a_catch_up_continues_it_exactly():
+    """The worker checkpoints between the bounded pieces of a catch-up: the restored
+    engine re-scores the customers left due first, as the never-stopped one does."""
+    lines = _lines(customers=150, days=200)
+    config = ScoringConfig()
+
+    def pieces(engine: ScoringEngine, limit: int = 30) -> list:
+        outputs = []
+        while engine.clock_work_due():
+            outputs += [(o.stream.value, o.key, o.value) for o in engine.on_clock(limit)]
+        return outputs
+
+    never_stopped = ScoringEngine(config)
+    _feed(never_stopped, lines, 0)
+    never_stopped.advance_clock(never_stopped.clock.watermark + 400 * 86_400)
+    first = [(o.stream.value, o.key, o.value) for o in never_stopped.on_clock(30)]
+    assert never_stopped.clock_work_due()
+    blob = checkpoint_bytes(never_stopped)
+    restored = ScoringEngine(
+        config,
+        states={c: CustomerState.from_bytes(s.to_bytes()) for c, s in never_stopped.states.items()},
+    )
+    restore_checkpoint(restored, blob)
+    expected, actual = pieces(never_stopped), pieces(restored)
+    assert len(first) + len(expected) > 300
+    assert actual == expected
+    assert {c: s.to_bytes() for c, s in restored.states.items()} == {
+        c: s.to_bytes() for c, s in never_stopped.states.items()
+    }

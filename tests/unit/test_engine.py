@@ -224,3 +224,38 @@ def test_compacting_the_timer_heap_changes_no_output():
     assert sum(1 for stream, _, _ in plain if stream is Stream.SCORES) > 300  # re-scores too
     for every in (1, 3, 17):
         assert run(every) == plain
+
+
+def _catch_up(engine: ScoringEngine, max_rescores: int | None) -> list:
+    """The clock work after a jump, as the worker runs it: pieces until none is due."""
+    outputs = []
+    while True:
+        outputs += engine.on_clock(max_rescores)
+        if not engine.clock_work_due():
+            return [(o.stream, o.key, o.value) for o in outputs]
+        assert max_rescores is not None, "one unbounded call leaves nothing due"
+
+
+@pytest.mark.parametrize("max_rescores", [1, 7, 50])
+def test_a_jump_past_the_churn_window_caught_up_in_pieces_gives_one_calls_outputs(max_rescores):
+    """After a gap longer than the churn window, the catch-up re-scores take snapshots
+    whose labels are due at once. Pieces used to learn them between pieces (the next
+    piece resolved labels first), so their re-scores served another model than one call;
+    one call left them due, so the worker learned them before the next event and the
+    offline scorer after it."""
+    config = ScoringConfig(
+        min_customers_for_fit=100, min_fit_history_days=60, min_repeat_customers_for_spend_fit=20
+    )
+    events = random_history(120, 150, seed=3)
+
+    def run(limit: int | None) -> tuple[list, dict]:
+        engine = ScoringEngine(config)
+        feed(engine, events)
+        engine.advance_clock(T0 + 800 * DAY)
+        outputs = _catch_up(engine, limit)
+        return outputs, {c: s.to_bytes() for c, s in engine.states.items()}
+
+    one_call, pieces = run(None), run(max_rescores)
+    assert sum(1 for s, _, _ in one_call[0] if s is Stream.SCORES) > 200
+    assert pieces[0] == one_call[0]
+    assert pieces[1] == one_call[1]
