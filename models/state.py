@@ -261,6 +261,8 @@ class CustomerState:
         while start < size and _TIME.unpack_from(ids, start + FINGERPRINT_BYTES)[0] < watermark:
             start += _ID_RECORD
         ids = ids[start:] + fingerprint + _TIME.pack(at)
+        if len(ids) > limit * _ID_RECORD:  # (times arrive out of order within the lateness)
+            ids = _in_reach(ids, watermark)
         overflow = len(ids) > limit * _ID_RECORD
         if overflow:
             ids = ids[len(ids) - limit * _ID_RECORD :]
@@ -379,6 +381,15 @@ class CustomerState:
 
 _TIME = struct.Struct("<d")
 _ID_RECORD = FINGERPRINT_BYTES + _TIME.size
+
+
+def _in_reach(ids: bytes, watermark: float) -> bytes:
+    """The id records whose time the watermark has not passed, wherever they stand."""
+    return b"".join(
+        ids[i : i + _ID_RECORD]
+        for i in range(0, len(ids), _ID_RECORD)
+        if _TIME.unpack_from(ids, i + FINGERPRINT_BYTES)[0] >= watermark
+    )
 
 
 def _with_times(fingerprints: bytes, at: float) -> bytes:

@@ -259,3 +259,16 @@ def test_a_jump_past_the_churn_window_caught_up_in_pieces_gives_one_calls_output
     assert sum(1 for s, _, _ in one_call[0] if s is Stream.SCORES) > 200
     assert pieces[0] == one_call[0]
     assert pieces[1] == one_call[1]
+
+
+def test_a_repeat_in_reach_is_caught_after_an_earlier_dated_event_went_out_of_reach():
+    """The dedupe memory forced out an id in reach while keeping one behind the watermark
+    (it had arrived after it): the purchase's repeat was counted as a second purchase."""
+    config = ScoringConfig(allowed_lateness_seconds=10 * DAY, dedupe_window=2)
+    engine = ScoringEngine(config, refit=False)
+    first = purchase("a", 20, 30.0, event_id="p1")
+    feed(engine, [first, purchase("a", 12, 5.0), purchase("z", 26), purchase("a", 27, 7.0)])
+    assert engine.states["a"].purchase_count == 3
+    feed(engine, [first])  # a retry, within the lateness
+    assert engine.states["a"].purchase_count == 3
+    assert engine.counters.duplicates == 1 and engine.counters.dedupe_overflows == 0

@@ -85,6 +85,19 @@ def test_ids_are_kept_until_the_watermark_passes_them_not_by_count():
     assert len(s.recent_ids) == 51 * 16
 
 
+def test_an_id_behind_the_watermark_goes_before_one_in_reach_however_they_arrived():
+    """Ids are kept in arrival order, which is not event-time order within the allowed
+    lateness: an out-of-reach id behind one in reach made the limit force the one in
+    reach out (a repeat of it was then applied twice)."""
+    s = CustomerState.new(0.0)
+    s.remember(fp(1), 2000.0, watermark=1000.0, limit=2)
+    s.remember(fp(2), 1200.0, watermark=1000.0, limit=2)  # earlier, within the lateness
+    assert not s.remember(fp(3), 2600.0, watermark=1600.0, limit=2)  # fp(2) out of reach
+    assert s.has_seen(fp(1)) and s.has_seen(fp(3)) and not s.has_seen(fp(2))
+    assert s.remember(fp(4), 2700.0, watermark=1600.0, limit=2)  # all in reach: one goes
+    assert not s.has_seen(fp(1)) and s.has_seen(fp(3)) and s.has_seen(fp(4))
+
+
 def test_ids_of_an_older_state_format_are_kept_until_its_last_event():
     s = CustomerState.new(0.0)
     s.last_event_at = 500.0
