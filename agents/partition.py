@@ -171,6 +171,8 @@ class PartitionScorer:
         )
         if engine_blob is not None:
             restore_checkpoint(self.engine, engine_blob, derive=derive)
+            # checkpointed between the pieces of a catch-up: the rest go first
+            self.behind = max_rescores is not None and self.engine.rescoring
         self.persisted: set[str] = set(self.states)  # customers in the last checkpoint
         self.buffers: dict[str, deque[Buffered]] = {topic: deque() for topic in self.topics}
         start = offsets or {}

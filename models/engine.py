@@ -181,6 +181,12 @@ class ScoringEngine(EngineRefits):
             outputs.extend(self.on_clock())
         return outputs
 
+    @property
+    def rescoring(self) -> bool:
+        """True while a bounded `on_clock` has left customers due (also as restored from
+        a checkpoint): they are re-scored before anything else happens."""
+        return self._rescoring
+
     def clock_work_due(self) -> bool:
         """True when `on_clock` has something to do at the current watermark."""
         return self.clock.watermark >= self._next_work_at

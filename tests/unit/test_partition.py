@@ -318,3 +318,35 @@ def test_a_checkpoint_confirmed_past_redis_names_where_and_an_older_record_still
         decode_checkpoint(msgpack.packb([3, {}, b"", 1, 2]))
     with pytest.raises(ValueError, match="unknown checkpoint record format"):
         decode_checkpoint(msgpack.packb([2, {}, b""]))  # format 2 without its offset
+
+
+def test_a_partition_restored_in_the_middle_of_a_catch_up_rescores_the_rest_first():
+    """A checkpoint taken while a bounded clock advance has customers left due: the
+    restored partition re-scores them before its next event, like one never stopped."""
+    from models.checkpoint import checkpoint_bytes
+
+    config = ScoringConfig(churn_model=False)
+    part = PartitionScorer(0, TOPICS, config, max_rescores=3)
+    events = [purchase(f"c{n}", n % 9, 10.0 + n) for n in range(20)]
+    part.add("t.transactions", records(sorted(events, key=lambda e: e["occurred_at"])))
+    part.drain(idle=set(TOPICS))
+    part.follow_wall_clock(BASE.timestamp() + 200 * 86_400)
+    assert part.behind
+    blob, states = checkpoint_bytes(part.engine), dict(part.states)
+    twin = PartitionScorer(
+        0, TOPICS, config, states=dict(states), engine_blob=blob,
+        offsets=part.next_offsets, max_rescores=3,
+    )  # fmt: skip
+
+    later = records([purchase("c0", 199)], first_offset=20)
+
+    def go_on(scorer: PartitionScorer) -> list:
+        scorer.add("t.transactions", later)
+        outputs = scorer.catch_up() + scorer.drain(idle=set(TOPICS))
+        while scorer.behind or scorer.buffered():
+            outputs += scorer.catch_up() + scorer.drain(idle=set(TOPICS))
+        return [(o.stream, o.key, o.value) for o in outputs]
+
+    expected = go_on(part)
+    assert len(expected) > 10
+    assert go_on(twin) == expected
