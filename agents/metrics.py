@@ -71,6 +71,47 @@ class Histogram:
         return lines
 
 
+class HeldPartitionCounts:
+    """Counts kept by the partitions' engines (checkpointed with their state, so they
+    move with a partition and go back to the checkpoint's on a replay) as counters of
+    this worker: what each partition counted while this worker held it. Summed as they
+    stood, they fell when a partition left (a rebalance, a replay), which Prometheus
+    reads as a reset (`rate()` takes the whole remainder as new), and jumped by a
+    partition's history when one came.
+
+    >>> held = HeldPartitionCounts()
+    >>> held.held(0, {"rescored": 40})  # restored with 40 counted before
+    >>> held.totals({0: {"rescored": 45}})["rescored"]
+    5
+    >>> held.released(0, {"rescored": 47})
+    >>> held.totals({})["rescored"]
+    7
+    """
+
+    def __init__(self) -> None:
+        self._released: Counter[str] = Counter()  # by partitions no longer held
+        self._at_hold: dict[int, dict[str, int]] = {}  # each held partition's, when taken
+
+    def held(self, partition: int, counts: Mapping[str, int]) -> None:
+        """A partition taken (restored), with the counts it comes with."""
+        self._at_hold[partition] = dict(counts)
+
+    def released(self, partition: int, counts: Mapping[str, int]) -> None:
+        """A partition given up (or dropped for a replay), with its counts by then."""
+        self._released.update(_since(counts, self._at_hold.pop(partition, counts)))
+
+    def totals(self, held: Mapping[int, Mapping[str, int]]) -> Counter[str]:
+        """Counted so far, given the counts of the partitions held now."""
+        totals = Counter(self._released)
+        for partition, counts in held.items():
+            totals.update(_since(counts, self._at_hold.get(partition, counts)))
+        return totals
+
+
+def _since(counts: Mapping[str, int], start: Mapping[str, int]) -> dict[str, int]:
+    return {name: max(0, value - start.get(name, 0)) for name, value in counts.items()}
+
+
 class WorkerMetrics:
     def __init__(self) -> None:
         self.events_in: Counter[str] = Counter()  # by input topic
@@ -89,6 +130,7 @@ class WorkerMetrics:
         self.restored_customers = 0
         self.buffered_high_water = 0  # most records one input has held, waiting to merge
         self.latency = Histogram()  # broker timestamp of the input -> score in Redis
+        self.partition_counts = HeldPartitionCounts()  # the engines' own, while held here
 
     def render(self, lag: Mapping[str, int], extra: Mapping[str, float] = {}) -> str:
         lines = _header("clvstream_events_in_total", "counter")

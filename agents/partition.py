@@ -346,6 +346,13 @@ class PartitionScorer:
                 persisted.discard(customer_id)
             states.dirty.add(customer_id)
 
+    def counts(self) -> dict[str, int]:
+        """The engine's whole-number counters (checkpointed with it) and its refits
+        installed late, for the worker's metrics (`HeldPartitionCounts`)."""
+        counts = {k: v for k, v in self.engine.counters.as_dict().items() if isinstance(v, int)}
+        counts["late_fit_installs"] = self.engine.late_fit_installs
+        return counts
+
     def close(self) -> None:
         """Release what the partition holds outside memory (a disk store)."""
         if isinstance(self.states, DiskStates):

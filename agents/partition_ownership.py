@@ -227,6 +227,7 @@ class PartitionOwnership:
         for partition in partitions:
             scorer = self.partitions.pop(partition, None)
             if scorer is not None:
+                self.metrics.partition_counts.released(partition, scorer.counts())
                 scorer.close()
             self._assigned_at.pop(partition, None)
             self._checkpointed_at.pop(partition, None)
@@ -372,6 +373,7 @@ class PartitionOwnership:
             scorer.close()
             raise
         self.partitions[partition] = scorer
+        self.metrics.partition_counts.held(partition, scorer.counts())  # (its history)
         self.redis_backlog.held(partition, restored.redis_from)
         if partition == 0 and self.fits is not None:
             self.fits.leader_assigned()

@@ -24,7 +24,6 @@ import logging
 import math
 import shutil
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from pathlib import Path
@@ -544,9 +543,7 @@ class ScoringService(PartitionOwnership, RedisRepair, Service):
         }
 
     def counters(self) -> dict[str, int]:
-        totals: dict[str, int] = defaultdict(int)
-        for scorer in self.partitions.values():
-            for name, value in scorer.engine.counters.as_dict().items():
-                if isinstance(value, int):
-                    totals[name] += value
-        return dict(totals)
+        """What the engines counted while this worker held their partitions (their own
+        counts move with a partition: `HeldPartitionCounts`)."""
+        held = {partition: scorer.counts() for partition, scorer in self.partitions.items()}
+        return dict(self.metrics.partition_counts.totals(held))

@@ -153,9 +153,7 @@ def register_views(app: faust.App, service: ScoringService) -> None:
             "clvstream_value_fits_missing_statistics_total": counters.get(
                 "refits_missing_statistics", 0
             ),
-            "clvstream_value_fits_installed_late_total": sum(
-                s.engine.late_fit_installs for s in service.partitions.values()
-            ),
+            "clvstream_value_fits_installed_late_total": counters.get("late_fit_installs", 0),
         }
         text = service.metrics.render(service.lag(), extra)
         return web.text(text, content_type="text/plain")

@@ -32,7 +32,11 @@ class StaleConsumer:
 
 def partition(**processed: int) -> SimpleNamespace:
     return SimpleNamespace(
-        topics=tuple(processed), next_offsets=dict(processed), behind=False, close=lambda: None
+        topics=tuple(processed),
+        next_offsets=dict(processed),
+        behind=False,
+        close=lambda: None,
+        counts=dict,
     )
 
 
