@@ -248,7 +248,16 @@ class PartitionOwnership:
         """Restore newly assigned partitions, each on its own: one whose restore fails
         (the broker away, its changelog unreadable in time) has its inputs paused and
         is tried again after a backoff (`_replay_refused`); an exception here would
-        only be logged by the consumer, leaving the partition assigned and unscored."""
+        only be logged by the consumer, leaving the partition assigned and unscored.
+        `/health` says not ready until they are restored (or failed)."""
+        self.assigned = True
+        self.restoring |= partitions - set(self.partitions)
+        try:
+            await self._acquire(partitions)
+        finally:
+            self.restoring -= partitions
+
+    async def _acquire(self, partitions: set[int]) -> None:
         async with self._lock:
             new = partitions - set(self.partitions)
             try:
@@ -373,6 +382,7 @@ class PartitionOwnership:
             scorer.close()
             raise
         self.partitions[partition] = scorer
+        self.restoring.discard(partition)
         self.metrics.partition_counts.held(partition, scorer.counts())  # (its history)
         self.redis_backlog.held(partition, restored.redis_from)
         if partition == 0 and self.fits is not None:

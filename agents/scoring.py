@@ -93,6 +93,10 @@ class ScoringService(PartitionOwnership, RedisRepair, Service):
         self._end_offsets: dict[TopicPartition, int] = {}
         self._end_offsets_request: asyncio.Future | None = None  # one at a time
         self._assigned_at: dict[int, float] = {}
+        # Not ready (`/health`) until the consumer group has given this worker its
+        # partitions (perhaps none) and while assigned partitions are being restored.
+        self.assigned = False
+        self.restoring: set[int] = set()
         # When each partition was last checkpointed (monotonic): each is checkpointed on
         # its own, staggered, so no poll stalls for all of them at once.
         self._checkpointed_at: dict[int, float] = {}
@@ -529,6 +533,8 @@ class ScoringService(PartitionOwnership, RedisRepair, Service):
             "waiting_for_fits": sorted(p for p, s in self.partitions.items() if s.waiting),
             # an output batch refused: to be read again from the last checkpoint
             "replaying": sorted(self._refused | self._unrestored),
+            "assigned": self.assigned,  # (the consumer group's first assignment came)
+            "restoring": sorted(self.restoring),
             "redis_ok": self.redis_ok,
             "redis_error": self.store.last_error if self.store else "",  # the last write's
             "redis_pending": self.store.pending if self.store else 0,

@@ -7,8 +7,9 @@
   (`group` value_tier), highest first, with the asked score fields;
 - `GET /programmes`: per programme, triggers by arm and the measured incremental
   revenue of the windows closed on this worker's partitions (pooled);
-- `GET /health` (readiness): 200 when the scorer runs, is not replaying, and Redis
-  takes writes and answers a ping within a second, else 503;
+- `GET /health` (readiness): 200 when the scorer runs, holds its partitions (the
+  consumer group's assignment has come and none is being restored or replayed), and
+  Redis takes writes and answers a ping within a second, else 503;
 - `GET /live` (liveness): 200 while the worker's event loop answers;
 - `GET /metrics`: Prometheus text (events in / out, dead letters by reason, lag,
   latency from an input's broker timestamp to its score in Redis).
@@ -128,7 +129,8 @@ def register_views(app: faust.App, service: ScoringService) -> None:
         )
         status = service.status()
         status["redis_ok"] = status["redis_ok"] and redis_answers
-        healthy = service.consumer is not None and status["redis_ok"] and not status["replaying"]
+        holds = status["assigned"] and not status["restoring"] and not status["replaying"]
+        healthy = service.consumer is not None and holds and status["redis_ok"]
         status["status"] = "ok" if healthy else "degraded"
         return web.json(status, status=200 if healthy else 503)
 

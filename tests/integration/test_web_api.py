@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
+from streams.up import start_worker
 from tests.integration.worker_harness import (
+    STARTED,
     fresh_settings,
     metric,
     replay,
@@ -60,3 +63,23 @@ def test_engine_counters_never_fall_when_partitions_move_between_workers(
     assert shared == before  # nothing new was scored: nothing more counted, nothing less
     assert taken_over == dict.fromkeys(ENGINE_COUNTERS, 0.0)  # not the partition's history
     assert again == before
+
+
+def test_health_is_not_ready_until_the_worker_holds_its_partitions(kafka_url, redis_url, tmp_path):
+    """`/health` said ready (200) from the service's start on: for seconds before the
+    consumer group gave the worker its partitions (4 s in a run) and while they were
+    restored, though `/live` says that a restoring worker is alive and not ready."""
+    settings = fresh_settings(kafka_url, redis_url, partitions=2)
+    replay(simulated_file(tmp_path, 40, 60, seed=4), settings)
+    process = start_worker(settings, tmp_path / "worker.log", extra_env={"TMPDIR": str(tmp_path)})
+    STARTED.append(process)
+    seen, deadline = [], time.monotonic() + 90
+    while not seen or seen[-1][0] != 200:
+        assert time.monotonic() < deadline and process.process.poll() is None, seen[-3:]
+        with contextlib.suppress(OSError):  # (the web server not up yet)
+            status, health = process.get("/health", timeout=3)
+            seen.append((status, health.get("partitions"), health.get("restoring")))
+        time.sleep(0.05)
+    assert process.stop() == 0
+    assert seen[-1] == (200, [0, 1], [])
+    assert all(status == 503 for status, _, _ in seen[:-1])
