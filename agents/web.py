@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from agents.redis_store import HASH_FIELDS, segment_totals, top_of_segment, typed_value
+from agents.redis_store import (
+    HASH_FIELDS,
+    customer_key,
+    segment_totals,
+    top_of_segment,
+    typed_value,
+)
 from models.programmes.book import pooled_summary
 from models.segments import LIFECYCLE_SEGMENTS, UNRANKED
 
@@ -40,6 +46,7 @@ TOP_FIELDS = frozenset(HASH_FIELDS) - IN_EVERY_ROW
 
 if TYPE_CHECKING:
     import faust
+    import redis.asyncio as aioredis
 
     from agents.scoring import ScoringService
 
@@ -58,10 +65,18 @@ def served_from_redis(view: Callable[..., Awaitable]) -> Callable[..., Awaitable
 
 
 def register_views(app: faust.App, service: ScoringService) -> None:
+    def redis() -> aioredis.Redis:
+        """The worker's Redis client; none until the scoring service has started (the
+        web server answers before): a ConnectionError, so 503 (it was a 500)."""
+        if service.redis is None:
+            raise RedisConnectionError("not connected yet (the worker is starting)")
+        return service.redis
+
     @app.page("/customers/{customer_id}")
     @served_from_redis
     async def customer(web, request, customer_id: str):
-        scores = await service.redis.hgetall(service.store.customer_key(customer_id))
+        prefix = service.settings.redis_prefix
+        scores = await redis().hgetall(customer_key(prefix, customer_id))
         if not scores:
             return web.json({"error": f"no scores for customer {customer_id!r}"}, status=404)
         fields = {k.decode(): v for k, v in scores.items() if k != b"_at"}
@@ -80,7 +95,7 @@ def register_views(app: faust.App, service: ScoringService) -> None:
         prefix = service.settings.redis_prefix
         groups = segment_sets()
         every_set = [name for names in groups.values() for name in names]
-        totals = await segment_totals(service.redis, prefix, every_set)
+        totals = await segment_totals(redis(), prefix, every_set)
         result = {
             group: {
                 name.split(":", 1)[1]: {
@@ -107,7 +122,7 @@ def register_views(app: faust.App, service: ScoringService) -> None:
         if error:
             return web.json({"error": error}, status=400)
         prefix = service.settings.redis_prefix
-        top = await top_of_segment(service.redis, prefix, segment_set, limit, fields)
+        top = await top_of_segment(redis(), prefix, segment_set, limit, fields)
         return web.json({"group": group, "segment": name, "customers": top})
 
     @app.page("/programmes")

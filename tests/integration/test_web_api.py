@@ -83,3 +83,31 @@ def test_health_is_not_ready_until_the_worker_holds_its_partitions(kafka_url, re
     assert process.stop() == 0
     assert seen[-1] == (200, [0, 1], [])
     assert all(status == 503 for status, _, _ in seen[:-1])
+
+
+def test_the_redis_views_answer_503_not_500_while_the_worker_starts(kafka_url, redis_url, tmp_path):
+    """Until the scoring service had started (5 s in a run, the web server up already)
+    it had no Redis client: `/customers/{id}` and both segment views failed with 500
+    Internal Server Error."""
+    settings = fresh_settings(kafka_url, redis_url, partitions=1)
+    process = start_worker(settings, tmp_path / "worker.log", extra_env={"TMPDIR": str(tmp_path)})
+    STARTED.append(process)
+    paths = ("/customers/nobody", "/segments", "/segments/lifecycle/active")
+    seen: set[tuple[str, int]] = set()
+    deadline = time.monotonic() + 90
+    while (status := _status(process, "/health")) != 200:
+        assert time.monotonic() < deadline and process.process.poll() is None, seen
+        if status is not None:
+            seen |= {(path, _status(process, path)) for path in paths}
+        time.sleep(0.05)
+    answered = {(path, _status(process, path)) for path in paths}
+    assert process.stop() == 0
+    assert seen and all(status in (503, 404, 200) for _, status in seen), seen
+    assert answered == {(paths[0], 404), (paths[1], 200), (paths[2], 200)}
+
+
+def _status(process, path: str) -> int | None:
+    try:
+        return process.get(path, timeout=3)[0]
+    except OSError:  # (the web server not up yet)
+        return None
