@@ -5,8 +5,9 @@ A Redis with `maxmemory` set evicts keys when full, by its `maxmemory-policy`. T
 order the scores-offset markers (`agents.redis_loss`) can notice; `volatile-*` take
 only keys with a time to live (flush tokens, erasure tombstones). `noeviction` refuses
 writes instead, which the worker keeps and writes again once Redis has room: nothing is
-lost. No read-back follows an eviction: a Redis that is full would evict again what
-it is given. The worker reports instead (`/health`, a counter, a warning).
+lost. No read-back follows an eviction (a Redis that is full would evict again what
+it is given), unless a marker was taken, which is a loss like any other. The worker
+reports instead (`/health`, a counter, a warning).
 
 >>> watch = EvictionWatch()
 >>> watch.observe({"evicted_keys": 40, "maxmemory": 1 << 20, "maxmemory_policy": "allkeys-lru"})

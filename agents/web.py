@@ -14,7 +14,8 @@
 - `GET /metrics`: Prometheus text (events in / out, dead letters by reason, lag,
   latency from an input's broker timestamp to its score in Redis).
 
-The views that read Redis answer 503 with the reason while Redis is unreachable.
+The views that read Redis answer 503 with the reason while Redis is unreachable or
+answers with an error.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agents.redis_store import (
@@ -52,7 +54,20 @@ if TYPE_CHECKING:
 
 
 def served_from_redis(view: Callable[..., Awaitable]) -> Callable[..., Awaitable]:
-    """A view that reads Redis: 503 and the reason while Redis is unreachable."""
+    """A view that reads Redis: 503 and the reason while Redis is unreachable or
+    answers with an error (e.g. MASTERDOWN from a replica cut off, BUSY while a
+    script runs too long; before, a 500 with a plain-text body).
+
+    >>> from redis.exceptions import ResponseError
+    >>> class Web:
+    ...     def json(self, body, status=200):
+    ...         return status, body
+    >>> @served_from_redis
+    ... async def view(web, request):
+    ...     raise ResponseError("MASTERDOWN Link with MASTER is down")
+    >>> asyncio.run(view(Web(), None))
+    (503, {'error': 'Redis error: MASTERDOWN Link with MASTER is down'})
+    """
 
     @functools.wraps(view)
     async def answer(web, request, **kwargs):
@@ -60,6 +75,8 @@ def served_from_redis(view: Callable[..., Awaitable]) -> Callable[..., Awaitable
             return await view(web, request, **kwargs)
         except (RedisConnectionError, RedisTimeoutError, OSError) as error:
             return web.json({"error": f"Redis unreachable: {error}"}, status=503)
+        except RedisError as error:
+            return web.json({"error": f"Redis error: {error}"}, status=503)
 
     return answer
 
@@ -100,7 +117,8 @@ def register_views(app: faust.App, service: ScoringService) -> None:
             group: {
                 name.split(":", 1)[1]: {
                     "customers": totals[name][0],
-                    "clv": None if totals[name][1] is None else round(totals[name][1], 2),
+                    # (+ 0.0: a residue of summed floats rounds to -0.0, shown as such)
+                    "clv": None if totals[name][1] is None else round(totals[name][1], 2) + 0.0,
                 }
                 for name in names
             }

@@ -370,11 +370,12 @@ def test_the_api_answers_503_while_redis_is_down_and_again_once_it_is_back(kafka
 
 
 def test_keys_redis_evicts_at_its_memory_limit_are_counted_and_reported(kafka_url, tmp_path):
-    """An `allkeys-*` policy under a memory limit takes customer rows in no order a
-    marker can see: the worker reports the policy, counts each eviction and says so."""
+    """An `allkeys-*` policy under a memory limit takes any key (customer rows in no
+    order a marker can see; a marker it takes means a read-back): the worker reports
+    the policy, counts each eviction and says so."""
     with _scored_on_own_redis(kafka_url, tmp_path, 40, seed=5, redis_check_seconds=0.3) as (
         redis_server,
-        settings,
+        _,
         process,
     ):
         _, before = process.get("/health")
@@ -394,10 +395,9 @@ def test_keys_redis_evicts_at_its_memory_limit_are_counted_and_reported(kafka_ur
                 break
             time.sleep(0.2)
         evicted_total = metric(process, "clvstream_redis_evicted_keys_total")
-        rows_left = len(redis_scores(settings))
         logged = (tmp_path / "worker.log").read_text()
     assert (before["redis_evicted_keys"], before["redis_eviction_policy"]) == (0, "")
-    assert evicted > 0 and rows_left < 40  # customer rows went too
+    assert evicted > 0
     assert after["redis_evicted_keys"] == evicted
     assert after["redis_eviction_policy"] == "allkeys-random"
     assert evicted_total == evicted
