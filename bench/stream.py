@@ -2,6 +2,7 @@
 
     python -m bench.stream [--events FILE | --customers 7000 --days 730] [--repeats 3]
     python -m bench.stream --skip-throughput [--rate-fraction 0.5 | --latency-rate N]
+        [--refit-days D]   # latency runs only, --repeats of them
     python -m bench.stream --recovery --customers 100000 --days 60
 
 End to end: one worker (`clvstream worker`, 4 partitions) is up and assigned; the
@@ -143,9 +144,20 @@ def _wait_line(path: Path, tag: str, timeout: float) -> str:
     raise SystemExit(f"no {tag} from the pass-through agent:\n{path.read_text()[-2000:]}")
 
 
-def latency(stack: tuple[str, str], events: Path, partitions: int, rate: float, work: Path):
+def latency(
+    stack: tuple[str, str],
+    events: Path,
+    partitions: int,
+    rate: float,
+    work: Path,
+    refit_days: int | None = None,
+):
+    """p50, p99 (histogram bucket bounds) and the replay's rate; `refit_days` sets the
+    value model's refit interval (the replay runs event time about a million times
+    faster than live, so the default monthly refits come every few seconds)."""
     settings = fresh(*stack, partitions)
-    worker = start_worker(settings, work / "latency-worker.log")
+    env = {"CLVSTREAM_SCORING__REFIT_INTERVAL_DAYS": str(refit_days)} if refit_days else {}
+    worker = start_worker(settings, work / "latency-worker.log", extra_env=env)
     try:
         worker.wait_ready(120, partitions)
         summary = asyncio.run(replay_file(events, settings, rate=rate, show_progress=False))
@@ -219,6 +231,9 @@ def main() -> int:
     parser.add_argument("--latency-rate", type=float, help="replay rate for the latency run")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--recovery", action="store_true")
+    parser.add_argument(
+        "--refit-days", type=int, help="refit interval of the latency run (default: settings')"
+    )
     args = parser.parse_args()
     work = work_dir("clv-stream-bench-")
     events = events_file(args.events, work, args.customers, args.days, seed=3)
@@ -251,9 +266,13 @@ def main() -> int:
         rate = args.latency_rate or (
             statistics.median(scorer_rates) * args.rate_fraction if scorer_rates else 1000.0
         )
-        p50, p99, achieved = latency(stack, events, args.partitions, rate, work)
-        print(f"latency at {achieved:,.0f} events/s (asked {rate:,.0f}/s): p50 <= "
-              f"{p50 * 1000:.0f} ms, p99 <= {p99 * 1000:.0f} ms (goal p99 <= 250 ms)")  # fmt: skip
+        for _repeat in range(args.repeats if args.skip_throughput else 1):
+            p50, p99, achieved = latency(
+                stack, events, args.partitions, rate, work, args.refit_days
+            )
+            print(f"latency at {achieved:,.0f} events/s (asked {rate:,.0f}/s): p50 <= "
+                  f"{p50 * 1000:.0f} ms, p99 <= {p99 * 1000:.0f} ms (goal p99 <= 250 ms)",
+                  flush=True)  # fmt: skip
     return 0
 
 
