@@ -8,14 +8,17 @@ dead-letter topic, or the `--dead-letter` file of `clvstream score`) and produce
 each raw input again as `clvstream replay` does: to its event type's topic, keyed by
 customer id, on the partition the configured partitioner gives it.
 
-Redriving twice is harmless: a dead letter repeated (after a crash) is sent once, and
-the worker drops an event id it has already applied (within the de-duplication
-window). An event dated before its partition's watermark minus the allowed lateness
-is dead-lettered again as `late` (the clock does not go back).
+Redriving twice is harmless: an input is sent once per run however many dead letters
+it has (one repeated after a crash, or one more per redrive that failed again: each
+has its own origin and id), and the worker drops an event id it has already applied
+(within the de-duplication window). An event dated before its partition's watermark
+minus the allowed lateness is dead-lettered again as `late` (the clock does not go
+back).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -41,7 +44,7 @@ ROUTING_REASONS = (
 class RedriveSummary:
     read: int = 0  # dead letters read
     unreadable: int = 0  # records that are not dead letters (skipped)
-    repeated: int = 0  # a dead letter seen before (same event id): sent once
+    repeated: int = 0  # a selected dead letter of an input seen before: sent once
     produced: int = 0
     by_reason: Counter = field(default_factory=Counter)  # of those produced (or to produce)
 
@@ -57,12 +60,15 @@ class RedriveSummary:
 def selected(
     dead_letters: Iterable[bytes], reasons: Iterable[str], summary: RedriveSummary
 ) -> Iterator[bytes]:
-    """The raw inputs of the dead letters with one of `reasons`, each dead letter once.
+    """The raw inputs of the dead letters with one of `reasons`, each input once: a
+    dead letter repeated, or another of the same input (a redriven input that failed
+    again has a dead letter of its own, with another origin and id), is not sent again.
 
     >>> letter = {"event_type": "dead_letter", "event_id": "d1", "reason": "key_mismatch",
     ...           "raw": '{"event_id": "e1"}'}
     >>> other = {**letter, "event_id": "d2", "reason": "malformed_json", "raw": "{"}
-    >>> values = [orjson.dumps(letter), orjson.dumps(other), orjson.dumps(letter), b"[1]"]
+    >>> again = {**letter, "event_id": "d3"}  # the same input, dead-lettered again
+    >>> values = [orjson.dumps(letter), orjson.dumps(other), orjson.dumps(again), b"[1]"]
     >>> summary = RedriveSummary()
     >>> list(selected(values, ["key_mismatch"], summary))
     [b'{"event_id": "e1"}']
@@ -76,13 +82,16 @@ def selected(
             summary.unreadable += 1
             continue
         summary.read += 1
-        if letter["event_id"] in seen:
+        if letter["reason"] not in wanted:
+            continue
+        raw = letter["raw"].encode()
+        digest = hashlib.blake2b(raw, digest_size=16).digest()
+        if digest in seen:
             summary.repeated += 1
             continue
-        seen.add(letter["event_id"])
-        if letter["reason"] in wanted:
-            summary.by_reason[letter["reason"]] += 1
-            yield letter["raw"].encode()
+        seen.add(digest)
+        summary.by_reason[letter["reason"]] += 1
+        yield raw
 
 
 def _dead_letter(value: bytes | None) -> dict | None:

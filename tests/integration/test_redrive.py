@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 
 import orjson
 
@@ -56,3 +57,38 @@ def test_a_redriven_misrouted_purchase_reaches_its_customer_once(kafka_url, redi
     assert round(after - before, 2) == 5555.0
     assert after_again == after  # the worker dropped the repeated event id
     assert dead == 1  # the redriven copies were not dead-lettered again
+
+
+def test_an_event_that_fails_again_is_redriven_once_per_run_not_once_per_dead_letter(
+    kafka_url, redis_url, tmp_path
+):
+    """A redriven event whose cause is not fixed yet is dead-lettered again (another
+    origin, so another dead-letter id): the next redrive must still send it once, not
+    once per dead letter of it (1, 2, 4, ... copies per run)."""
+    settings = fresh_settings(kafka_url, redis_url, partitions=1)
+    now = datetime.now(UTC).replace(microsecond=0).isoformat()
+    in_sek = {
+        "event_type": "transaction",
+        "event_id": "sek-1",
+        "customer_id": "c1",
+        "occurred_at": now,
+        "amount": 10.0,
+        "currency": "SEK",
+    }  # fmt: skip  (no exchange rate configured)
+    topic = TopicNames(settings.topic_prefix).for_event_type("transaction")
+    in_usd = {**in_sek, "event_id": "usd-1", "currency": "USD"}  # (starts the clock)
+    produce(settings, [(topic, b"c1", orjson.dumps(e)) for e in (in_usd, in_sek)])
+    process = worker(settings, tmp_path)
+    reasons = ["unsupported_currency"]
+    try:
+        wait_until_scored([process], 2)
+        runs = []
+        for taken in (3, 4, 5):
+            runs.append(asyncio.run(redrive(settings, reasons)))
+            wait_until_scored([process], taken)
+        dead = metric(process, "clvstream_dead_lettered_total")
+    finally:
+        assert process.stop() == 0
+    assert [run.produced for run in runs] == [1, 1, 1]
+    assert [run.repeated for run in runs] == [0, 1, 2]
+    assert dead == 4  # the event, then once per redrive
