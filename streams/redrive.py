@@ -18,6 +18,8 @@ back).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -26,9 +28,10 @@ from pathlib import Path
 
 import orjson
 
+from models.errors import ClvError
 from schemas.outputs import DeadLetterReason
 from streams.lines import json_lines
-from streams.replay import input_producer, route
+from streams.replay import PRODUCER_STOP_SECONDS, input_producer, route
 from streams.settings import Settings
 from streams.topics import TopicNames
 
@@ -45,16 +48,34 @@ class RedriveSummary:
     read: int = 0  # dead letters read
     unreadable: int = 0  # records that are not dead letters (skipped)
     repeated: int = 0  # a selected dead letter of an input seen before: sent once
-    produced: int = 0
+    produced: int = 0  # taken by the broker
+    failed: int = 0  # not taken by the broker (after the producer's retries)
+    first_error: str = ""
     by_reason: Counter = field(default_factory=Counter)  # of those produced (or to produce)
 
     def __str__(self) -> str:
         reasons = ", ".join(f"{reason} {n:,}" for reason, n in sorted(self.by_reason.items()))
-        return (
+        text = (
             f"{self.read:,} dead letters read, {sum(self.by_reason.values()):,} selected "
             f"({reasons or 'none'}), {self.produced:,} produced; {self.repeated:,} repeated "
             f"and {self.unreadable:,} unreadable skipped"
         )
+        if self.failed:
+            text += f"; {self.failed:,} NOT taken by the broker ({self.first_error})"
+        return text
+
+    def delivered(self, delivery: asyncio.Future) -> None:
+        """A send's outcome: produced, or failed (which stops the redrive)."""
+        if delivery.cancelled() or delivery.exception() is not None:
+            self.failed += 1
+            error = "cancelled" if delivery.cancelled() else type(delivery.exception()).__name__
+            self.first_error = self.first_error or error
+        else:
+            self.produced += 1
+
+
+class RedriveError(ClvError):
+    """The broker did not take every selected dead letter (the summary says which part)."""
 
 
 def selected(
@@ -154,12 +175,17 @@ async def redrive(
     names = TopicNames(settings.topic_prefix)
     producer = input_producer(settings)
     try:
-        await producer.start()
+        await producer.start()  # inside: a producer that failed to start is closed too
         for raw in raws:
+            if summary.failed:
+                break  # the broker is gone or refuses: stop, and say how far it got
             topic, key = route(raw, names)
-            await producer.send(topic, raw, key=key)
-            summary.produced += 1
+            delivery = await producer.send(topic, raw, key=key)
+            delivery.add_done_callback(summary.delivered)
         await producer.flush()
     finally:
-        await producer.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(producer.stop(), PRODUCER_STOP_SECONDS)
+    if summary.failed:
+        raise RedriveError(f"redrive incomplete: {summary}")
     return summary

@@ -92,3 +92,48 @@ def test_an_event_that_fails_again_is_redriven_once_per_run_not_once_per_dead_le
     assert [run.produced for run in runs] == [1, 1, 1]
     assert [run.repeated for run in runs] == [0, 1, 2]
     assert dead == 4  # the event, then once per redrive
+
+
+def test_dead_letters_the_broker_did_not_take_are_not_counted_as_produced(tmp_path):
+    """The broker goes away during a redrive: what it did not take is reported (an
+    error naming the count), not counted as produced (it said "2 produced")."""
+    import os
+    import threading
+
+    from models.errors import ClvError
+    from streams.devstack import DevStack
+    from streams.settings import load_settings
+    from streams.up import ensure_topics
+
+    stack = DevStack()
+    stack.start(kafka=True, redis=False)
+    try:
+        settings = load_settings(kafka_url=stack.kafka_url, topic_prefix="gone.", partitions=1)
+        ensure_topics(settings)
+        letters = tmp_path / "dead.fifo"
+        os.mkfifo(letters)
+        outcome: list[object] = []
+
+        def run() -> None:
+            try:
+                outcome.append(asyncio.run(redrive(settings, ["late"], letters)))
+            except ClvError as error:
+                outcome.append(error)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        with open(letters, "wb") as fifo:  # (read once closed: the producer has started)
+            for n in (1, 2):
+                event = {"event_type": "transaction", "event_id": f"e{n}", "customer_id": "c1"}
+                letter = {"event_type": "dead_letter", "event_id": f"d{n}", "reason": "late",
+                          "raw": orjson.dumps(event).decode()}  # fmt: skip
+                fifo.write(orjson.dumps(letter) + b"\n")
+            time.sleep(3)
+            stack.stop()  # the broker is gone before the redrive sends
+    finally:
+        stack.stop()
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    (result,) = outcome
+    assert isinstance(result, ClvError), f"claims success: {result}"
+    assert "0 produced" in str(result) and "2 NOT taken by the broker" in str(result)
