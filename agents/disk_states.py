@@ -190,12 +190,16 @@ class DiskStates(MutableMapping[str, CustomerState]):
         return CustomerState.from_bytes(self._db[customer_id.encode()])
 
     def _evict(self) -> None:
+        """Drop the least recently used states beyond the cache's size, each written
+        first if changed: a write RocksDB refuses (disk full) raises with the state
+        still cached, not lost."""
         cache = self._cache
         while len(cache) > self.cache_customers:
-            customer_id, state = cache.popitem(last=False)
+            customer_id, state = next(iter(cache.items()))
             if customer_id in self._unwritten:
                 self._db[customer_id.encode()] = state.to_bytes()
                 self._unwritten.discard(customer_id)
+            del cache[customer_id]
 
 
 def worker_store_dir(base: Path | None, app_id: str) -> Path:

@@ -143,3 +143,49 @@ def test_the_disk_store_is_a_mapping_with_dict_order_and_change_tracking(tmp_pat
         states["c3"]
     assert states.get("c3") is None
     states.close()
+
+
+_FILLS_THE_DISK = """
+import resource, signal, sys
+from pathlib import Path
+from agents.disk_states import DiskStates
+from models.state import CustomerState
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+states = DiskStates(Path(sys.argv[1]) / "p0", cache_customers=1)
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))  # the disk is full
+n = 0
+try:
+    while n < 400_000:
+        states[f"c{n}"] = CustomerState.new(float(n))
+        n += 1
+        if n % 1000 == 0:
+            states.flush()
+except Exception as error:
+    print("write failed:", error)
+read_back = [states.get(f"c{i}").first_seen for i in (n - 1, n)]
+print("read back:", read_back == [float(n - 1), float(n)])
+try:
+    states.flush()
+except Exception as error:
+    print(f"flush failed: {type(error).__name__}: {error}")
+"""
+
+
+def test_a_state_whose_write_to_a_full_disk_failed_is_kept_and_the_error_told(tmp_path):
+    """RocksDB refuses a write (disk full: a file size limit here): the state being
+    evicted stays in the cache, not lost (it was gone from both, and every later flush
+    failed with a KeyError naming it instead of the disk's error)."""
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-c", _FILLS_THE_DISK, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    out = run.stdout
+    assert "write failed: IO error" in out, run.stderr[-2000:]
+    assert "read back: True" in out, out
+    assert "flush failed: Exception: IO error" in out, out
