@@ -350,3 +350,24 @@ def test_a_partition_restored_in_the_middle_of_a_catch_up_rescores_the_rest_firs
     expected = go_on(part)
     assert len(expected) > 10
     assert go_on(twin) == expected
+
+
+@pytest.mark.parametrize("first", ["unsupported_currency", "future_timestamp"])
+def test_a_partition_whose_first_events_are_dead_lettered_goes_on_with_the_next(first):
+    """Dead-lettered by the engine before any event was applied (the clock not started):
+    the partition stayed `behind` and drained nothing more, for ever."""
+    part = PartitionScorer(0, TOPICS, ScoringConfig(), max_rescores=2000)
+    part.engine.future_limit = BASE.timestamp() + 30 * 86_400.0
+    bad = (
+        purchase("c1", 1, currency="SEK")
+        if first == "unsupported_currency"
+        else purchase("c1", 365 * 100)
+    )
+    part.add("t.transactions", records([bad, purchase("c2", 2)]))
+    outputs = part.drain(idle=set(TOPICS))
+    outputs += part.catch_up() + part.drain(idle=set(TOPICS))
+    dead = [o.value["reason"] for o in outputs if o.stream is Stream.DEAD_LETTER]
+    assert dead == [first]
+    assert not part.behind
+    assert part.next_offsets["t.transactions"] == 2
+    assert part.engine.counters.applied == 1
