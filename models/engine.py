@@ -149,8 +149,10 @@ class ScoringEngine(EngineRefits):
             # Kept nowhere, not even as a dead letter: the customer asked to be erased.
             self.counters.dropped_after_erasure += 1
             return []
+        # (outside the try: a store that fails to read, a disk store's I/O error, is no
+        # fault of the event; dead-lettered, good data would be counted as bad input)
+        state = self.states.get(customer_id)
         try:
-            state = self.states.get(customer_id)
             step = apply_event(state, event, clock.watermark, self.scorer, at)
             if step.status is Status.APPLIED or step.status is Status.ERASED:
                 self._learn_population(state, step)

@@ -127,6 +127,21 @@ def test_a_processing_error_is_dead_lettered_and_the_engine_goes_on(monkeypatch)
     assert by_stream(feed(engine, [purchase("b", 1)]), Stream.SCORES)
 
 
+class UnreadableStates(dict):
+    """A state store whose reads fail (a disk store's I/O error)."""
+
+    def get(self, key, default=None):
+        raise OSError("IO error: read failed")
+
+
+def test_a_state_store_that_cannot_read_stops_the_engine_not_the_event():
+    """A good event is not dead-lettered as a processing error for the store's fault."""
+    engine = ScoringEngine(ScoringConfig(), refit=False, states=UnreadableStates())
+    with pytest.raises(OSError, match="read failed"):
+        feed(engine, [purchase("a", 0)])
+    assert engine.counters.as_dict()["dead_lettered_by_reason"] == {}
+
+
 def random_history(customers: int, days: int, seed: int = 5) -> list[dict]:
     rng = random.Random(seed)
     events = []
