@@ -23,6 +23,7 @@ and came back; the number of changes in the period is kept beside the matrix.
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -67,8 +68,7 @@ class Migration:
 
 class _Change(NamedTuple):
     at: float
-    source: str | None
-    target: str
+    target: str  # (interned: one string per segment name, not one per event)
 
 
 def _later(held: _Change | None, change: _Change) -> _Change:
@@ -85,23 +85,18 @@ class MigrationCounts:
         self._start, self._end = start, end
         self._before_start: dict[str, _Change] = {}
         self._before_end: dict[str, _Change] = {}
-        self._names: dict[str, str] = {}  # one string per segment name, not one per event
         self._changes: Counter[str] = Counter()  # in the period, by customer
 
     def add(self, at: float, customer_id: str, value: Mapping[str, Any]) -> None:
         """One `segment_change` at `at`; only lifecycle changes count."""
         if value["dimension"] != "lifecycle" or at >= self._end:
             return
-        source, target = value.get("from_segment"), value["to_segment"]
-        change = _Change(at, source and self._name(source), self._name(target))
+        change = _Change(at, sys.intern(value["to_segment"]))
         self._before_end[customer_id] = _later(self._before_end.get(customer_id), change)
         if at < self._start:
             self._before_start[customer_id] = _later(self._before_start.get(customer_id), change)
         else:
             self._changes[customer_id] += 1
-
-    def _name(self, segment: str) -> str:
-        return self._names.setdefault(segment, segment)
 
     def matrix(self, current: Mapping[str, str], end_is_now: bool) -> Migration:
         """The matrix of the `current` customers (id: lifecycle segment now; an erased
