@@ -301,14 +301,8 @@ class PartitionScorer:
     def _on_clock(self) -> list[Output]:
         """One bounded step of the engine's clock work; `behind` while customers are
         left due (the engine refits after the last of them)."""
-        engine = self.engine
-        outputs = engine.on_clock(self.max_rescores)
-        # (before its first applied event the clock has not started and its work is
-        # always "due": a partition whose first records were all dead-lettered stayed
-        # behind, drained nothing more, for ever)
-        self.behind = (
-            self.max_rescores is not None and engine.clock.started and engine.clock_work_due()
-        )
+        outputs = self.engine.on_clock(self.max_rescores)
+        self.behind = self.max_rescores is not None and self.engine.clock_work_due()
         return outputs
 
     # -- checkpoints ----------------------------------------------------------------

@@ -190,8 +190,10 @@ class ScoringEngine(EngineRefits):
         return self._rescoring
 
     def clock_work_due(self) -> bool:
-        """True when `on_clock` has something to do at the current watermark."""
-        return self.clock.watermark >= self._next_work_at
+        """True when `on_clock` has something to do at the current watermark; never
+        before the clock has started (no event applied yet: nothing can be due, though
+        the schedules that start with the first clock work read as due)."""
+        return self.clock.started and self.clock.watermark >= self._next_work_at
 
     # -- time -----------------------------------------------------------------------
     def advance_watermark(self, ts: float) -> list[Output]:
