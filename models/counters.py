@@ -24,6 +24,7 @@ class Counters:
     refits_missing_statistics: int = 0  # a leader's fits without some partitions' statistics
     dedupe_overflows: int = 0  # ids dropped while a repeat could still be applied
     dropped_after_erasure: int = 0  # events of an erased customer dated before it
+    erasures_predating_customer: int = 0  # all that is kept came after: kept
 
     def as_dict(self) -> dict:
         return {
@@ -42,4 +43,5 @@ class Counters:
             "refits_missing_statistics": self.refits_missing_statistics,
             "dedupe_overflows": self.dedupe_overflows,
             "dropped_after_erasure": self.dropped_after_erasure,
+            "erasures_predating_customer": self.erasures_predating_customer,
         }

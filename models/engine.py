@@ -169,6 +169,11 @@ class ScoringEngine(EngineRefits):
         if step.status is Status.DUPLICATE:
             self.counters.duplicates += 1
             return outputs
+        if step.status is Status.PREDATES_CUSTOMER:
+            self.counters.erasures_predating_customer += 1
+            if at >= clock.watermark:  # events dated before it may still come: dropped
+                self.erasures[customer_id] = max(at, self.erasures.get(customer_id, at))
+            return outputs
         if step.status is Status.ERASED:
             self.erasures[customer_id] = outputs[0].at
             book = self.scorer.programmes

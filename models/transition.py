@@ -36,6 +36,7 @@ class Status(StrEnum):
     LATE = "late"
     REJECTED = "rejected"
     ERASED = "erased"
+    PREDATES_CUSTOMER = "predates_customer"  # an erasure dated before all that is kept
     RESCORED = "rescored"
     LABELLED = "labelled"
 
@@ -90,6 +91,10 @@ def apply_event(
         return Step(state, [], Status.LATE, DeadLetterReason.LATE, detail)
     customer_id = event.customer_id
     if event.event_type == "customer" and event.kind == "erasure":
+        if state is not None and state.first_seen > at:
+            # Everything kept is dated after the erasure: a customer who came back after
+            # it, as in time order (an erasure re-sent once its id was forgotten, or late)
+            return Step(state, [], Status.PREDATES_CUSTOMER)
         if state is not None:  # a late erasure still supersedes every score kept
             at = max(at, state.scored_at, state.last_event_at)
         return Step(None, [Erasure(customer_id, at)], Status.ERASED)
@@ -97,6 +102,8 @@ def apply_event(
         return _late_opt_out(state, event, fingerprint, at, watermark, scorer)
 
     new = state.copy() if state is not None else CustomerState.new(at)
+    if at < new.first_seen:  # an earlier event, within the lateness, came after
+        new.first_seen = at
     labels: tuple[Label, ...] = ()
     basket = None
     if event.event_type == "transaction":

@@ -187,6 +187,11 @@ def format_summary(result: OfflineResult) -> str:
             f"events of erased customers dated before their erasure, dropped: "
             f"{counts['dropped_after_erasure']:,}"
         )
+    if counts.get("erasures_predating_customer"):
+        lines.append(
+            f"erasures dated before all that is kept of their customer (who came back "
+            f"after them), not applied: {counts['erasures_predating_customer']:,}"
+        )
     if counts.get("dedupe_overflows"):
         lines.append(
             f"ids forgotten before the watermark passed them (dedupe_window full): "

@@ -83,11 +83,35 @@ def test_a_late_opt_out_applies_and_a_late_grant_does_not():
 
 def test_a_late_erasure_erases_and_its_tombstone_supersedes_every_score():
     engine = ScoringEngine(ScoringConfig(allowed_lateness_seconds=DAY), refit=False)
-    feed(engine, [purchase("a", 8.0), purchase("z", 10.0)])
+    feed(engine, [purchase("a", 5.0), purchase("a", 8.0), purchase("z", 10.0)])
     outputs = feed(engine, [customer_event("a", 6.0, "erasure")])
     [tombstone] = [o for o in outputs if o.stream is Stream.SCORES]
     assert tombstone.value is None and tombstone.at >= T0 + 8.0 * DAY
     assert "a" not in engine.states and engine.counters.erased == 1
+
+
+def test_an_erasure_re_sent_after_the_customer_came_back_keeps_the_new_start():
+    # The erasure's id went with the erased state; once the watermark has passed it the
+    # engine forgets it too. Re-sent then, it must not erase the customer's new start.
+    engine = ScoringEngine(ScoringConfig(allowed_lateness_seconds=DAY), refit=False)
+    erasure = customer_event("a", 2.0, "erasure")
+    feed(engine, [purchase("a", 1.0, 100.0), erasure, purchase("a", 4.0, 7.0)])
+    feed(engine, [purchase("z", 10.0)])
+    assert engine.erasures == {} and engine.states["a"].gross_spend == 7.0
+    outputs = feed(engine, [erasure])
+    assert outputs == [] and engine.states["a"].gross_spend == 7.0
+    assert engine.counters.erased == 1 and engine.counters.erasures_predating_customer == 1
+
+
+def test_an_erasure_arriving_after_the_customers_later_events_ends_as_in_time_order():
+    events = [customer_event("a", 2.0, "erasure"), purchase("a", 3.0, 7.0)]
+    spends = {}
+    for order in (events, events[::-1]):
+        engine = ScoringEngine(ScoringConfig(), refit=False)
+        feed(engine, order)
+        assert feed(engine, [purchase("a", 1.5, 100.0)]) == []  # before it: dropped
+        spends[len(spends)] = engine.states["a"].gross_spend
+    assert spends == {0: 7.0, 1: 7.0}
 
 
 def test_an_erased_customer_is_not_brought_back_by_a_resent_earlier_event():
