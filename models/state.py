@@ -32,9 +32,10 @@ from models.programmes.memory import ProgrammeMemory
 # 6: each remembered event id with its event time; 7: days since every interaction
 # kind in the churn snapshots (older vectors are widened), and the version that served
 # each snapshot (-1 for older ones); 8: the sales of open programme windows, for the
-# refunds naming them (an older state's windows have theirs unknown)
-_FORMAT_VERSION = 8
-_READABLE_VERSIONS = (4, 5, 6, 7, 8)
+# refunds naming them (an older state's windows have theirs unknown); 9: the event time
+# of each consent flag's setting (unknown in older states: any later setting applies)
+_FORMAT_VERSION = 9
+_READABLE_VERSIONS = (4, 5, 6, 7, 8, 9)
 _CONSENT_FLAGS = ("marketing_email", "marketing_sms", "marketing_phone", "profiling")
 
 
@@ -58,6 +59,7 @@ class CustomerState:
     __slots__ = (
         "affinity",
         "consent",
+        "consent_at",
         "country",
         "due_day",
         "engagement",
@@ -101,6 +103,9 @@ class CustomerState:
         # by copies, searched in C.
         self.recent_ids = b""
         self.consent: dict[str, bool] = {}
+        # Event time of each consent flag's setting (immutable: replaced, shared by
+        # copies): an older setting arriving later does not undo a newer one.
+        self.consent_at: dict[str, float] = {}
         self.country: str | None = None
         self.scored_at = 0.0
         self.segment: str | None = None  # lifecycle segment
@@ -130,6 +135,7 @@ class CustomerState:
         twin = CustomerState.__new__(CustomerState)
         twin.affinity = self.affinity
         twin.consent = dict(self.consent)
+        twin.consent_at = self.consent_at
         twin.country = self.country
         twin.due_day = self.due_day
         twin.engagement = self.engagement
@@ -269,18 +275,39 @@ class CustomerState:
         self.recent_ids = ids
         return overflow
 
-    def update_consent(self, flags: Iterable[tuple[str, bool | None]]) -> None:
-        """Set the flags given (None: unchanged). An objection to profiling also drops
-        the churn snapshots not learned yet: the model must not learn from them."""
+    def update_consent(self, flags: Iterable[tuple[str, bool | None]], at: float) -> None:
+        """Set the flags given (None: unchanged) as of event time `at`, unless a flag
+        was set later (at the same time a withdrawal wins), whatever order they came
+        in. An objection to profiling also drops the churn snapshots not learned yet,
+        even one a later grant overrides: the model must not learn from them.
+
+        >>> s = CustomerState.new(0.0)
+        >>> s.update_consent([("marketing_email", True)], at=5.0)
+        >>> s.update_consent([("marketing_email", False), ("profiling", None)], at=3.0)
+        >>> s.consent, s.consent_at
+        ({'marketing_email': True}, {'marketing_email': 5.0})
+        """
+        times = self.consent_at
         for name, granted in flags:
-            if granted is not None:
+            if granted is None:
+                continue
+            if name == "profiling" and not granted:
+                self.snapshots = ()
+            set_at = times.get(name)
+            if set_at is None or at > set_at or (at == set_at and not granted):
                 self.consent[name] = granted
-                if name == "profiling" and not granted:
-                    self.snapshots = ()
+                if times is self.consent_at:
+                    times = dict(times)
+                times[name] = at
+        self.consent_at = times
 
     # -- serialization ------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        consent = [self.consent.get(name) for name in _CONSENT_FLAGS]
+        times = self.consent_at
+        consent = [
+            None if name not in self.consent else [self.consent[name], times.get(name)]
+            for name in _CONSENT_FLAGS
+        ]
         return msgpack.packb(
             [
                 _FORMAT_VERSION,
@@ -371,11 +398,11 @@ class CustomerState:
         state.recent_ids = (
             bytes(packed_ids) if fields[0] >= 6 else _with_times(packed_ids, state.last_event_at)
         )
-        state.consent = {
-            name: flag
-            for name, flag in zip(_CONSENT_FLAGS, consent, strict=True)
-            if flag is not None
-        }
+        if fields[0] < 9:  # flags without their times: any later setting applies
+            consent = [None if flag is None else [flag, None] for flag in consent]
+        flags = [(name, flag) for name, flag in zip(_CONSENT_FLAGS, consent, strict=True) if flag]
+        state.consent = {name: granted for name, (granted, _) in flags}
+        state.consent_at = {name: at for name, (_, at) in flags if at is not None}
         return state
 
 

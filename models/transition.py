@@ -131,14 +131,14 @@ def apply_event(
     elif event.event_type == "interaction":
         new.engagement = new.engagement.observe(event.kind, at, event.value)
         if event.kind == "unsubscribe":
-            new.consent["marketing_email"] = False
+            new.update_consent(_UNSUBSCRIBED, at)
         elif event.kind in _BROWSING:
             category = event.attributes.get("category")
             if is_short_text(category):  # (an attribute: any text, so checked here)
                 new.affinity = new.affinity.view(at, category, scorer.config.needs)
     else:
         if event.consent is not None:
-            new.update_consent(event.consent)
+            new.update_consent(event.consent, at)
         if event.profile is not None and event.profile.country is not None:
             new.country = event.profile.country
 
@@ -160,6 +160,9 @@ def apply_event(
         trigger=trigger,
         dedupe_overflow=overflow,
     )
+
+
+_UNSUBSCRIBED = (("marketing_email", False),)
 
 
 def _protects_privacy(event: Event) -> bool:
@@ -184,9 +187,10 @@ def _late_opt_out(
     withdrawal, so it is not applied) and re-score as of the customer's latest time."""
     new = state.copy() if state is not None else CustomerState.new(at)
     if event.event_type == "interaction":
-        new.consent["marketing_email"] = False
+        new.update_consent(_UNSUBSCRIBED, at)
     else:
-        new.update_consent((name, False) for name, granted in event.consent if granted is False)
+        withdrawn = [(name, False) for name, granted in event.consent if granted is False]
+        new.update_consent(withdrawn, at)
     overflow = new.remember(fingerprint, at, watermark, scorer.config.dedupe_window)
     scored_at = max(new.scored_at, at)
     outputs, snapshot_at, _ = _score(

@@ -81,6 +81,42 @@ def test_a_late_opt_out_applies_and_a_late_grant_does_not():
     assert engine.states["b"].consent == {"marketing_email": False}
 
 
+def test_an_opt_out_re_sent_after_a_newer_grant_does_not_undo_it():
+    # The unsubscribe's id is forgotten once the watermark passes it; re-sent then, it
+    # is late, and late opt-outs apply: but the customer opted in again since.
+    engine = ScoringEngine(ScoringConfig(allowed_lateness_seconds=DAY), refit=False)
+    unsubscribe = interaction("a", 1.0, "unsubscribe")
+    grant = customer_event("a", 3.0, "consent", consent={"marketing_email": True})
+    feed(engine, [purchase("a", 0.5), unsubscribe, grant, purchase("z", 10.0)])
+    feed(engine, [purchase("a", 10.5)])  # remembers its id, forgets the passed ones
+    assert engine.states["a"].consent == {"marketing_email": True}
+    assert len(engine.states["a"].recent_ids) == 16  # (one 16-byte record)
+    assert reasons(feed(engine, [unsubscribe])) == []
+    assert engine.states["a"].consent == {"marketing_email": True}
+    withdrawal = customer_event("a", 9.5, "consent", consent={"marketing_email": False})
+    feed(engine, [withdrawal])  # a newer one, late: applies
+    assert engine.states["a"].consent == {"marketing_email": False}
+
+
+def test_consent_settings_within_the_lateness_end_as_in_time_order():
+    withdrawal = customer_event("a", 2.0, "consent", consent={"marketing_sms": False})
+    grant = customer_event("a", 3.0, "consent", consent={"marketing_sms": True})
+    unsubscribe, opt_in = (
+        interaction("a", 4.0, "unsubscribe"),
+        customer_event("a", 4.0, "consent", consent={"marketing_email": True}),
+    )
+    ends = set()
+    for order in (
+        [withdrawal, grant, unsubscribe, opt_in],
+        [opt_in, grant, unsubscribe, withdrawal],
+    ):
+        engine = ScoringEngine(ScoringConfig(), refit=False)
+        feed(engine, [purchase("a", 1.0), *order])
+        ends.add(tuple(sorted(engine.states["a"].consent.items())))
+    # the later grant wins; at the same time, the withdrawal
+    assert ends == {(("marketing_email", False), ("marketing_sms", True))}
+
+
 def test_a_late_erasure_erases_and_its_tombstone_supersedes_every_score():
     engine = ScoringEngine(ScoringConfig(allowed_lateness_seconds=DAY), refit=False)
     feed(engine, [purchase("a", 5.0), purchase("a", 8.0), purchase("z", 10.0)])

@@ -138,6 +138,21 @@ def test_a_format_6_state_gains_the_newer_kinds_as_known_then_or_never_seen():
     assert older.snapshots[0][3:] == (False, -1)
 
 
+def test_consent_of_a_format_8_state_has_no_time_and_any_later_setting_applies():
+    s = CustomerState.new(1.7e9)
+    s.update_consent([("marketing_email", True), ("profiling", False)], at=1.7e9 + 100)
+    v8 = msgpack.unpackb(s.to_bytes(), raw=False)
+    assert v8[13] == [[True, 1.7e9 + 100], None, None, [False, 1.7e9 + 100]]
+    v8[0], v8[13] = 8, [True, None, None, False]  # format 8: the flags alone
+    old = CustomerState.from_bytes(msgpack.packb(v8, use_bin_type=True))
+    assert old.consent == {"marketing_email": True, "profiling": False}
+    assert old.consent_at == {}
+    old.update_consent([("marketing_email", False)], at=1.7e9)  # older, but nothing to beat
+    assert old.consent["marketing_email"] is False and old.consent_at["marketing_email"] == 1.7e9
+    s.update_consent([("marketing_email", False)], at=1.7e9)  # the newer grant stands
+    assert s.consent["marketing_email"] is True
+
+
 def test_a_fingerprint_straddling_two_others_is_not_seen():
     s = CustomerState.new(0.0)
     s.remember(bytes([0, 0, 0, 0, 1, 2, 3, 4]), 0.0, 0.0, 32)
@@ -169,10 +184,11 @@ finite = st.floats(0, 1e6, allow_nan=False)
     consent=st.dictionaries(
         st.sampled_from(["marketing_email", "marketing_sms", "profiling"]), st.booleans()
     ),
+    timed=st.dictionaries(st.sampled_from(["marketing_phone", "profiling"]), st.booleans()),
     segment=st.none() | st.sampled_from(["new", "active"]),
 )
 @settings(max_examples=200, deadline=None)
-def test_serialization_round_trip(purchases, refunds, ids, consent, segment):
+def test_serialization_round_trip(purchases, refunds, ids, consent, timed, segment):
     s = CustomerState.new(1.7e9)
     for day, amount in purchases:
         s.add_purchase(day, amount)
@@ -180,7 +196,8 @@ def test_serialization_round_trip(purchases, refunds, ids, consent, segment):
         s.add_refund(amount)
     for fingerprint in ids:
         s.remember(fingerprint, 1.7e9, 0.0, 32)
-    s.consent.update(consent)
+    s.consent.update(consent)  # (set without a time, as a format-8 state's are read)
+    s.update_consent(timed.items(), at=1.7e9 + 5.0)
     s.segment, s.due_day = segment, 20_000
     assert CustomerState.from_bytes(s.to_bytes()) == s
 
