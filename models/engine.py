@@ -214,17 +214,25 @@ class ScoringEngine(EngineRefits):
         watermark = self.clock.watermark
         timers = self._timers
         outputs: list[Output] = []
+        today = day_of(watermark)
         if not self._rescoring:  # (else an earlier piece did it: the rest are re-scored first)
-            if self.clock.started and self._refresh(day_of(watermark)):
+            if self.clock.started and self._refresh(today):
                 self._check_health(outputs)
-            self._passed(watermark, outputs)
+            self._passed_by(timers.next_day(), watermark, outputs)
             if self.erasures:
                 self._forget_erasures(watermark)
         budget = max_rescores if max_rescores is not None else math.inf
+        passed_day = None
         while budget > 0:
             day = timers.next_day()
             if day is None or start_of_day(day) > watermark:
                 break
+            if day != passed_day and day < today:
+                # A catch-up: what the clock passed before this day is labelled and closed
+                # first, as a clock moving day by day would have (else a snapshot labelled
+                # now is not there to space the next, or one is pushed out unlabelled).
+                self._passed_by(day, watermark, outputs)
+                passed_day = day
             day, customer_ids = timers.pop_day()
             for index, customer_id in enumerate(customer_ids):
                 if budget <= 0:  # the rest stay due
@@ -246,6 +254,14 @@ class ScoringEngine(EngineRefits):
                 outputs.append(Output(Stream.MODEL_HEALTH, None, report))
         self._plan_next_work()
         return outputs
+
+    def _passed_by(self, day: int | None, watermark: float, outputs: list[Output]) -> None:
+        """`_passed` up to the start of `day` when it is before the watermark's day,
+        else up to the watermark."""
+        if day is not None and day < day_of(watermark):
+            self._passed(start_of_day(day), outputs)
+        else:
+            self._passed(watermark, outputs)
 
     def _passed(self, watermark: float, outputs: list[Output]) -> None:
         """Label the churn snapshots and close the programme windows the watermark has

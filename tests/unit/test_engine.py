@@ -287,3 +287,25 @@ def test_a_repeat_in_reach_is_caught_after_an_earlier_dated_event_went_out_of_re
     feed(engine, [first])  # a retry, within the lateness
     assert engine.states["a"].purchase_count == 3
     assert engine.counters.duplicates == 1 and engine.counters.dedupe_overflows == 0
+
+
+@pytest.mark.parametrize("refit", [False, True])
+def test_a_catch_up_learns_every_label_a_day_by_day_clock_learns(refit):
+    """A silent customer's re-scores in one catch-up take more snapshots than the few
+    kept open; the clock labels the oldest before the next is taken, so must a catch-up."""
+    config = ScoringConfig(churn_window_days=90, churn_snapshot_interval_days=30)
+    events = [purchase(f"c{n}", n * 0.1, 20.0 + n) for n in range(30)]
+
+    def labels(day_by_day: bool) -> int:
+        engine = ScoringEngine(config, refit=refit)
+        for number, event in enumerate(events, 1):
+            engine.process_raw(raw(event), origin(number))
+        if day_by_day:
+            for day in range(1, 500):
+                engine.advance_watermark(T0 + day * DAY)
+        engine.advance_watermark(T0 + 500 * DAY)  # past every snapshot's window
+        return engine._learning.model.labels
+
+    stepped = labels(day_by_day=True)
+    assert stepped > 30 * config.max_snapshots  # more than each customer keeps open
+    assert labels(day_by_day=False) == stepped
