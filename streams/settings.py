@@ -15,6 +15,7 @@ values merge across sources. Nothing is read at import time.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +25,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -264,3 +266,10 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
         raise ConfigError(f"invalid settings: {error}") from error
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {config_file} is not valid TOML: {error}") from error
+    except SettingsError as error:  # a section in one variable that is not a JSON object
+        field = re.search(r'field "(\w+)"', str(error))
+        name = f"CLVSTREAM_{field.group(1).upper()}" if field else "a CLVSTREAM_* variable"
+        raise ConfigError(
+            f"invalid settings: {name} must be a JSON object (or set its keys one by one, "
+            f"e.g. {name}__KEY=value)"
+        ) from error

@@ -152,3 +152,11 @@ def test_kafka_security_reaches_the_topic_creation_admin_client(monkeypatch, tmp
     for config in clients:
         assert config["bootstrap_servers"] == "broker-1:9093,broker-2:9093"
         assert {key: config.get(key) for key in options} == options
+
+
+def test_a_nested_section_that_is_not_json_in_the_environment_is_a_config_error(monkeypatch):
+    """`CLVSTREAM_SCORING` / `CLVSTREAM_KAFKA` are read as JSON objects; text that is not
+    JSON was a pydantic-settings SettingsError (a traceback), not a ConfigError (exit 2)."""
+    monkeypatch.setenv("CLVSTREAM_SCORING", "churn_window_days=60")
+    with pytest.raises(ConfigError, match="CLVSTREAM_SCORING"):
+        load_settings()
