@@ -264,7 +264,7 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
         return settings_class(**overrides)
     except ValidationError as error:
         raise ConfigError(f"invalid settings: {error}") from error
-    except tomllib.TOMLDecodeError as error:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:  # (TOML is UTF-8)
         raise ConfigError(f"config file {config_file} is not valid TOML: {error}") from error
     except SettingsError as error:  # a section in one variable that is not a JSON object
         field = re.search(r'field "(\w+)"', str(error))

@@ -160,3 +160,12 @@ def test_a_nested_section_that_is_not_json_in_the_environment_is_a_config_error(
     monkeypatch.setenv("CLVSTREAM_SCORING", "churn_window_days=60")
     with pytest.raises(ConfigError, match="CLVSTREAM_SCORING"):
         load_settings()
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path):
+    """A TOML file saved in another encoding (here UTF-16, as some Windows editors do)
+    was a UnicodeDecodeError from tomllib: a traceback instead of one line, exit 2."""
+    config = tmp_path / "clv.toml"
+    config.write_text('topic_prefix = "shop."\n', encoding="utf-16")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(config)
