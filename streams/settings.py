@@ -247,6 +247,34 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
 
+SECRET_FIELDS = frozenset({"redis_url", "sasl_plain_password"})
+
+
+def describe_invalid(error: ValidationError) -> str:
+    """What is wrong, one line per problem, showing a bad value only when it is a plain
+    one: never a secret's, nor an unknown key's (a misspelled password is a password).
+
+    >>> try:
+    ...     Settings(partitions=0, kafka={"password": "hunter2"})
+    ... except ValidationError as error:
+    ...     print(describe_invalid(error))
+    invalid settings:
+      partitions: Input should be greater than or equal to 1 (got 0)
+      kafka.password: unknown setting (misspelled?)
+    """
+    lines = ["invalid settings:"]
+    for problem in error.errors(include_url=False):
+        where = ".".join(str(part) for part in problem["loc"]) or "settings"
+        if problem["type"] == "extra_forbidden":
+            lines.append(f"  {where}: unknown setting (misspelled?)")
+            continue
+        value = problem.get("input")
+        secret = SECRET_FIELDS.intersection(map(str, problem["loc"]))
+        plain = isinstance(value, str | int | float | bool) and not secret
+        lines.append(f"  {where}: {problem['msg']}" + (f" (got {value!r})" if plain else ""))
+    return "\n".join(lines)
+
+
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
     """Build the settings once: TOML file < environment < explicit overrides."""
     config_file = config_file or os.environ.get("CLVSTREAM_CONFIG_FILE")
@@ -263,7 +291,7 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     try:
         return settings_class(**overrides)
     except ValidationError as error:
-        raise ConfigError(f"invalid settings: {error}") from error
+        raise ConfigError(describe_invalid(error)) from None  # (its text shows the inputs)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:  # (TOML is UTF-8)
         raise ConfigError(f"config file {config_file} is not valid TOML: {error}") from error
     except SettingsError as error:  # a section in one variable that is not a JSON object

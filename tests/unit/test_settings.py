@@ -169,3 +169,22 @@ def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path):
     config.write_text('topic_prefix = "shop."\n', encoding="utf-16")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(config)
+
+
+def test_a_misspelled_secret_is_named_in_the_error_but_its_value_is_not(tmp_path, monkeypatch):
+    """An unknown key is rejected, and the error said `input_value='hunter2'`: a
+    misspelled password variable or file key printed the password on the terminal (and
+    into any log of the command). The error names the key; no value of a secret or of
+    an unknown key is shown, a bad plain value still is."""
+    monkeypatch.setenv("CLVSTREAM_KAFKA__SASL_PASSWORD", "hunter2")
+    with pytest.raises(ConfigError, match=r"kafka\.sasl_password") as caught:
+        load_settings()
+    assert "hunter2" not in str(caught.value)
+    monkeypatch.delenv("CLVSTREAM_KAFKA__SASL_PASSWORD")
+    config = tmp_path / "clv.toml"
+    config.write_text('redis_password = "hunter2"\n[kafka]\nsasl_plain_password = "s3cret"\n')
+    with pytest.raises(ConfigError, match="redis_password") as caught:
+        load_settings(config)
+    assert "hunter2" not in str(caught.value) and "s3cret" not in str(caught.value)
+    with pytest.raises(ConfigError, match="'many'"):
+        load_settings(partitions="many")
