@@ -19,6 +19,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
@@ -245,6 +246,32 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def redacted_url(url: str) -> str:
+    """A server URL fit to show: its password (in the address or as a `password`
+    query parameter, as redis-py reads it) replaced by ***.
+
+    >>> redacted_url("redis://:hunter2@cache:6379/0"), redacted_url("redis://h:1/0")
+    ('redis://:***@cache:6379/0', 'redis://h:1/0')
+    >>> redacted_url("unix:///run/redis.sock?db=0&password=hunter2")
+    'unix:///run/redis.sock?db=0&password=***'
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # (not a URL: nothing of it is shown)
+        return "***"
+    netloc = parts.netloc
+    if parts.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}:***@{host}"
+    query = "&".join(
+        "password=***" if pair.partition("=")[0] == "password" else pair
+        for pair in parts.query.split("&")
+    )
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 SECRET_FIELDS = frozenset({"redis_url", "sasl_plain_password"})

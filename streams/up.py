@@ -28,7 +28,7 @@ from pydantic import SecretStr
 from models.errors import ClvError
 from streams.devstack import DevStack, die_with_parent, free_port
 from streams.kafka_admin import create_topics
-from streams.settings import STOP_GRACE_SECONDS, Settings
+from streams.settings import STOP_GRACE_SECONDS, Settings, redacted_url
 from streams.topics import TopicNames
 
 if TYPE_CHECKING:
@@ -418,7 +418,7 @@ def _demo_events(out_dir: Path, customers: int, days: int) -> Path:
 
 def _print_where(settings: Settings, worker: WorkerProcess, out_dir: Path) -> None:
     names = TopicNames(settings.topic_prefix)
-    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else ""
+    redis_url = redacted_url(settings.redis_url.get_secret_value() if settings.redis_url else "")
     prefix = settings.redis_prefix
     print(
         f"\nclvstream is running\n"

@@ -189,3 +189,16 @@ def test_a_command_interrupted_by_ctrl_c_exits_130_without_a_traceback(monkeypat
     monkeypatch.setitem(cli_module.COMMANDS, "schemas", interrupted)
     assert main(["schemas"]) == 130
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_up_shows_where_redis_is_without_its_password(tmp_path, capsys):
+    """`clvstream up` with a configured Redis (CLVSTREAM_REDIS_URL with a password)
+    printed the whole URL, password included, in its "clvstream is running" block."""
+    settings = load_settings(
+        kafka_url="kafka://b:9092", redis_url="redis://svc:hunter2@cache:6379/0"
+    )
+    worker = up_module.WorkerProcess(process=type("P", (), {"pid": 1})(), api="http://h:1")
+    up_module._print_where(settings, worker, tmp_path)
+    out = capsys.readouterr().out
+    assert "hunter2" not in out
+    assert "redis://svc:***@cache:6379/0" in out
