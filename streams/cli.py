@@ -27,7 +27,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         "horizon_days": args.horizon_days,
         "churn_window_days": args.churn_window_days,
         "value_model": args.value_model,
-        "allowed_lateness_seconds": args.lateness_hours * 3600 if args.lateness_hours else None,
+        "allowed_lateness_seconds": (
+            args.lateness_hours * 3600 if args.lateness_hours is not None else None
+        ),
     }
     scoring = {key: value for key, value in changes.items() if value is not None}
     return load_settings(args.config, **({"scoring": scoring} if scoring else {}))

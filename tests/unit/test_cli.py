@@ -202,3 +202,15 @@ def test_up_shows_where_redis_is_without_its_password(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "hunter2" not in out
     assert "redis://svc:***@cache:6379/0" in out
+
+
+def test_lateness_hours_zero_means_no_lateness_allowed(monkeypatch):
+    """`--lateness-hours 0` (no event may arrive late) was taken as "not given": the run
+    used the default 24 hours, or the file's / environment's value, silently."""
+    monkeypatch.delenv("CLVSTREAM_SCORING__ALLOWED_LATENESS_SECONDS", raising=False)
+    args = build_parser().parse_args(
+        ["score", "e.jsonl", "--out", "s.csv", "--lateness-hours", "0"]
+    )
+    assert cli_module._settings(args).scoring.allowed_lateness_seconds == 0
+    args = build_parser().parse_args(["demo", "--lateness-hours", "1.5"])
+    assert cli_module._settings(args).scoring.allowed_lateness_seconds == 5400
