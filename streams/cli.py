@@ -16,6 +16,7 @@ from streams.cli_parser import build_parser
 from streams.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from models.simulation import SimulationConfig
     from models.simulation.effects import ProgrammeEffects
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -118,7 +119,6 @@ def _run_schemas(args: argparse.Namespace) -> int:
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
-    from models.simulation import SimulationConfig
     from streams.simulate import write_simulation
 
     options = {
@@ -135,10 +135,28 @@ def _run_simulate(args: argparse.Namespace) -> int:
     effects = _programme_effects(args.programme_effect, args.seed)
     scoring = _settings_of_file(args.config).scoring if effects else None
     summary = write_simulation(
-        SimulationConfig(**options), args.out, args.truth, effects=effects, scoring=scoring
+        _simulation_config(**options), args.out, args.truth, effects=effects, scoring=scoring
     )
     print(f"wrote {args.out}: {summary}")
     return 0
+
+
+def _simulation_config(**options: object) -> SimulationConfig:
+    """The simulation the options ask for, or a ConfigError naming the bad options."""
+    from pydantic import ValidationError
+
+    from models.simulation import SimulationConfig
+
+    try:
+        return SimulationConfig(**options)  # type: ignore[arg-type]
+    except ValidationError as error:
+        problems = [
+            f"--{'-'.join(map(str, problem['loc'])).replace('_', '-')}: {problem['msg']}"
+            if problem["loc"]
+            else problem["msg"]
+            for problem in error.errors(include_url=False)
+        ]
+        raise ConfigError("; ".join(problems)) from None
 
 
 def _programme_effects(pairs: list[str], seed: int) -> ProgrammeEffects | None:
@@ -232,6 +250,8 @@ def _broker_errors(kafka_url: str) -> Iterator[None]:
 def _run_up(args: argparse.Namespace) -> int:
     from streams.up import run_up
 
+    if args.events is None:  # the demo population: impossible numbers fail before the stack
+        _simulation_config(customers=args.customers, days=args.days, seed=1)
     return run_up(
         load_settings(args.config),
         args.events,

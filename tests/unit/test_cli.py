@@ -214,3 +214,27 @@ def test_lateness_hours_zero_means_no_lateness_allowed(monkeypatch):
     assert cli_module._settings(args).scoring.allowed_lateness_seconds == 0
     args = build_parser().parse_args(["demo", "--lateness-hours", "1.5"])
     assert cli_module._settings(args).scoring.allowed_lateness_seconds == 5400
+
+
+def test_impossible_simulation_options_are_one_line_before_any_work(tmp_path, monkeypatch, capsys):
+    """`simulate --customers -5` or `--duplicate-rate 2` was a pydantic traceback (exit 1);
+    `up --customers 0` was the same traceback, after the embedded broker and Redis had
+    been started. Now: one line naming the option, exit 2, nothing started or written."""
+    out = tmp_path / "events.jsonl"
+    for bad, option in (
+        (["--customers", "-5"], "--customers"),
+        (["--days", "0"], "--days"),
+        (["--duplicate-rate", "2"], "--duplicate-rate"),
+    ):
+        argv = ["simulate", "--customers", "5", "--days", "10", "--out", str(out), *bad]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("clvstream: ") and option in err and "Traceback" not in err
+        assert not out.exists()
+
+    def run_up(*args, **options):
+        raise AssertionError("the stack must not start")
+
+    monkeypatch.setattr(up_module, "run_up", run_up)
+    assert main(["up", "--customers", "0", "--out-dir", str(tmp_path)]) == 2
+    assert "--customers" in capsys.readouterr().err
