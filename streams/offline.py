@@ -6,6 +6,7 @@ file, same settings: byte-identical outputs.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Callable
@@ -89,6 +90,9 @@ def score_file(
     if partitions < 1 or jobs < 1:
         raise ValueError("partitions and jobs must be at least 1")
     open(events_path, "rb").close()  # a missing file fails here, not in each process
+    for output in (scores_path, emitted_path, dead_letter_path):
+        if output is not None:  # an output that cannot be written fails now, not at the end
+            writable_output(Path(output))
     started = time.perf_counter()
     jobs = min(jobs, partitions)
     as_of_day = day_of_date(as_of) if as_of is not None else None
@@ -129,6 +133,29 @@ def score_file(
         time.perf_counter() - started,
         engines,
     )
+
+
+def writable_output(path: Path) -> None:
+    """Make `path`'s folder (as the run would) or raise the OSError, naming `path`, that
+    writing it would raise: a directory, a folder that is a file, no permission.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     writable_output(Path(folder) / "new" / "scores.csv")
+    ...     try:
+    ...         writable_output(Path(folder))
+    ...     except IsADirectoryError as error:
+    ...         print(error.strerror)
+    Is a directory
+    """
+    folder = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+    if not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
 
 
 def _score_in_process(

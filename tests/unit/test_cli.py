@@ -238,3 +238,32 @@ def test_impossible_simulation_options_are_one_line_before_any_work(tmp_path, mo
     monkeypatch.setattr(up_module, "run_up", run_up)
     assert main(["up", "--customers", "0", "--out-dir", str(tmp_path)]) == 2
     assert "--customers" in capsys.readouterr().err
+
+
+def test_score_fails_fast_when_an_output_cannot_be_written(tmp_path, monkeypatch, capsys):
+    """The scores file was opened only after every event had been replayed (minutes on
+    a large file): an `--out` that is a directory, or under a file, failed at the very
+    end and the work was lost. Now it is one line and exit 2 before any event is read;
+    the same for `--emitted` and `--dead-letter` under a file."""
+    from streams import offline
+
+    def replay(*args, **kwargs):
+        raise AssertionError("scoring started before the outputs were known to be writable")
+
+    monkeypatch.setattr(offline, "Replay", replay)
+    monkeypatch.setattr(offline, "run_in_processes", replay)
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"{}\n")
+    a_file = tmp_path / "a-file"
+    a_file.write_bytes(b"")
+    for outputs in (
+        ["--out", str(tmp_path)],
+        ["--out", str(a_file / "scores.csv")],
+        ["--out", str(tmp_path / "s.csv"), "--emitted", str(a_file / "e.jsonl")],
+        ["--out", str(tmp_path / "s.csv"), "--partitions", "2", "--jobs", "2",
+         "--dead-letter", str(a_file / "d.jsonl")],
+    ):  # fmt: skip
+        assert main(["score", str(events), *outputs]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("clvstream: ") and "Traceback" not in err
+    assert not (tmp_path / "s.csv").exists()
