@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -204,6 +204,17 @@ class Settings(BaseSettings):
         "nothing to read for as long, it publishes its value statistics for every later "
         "refit of partition 0, which stops waiting for them; None: they wait",
     )
+
+    @field_validator("kafka_url", "redis_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, url: Any) -> Any:
+        """An empty URL (`CLVSTREAM_REDIS_URL=`) is no URL: `up` starts the embedded
+        server, a worker says it needs one.
+
+        >>> Settings(redis_url=" ").redis_url is None
+        True
+        """
+        return None if isinstance(url, str) and not url.strip() else url
 
     @property
     def partitioner(self) -> Literal["murmur2", "crc32"]:

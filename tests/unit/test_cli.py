@@ -267,3 +267,19 @@ def test_score_fails_fast_when_an_output_cannot_be_written(tmp_path, monkeypatch
         err = capsys.readouterr().err
         assert err.startswith("clvstream: ") and "Traceback" not in err
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_an_empty_redis_url_is_not_configured(monkeypatch, capsys):
+    """`CLVSTREAM_REDIS_URL=` (empty, as `${REDIS_URL:-}` in a compose file gives) counts
+    as not set for `up` (it starts the embedded Redis), but a worker took it for a
+    configured URL, started, and failed in redis-py with a traceback."""
+    for name in list(os.environ):
+        if name.startswith("CLVSTREAM_"):
+            monkeypatch.delenv(name)
+    started = []
+    monkeypatch.setattr(up_module, "run_worker", lambda *args: started.append(args) or 0)
+    monkeypatch.setenv("CLVSTREAM_KAFKA_URL", "kafka://127.0.0.1:9")
+    monkeypatch.setenv("CLVSTREAM_REDIS_URL", "")
+    assert main(["worker"]) == 2
+    assert "CLVSTREAM_REDIS_URL" in capsys.readouterr().err and not started
+    assert load_settings().redis_url is None
