@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -43,12 +51,30 @@ class KafkaSecurity(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_plain_username: str | None = None
     sasl_plain_password: SecretStr | None = None
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+
+    @model_validator(mode="after")
+    def _sasl_agrees(self) -> KafkaSecurity:
+        """SASL is all there or not at all: every client (Faust's, aiokafka's,
+        kafka-python's) must speak the same, and a missing part only failed later."""
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and self.sasl_mechanism is None:
+            raise ValueError(f"security_protocol {self.security_protocol} needs a sasl_mechanism")
+        if not sasl and self.sasl_mechanism is not None:
+            raise ValueError(
+                f"sasl_mechanism needs security_protocol SASL_PLAINTEXT or SASL_SSL, "
+                f"not {self.security_protocol}"
+            )
+        if sasl and (not self.sasl_plain_username or self.sasl_plain_password is None):
+            raise ValueError(
+                f"{self.sasl_mechanism} needs sasl_plain_username and sasl_plain_password"
+            )
+        return self
 
     def _protocol_and_sasl(self) -> dict[str, Any]:
         """The options both client libraries name alike."""

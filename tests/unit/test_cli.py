@@ -51,6 +51,7 @@ def test_up_starts_its_worker_with_the_settings_of_its_config_file(tmp_path, mon
     config = tmp_path / "clv.toml"
     config.write_text(CONFIG.format(host=host))
     monkeypatch.setenv("CLVSTREAM_SCORING__HORIZON_DAYS", "300")  # the environment wins
+    monkeypatch.setenv("CLVSTREAM_KAFKA__SASL_PLAIN_PASSWORD", "pw")  # (SASL needs it)
     parent = load_settings(config).model_copy(  # as `up` has it with an embedded stack
         update={"kafka_url": "kafka://127.0.0.1:9", "redis_url": SecretStr("redis://h:1/0")}
     )
@@ -59,6 +60,7 @@ def test_up_starts_its_worker_with_the_settings_of_its_config_file(tmp_path, mon
     assert child.model_dump() == parent.model_dump()
     assert (child.scoring.churn_window_days, child.scoring.horizon_days) == (45, 300)
     assert child.kafka.sasl_plain_username == "svc" and child.max_rescores_per_tick == 77
+    assert child.kafka.sasl_plain_password.get_secret_value() == "pw"
     assert child.kafka_url == "kafka://127.0.0.1:9"
     assert child.redis_url.get_secret_value() == "redis://h:1/0"
     # The API address printed and polled is where the child binds.

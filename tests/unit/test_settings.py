@@ -188,3 +188,26 @@ def test_a_misspelled_secret_is_named_in_the_error_but_its_value_is_not(tmp_path
     assert "hunter2" not in str(caught.value) and "s3cret" not in str(caught.value)
     with pytest.raises(ConfigError, match="'many'"):
         load_settings(partitions="many")
+
+
+def test_kafka_security_that_cannot_work_is_rejected_when_the_settings_load():
+    """SASL settings that disagree were accepted and failed later, differently in each
+    client: SASL_SSL without a mechanism gave Faust's consumer plain SSL (no SASL) and
+    aiokafka's other clients a ValueError at start; a mechanism with PLAINTEXT gave
+    Faust SASL and the other clients none; a misspelled mechanism was a ValueError
+    traceback from Faust's SASLMechanism. Now each is a ConfigError at load, and the
+    password is never in it."""
+    password = {"sasl_plain_username": "svc", "sasl_plain_password": "s3cret"}
+    for kafka, reason in (
+        ({"security_protocol": "SASL_SSL", **password}, "sasl_mechanism"),
+        ({"sasl_mechanism": "PLAIN", **password}, "security_protocol"),
+        ({"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM_SHA_256", **password},
+         "sasl_mechanism"),
+        ({"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
+          "sasl_plain_password": "s3cret"}, "sasl_plain_username"),
+    ):  # fmt: skip
+        with pytest.raises(ConfigError, match=reason) as caught:
+            load_settings(kafka=kafka)
+        assert "s3cret" not in str(caught.value)
+    fine = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-256", **password}
+    assert load_settings(kafka=fine).kafka.client_options()["sasl_mechanism"] == "SCRAM-SHA-256"
