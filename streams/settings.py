@@ -96,11 +96,22 @@ class KafkaSecurity(BaseModel):
         if "SSL" in self.security_protocol:
             import ssl
 
-            context = ssl.create_default_context(cafile=self.ssl_cafile)
-            if self.ssl_certfile:
-                context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+            self._check_ssl_files()
+            try:
+                context = ssl.create_default_context(cafile=self.ssl_cafile)
+                if self.ssl_certfile:
+                    context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+            except ssl.SSLError as error:  # (a file that is not PEM, a key that does not fit)
+                raise ConfigError(f"kafka SSL files: {error}") from error
             options["ssl_context"] = context
         return options
+
+    def _check_ssl_files(self) -> None:
+        """The certificate files named exist (`ssl` says only "No such file")."""
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise ConfigError(f"kafka.{name} {path}: no such file")
 
     def admin_options(self) -> dict[str, Any]:
         """The same security for kafka-python clients (the topic-creation admin client):
@@ -112,6 +123,7 @@ class KafkaSecurity(BaseModel):
         """
         options = self._protocol_and_sasl()
         if "SSL" in self.security_protocol:
+            self._check_ssl_files()
             options["ssl_check_hostname"] = True
             options["ssl_cafile"] = self.ssl_cafile
             if self.ssl_certfile:

@@ -85,6 +85,7 @@ def test_kafka_security_reaches_the_topic_creation_admin_client(monkeypatch, tmp
     from streams.up import ensure_topics
 
     ca = tmp_path / "ca.pem"
+    ca.write_text("")  # (named files must exist)
     settings = load_settings(
         kafka_url="kafka://broker-1:9093,broker-2:9093",
         kafka={
@@ -107,11 +108,14 @@ def test_kafka_security_reaches_the_topic_creation_admin_client(monkeypatch, tmp
     from kafka.admin import KafkaAdminClient
 
     assert set(options) <= set(KafkaAdminClient.DEFAULT_CONFIG)  # kafka-python's names
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("")
+    key.write_text("")
     mtls = load_settings(
-        kafka={"security_protocol": "SSL", "ssl_certfile": "c.pem", "ssl_keyfile": "k.pem"}
+        kafka={"security_protocol": "SSL", "ssl_certfile": str(cert), "ssl_keyfile": str(key)}
     ).kafka.admin_options()
     assert (mtls["ssl_certfile"], mtls["ssl_keyfile"], mtls["ssl_cafile"]) == (
-        "c.pem", "k.pem", None,
+        str(cert), str(key), None,
     )  # fmt: skip
     assert "sasl_mechanism" not in mtls
     assert load_settings().kafka.admin_options() == {"security_protocol": "PLAINTEXT"}
@@ -211,3 +215,23 @@ def test_kafka_security_that_cannot_work_is_rejected_when_the_settings_load():
         assert "s3cret" not in str(caught.value)
     fine = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-256", **password}
     assert load_settings(kafka=fine).kafka.client_options()["sasl_mechanism"] == "SCRAM-SHA-256"
+
+
+def test_a_missing_certificate_file_is_a_config_error_naming_it(tmp_path):
+    """A Kafka CA / certificate / key file that does not exist was an OSError without a
+    file name from `ssl` (a traceback at worker start, after the settings had loaded);
+    kafka-python's admin client, which creates the topics first, got the path as it was."""
+    missing = tmp_path / "missing-ca.pem"
+    security = load_settings(kafka={"security_protocol": "SSL", "ssl_cafile": str(missing)}).kafka
+    with pytest.raises(ConfigError, match=r"kafka\.ssl_cafile .*missing-ca\.pem"):
+        security.client_options()
+    with pytest.raises(ConfigError, match=r"missing-ca\.pem"):
+        security.admin_options()
+    key = tmp_path / "missing-key.pem"
+    cert = tmp_path / "cert.pem"
+    cert.write_text("")
+    security = load_settings(
+        kafka={"security_protocol": "SSL", "ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+    ).kafka
+    with pytest.raises(ConfigError, match=r"kafka\.ssl_keyfile .*missing-key\.pem"):
+        security.admin_options()
