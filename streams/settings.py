@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -351,8 +352,35 @@ def describe_invalid(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+NOT_SETTINGS = frozenset({"CONFIG_FILE", "BENCH_KEEP"})
+"""`CLVSTREAM_*` variables of the project that are not settings."""
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """The `CLVSTREAM_*` variables that name no setting (the environment source would
+    ignore them, as if nothing had been set).
+
+    >>> unknown_variables({"CLVSTREAM_PARTITION": "8", "CLVSTREAM_SCORING__X": "1", "HOME": "/"})
+    ['CLVSTREAM_PARTITION']
+    """
+    prefix = "CLVSTREAM_"
+    return sorted(
+        name
+        for name in environ
+        if name.upper().startswith(prefix)
+        and name.upper()[len(prefix) :] not in NOT_SETTINGS
+        and name[len(prefix) :].split("__", 1)[0].lower() not in Settings.model_fields
+    )
+
+
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
     """Build the settings once: TOML file < environment < explicit overrides."""
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting {', '.join(unknown)} (misspelled? `clvstream settings` lists "
+            "every setting; nested ones as CLVSTREAM_SECTION__KEY)"
+        )
     config_file = config_file or os.environ.get("CLVSTREAM_CONFIG_FILE")
     settings_class = Settings
     if config_file:

@@ -235,3 +235,18 @@ def test_a_missing_certificate_file_is_a_config_error_naming_it(tmp_path):
     ).kafka
     with pytest.raises(ConfigError, match=r"kafka\.ssl_keyfile .*missing-key\.pem"):
         security.admin_options()
+
+
+def test_a_misspelled_variable_is_rejected_not_ignored(monkeypatch):
+    """`CLVSTREAM_PARTITION=8` (for PARTITIONS) or `CLVSTREAM_REDIS=...` was silently
+    ignored: the service ran with 4 partitions, or the embedded Redis, as if nothing had
+    been set, while a misspelled key in the TOML file or a nested variable was an error.
+    The project's own variables that are not settings stay allowed."""
+    monkeypatch.setenv("CLVSTREAM_CONFIG_FILE", "")
+    monkeypatch.setenv("CLVSTREAM_BENCH_KEEP", "1")
+    monkeypatch.setenv("CLVSTREAM_PARTITIONS", "8")
+    assert load_settings().partitions == 8
+    monkeypatch.setenv("CLVSTREAM_PARTITION", "8")
+    with pytest.raises(ConfigError, match="CLVSTREAM_PARTITION ") as caught:
+        load_settings()
+    assert "CLVSTREAM_PARTITIONS" not in str(caught.value)
