@@ -103,7 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_service(commands: argparse._SubParsersAction) -> None:
     worker = commands.add_parser("worker", help="run the streaming worker (Faust)")
-    worker.add_argument("--loglevel", default="info", help="(info)")
+    worker.add_argument(
+        "--loglevel",
+        type=str.lower,
+        choices=("critical", "error", "warning", "info", "debug"),
+        default="info",
+        help="(info)",
+    )
     worker.add_argument("--config", type=Path, help="TOML settings file")
 
     replay = commands.add_parser("replay", help="produce an events file to the input topics")

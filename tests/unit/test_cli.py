@@ -285,3 +285,16 @@ def test_an_empty_redis_url_is_not_configured(monkeypatch, capsys):
     assert main(["worker"]) == 2
     assert "CLVSTREAM_REDIS_URL" in capsys.readouterr().err and not started
     assert load_settings().redis_url is None
+
+
+def test_a_worker_log_level_that_does_not_exist_is_refused_by_the_parser(monkeypatch, capsys):
+    """`worker --loglevel verbose` was accepted and passed to Faust, whose logging set-up
+    raised ValueError("Unknown level") with a traceback when the worker started (after
+    the topics had been created)."""
+    started = []
+    monkeypatch.setattr(up_module, "run_worker", lambda *args: started.append(args) or 0)
+    with pytest.raises(SystemExit) as exit_:
+        main(["worker", "--loglevel", "verbose"])
+    assert exit_.value.code == 2 and "--loglevel" in capsys.readouterr().err and not started
+    args = build_parser().parse_args(["worker", "--loglevel", "WARNING"])
+    assert args.loglevel == "warning"
