@@ -118,6 +118,15 @@ def _run_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def _writable(*outputs: Path | None) -> None:
+    """Fail now, not after the work, on an output that cannot be written."""
+    from streams.offline import writable_output
+
+    for output in outputs:
+        if output is not None:
+            writable_output(Path(output))
+
+
 def _run_simulate(args: argparse.Namespace) -> int:
     from streams.simulate import write_simulation
 
@@ -134,6 +143,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
         options["start"] = args.start
     effects = _programme_effects(args.programme_effect, args.seed)
     scoring = _settings_of_file(args.config).scoring if effects else None
+    _writable(args.out, args.truth)
     summary = write_simulation(
         _simulation_config(**options), args.out, args.truth, effects=effects, scoring=scoring
     )
@@ -271,6 +281,7 @@ def _run_report(args: argparse.Namespace) -> int:
         raise ClvError("--from-service reads the topics: leave out --scores and --emitted")
     if not args.from_service and not args.scores:
         raise ClvError("give --scores (and --emitted) of an offline run, or --from-service")
+    _writable(args.out)
     report = write_report(
         args.out,
         load_settings(args.config),

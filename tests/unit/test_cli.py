@@ -271,6 +271,36 @@ def test_score_fails_fast_when_an_output_cannot_be_written(tmp_path, monkeypatch
     assert not (tmp_path / "s.csv").exists()
 
 
+SIMULATE = ["simulate", "--customers", "5", "--days", "30"]
+
+
+def test_simulate_and_report_fail_fast_when_an_output_cannot_be_written(
+    tmp_path, monkeypatch, capsys
+):
+    """`simulate --truth` was written after the events (a large population takes
+    minutes), `report --out` after reading every score: an unwritable one failed then."""
+    from streams import report, simulate
+
+    def work(*args, **kwargs):
+        raise AssertionError("the work started before the outputs were known to be writable")
+
+    monkeypatch.setattr(simulate, "write_simulation", work)
+    monkeypatch.setattr(report, "write_report", work)
+    a_file = tmp_path / "a-file"
+    a_file.write_bytes(b"")
+    scores = tmp_path / "scores.csv"
+    scores.write_bytes(b"customer_id\n")
+    for command in (
+        [*SIMULATE, "--out", str(tmp_path / "e.jsonl"), "--truth", str(a_file / "t.csv")],
+        [*SIMULATE, "--out", str(tmp_path)],
+        ["report", "--scores", str(scores), "--out", str(a_file / "r.html")],
+    ):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert err.startswith("clvstream: ") and "Traceback" not in err
+    assert not (tmp_path / "e.jsonl").exists()
+
+
 def test_an_empty_redis_url_is_not_configured(monkeypatch, capsys):
     """`CLVSTREAM_REDIS_URL=` (empty, as `${REDIS_URL:-}` in a compose file gives) counts
     as not set for `up` (it starts the embedded Redis), but a worker took it for a
