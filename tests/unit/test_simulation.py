@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from models.simulation import TRUTH_COLUMNS, SimulationConfig, simulate
 from schemas.parsing import Rejected, parse_event
+from streams.cli import main
 from streams.simulate import write_simulation
 
 START = date(2024, 1, 1)
@@ -316,3 +317,27 @@ def test_config_is_strict() -> None:
         SimulationConfig(customers=0, days=10, seed=0)
     tiny = simulate(SimulationConfig(customers=1, days=1, seed=-3))
     assert tiny.counts()["customer.profile"] == 1
+
+
+# -- the command line -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ("--customers", "0"),
+        ("--days", "0"),
+        ("--days", "40000"),
+        ("--duplicate-rate", "1.5"),
+        ("--late-rate", "-0.1"),
+        ("--malformed-rate", "nan"),
+    ],
+)
+def test_an_invalid_simulate_option_is_one_line_and_exit_code_2(option, tmp_path, capsys) -> None:
+    out = tmp_path / "events.jsonl"
+    argv = ["simulate", "--customers", "5", "--days", "10", "--out", str(out), *option]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("clvstream: ") and err.count("\n") == 1  # one line, no traceback
+    assert option[0] in err
+    assert not out.exists()
