@@ -19,7 +19,9 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from schemas.common import EARLIEST, LATEST
 
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
 Positive = Annotated[float, Field(gt=0.0, le=1e6)]
@@ -50,6 +52,19 @@ class SimulationConfig(BaseModel):
     malformed_rate: Rate = 0.0
     late_rate: Rate = 0.0
     currency: Literal["USD"] = "USD"
+
+    @field_validator("start")
+    @classmethod
+    def _period_within_the_contracts(cls, start: date, info: ValidationInfo) -> date:
+        # Event timestamps must lie in [EARLIEST, LATEST) (schemas.common).
+        days = info.data.get("days", 1)
+        first, last = EARLIEST.date(), LATEST.date()
+        if start < first or start > last - timedelta(days=days):
+            raise ValueError(
+                f"the period must lie within {first} .. {last} (the events' time range), "
+                f"so start no earlier than {first} and no later than {days} days before {last}"
+            )
+        return start
 
     @model_validator(mode="after")
     def _acquisition_within_period(self) -> Self:

@@ -319,6 +319,18 @@ def test_config_is_strict() -> None:
     assert tiny.counts()["customer.profile"] == 1
 
 
+def test_the_period_must_lie_within_the_contracts_time_range() -> None:
+    # Timestamps are 1970-01-01 .. 2200-01-01 (schemas.common): outside, every event is
+    # rejected; past year 9999 the dates cannot even be written.
+    for start, days in ((date(1969, 12, 1), 60), (date(2199, 12, 1), 60), (date(9999, 12, 25), 10)):
+        with pytest.raises(ValidationError):
+            SimulationConfig(customers=1, days=days, seed=0, start=start)
+    for start in (date(1970, 1, 1), date(2199, 12, 2)):  # the first and the last 30 days
+        simulation = simulate(SimulationConfig(customers=20, days=30, seed=1, start=start))
+        for _, line in simulation.events():
+            assert not isinstance(parse_event(line), Rejected), line
+
+
 # -- the command line -----------------------------------------------------------------
 
 
@@ -331,6 +343,8 @@ def test_config_is_strict() -> None:
         ("--duplicate-rate", "1.5"),
         ("--late-rate", "-0.1"),
         ("--malformed-rate", "nan"),
+        ("--start", "1969-12-01"),
+        ("--start", "9999-12-25"),
     ],
 )
 def test_an_invalid_simulate_option_is_one_line_and_exit_code_2(option, tmp_path, capsys) -> None:
