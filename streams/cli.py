@@ -181,7 +181,13 @@ def _programme_effects(pairs: list[str], seed: int) -> ProgrammeEffects | None:
             effects[programme_id.strip()] = float(amount)
         except ValueError:
             raise ConfigError(f"--programme-effect wants ID=AMOUNT, got {pair!r}") from None
-    return ProgrammeEffects(effects=effects, seed=seed)
+    try:
+        return ProgrammeEffects(effects=effects, seed=seed)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{problem['loc'][-1]}: {problem['msg']}" for problem in error.errors()
+        )
+        raise ConfigError(f"--programme-effect: {problems}") from None
 
 
 def _settings_of_file(path: Path | None) -> Settings:

@@ -27,6 +27,7 @@ import heapq
 import random
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from typing import Annotated
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,9 +43,10 @@ WINDOW_SHARE = (0.05, 0.9)  # where in the attribution window the added purchase
 class ProgrammeEffects(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    effects: dict[str, float] = Field(
+    effects: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
         default_factory=dict,
-        description="True additional revenue per treated customer, per programme id.",
+        description="True additional revenue per treated customer, per programme id "
+        "(finite, not below 0: the simulator adds purchases, it takes none away).",
     )
     response_rate: float = Field(0.5, gt=0, le=1)
     seed: int = 0

@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from models.simulation import TRUTH_COLUMNS, SimulationConfig, simulate
+from models.simulation.effects import ProgrammeEffects
 from schemas.parsing import Rejected, parse_event
 from streams.cli import main
 from streams.simulate import write_simulation
@@ -345,6 +346,9 @@ def test_the_period_must_lie_within_the_contracts_time_range() -> None:
         ("--malformed-rate", "nan"),
         ("--start", "1969-12-01"),
         ("--start", "9999-12-25"),
+        ("--programme-effect", "save_offer=nan"),
+        ("--programme-effect", "save_offer=inf"),
+        ("--programme-effect", "save_offer=-5"),
     ],
 )
 def test_an_invalid_simulate_option_is_one_line_and_exit_code_2(option, tmp_path, capsys) -> None:
@@ -355,3 +359,12 @@ def test_an_invalid_simulate_option_is_one_line_and_exit_code_2(option, tmp_path
     assert err.startswith("clvstream: ") and err.count("\n") == 1  # one line, no traceback
     assert option[0] in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("effect", [float("nan"), float("inf"), -5.0])
+def test_a_true_effect_is_a_finite_amount_not_below_zero(effect) -> None:
+    # nan gave every responder a purchase of 0.01, inf purchases with amount null (not a
+    # valid event), and a negative effect was taken as none at all: refused instead.
+    with pytest.raises(ValidationError):
+        ProgrammeEffects(effects={"save_offer": effect})
+    assert ProgrammeEffects(effects={"save_offer": 0.0, "win_back": 25.0}).effects["win_back"] == 25
