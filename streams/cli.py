@@ -177,8 +177,11 @@ def _programme_effects(pairs: list[str], seed: int) -> ProgrammeEffects | None:
     effects = {}
     for pair in pairs:
         programme_id, _, amount = pair.partition("=")
+        programme_id = programme_id.strip()
+        if programme_id in effects:
+            raise ConfigError(f"--programme-effect: {programme_id} is given more than once")
         try:
-            effects[programme_id.strip()] = float(amount)
+            effects[programme_id] = float(amount)
         except ValueError:
             raise ConfigError(f"--programme-effect wants ID=AMOUNT, got {pair!r}") from None
     try:

@@ -368,3 +368,14 @@ def test_a_true_effect_is_a_finite_amount_not_below_zero(effect) -> None:
     with pytest.raises(ValidationError):
         ProgrammeEffects(effects={"save_offer": effect})
     assert ProgrammeEffects(effects={"save_offer": 0.0, "win_back": 25.0}).effects["win_back"] == 25
+
+
+def test_a_programme_given_two_true_effects_is_refused(tmp_path, capsys) -> None:
+    # The second value silently replaced the first.
+    out = tmp_path / "events.jsonl"
+    argv = ["simulate", "--customers", "5", "--days", "10", "--out", str(out)]
+    argv += ["--programme-effect", "save_offer=5", "--programme-effect", "save_offer = 10"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("clvstream: ") and "save_offer" in err and err.count("\n") == 1
+    assert not out.exists()
