@@ -32,7 +32,7 @@ from typing import Annotated
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.emitted import Output, Stream
+from models.emitted import Erasure, Output, Stream
 from models.engine import ScoringEngine
 from models.timeline import SECONDS_PER_DAY, iso_utc
 
@@ -60,12 +60,12 @@ def with_programme_effects(
 ) -> Iterator[tuple[float, bytes, list[Output]]]:
     """(arrival, line, outputs) for every line, the added purchases included, in the
     order the engine processed them. Purchases due after the last simulated event are
-    not added (the period is over)."""
-    pending: list[tuple[float, int, bytes]] = []
+    not added (the period is over), nor those due after the customer's erasure."""
+    pending: list[tuple[float, int, bytes, str]] = []
     line_number = 0
 
     def feed(arrival: float, line: bytes) -> tuple[float, bytes, list[Output]]:
-        nonlocal line_number
+        nonlocal line_number, pending
         line_number += 1
         origin = {"source": "file", "file": file_name, "line": line_number}
         outputs = engine.process_raw(line, origin)
@@ -73,12 +73,17 @@ def with_programme_effects(
             if output.stream is Stream.PROGRAMME_TRIGGERS:
                 added = _added_purchase(output.value, engine, effects)
                 if added is not None:
-                    heapq.heappush(pending, (added[0], line_number, added[1]))
+                    customer = output.value["customer_id"]
+                    heapq.heappush(pending, (added[0], line_number, added[1], customer))
+            elif isinstance(output, Erasure) and pending:
+                # Nothing follows an erasure: the customer's purchases to come are off.
+                pending = [entry for entry in pending if entry[3] != output.key]
+                heapq.heapify(pending)
         return arrival, line, outputs
 
     for arrival, line in events:
         while pending and pending[0][0] < arrival:
-            at, _, added_line = heapq.heappop(pending)
+            at, _, added_line, _ = heapq.heappop(pending)
             yield feed(at, added_line)
         yield feed(arrival, line)
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import csv
 from collections import Counter, defaultdict
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import orjson
 import pytest
 from pydantic import ValidationError
 
+from models.config import ScoringConfig
+from models.emitted import Output, Stream
+from models.engine import ScoringEngine
 from models.simulation import TRUTH_COLUMNS, SimulationConfig, simulate
-from models.simulation.effects import ProgrammeEffects
+from models.simulation.effects import ProgrammeEffects, with_programme_effects
 from schemas.parsing import Rejected, parse_event
 from streams.cli import main
 from streams.simulate import write_simulation
@@ -379,3 +382,55 @@ def test_a_programme_given_two_true_effects_is_refused(tmp_path, capsys) -> None
     err = capsys.readouterr().err
     assert err.startswith("clvstream: ") and "save_offer" in err and err.count("\n") == 1
     assert not out.exists()
+
+
+class _TriggeringEngine:
+    """A real engine that also answers each listed purchase with a `save_offer`
+    treatment trigger (who is treated is the scorer's business, not this test's)."""
+
+    def __init__(self, treated: set[bytes]) -> None:
+        self.engine = ScoringEngine(ScoringConfig())
+        self.config, self.treated = self.engine.config, treated
+
+    def process_raw(self, line: bytes, origin: dict) -> list[Output]:
+        outputs = self.engine.process_raw(line, origin)
+        if line in self.treated:
+            event = orjson.loads(line)
+            trigger = {
+                "event_id": f"{event['event_id']:0>32}",
+                "customer_id": event["customer_id"],
+                "occurred_at": event["occurred_at"],
+                "programme_id": "save_offer",
+                "arm": "treatment",
+            }
+            outputs.append(Output(Stream.PROGRAMME_TRIGGERS, event["customer_id"], trigger))
+        return outputs
+
+
+def _line(customer: str, day: float, kind: str) -> tuple[float, bytes]:
+    at = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=day)
+    event = {"event_id": f"{customer}-{kind}", "customer_id": customer}
+    event["occurred_at"] = at.isoformat()
+    if kind == "erasure":
+        event |= {"event_type": "customer", "kind": "erasure"}
+    else:
+        event |= {"event_type": "transaction", "kind": "purchase", "amount": 20.0}
+        event["currency"] = "USD"
+    return at.timestamp(), orjson.dumps(event)
+
+
+def test_no_programme_purchase_follows_the_customers_erasure() -> None:
+    # c1 and c2 are treated on day 0; c1 asks for erasure on day 2. The added purchase,
+    # due within the 60-day window, re-created the erased customer.
+    window = ScoringConfig().programmes.programme("save_offer").attribution_days
+    events = [
+        _line("c1", 0.0, "purchase"),
+        _line("c2", 0.0, "purchase"),
+        _line("c1", 2.0, "erasure"),
+        _line("c3", window + 1.0, "purchase"),
+    ]
+    engine = _TriggeringEngine({events[0][1], events[1][1]})
+    effects = ProgrammeEffects(effects={"save_offer": 30.0}, response_rate=1.0)
+    lines = [orjson.loads(line) for _, line, _ in with_programme_effects(events, engine, effects)]
+    added = [line["customer_id"] for line in lines if line.get("channel") == "programme"]
+    assert added == ["c2"]
