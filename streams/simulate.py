@@ -20,6 +20,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import orjson
+
 from models.config import ScoringConfig
 from models.emitted import Stream
 from models.engine import ScoringEngine
@@ -43,14 +46,16 @@ def write_simulation(
     first (see `models.simulation.effects`) and the added purchases are written too."""
     simulation = simulate(config)
     added = None
+    added_purchases = None
     if effects is not None and effects.effects:
+        added_purchases = np.zeros(config.customers, dtype=np.int64)
         lines, added = write_events_with_effects(
-            simulation, Path(events_path), effects, scoring or ScoringConfig()
+            simulation, Path(events_path), effects, scoring or ScoringConfig(), added_purchases
         )
     else:
         lines = write_events(simulation, Path(events_path))
     if truth_path is not None:
-        write_truth(simulation, Path(truth_path))
+        write_truth(simulation, Path(truth_path), added_purchases)
     counts = simulation.counts()
     interactions = sum(n for key, n in counts.items() if key.startswith("interaction."))
     return {
@@ -72,9 +77,14 @@ def write_events(simulation: Simulation, path: Path) -> int:
 
 
 def write_events_with_effects(
-    simulation: Simulation, path: Path, effects: ProgrammeEffects, scoring: ScoringConfig
+    simulation: Simulation,
+    path: Path,
+    effects: ProgrammeEffects,
+    scoring: ScoringConfig,
+    added_purchases: np.ndarray | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """The closed loop: lines as the scorer saw them; returns (lines, effect summary)."""
+    """The closed loop: lines as the scorer saw them; returns (lines, effect summary).
+    `added_purchases` (one per customer, if given) counts the purchases added."""
     known = {programme.id for programme in scoring.programmes.catalogue}
     unknown = sorted(set(effects.effects) - known)
     if unknown:
@@ -86,7 +96,10 @@ def write_events_with_effects(
         for _, line, outputs in with_programme_effects(
             simulation.events(), engine, effects, path.name
         ):
-            counts["purchases_added"] += b'"channel":"programme"' in line
+            if b'"channel":"programme"' in line:
+                counts["purchases_added"] += 1
+                if added_purchases is not None:  # customer ids are c0000001, ...
+                    added_purchases[int(orjson.loads(line)["customer_id"][1:]) - 1] += 1
             counts["triggers"] += sum(1 for o in outputs if o.stream is Stream.PROGRAMME_TRIGGERS)
             yield line
 
@@ -113,8 +126,11 @@ def _write_lines(lines: Iterable[bytes], path: Path) -> int:
     return written
 
 
-def write_truth(simulation: Simulation, path: Path) -> None:
-    """Header plus one row per customer, sorted by customer id, `\\n` line ends."""
+def write_truth(
+    simulation: Simulation, path: Path, added_purchases: np.ndarray | None = None
+) -> None:
+    """Header plus one row per customer, sorted by customer id, `\\n` line ends;
+    `added_purchases` (programme effects) count in `n_purchases`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as sink:
-        sink.writelines(simulation.truth_table().csv_text())
+        sink.writelines(simulation.truth_table(added_purchases).csv_text())

@@ -71,9 +71,10 @@ class Simulation:
             stamps = (arrival[begin : begin + CHUNK_EVENTS] + start_epoch).tolist()
             yield from zip(stamps, lines, strict=True)
 
-    def truth_table(self) -> TruthTable:
-        """The truth in chunks: `.rows()` tuples or `.csv_text()` (for millions)."""
-        return TruthTable(self.config, self.world, self.people, self.timeline)
+    def truth_table(self, added_purchases: np.ndarray | None = None) -> TruthTable:
+        """The truth in chunks: `.rows()` tuples or `.csv_text()` (for millions).
+        `added_purchases`: programme-effect purchases per customer index, if any."""
+        return TruthTable(self.config, self.world, self.people, self.timeline, added_purchases)
 
     def truth(self) -> list[dict[str, Any]]:
         """One dict per customer, sorted by customer id (see `TRUTH_COLUMNS`)."""

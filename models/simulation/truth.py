@@ -62,16 +62,27 @@ def top_categories(world: World, people: Population, rows: slice) -> list[str]:
 
 
 class TruthTable:
-    """Per-customer truth, produced in chunks of customers (cheap for millions)."""
+    """Per-customer truth, produced in chunks of customers (cheap for millions).
+
+    `n_purchases` counts the purchases in the events: with programme effects, give the
+    purchases added per customer (`added_purchases`, by customer index) to count them.
+    """
 
     def __init__(
-        self, config: SimulationConfig, world: World, people: Population, timeline: Timeline
+        self,
+        config: SimulationConfig,
+        world: World,
+        people: Population,
+        timeline: Timeline,
+        added_purchases: np.ndarray | None = None,
     ) -> None:
         n = people.size
         self._config, self._world, self._people = config, world, people
         self._purchases = np.bincount(
             timeline.customer[timeline.code == Code.PURCHASE], minlength=n
         )
+        if added_purchases is not None:
+            self._purchases = self._purchases + added_purchases
         is_interaction = np.isin(timeline.code, np.array(INTERACTION_CODES, dtype=np.int8))
         self._interactions = np.bincount(timeline.customer[is_interaction], minlength=n)
         self._erased = np.bincount(timeline.customer[timeline.code == Code.ERASURE], minlength=n)

@@ -434,3 +434,20 @@ def test_no_programme_purchase_follows_the_customers_erasure() -> None:
     lines = [orjson.loads(line) for _, line, _ in with_programme_effects(events, engine, effects)]
     added = [line["customer_id"] for line in lines if line.get("channel") == "programme"]
     assert added == ["c2"]
+
+
+def test_the_truth_counts_the_purchases_programme_effects_add(tmp_path) -> None:
+    # The truth's n_purchases left out the purchases added for treated customers, so it
+    # disagreed with the events file for every customer who got one.
+    config = SimulationConfig(customers=300, days=200, seed=4)
+    events, truth = tmp_path / "events.jsonl", tmp_path / "truth.csv"
+    effects = ProgrammeEffects(effects={"save_offer": 30.0}, seed=4)
+    summary = write_simulation(config, events, truth, effects=effects)
+    assert summary["programme_effects"]["purchases_added"] > 0
+    documents = _documents(events.read_bytes().splitlines())
+    purchases = Counter(d["customer_id"] for d in documents if d.get("kind") == "purchase")
+    with open(truth, newline="") as source:
+        rows = list(csv.DictReader(source))
+    assert {row["customer_id"]: int(row["n_purchases"]) for row in rows} == {
+        row["customer_id"]: purchases[row["customer_id"]] for row in rows
+    }
