@@ -94,7 +94,7 @@ def write_events_with_effects(
 
     def lines() -> Iterator[bytes]:
         for _, line, outputs in with_programme_effects(
-            simulation.events(), engine, effects, path.name
+            simulation.events(), engine, effects, path.name, until=simulation.end_epoch
         ):
             if b'"channel":"programme"' in line:
                 counts["purchases_added"] += 1

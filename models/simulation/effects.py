@@ -57,10 +57,13 @@ def with_programme_effects(
     engine: ScoringEngine,
     effects: ProgrammeEffects,
     file_name: str = "simulated",
+    until: float | None = None,
 ) -> Iterator[tuple[float, bytes, list[Output]]]:
     """(arrival, line, outputs) for every line, the added purchases included, in the
-    order the engine processed them. Purchases due after the last simulated event are
-    not added (the period is over), nor those due after the customer's erasure."""
+    order the engine processed them. Purchases due after the last simulated event or
+    at or after `until` (epoch seconds: the end of the period, which late lines may
+    arrive after) are not added (the period is over), nor those due after the
+    customer's erasure."""
     pending: list[tuple[float, int, bytes, str]] = []
     line_number = 0
 
@@ -72,7 +75,7 @@ def with_programme_effects(
         for output in outputs:
             if output.stream is Stream.PROGRAMME_TRIGGERS:
                 added = _added_purchase(output.value, engine, effects)
-                if added is not None:
+                if added is not None and (until is None or added[0] < until):
                     customer = output.value["customer_id"]
                     heapq.heappush(pending, (added[0], line_number, added[1], customer))
             elif isinstance(output, Erasure) and pending:

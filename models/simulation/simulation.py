@@ -51,6 +51,11 @@ class Simulation:
     timeline: Timeline
     noise: NoisePlan
 
+    @property
+    def end_epoch(self) -> float:
+        """The end of the period (exclusive), as epoch seconds."""
+        return datetime.combine(self.config.end, time(), UTC).timestamp()
+
     def events(self) -> Iterator[tuple[float, bytes]]:
         """(arrival as epoch seconds, JSON line without newline), ascending arrival.
 

@@ -451,3 +451,18 @@ def test_the_truth_counts_the_purchases_programme_effects_add(tmp_path) -> None:
     assert {row["customer_id"]: int(row["n_purchases"]) for row in rows} == {
         row["customer_id"]: purchases[row["customer_id"]] for row in rows
     }
+
+
+def test_programme_purchases_stay_within_the_simulated_period(tmp_path) -> None:
+    # Late lines arrive up to 10 days after the period; purchases added for treated
+    # customers were written as long as a line still came, so some fell after its end.
+    config = SimulationConfig(customers=300, days=200, seed=4, late_rate=0.05)
+    effects = ProgrammeEffects(
+        effects={"save_offer": 30.0, "win_back": 30.0, "onboarding_nurture": 30.0}, seed=4
+    )
+    events = tmp_path / "events.jsonl"
+    summary = write_simulation(config, events, effects=effects)
+    assert summary["programme_effects"]["purchases_added"] > 0
+    end = datetime.combine(config.end, datetime.min.time(), UTC)
+    documents = _documents(events.read_bytes().splitlines())
+    assert max(_time(document) for document in documents) < end
