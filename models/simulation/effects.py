@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from models.emitted import Erasure, Output, Stream
 from models.engine import ScoringEngine
 from models.timeline import SECONDS_PER_DAY, iso_utc
+from schemas.common import MAX_AMOUNT
 
 GAMMA_SHAPE = 4.0  # spread of the added purchase's amount around its mean
 WINDOW_SHARE = (0.05, 0.9)  # where in the attribution window the added purchase falls
@@ -105,7 +106,8 @@ def _added_purchase(
     delay = programme.attribution_days * SECONDS_PER_DAY * rng.uniform(low, high)
     start = _epoch(trigger["occurred_at"])
     mean = effect / effects.response_rate
-    amount = max(0.01, round(rng.gammavariate(GAMMA_SHAPE, mean / GAMMA_SHAPE), 2))
+    amount = round(rng.gammavariate(GAMMA_SHAPE, mean / GAMMA_SHAPE), 2)
+    amount = min(max(0.01, amount), MAX_AMOUNT)  # within the contract's amounts
     at = round(start + delay)
     event = {
         "event_type": "transaction",

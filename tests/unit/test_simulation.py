@@ -466,3 +466,19 @@ def test_programme_purchases_stay_within_the_simulated_period(tmp_path) -> None:
     end = datetime.combine(config.end, datetime.min.time(), UTC)
     documents = _documents(events.read_bytes().splitlines())
     assert max(_time(document) for document in documents) < end
+
+
+def test_programme_purchases_are_valid_events_however_large_the_effect() -> None:
+    # A purchase of mean effect / response rate (here 2e9) went over the contract's
+    # largest amount (1e9) and was rejected as bad input.
+    events = [_line(f"c{number}", 0.0, "purchase") for number in range(20)]
+    events.append(_line("c99", 70.0, "purchase"))
+    engine = _TriggeringEngine({line for _, line in events[:20]})
+    effects = ProgrammeEffects(effects={"save_offer": 1e9}, response_rate=0.5)
+    added = [
+        line
+        for _, line, _ in with_programme_effects(events, engine, effects)
+        if b'"channel":"programme"' in line
+    ]
+    assert added
+    assert not [line for line in added if isinstance(parse_event(line), Rejected)]
