@@ -85,6 +85,11 @@ def write_events_with_effects(
 ) -> tuple[int, dict[str, Any]]:
     """The closed loop: lines as the scorer saw them; returns (lines, effect summary).
     `added_purchases` (one per customer, if given) counts the purchases added."""
+    if not scoring.programmes.enabled:
+        raise ConfigError(
+            "programmes are switched off in the settings: nobody is treated, "
+            "so no programme effect can be given"
+        )
     known = {programme.id for programme in scoring.programmes.catalogue}
     unknown = sorted(set(effects.effects) - known)
     if unknown:

@@ -14,6 +14,8 @@ from pydantic import ValidationError
 from models.config import ScoringConfig
 from models.emitted import Output, Stream
 from models.engine import ScoringEngine
+from models.errors import ConfigError
+from models.programmes.catalogue import ProgrammesConfig
 from models.simulation import TRUTH_COLUMNS, SimulationConfig, simulate
 from models.simulation.effects import ProgrammeEffects, with_programme_effects
 from schemas.parsing import Rejected, parse_event
@@ -482,3 +484,15 @@ def test_programme_purchases_are_valid_events_however_large_the_effect() -> None
     ]
     assert added
     assert not [line for line in added if isinstance(parse_event(line), Rejected)]
+
+
+def test_effects_with_programmes_switched_off_are_refused(tmp_path) -> None:
+    # Nobody can be treated: the file came out without any effect while the summary
+    # reported the true effects as given.
+    scoring = ScoringConfig(programmes=ProgrammesConfig(enabled=False))
+    effects = ProgrammeEffects(effects={"save_offer": 30.0})
+    events = tmp_path / "events.jsonl"
+    config = SimulationConfig(customers=20, days=30, seed=1)
+    with pytest.raises(ConfigError, match="switched off"):
+        write_simulation(config, events, effects=effects, scoring=scoring)
+    assert not events.exists()
