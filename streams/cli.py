@@ -170,6 +170,8 @@ def _simulation_config(**options: object) -> SimulationConfig:
 
 
 def _programme_effects(pairs: list[str], seed: int) -> ProgrammeEffects | None:
+    from pydantic import ValidationError
+
     from models.simulation.effects import ProgrammeEffects
 
     if not pairs:
