@@ -51,7 +51,7 @@ class EngineRefits:
         if refits.blocks(day):
             return True  # a follower ahead of what the leader has published
         pending = refits.pending
-        if pending is None or day < pending.install_day:
+        if pending is None or day < refits.due_day:
             return False
         if refits.awaiting_stats():
             return True  # a leader waiting for the followers' statistics

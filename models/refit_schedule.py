@@ -91,6 +91,18 @@ class RefitSchedule:
             return self.next_day
         return min(self.next_day, self.pending.install_day)
 
+    @property
+    def due_day(self) -> int | None:
+        """The watermark day from which `step` needs the pending refit's outcome: its
+        install day or, alone, the next refit slot if that comes first (a refit started
+        between slots, after a gap in the data, is finished there); None: none pending."""
+        pending = self.pending
+        if pending is None:
+            return None
+        if self.publish is None and self.next_day is not None:
+            return min(pending.install_day, self.next_day)
+        return pending.install_day
+
     def step(
         self,
         watermark_day: int,
