@@ -17,7 +17,9 @@ import os
 import shutil
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 POLL_SECONDS = 1.0
 _HAS_PROC = os.path.isdir("/proc/self")
@@ -61,13 +63,38 @@ def process_exists(pid: int) -> bool:
     return True
 
 
-def fit_executor(start_method: str = "forkserver") -> ProcessPoolExecutor:
+def fit_executor(start_method: str = "forkserver") -> Executor:
     """One worker process for population refits, so they run beside the replay. It is
     started (and imports the fitter) now, while the replay's first weeks are read.
     A process forked from one that started a forkserver cannot use that forkserver
     (it is not the forkserver's parent): it asks for `spawn`, and its helper is not
     told to remove a `pymp-*` directory (a forked process inherits its parent's, which
-    is not its own to remove)."""
+    is not its own to remove). Should that process die (e.g. OOM-killed), the next fit
+    starts a new one: the refits stay off the event loop."""
+    return RenewedPool(lambda: _fit_pool(start_method))
+
+
+class RenewedPool(Executor):
+    """A process pool that a submit finds broken (its worker died) is replaced by a
+    new one; otherwise `ProcessPoolExecutor` as it is."""
+
+    def __init__(self, make: Callable[[], ProcessPoolExecutor]) -> None:
+        self._make = make
+        self._pool = make()
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        try:
+            return self._pool.submit(fn, *args, **kwargs)
+        except BrokenProcessPool:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._make()
+            return self._pool.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+def _fit_pool(start_method: str) -> ProcessPoolExecutor:
     context = multiprocessing.get_context(start_method)
     leftover = None
     if start_method == "forkserver":

@@ -52,3 +52,27 @@ def test_a_killed_scorer_leaves_no_fit_worker_or_forkserver_behind(tmp_path):
     assert not running(worker), "the fit worker outlived its killed scorer"
     assert not running(forkserver), "the forkserver outlived its killed scorer"
     assert not list(tmp_path.glob("pymp-*")), "the killed scorer's pymp directory stayed"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_refits_go_on_in_a_new_fit_process_after_the_fit_process_died():
+    """A fit process killed (e.g. by the OOM killer) breaks its pool: the refit it ran
+    is fitted again in-process (`RefitSchedule`), but the next ones must run in a fit
+    process again, not on the service's event loop for ever after."""
+    import signal
+
+    from streams.orphan_guard import fit_executor
+
+    executor = fit_executor()
+    try:
+        worker = executor.submit(os.getpid).result(timeout=60)
+        assert worker != os.getpid()
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while running(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # the pool notices its worker's death
+        new_worker = executor.submit(os.getpid).result(timeout=60)
+        assert new_worker not in (worker, os.getpid())
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
