@@ -147,19 +147,41 @@ def fit_spend_model(
     if keep.sum() < 2:
         raise FitError("fewer than two repeat customers with positive spend")
     (ux, um), weights = _compress(x[keep], mean_spend[keep])
+    # Gamma-Gamma is scale-equivariant (spend c times larger: v c times larger), and the
+    # bounds on v are for spend of a few to thousands of units: spend in a unit far
+    # smaller (a base currency such as VND) is fitted in thousands, v scaled back.
+    unit = _spend_unit(um)
+    um = um / unit if unit != 1.0 else um
+    p0, q0, v0 = start or (1.0, 2.0, unit)
 
     def log_lik(params: tuple[float, ...]) -> float:
         return float(np.dot(weights, GammaGamma.log_likelihood(params, ux, um)))
 
     params, ll, evaluations = _maximise(
-        log_lik, start or (1.0, 2.0, 1.0), BOUNDS["gamma_gamma"], precise
+        log_lik, (p0, q0, v0 / unit), BOUNDS["gamma_gamma"], precise
     )
     notes = _check(params, ll, "gamma_gamma")
     if params[1] <= 1.0:
         raise FitError(f"gamma_gamma q={params[1]:.4g} <= 1: mean spend would be infinite")
+    if unit != 1.0:
+        params = np.array([params[0], params[1], params[2] * unit])
+        ll -= float(weights.sum()) * np.log(unit)
     return FitResult(
         tuple(float(p) for p in params), ll, int(weights.sum()), len(ux), evaluations, notes
     )
+
+
+def _spend_unit(mean_spend: np.ndarray) -> float:
+    """1, or the power of ten that brings a median mean spend of 10,000 or more to
+    1,000 .. 9,999 (the fit is then the same as in ordinary currency units).
+
+    >>> _spend_unit(np.array([35.0, 120.0])), _spend_unit(np.array([2.5e6]))
+    (1.0, 1000.0)
+    """
+    median = float(np.median(mean_spend))
+    if not median >= 1e4 or not np.isfinite(median):
+        return 1.0
+    return 10.0 ** (int(np.floor(np.log10(median))) - 3)
 
 
 def _check(params: np.ndarray, log_likelihood: float, kind: str) -> tuple[str, ...]:

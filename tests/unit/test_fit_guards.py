@@ -104,3 +104,18 @@ def test_a_sound_population_fits_close_to_its_truth():
     assert s / beta == pytest.approx(0.6 / 12.0, rel=0.5)  # mean dropout rate per week
     p, q, v = params.spend
     assert p * v / (q - 1) == pytest.approx(5.0 * 60.0 / 3.0, rel=0.15)  # mean spend
+
+
+@pytest.mark.parametrize("unit", [1e3, 1e5, 1e7])
+def test_the_spend_fit_does_not_depend_on_the_currency_unit(unit):
+    """Gamma-Gamma is scale-equivariant: spend in a currency unit `unit` times smaller
+    (a base currency such as VND or IDR) gives the same shapes and `v` times `unit`.
+    A bound on `v` in currency units must not refuse every fit of such a population."""
+    stats = _pareto_nbd_population(4000)
+    base = fit_spend_model(stats.x, stats.mean_spend)
+    scaled = fit_spend_model(stats.x, stats.mean_spend * unit)
+    assert scaled.params[:2] == pytest.approx(base.params[:2], rel=1e-3)
+    assert scaled.params[2] == pytest.approx(base.params[2] * unit, rel=1e-3)
+    assert scaled.log_likelihood == pytest.approx(
+        base.log_likelihood - base.n * np.log(unit), rel=1e-6
+    )
