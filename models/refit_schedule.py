@@ -198,8 +198,26 @@ class RefitSchedule:
         self.pending = PendingFit(None, stats.through_day, day + self.delay, stats, previous, slot)
         self._ready = None
         if self.publish is not None:
+            passed = self._passed_unannounced(day + self.delay)
             self.publish(("start", day + self.delay))
+            if passed:
+                error = "not fitted: the others may have passed its day (leader restarted)"
+                self._ready = FitOutcome(stats.through_day, day + self.delay, None, error, True)
+                self._publish_outcome(self._ready)
+                return
         self._submit_pending()
+
+    def _passed_unannounced(self, install_day: int) -> bool:
+        """True for a refit due on a day within what a former run of this leader
+        published (its progress) that the former run never announced: a leader
+        restarted from a checkpoint whose live input merged differently. Followers may
+        be past that day and would never install it. (Never in a run that was not
+        restarted: each refit is announced before the progress that covers it.)"""
+        book = self.book
+        if book is None:
+            return False
+        known = book.known_through
+        return known is not None and install_day <= known and install_day not in book.outcomes
 
     @property
     def _gathers(self) -> bool:

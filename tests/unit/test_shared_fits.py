@@ -17,7 +17,7 @@ from models.config import ScoringConfig
 from models.emitted import Stream
 from models.engine import ScoringEngine
 from models.refit_schedule import RefitSchedule
-from models.shared_fits import SharedFits
+from models.shared_fits import FollowerSchedule, SharedFits
 from models.timeline import SECONDS_PER_DAY, day_of
 from tests.factories import BASE, purchase, raw
 from tests.unit.test_engine import random_history
@@ -262,3 +262,26 @@ def test_a_published_fit_is_not_fitted_again_while_its_record_travels(monkeypatc
     for _ in range(3):
         schedule.poll()
     assert fits == [] and [r[1] for r in published if r[0] == "outcome"] == [245, 230]
+
+
+def test_a_restarted_leader_fits_no_refit_the_others_may_have_passed_unannounced():
+    """A leader restarted from a checkpoint, its live input merged differently, may
+    start a refit its former run never announced, due on a day within what that run
+    had published: a follower may be past that day already and never installs it
+    (its installs only go forward). The leader must not install it either (closed as
+    not fitted, like a refit the former run announced and this one will not finish):
+    every partition keeps one version."""
+    engine, published = fed_engine(), []
+    schedule = leader_schedule(published)
+    book = schedule.book
+    book.apply(("progress", 230))  # the former run's: followers may reach day 260
+    follower = FollowerSchedule(book)
+    assert follower.step(250) == []  # a follower on day 250: nothing to install
+    schedule.step(200, inputs_of(engine))
+    schedule.step(215, inputs_of(engine))  # crosses 210: would take effect on 245
+    schedule.poll()
+    leader_installs = [o for o in schedule.step(245, inputs_of(engine)) if o.params]
+    follower_installs = [o for o in follower.step(251) if o.params]
+    assert leader_installs == follower_installs == []
+    closed = [r for r in published if r[0] == "outcome" and r[1] == 245]
+    assert closed and closed[0][2] is None  # said, so that nobody waits for it
