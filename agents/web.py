@@ -53,8 +53,12 @@ if TYPE_CHECKING:
     from agents.scoring import ScoringService
 
 
+REDIS_VIEW_SECONDS = 2.0  # a view's reads; the client's own timeout is 5 s (writes)
+
+
 def served_from_redis(view: Callable[..., Awaitable]) -> Callable[..., Awaitable]:
-    """A view that reads Redis: 503 and the reason while Redis is unreachable or
+    """A view that reads Redis: 503 and the reason while Redis is unreachable, does not
+    answer within `REDIS_VIEW_SECONDS` (hung, paused: the client would wait 5 s), or
     answers with an error (e.g. MASTERDOWN from a replica cut off, BUSY while a
     script runs too long; before, a 500 with a plain-text body).
 
@@ -72,7 +76,10 @@ def served_from_redis(view: Callable[..., Awaitable]) -> Callable[..., Awaitable
     @functools.wraps(view)
     async def answer(web, request, **kwargs):
         try:
-            return await view(web, request, **kwargs)
+            return await asyncio.wait_for(view(web, request, **kwargs), REDIS_VIEW_SECONDS)
+        except TimeoutError:
+            error = f"Redis did not answer within {REDIS_VIEW_SECONDS:g} s"
+            return web.json({"error": error}, status=503)
         except (RedisConnectionError, RedisTimeoutError, OSError) as error:
             return web.json({"error": f"Redis unreachable: {error}"}, status=503)
         except RedisError as error:

@@ -293,6 +293,43 @@ def test_a_write_cancelled_mid_way_keeps_its_scores_and_claims_none_written(tmp_
     run(guarded())
 
 
+def test_a_view_of_a_hung_redis_answers_503_within_its_limit_and_the_client_recovers(
+    tmp_path,
+):
+    """The web views waited the client's 5 s timeout for a Redis that holds its
+    connections and answers nothing (paused, hung); /health asked with its own 1 s."""
+    from agents import web
+
+    class Web:
+        def json(self, body, status=200):
+            return status, body
+
+    async def scenario() -> None:
+        async with store_on_own_redis(tmp_path, "hung:") as (server, _, _):
+            # as the worker's client: its timeout is long enough for a large write
+            client = aioredis.from_url(server.url, socket_connect_timeout=1, socket_timeout=5)
+
+            @web.served_from_redis
+            async def view(_web, _request):
+                return 200, await client.hgetall("hung:customer:a")
+
+            before = await view(Web(), None)
+            assert before[0] == 200 and before[1]
+            server.pause()
+            try:
+                started = asyncio.get_running_loop().time()
+                status, body = await view(Web(), None)
+                waited = asyncio.get_running_loop().time() - started
+            finally:
+                server.pause(False)
+            assert status == 503 and "did not answer" in body["error"]
+            assert web.REDIS_VIEW_SECONDS <= waited < web.REDIS_VIEW_SECONDS + 1.5
+            assert await view(Web(), None) == before  # no reply of the hung read taken
+            await client.aclose()
+
+    run(asyncio.wait_for(scenario(), 30))
+
+
 def test_a_backlog_goes_out_in_parts_oldest_first_and_counts_as_written_at_its_end(
     redis_url,
 ):
