@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.integrate import quad
 from scipy.special import gammaln, hyp2f1
 
 from models.btyd.queries import SurvivalQueries
@@ -37,6 +38,25 @@ def _log_tail(u, r_x, alpha, s, beta, log=np.log, hyp=hyp2f1):
         return log(hyp(a, s + 1.0, a + 1.0, z)) - a * log(alpha + u) - log(a)
     z = (beta - alpha) / (beta + u)
     return log(hyp(a, r_x, a + 1.0, z)) - a * log(beta + u) - log(a)
+
+
+def _log_tail_by_quadrature(u: float, r_x: float, alpha: float, s: float, beta: float) -> float:
+    """log I(u) by numerical integration, for where the closed form fails: its 2F1 value
+    overflows (alpha < beta and many purchases: it grows like ((beta+u)/(alpha+u))^(r+x))
+    or cephes returns NaN (c - a - b a whole number and z > 0.9). With w = (y - u) /
+    (alpha + u), I(u) = (alpha+u)^(1-r-x) (beta+u)^-(s+1) integral_0^inf of
+    (1 + w)^-(r+x) (1 + k w)^-(s+1) dw, k = (alpha+u) / (beta+u): a smooth
+    decreasing integrand equal to 1 at 0."""
+    a_u, b_u = alpha + u, beta + u
+    k = a_u / b_u
+
+    def integrand(w: float) -> float:
+        return (1.0 + w) ** -r_x * (1.0 + k * w) ** -(s + 1.0)
+
+    # full_output: the result without a warning when the last digits cannot be certified
+    head = quad(integrand, 0.0, 1.0, epsabs=0.0, epsrel=1e-13, limit=200, full_output=1)[0]
+    rest = quad(integrand, 1.0, math.inf, epsabs=0.0, epsrel=1e-13, limit=200, full_output=1)[0]
+    return math.log(head + rest) + (1.0 - r_x) * math.log(a_u) - (s + 1.0) * math.log(b_u)
 
 
 def _log_diff(log_big: float, log_small: float) -> float:
@@ -131,9 +151,11 @@ class ParetoNBD(SurvivalQueries):
         if value is None:
             if len(tails) >= _TAIL_MEMO_LIMIT:
                 tails.clear()
-            value = tails[key] = _log_tail(
-                u, self.r + x, self.alpha, self.s, self.beta, math.log, hyp2f1_of_floats
-            )
+            r_x = self.r + x
+            value = _log_tail(u, r_x, self.alpha, self.s, self.beta, math.log, hyp2f1_of_floats)
+            if not -math.inf < value < math.inf:  # 2F1 overflowed or failed: NaN, inf
+                value = _log_tail_by_quadrature(u, r_x, self.alpha, self.s, self.beta)
+            tails[key] = value
         return value
 
     # -- population fit -------------------------------------------------------------

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.integrate import quad
 
 from models.btyd.bg_nbd import BGNBD
 from models.btyd.gamma_gamma import GammaGamma
@@ -99,3 +102,56 @@ def test_gamma_gamma_shrinks_towards_the_population_mean():
     few, many = gg.expected_spend(1, 100.0), gg.expected_spend(50, 100.0)
     assert gg.population_mean < few < many < 100.0
     assert gg.expected_spend(1000, 100.0) == pytest.approx(100.0, rel=0.01)
+
+
+# Days as the time unit, alpha < beta: a frequent buyer's 2F1 in the closed form of the
+# tail integral grows like ((beta + u) / (alpha + u))^(r + x) and overflows double range.
+PNBD_DAYS = ParetoNBD(r=0.6, alpha=20.0, s=0.5, beta=2000.0)
+
+
+def _reference_p_alive(model: ParetoNBD, x: int, t_x: float, T: float) -> float:
+    """P(alive) from the odds s (alpha+T)^(r+x) (beta+T)^s integral_{t_x}^T (alpha+y)^-(r+x)
+    (beta+y)^-(s+1) dy, integrated directly in log space (no 2F1, no tails to infinity)."""
+    if t_x >= T:
+        return 1.0
+    r_x, s = model.r + x, model.s
+
+    def log_g(y: float) -> float:
+        return (
+            r_x * math.log((model.alpha + T) / (model.alpha + y))
+            + s * math.log((model.beta + T) / (model.beta + y))
+            - math.log(model.beta + y)
+        )
+
+    peak = log_g(t_x)  # the integrand decreases in y
+    width = (model.alpha + t_x) / r_x  # its scale of decay near t_x
+    points = [t_x + k * width for k in (1, 4, 16, 64) if t_x + k * width < T]
+    area = quad(
+        lambda y: math.exp(log_g(y) - peak), t_x, T, points=points or None, limit=400, full_output=1
+    )[0]
+    log_odds = math.log(s) + peak + math.log(area)
+    return 0.0 if log_odds > 700 else 1.0 / (1.0 + math.exp(log_odds))
+
+
+def test_a_frequent_buyer_gone_silent_is_not_alive_when_2f1_overflows():
+    """A daily buyer (1000 purchase days by day 1100) silent for 100 days: P(alive) is
+    3.7e-34 (mpmath at 60 digits); the overflowing closed form served 1.0, and a churn
+    probability of 1e-31."""
+    assert PNBD_DAYS.p_alive(1000, 1100.0, 1200.0) < 1e-30
+    assert PNBD_DAYS.p_no_purchase(1000, 1100.0, 1200.0, 90.0) == pytest.approx(1.0)
+    # bought yesterday: alive (0.99966), and very likely to buy within 90 days (5.4e-4)
+    assert PNBD_DAYS.p_alive(500, 500.0, 501.0) == pytest.approx(0.999664067666736, abs=1e-9)
+    assert PNBD_DAYS.p_no_purchase(500, 500.0, 501.0, 90.0) == pytest.approx(5.44215e-4, rel=1e-4)
+
+
+@pytest.mark.parametrize("model", [PNBD_DAYS, PNBD, PNBD_OTHER_BRANCH])
+@given(x=st.integers(0, 3000), spread=st.floats(0, 400), silence=st.floats(0, 800))
+@settings(max_examples=150, deadline=None)
+def test_p_alive_matches_a_direct_integration_for_frequent_buyers(model, x, spread, silence):
+    """At most one purchase day per day: t_x >= x days (in any unit the fit used)."""
+    t_x = float(x) + spread if x else 0.0
+    T = t_x + silence
+    p_alive = model.p_alive(x, t_x, T)
+    assert p_alive == pytest.approx(_reference_p_alive(model, x, t_x, T), abs=1e-6)
+    p_none = model.p_no_purchase(x, t_x, T, 90.0)
+    assert 1.0 - p_alive - 1e-9 <= p_none <= 1.0 + 1e-12
