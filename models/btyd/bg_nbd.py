@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.integrate import quad
 from scipy.special import betaln, gammaln
 
 from models.btyd.queries import SurvivalQueries
@@ -70,4 +71,54 @@ class BGNBD(SurvivalQueries):
             hyp = hyp2f1_of_floats(r_x, b + x, a + b + x - 1.0, t / (a_T + t))  # a float
             alive = (a + b + x - 1.0) / (a - 1.0) * (1.0 - (a_T / (a_T + t)) ** r_x * hyp)
             values.append(p_alive * alive if t > 0 else 0.0)
+        if not -math.inf < sum(values) < math.inf:  # 2F1 overflowed or failed (rare)
+            values = [
+                p_alive * _alive_purchases(r_x, a, b + x, a_T, t) if t > 0 else 0.0 for t in times
+            ]
         return values
+
+
+def _alive_purchases(r_x: float, a: float, b_x: float, a_T: float, t: float) -> float:
+    """E[purchases in t | alive] where `cumulative`'s closed form fails. Its
+    (a_T / (a_T + t))^(r+x) 2F1(r+x, b+x; c; z) is 0 * inf for a frequent buyer or a
+    long horizon (2F1 grows like ((a_T + t) / a_T)^(r+x), beyond double range); Euler's
+    transformation (1 - z)^(a-1) 2F1(c - r - x, a - 1; c; z) of it stays near 1. Where
+    cephes fails on that too (c - a - b a whole number, z > 0.9): the expectation over
+    the posterior dropout probability p ~ Beta(a, b+x) of (1 - (a_T / (a_T + p t))^(r+x))
+    / p, numerically."""
+    c = a + b_x - 1.0
+    z = t / (a_T + t)
+    alive = c / (a - 1.0) * (1.0 - (a_T / (a_T + t)) ** (a - 1.0) * hyp2f1_of_floats(
+        c - r_x, a - 1.0, c, z
+    ))  # fmt: skip
+    if -math.inf < alive < math.inf:
+        return alive
+
+    def purchases(p: float) -> float:  # E[purchases | p] given alive, lambda integrated out
+        return -math.expm1(-r_x * math.log1p(p * t / a_T)) / p if p > 0.0 else r_x * t / a_T
+
+    log_norm = float(betaln(a, b_x))
+    if a < 1.0 or b_x < 1.0:  # a singular density at 0 or 1: integrated as a weight
+        weighted = quad(
+            purchases, 0.0, 1.0, weight="alg", wvar=(a - 1.0, b_x - 1.0), limit=200, full_output=1
+        )[0]
+        return weighted / math.exp(log_norm)
+
+    def weighted_purchases(p: float) -> float:
+        if not 0.0 < p < 1.0:
+            return 0.0
+        log_density = (a - 1.0) * math.log(p) + (b_x - 1.0) * math.log1p(-p) - log_norm
+        return math.exp(log_density) * purchases(p)
+
+    mean = a / (a + b_x)
+    points = sorted({min(mean * k, 0.999) for k in (0.01, 0.1, 0.5, 1.0, 2.0, 10.0)})
+    return quad(
+        weighted_purchases,
+        0.0,
+        1.0,
+        points=points,
+        limit=400,
+        epsabs=0.0,
+        epsrel=1e-12,
+        full_output=1,
+    )[0]

@@ -9,10 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.integrate import quad
+from scipy.special import betaln
 
 from models.btyd.bg_nbd import BGNBD
 from models.btyd.gamma_gamma import GammaGamma
 from models.btyd.pareto_nbd import ParetoNBD
+from models.config import ScoringConfig
+from models.value import PRIOR_PARAMS, ValueModel, ValueParams
 
 PNBD = ParetoNBD(r=0.5974, alpha=11.59, s=0.5222, beta=8.828)
 BG = BGNBD(r=0.2516, alpha=4.789, a=0.7234, b=2.161)
@@ -155,3 +158,49 @@ def test_p_alive_matches_a_direct_integration_for_frequent_buyers(model, x, spre
     assert p_alive == pytest.approx(_reference_p_alive(model, x, t_x, T), abs=1e-6)
     p_none = model.p_no_purchase(x, t_x, T, 90.0)
     assert 1.0 - p_alive - 1e-9 <= p_none <= 1.0 + 1e-12
+
+
+def _reference_bg_alive_purchases(model: BGNBD, x: int, T: float, t: float) -> float:
+    """E[purchases in (T, T+t] | alive] = E[(1 - ((alpha+T) / (alpha+T + p t))^(r+x)) / p]
+    over the posterior dropout probability p ~ Beta(a, b+x), integrated directly
+    (p = v^(1/a) removes the density's singularity at 0; needs b + x >= 1)."""
+    a, b_x, r_x, a_T = model.a, model.b + x, model.r + x, model.alpha + T
+
+    def integrand(v: float) -> float:
+        p = v ** (1.0 / a)
+        if p == 0.0:
+            return r_x * t / a_T
+        return -math.expm1(-r_x * math.log1p(p * t / a_T)) / p * (1.0 - p) ** (b_x - 1.0)
+
+    mean = a / (a + b_x)
+    points = sorted({min(mean * k, 0.5) ** a for k in (0.1, 1.0, 10.0)})
+    area = quad(integrand, 0.0, 1.0, points=points, limit=400, epsabs=0.0, epsrel=1e-11)[0]
+    return area / (a * math.exp(betaln(a, b_x)))
+
+
+def test_bg_nbd_scores_a_frequent_buyer_over_a_long_horizon():
+    """CDNOW's BG/NBD parameters, a 10-year horizon (the longest allowed) and a customer
+    with 350 purchase days in 70 weeks: the closed form's 2F1 overflowed, 0 * inf = NaN,
+    and ValueModel raised ArithmeticError ('non-finite horizon'): the scorer stopped."""
+    params = ValueParams("bg_nbd", (BG.r, BG.alpha, BG.a, BG.b), PRIOR_PARAMS.spend, 7.0)
+    model = ValueModel(params, ScoringConfig(value_model="bg_nbd", horizon_days=3650))
+    scores = model.score(350, 490, 490, 40.0)
+    horizon = 3650 / 7
+    expected = scores.p_alive * _reference_bg_alive_purchases(BG, 350, 70.0, horizon)
+    assert scores.expected_purchases == pytest.approx(expected, rel=1e-9)
+    assert 0.0 < scores.clv < scores.predicted_value < math.inf
+
+
+@given(
+    x=st.integers(0, 3000),
+    extra_weeks=st.floats(0, 300),
+    t=st.floats(0.1, 3650 / 7),
+)
+@settings(max_examples=200, deadline=None)
+def test_bg_nbd_expected_purchases_match_a_direct_integration(x, extra_weeks, t):
+    """At most one purchase day per day: T >= x / 7 weeks. Finite, matching the posterior
+    expectation, and non-decreasing in the horizon."""
+    T = x / 7.0 + extra_weeks
+    values = BG.cumulative(x, T, 1.0, (t / 2.0, t))
+    assert values[1] == pytest.approx(_reference_bg_alive_purchases(BG, x, T, t), rel=1e-7)
+    assert 0.0 <= values[0] <= values[1] < math.inf
