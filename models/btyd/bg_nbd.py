@@ -65,17 +65,34 @@ class BGNBD(SurvivalQueries):
     def cumulative(self, x: int, T: float, p_alive: float, times) -> list[float]:
         """E[purchases in (T, T+t] | ...] for each t in `times`, given P(alive)."""
         r_x, a, b = self.r + x, self.a, self.b
+        if 0.999 < a < 1.001:  # (_A_BELOW_ONE, _A_ABOVE_ONE)
+            return self._cumulative_near_a_of_one(x, T, p_alive, times)
         a_T = self.alpha + T
         values = []
         for t in times:
             hyp = hyp2f1_of_floats(r_x, b + x, a + b + x - 1.0, t / (a_T + t))  # a float
             alive = (a + b + x - 1.0) / (a - 1.0) * (1.0 - (a_T / (a_T + t)) ** r_x * hyp)
             values.append(p_alive * alive if t > 0 else 0.0)
-        if not -math.inf < sum(values) < math.inf:  # 2F1 overflowed or failed (rare)
+        if sum(values) * 0.0 != 0.0:  # inf or NaN: 2F1 overflowed or failed (rare)
             values = [
                 p_alive * _alive_purchases(r_x, a, b + x, a_T, t) if t > 0 else 0.0 for t in times
             ]
         return values
+
+    def _cumulative_near_a_of_one(self, x: int, T: float, p_alive: float, times) -> list[float]:
+        """`cumulative` for 0.999 < a < 1.001, where its closed form is (a+b+x-1)/(a-1)
+        times a difference that vanishes with a - 1: 0/0 at a = 1 (ZeroDivisionError) and
+        digits lost by cancellation near it (0.7% at 1 + 1e-12). The expectation is smooth
+        in a: interpolated linearly between a = 0.999 and 1.001 (error ~2e-5 relative at
+        worst)."""
+        r, alpha, b = self.r, self.alpha, self.b
+        below = BGNBD(r, alpha, _A_BELOW_ONE, b).cumulative(x, T, p_alive, times)
+        above = BGNBD(r, alpha, _A_ABOVE_ONE, b).cumulative(x, T, p_alive, times)
+        share = (self.a - _A_BELOW_ONE) / (_A_ABOVE_ONE - _A_BELOW_ONE)
+        return [low + share * (high - low) for low, high in zip(below, above, strict=True)]
+
+
+_A_BELOW_ONE, _A_ABOVE_ONE = 0.999, 1.001  # (excluded: their closed form is used)
 
 
 def _alive_purchases(r_x: float, a: float, b_x: float, a_T: float, t: float) -> float:

@@ -204,3 +204,18 @@ def test_bg_nbd_expected_purchases_match_a_direct_integration(x, extra_weeks, t)
     values = BG.cumulative(x, T, 1.0, (t / 2.0, t))
     assert values[1] == pytest.approx(_reference_bg_alive_purchases(BG, x, T, t), rel=1e-7)
     assert 0.0 <= values[0] <= values[1] < math.inf
+
+
+@pytest.mark.parametrize("a", [1.0, 1.0 + 1e-12, 1.0 - 1e-9, 1.0 + 5e-4, 1.0 - 9e-4])
+@given(x=st.integers(0, 200), extra_weeks=st.floats(0, 150), t=st.floats(0.1, 3650 / 7))
+@settings(max_examples=60, deadline=None)
+def test_bg_nbd_expected_purchases_near_a_of_one(a, x, extra_weeks, t):
+    """a = 1 lies inside the fit's bounds: (a+b+x-1)/(a-1) * (1 - ...) is 0/0 there
+    (ZeroDivisionError) and lost 0.3-0.7% to cancellation at a = 1 + 1e-12."""
+    model = BGNBD(r=BG.r, alpha=BG.alpha, a=a, b=BG.b)
+    T = x / 7.0 + extra_weeks
+    values = model.cumulative(x, T, 1.0, (t / 2.0, t))
+    assert values[1] == pytest.approx(_reference_bg_alive_purchases(model, x, T, t), rel=1e-4)
+    assert 0.0 <= values[0] <= values[1]
+    p_alive = model.p_alive(x, T, T)
+    assert model.expected_purchases(x, T, T, t) == pytest.approx(p_alive * values[1])
