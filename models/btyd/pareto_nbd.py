@@ -40,14 +40,23 @@ def _log_tail(u, r_x, alpha, s, beta, log=np.log, hyp=hyp2f1):
     return log(hyp(a, r_x, a + 1.0, z)) - a * log(beta + u) - log(a)
 
 
-def _log_tail_by_quadrature(u: float, r_x: float, alpha: float, s: float, beta: float) -> float:
-    """log I(u) by numerical integration, for where the closed form fails: its 2F1 value
-    overflows (alpha < beta and many purchases: it grows like ((beta+u)/(alpha+u))^(r+x))
-    or cephes returns NaN (c - a - b a whole number and z > 0.9). With w = (y - u) /
-    (alpha + u), I(u) = (alpha+u)^(1-r-x) (beta+u)^-(s+1) integral_0^inf of
-    (1 + w)^-(r+x) (1 + k w)^-(s+1) dw, k = (alpha+u) / (beta+u): a smooth
-    decreasing integrand equal to 1 at 0."""
+def _log_tail_robust(u: float, r_x: float, alpha: float, s: float, beta: float) -> float:
+    """log I(u) where `_log_tail`'s closed form fails: its 2F1 overflows (alpha < beta and
+    many purchases: it grows like ((beta+u)/(alpha+u))^(r+x)) or cephes returns NaN
+    (c - a - b a whole number and z > 0.9). For alpha < beta, Euler's transformation
+    2F1(a, r+x; a+1; z) = (1-z)^(1-r-x) 2F1(1, s+1; a+1; z) keeps the growth in a log;
+    where that fails too, or for alpha >= beta, numerical integration: with
+    w = (y - u) / (alpha + u), I(u) = (alpha+u)^(1-r-x) (beta+u)^-(s+1) times the
+    integral over w > 0 of (1 + w)^-(r+x) (1 + k w)^-(s+1), k = (alpha+u) / (beta+u):
+    a smooth decreasing integrand equal to 1 at 0."""
     a_u, b_u = alpha + u, beta + u
+    if alpha < beta:
+        a = r_x + s
+        z = (beta - alpha) / b_u
+        hyp = hyp2f1_of_floats(1.0, s + 1.0, a + 1.0, z)
+        if 0.0 < hyp < math.inf:
+            log_1_z = math.log(a_u) - math.log(b_u)
+            return math.log(hyp) + (1.0 - r_x) * log_1_z - a * math.log(b_u) - math.log(a)
     k = a_u / b_u
 
     def integrand(w: float) -> float:
@@ -57,6 +66,15 @@ def _log_tail_by_quadrature(u: float, r_x: float, alpha: float, s: float, beta: 
     head = quad(integrand, 0.0, 1.0, epsabs=0.0, epsrel=1e-13, limit=200, full_output=1)[0]
     rest = quad(integrand, 1.0, math.inf, epsabs=0.0, epsrel=1e-13, limit=200, full_output=1)[0]
     return math.log(head + rest) + (1.0 - r_x) * math.log(a_u) - (s + 1.0) * math.log(b_u)
+
+
+def _log_tails(u: np.ndarray, r_x: np.ndarray, alpha, s, beta) -> np.ndarray:
+    """`_log_tail` of arrays, its failures (inf, NaN: see `_log_tail_robust`) redone."""
+    tails = _log_tail(u, r_x, alpha, s, beta)
+    failed = np.flatnonzero(~np.isfinite(tails))
+    for i in failed:
+        tails[i] = _log_tail_robust(float(u[i]), float(r_x[i]), alpha, s, beta)
+    return tails
 
 
 def _log_diff(log_big: float, log_small: float) -> float:
@@ -90,9 +108,9 @@ class ParetoNBDLikelihood:
         r_x = r + x
         head = gammaln(r_x) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
         alive_part = -r_x * np.log(alpha + T) - s * np.log(beta + T)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log_i_tx = _log_tail(self._u_tx, r + self._x_tx, alpha, s, beta)[self._inverse_tx]
-            log_i_T = _log_tail(self._u_T, r + self._x_T, alpha, s, beta)[self._inverse_T]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            log_i_tx = _log_tails(self._u_tx, r + self._x_tx, alpha, s, beta)[self._inverse_tx]
+            log_i_T = _log_tails(self._u_T, r + self._x_T, alpha, s, beta)[self._inverse_T]
             # t_x == T leaves no time to have died unseen: A0 = 0, log A0 = -inf.
             gap = np.where(log_i_T < log_i_tx, log_i_T - log_i_tx, 0.0)
             log_a0 = log_i_tx + np.log1p(-np.exp(gap))
@@ -154,7 +172,7 @@ class ParetoNBD(SurvivalQueries):
             r_x = self.r + x
             value = _log_tail(u, r_x, self.alpha, self.s, self.beta, math.log, hyp2f1_of_floats)
             if not -math.inf < value < math.inf:  # 2F1 overflowed or failed: NaN, inf
-                value = _log_tail_by_quadrature(u, r_x, self.alpha, self.s, self.beta)
+                value = _log_tail_robust(u, r_x, self.alpha, self.s, self.beta)
             tails[key] = value
         return value
 
