@@ -636,7 +636,7 @@ def test_caps_cooldowns_budgets_and_consent_are_never_violated(sequence, guardra
     )
     engine = ScoringEngine(config, refit=False)
     events = build(sequence, CUSTOMERS if guardrail["consenting"] else ())
-    granted: dict[str, bool] = {}
+    granted: dict[str, tuple[float, bool]] = {}  # (time set, consent)
     contacts: dict[str, list[float]] = defaultdict(list)
     last: dict[tuple[str, str], float] = {}
     spent: dict[tuple[str, int], float] = defaultdict(float)
@@ -646,7 +646,10 @@ def test_caps_cooldowns_budgets_and_consent_are_never_violated(sequence, guardra
         if not outputs or any(o.stream is Stream.DEAD_LETTER for o in outputs):
             continue  # not applied: too late, or dropped (dated before the customer's erasure)
         if event["event_type"] == "customer" and event["kind"] == "consent":
-            granted[customer] = event["consent"]["marketing_email"]
+            # a setting older than the one held changes nothing (a withdrawal wins ties)
+            setting = (_epoch(event["occurred_at"]), not event["consent"]["marketing_email"])
+            if customer not in granted or setting >= granted[customer]:
+                granted[customer] = setting
         if event["event_type"] == "customer" and event["kind"] == "erasure":
             granted.pop(customer, None)  # nothing kept: a new start needs new consent
             contacts.pop(customer, None)
@@ -654,7 +657,7 @@ def test_caps_cooldowns_budgets_and_consent_are_never_violated(sequence, guardra
         for trigger in triggers(outputs):
             at = _epoch(trigger["occurred_at"])
             who, programme = trigger["customer_id"], trigger["programme_id"]
-            assert granted.get(who) is True, "triggered without consent"
+            assert granted.get(who, (0, True))[1] is False, "triggered without consent"
             window = [t for t in contacts[who] if t > at - window_days * DAY]
             assert len(window) < max_contacts, "contact cap exceeded"
             if (who, programme) in last:
