@@ -170,6 +170,11 @@ class FitRelay:
             key = fit_key(record, value)
             try:
                 delivery = await producer.send(self.topic, value, key, partition=0)
+                if record[0] == "start":
+                    # A follower that reads a progress past a refit's install day before
+                    # its start never installs it (installs only go forward): nothing is
+                    # sent after a start until the broker has it (rare: one per refit).
+                    await delivery
             except Exception as error:  # kept, sent again after the next batch
                 log.warning("value-fits record not sent: %s", error)
                 self.queue.insert(self._requeued, record)  # after older ones put back

@@ -169,3 +169,45 @@ def test_a_record_whose_send_failed_goes_back_behind_older_ones_put_back_meanwhi
     fits = settle_while_the_first_send_waits(producer, [("idle", 1), ("start", 70)])
     assert fits.queue == [("idle", 1), ("start", 70), ("progress", 12)]
     assert fits.in_flight == []
+
+
+class SlowAcknowledgingProducer:
+    """A producer that takes every record at once and acknowledges it later (after
+    `delay` s); the records named in `refuse` are refused then."""
+
+    def __init__(self, refuse: tuple[bytes, ...] = (), delay: float = 0.05) -> None:
+        self.refuse, self.delay = refuse, delay
+        self.sent: list[bytes] = []
+
+    async def send(self, topic, value=None, key=None, partition=None):
+        self.sent.append(key)
+        delivery = asyncio.get_running_loop().create_future()
+        error = ConnectionError("batch expired") if key in self.refuse else None
+
+        def answer() -> None:
+            if error is None:
+                delivery.set_result(None)
+            else:
+                delivery.set_exception(error)
+
+        asyncio.get_running_loop().call_later(self.delay, answer)
+        return delivery
+
+
+def test_nothing_goes_after_a_refit_start_until_the_broker_has_it():
+    """A progress past a refit's install day delivered while its start was refused: a
+    follower past that day would never install the refit (versions differ)."""
+
+    async def scenario(producer: SlowAcknowledgingProducer) -> FitRelay:
+        fits = relay(30.0)
+        fits.queue = [("progress", 40), ("start", 70), ("progress", 75)]
+        await fits.publish(producer, None)
+        return fits
+
+    refusing = SlowAcknowledgingProducer(refuse=(b"start:70",))
+    fits = asyncio.run(scenario(refusing))
+    assert refusing.sent == [b"progress", b"start:70"]  # not the progress after it
+    assert fits.queue == [("start", 70), ("progress", 75)]
+    taking = SlowAcknowledgingProducer()
+    fits = asyncio.run(scenario(taking))
+    assert taking.sent == [b"progress", b"start:70", b"progress"] and fits.queue == []
