@@ -161,6 +161,12 @@ class FitRelay:
                     self.book.pruned.append(pruned)
                     break
         while self.queue:
+            if self._start_unacknowledged():
+                # A follower that reads a progress past a refit's install day before its
+                # start never installs it (installs only go forward): nothing goes after
+                # a start until the broker has it (a refused one is put back at the next
+                # checkpoint's `undelivered`, then sent first).
+                return
             # Taken off before the send, which may wait: a checkpoint writer settling
             # meanwhile puts failed records back at the front (the leader's engine
             # appends to this very list).
@@ -170,11 +176,6 @@ class FitRelay:
             key = fit_key(record, value)
             try:
                 delivery = await producer.send(self.topic, value, key, partition=0)
-                if record[0] == "start":
-                    # A follower that reads a progress past a refit's install day before
-                    # its start never installs it (installs only go forward): nothing is
-                    # sent after a start until the broker has it (rare: one per refit).
-                    await delivery
             except Exception as error:  # kept, sent again after the next batch
                 log.warning("value-fits record not sent: %s", error)
                 self.queue.insert(self._requeued, record)  # after older ones put back
@@ -182,6 +183,9 @@ class FitRelay:
             finally:
                 self._sending = None
             self.in_flight.append((record, delivery))
+
+    def _start_unacknowledged(self) -> bool:
+        return any(r[0] == "start" and unanswered_or_refused(d) for r, d in self.in_flight)
 
     def undelivered(self) -> set[int]:
         """After a flush: the partitions with value-fits records not acknowledged (those
