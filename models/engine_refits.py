@@ -124,7 +124,7 @@ class EngineRefits:
             final = refits.book.final
             if final is None:
                 raise FitError("the leading partition has published no final refit")
-            return self._apply_fit(final)
+            return self._apply_fit(final, final=True)
         previous = self.scorer.params
         try:
             stats = self.statistics(through_day)
@@ -143,7 +143,7 @@ class EngineRefits:
             outcome = FitOutcome.failed(through_day, through_day, error)
         if refits.publish is not None:
             refits.publish(outcome_record(outcome, "final"))
-        return self._apply_fit(outcome)
+        return self._apply_fit(outcome, final=True)
 
     def publish_end(self, as_of_day: int) -> None:
         """The leading partition at the end of an offline run (its clock advanced to
@@ -166,7 +166,7 @@ class EngineRefits:
         refits.publish(outcome_record(nothing, "final"))
         return []
 
-    def _apply_fit(self, outcome: FitOutcome) -> Output:
+    def _apply_fit(self, outcome: FitOutcome, final: bool = False) -> Output:
         if outcome.params is None:
             if outcome.too_early:
                 self.counters.skipped_refits += 1
@@ -174,7 +174,8 @@ class EngineRefits:
             else:
                 self.counters.failed_refits += 1
                 status = "fit_failed"
-            return self._model_event(outcome.install_day, status, f"kept previous: {outcome.error}")
+            detail = f"kept previous: {outcome.error}"
+            return self._model_event(outcome.install_day, status, detail, final)
         params = outcome.params
         self.install(params)
         self.counters.refits += 1
@@ -183,13 +184,15 @@ class EngineRefits:
         detail = f"fitted on {params.n_customers} customers through {params.fitted_through}"
         if params.notes:
             detail += "; " + "; ".join(params.notes)
-        return self._model_event(outcome.install_day, "fitted", detail)
+        return self._model_event(outcome.install_day, "fitted", detail, final)
 
     def install(self, params: ValueParams) -> None:
         if params.version != self.scorer.model_version:
             self.scorer = self.scorer.with_params(params)
 
-    def _model_event(self, day: int, status: str, detail: str) -> Output:
+    def _model_event(self, day: int, status: str, detail: str, final: bool = False) -> Output:
+        """The model-health event of a refit; a final refit's id is its own (it may
+        fall on a scheduled refit's day with the same outcome and version)."""
         params = self.scorer.params
         names = (
             ("r", "alpha", "s", "beta")
@@ -202,7 +205,8 @@ class EngineRefits:
             "log_likelihood": float(params.log_likelihood or 0.0),
             "customers": params.n_customers,
         }
-        event_id = daily_event_id("value", status, day, params.version, self.scope)
+        kind = f"{status}:final" if final else status
+        event_id = daily_event_id("value", kind, day, params.version, self.scope)
         value = model_health_event(
             event_id, start_of_day(day), "value", self.scope, params.version, status, detail,
             metrics, parameters,

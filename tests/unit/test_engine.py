@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from datetime import datetime
 
 import pytest
 
@@ -112,6 +113,28 @@ def test_a_failed_refit_keeps_the_previous_model_and_says_so(monkeypatch):
     )
     assert health.value["model_version"] == version == engine.scorer.model_version
     assert (engine.counters.skipped_refits, engine.counters.failed_refits) == (0, 1)
+
+
+def test_a_failed_final_refit_on_a_failed_refits_day_has_an_event_id_of_its_own(monkeypatch):
+    """Both failed on the same day with the same model version kept: one id, so a
+    consumer de-duplicating by id dropped the final refit's report."""
+    from models import engine_refits
+
+    def no_convergence(*args, **kwargs):
+        raise FitError("no convergence within 2000 likelihood evaluations")
+
+    monkeypatch.setattr(refit_schedule, "fit_value_params", no_convergence)
+    monkeypatch.setattr(engine_refits, "fit_value_params", no_convergence)
+    engine = ScoringEngine(ScoringConfig(refit_interval_days=30))
+    outputs = feed(engine, [purchase(f"c{i}", i) for i in range(75)])
+    [scheduled] = [
+        o for o in by_stream(outputs, Stream.MODEL_HEALTH) if o.value["model"] == "value"
+    ]
+    day = day_of(datetime.fromisoformat(scheduled.value["occurred_at"]).timestamp())
+    final = engine.refit(day)
+    assert final.value["status"] == scheduled.value["status"] == "fit_failed"
+    assert final.value["occurred_at"] == scheduled.value["occurred_at"]
+    assert final.value["event_id"] != scheduled.value["event_id"]
 
 
 def test_a_processing_error_is_dead_lettered_and_the_engine_goes_on(monkeypatch):
