@@ -136,6 +136,8 @@ def _reference_log_odds(model: ParetoNBD, x: int, t_x: float, T: float) -> float
         limit=400,
         full_output=1,
     )[0]
+    if area <= 0.0:  # an interval too short to integrate over (a denormal silence)
+        return -math.inf
     return math.log(s) + peak + math.log(area)
 
 
