@@ -83,6 +83,34 @@ def test_compose_file_is_valid_against_the_compose_specification(compose, valida
     assert _errors(validator, compose) == []
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Docker Compose's YAML parser (Go's yaml.v3) refuses a key repeated in one
+    mapping ("mapping key ... already defined"); PyYAML keeps the last one silently."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"mapping key {key!r} already defined at line {seen[key]}",
+                    key_node.start_mark,
+                )  # fmt: skip
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def test_compose_file_repeats_no_key_in_a_mapping():
+    """`docker compose up` fails on a repeated key before it starts anything."""
+    with COMPOSE_FILE.open(encoding="utf-8") as handle:
+        yaml.load(handle, Loader=_UniqueKeyLoader)
+
+
+def test_the_unique_key_loader_finds_a_repeated_key():
+    with pytest.raises(yaml.constructor.ConstructorError, match="already defined at line 1"):
+        yaml.load("a: 1\nb: {c: 2}\na: 3\n", Loader=_UniqueKeyLoader)
+
+
 # Each sets one value (by its path in the document) to something Compose rejects.
 MUTATIONS = {
     "healthcheck-interval-not-a-string": (("services", "kafka", "healthcheck", "interval"), 10),
