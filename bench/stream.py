@@ -182,34 +182,44 @@ def latency(
 def recovery(stack: tuple[str, str], events: Path, partitions: int, work: Path) -> None:
     settings = fresh(*stack, partitions)
     worker = start_worker(settings, work / "recovery-worker.log")
-    worker.wait_ready(120, partitions)
-    summary = asyncio.run(replay_file(events, settings, show_progress=False))
-    wait_done(worker, summary.events)
-    customers = worker.get("/health")[1]["customers"]
-    print(f"store {settings.store}: worker after the replay: {_memory(worker)}", flush=True)
-    for how in (signal.SIGTERM, signal.SIGKILL):
-        if how is signal.SIGTERM:
-            worker.stop(120)
-        else:
-            worker.process.send_signal(how)
-            worker.process.wait()
-        started = time.time()
-        worker = start_worker(settings, work / "recovery-worker.log", web_port=free_port())
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            try:
-                _, health = worker.get("/health")
-                if isinstance(health, dict) and health.get("customers", 0) >= customers:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.1)
-        print(
-            f"recovery after {how.name}: {customers:,} customers restored and assigned "
-            f"{time.time() - started:.1f} s after the process started; {_memory(worker)}",
-            flush=True,
-        )  # fmt: skip
-    worker.stop(120)
+    try:
+        worker.wait_ready(120, partitions)
+        summary = asyncio.run(replay_file(events, settings, show_progress=False))
+        wait_done(worker, summary.events)
+        customers = worker.get("/health")[1]["customers"]
+        print(f"store {settings.store}: worker after the replay: {_memory(worker)}", flush=True)
+        for how in (signal.SIGTERM, signal.SIGKILL):
+            if how is signal.SIGTERM:
+                worker.stop(120)
+            else:
+                worker.process.send_signal(how)
+                worker.process.wait()
+            started = time.monotonic()
+            worker = start_worker(settings, work / "recovery-worker.log", web_port=free_port())
+            seconds = _wait_restored(worker, customers, started)
+            print(
+                f"recovery after {how.name}: {customers:,} customers restored and assigned "
+                f"{seconds:.1f} s after the process started; {_memory(worker)}",
+                flush=True,
+            )  # fmt: skip
+    finally:
+        worker.stop(120)
+
+
+def _wait_restored(worker: WorkerProcess, customers: int, started: float) -> float:
+    """Seconds from `started` (monotonic) until the worker holds `customers` again."""
+    deadline = started + 600
+    while time.monotonic() < deadline:
+        if worker.process.poll() is not None:
+            raise SystemExit(f"the restarted worker exited:\n{worker.log_tail()}")
+        try:
+            _, health = worker.get("/health")
+            if isinstance(health, dict) and health.get("customers", 0) >= customers:
+                return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"the restarted worker did not restore {customers:,} customers in 600 s")
 
 
 def _memory(worker: WorkerProcess) -> str:
