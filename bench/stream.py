@@ -1,8 +1,8 @@
 """The streaming service on this machine: end-to-end rate, latency, recovery.
 
     python -m bench.stream [--events FILE | --customers 7000 --days 730] [--repeats 3]
-    python -m bench.stream --skip-throughput [--rate-fraction 0.5 | --latency-rate N]
-        [--refit-days D]   # latency runs only, --repeats of them
+    python -m bench.stream --skip-throughput --latency-rate N [--refit-days D]
+        # latency runs only, --repeats of them, at N events/s (half the worker's rate)
     python -m bench.stream --recovery --customers 100000 --days 60
 
 End to end: one worker (`clvstream worker`, 4 partitions) is up and assigned; the
@@ -246,6 +246,10 @@ def main() -> int:
         "--refit-days", type=int, help="refit interval of the latency run (default: settings')"
     )
     args = parser.parse_args()
+    if args.skip_throughput and not args.recovery and args.latency_rate is None:
+        # Without the throughput runs there is no measured rate to take a fraction of
+        # (it used 1,000 events/s whatever --rate-fraction said).
+        parser.error("--skip-throughput needs --latency-rate: half the worker's measured rate")
     work = work_dir("clv-stream-bench-")
     events = events_file(args.events, work, args.customers, args.days, seed=3)
     with DevStack() as dev:
@@ -278,9 +282,7 @@ def main() -> int:
                   f"ratio {ratio:.2f} (median of the runs' ratios; required 1.0, goal 3.0); "
                   f"scoring alone {alone:,.0f}/s = {alone_ratio:.2f} of the pass-through "
                   "(median of the runs' ratios)")  # fmt: skip
-        rate = args.latency_rate or (
-            statistics.median(scorer_rates) * args.rate_fraction if scorer_rates else 1000.0
-        )
+        rate = args.latency_rate or statistics.median(scorer_rates) * args.rate_fraction
         for _repeat in range(args.repeats if args.skip_throughput else 1):
             p50, p99, achieved = latency(
                 stack, events, args.partitions, rate, work, args.refit_days
