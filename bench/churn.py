@@ -169,6 +169,13 @@ def main() -> int:
     parser.add_argument("--as-of-day", type=int, default=600)
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
+    if args.as_of_day + WINDOW_DAYS >= args.days:
+        # The label needs the whole window simulated: past the end of the simulation
+        # nobody buys, and every customer would look like a churner.
+        parser.error(
+            f"--as-of-day + {WINDOW_DAYS} must fall before --days (the simulation's end): "
+            f"{args.as_of_day} + {WINDOW_DAYS} >= {args.days}"
+        )
     work = work_dir("clv-churn-")
     results = []
     for seed in range(1, args.seeds + 1):
