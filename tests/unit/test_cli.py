@@ -242,6 +242,20 @@ def test_impossible_simulation_options_are_one_line_before_any_work(tmp_path, mo
     assert "--customers" in capsys.readouterr().err
 
 
+def refused_before_the_work(monkeypatch, capsys, work: list, commands: list) -> None:
+    """Each command exits 2 with one line, before any of `work` ((module, name)) runs."""
+
+    def started(*args, **kwargs):
+        raise AssertionError("the work started before the outputs were known to be writable")
+
+    for module, name in work:
+        monkeypatch.setattr(module, name, started)
+    for command in commands:
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert err.startswith("clvstream: ") and "Traceback" not in err
+
+
 def test_score_fails_fast_when_an_output_cannot_be_written(tmp_path, monkeypatch, capsys):
     """The scores file was opened only after every event had been replayed (minutes on
     a large file): an `--out` that is a directory, or under a file, failed at the very
@@ -249,25 +263,23 @@ def test_score_fails_fast_when_an_output_cannot_be_written(tmp_path, monkeypatch
     the same for `--emitted` and `--dead-letter` under a file."""
     from streams import offline
 
-    def replay(*args, **kwargs):
-        raise AssertionError("scoring started before the outputs were known to be writable")
-
-    monkeypatch.setattr(offline, "Replay", replay)
-    monkeypatch.setattr(offline, "run_in_processes", replay)
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"{}\n")
     a_file = tmp_path / "a-file"
     a_file.write_bytes(b"")
-    for outputs in (
-        ["--out", str(tmp_path)],
-        ["--out", str(a_file / "scores.csv")],
-        ["--out", str(tmp_path / "s.csv"), "--emitted", str(a_file / "e.jsonl")],
-        ["--out", str(tmp_path / "s.csv"), "--partitions", "2", "--jobs", "2",
-         "--dead-letter", str(a_file / "d.jsonl")],
-    ):  # fmt: skip
-        assert main(["score", str(events), *outputs]) == 2
-        err = capsys.readouterr().err
-        assert err.startswith("clvstream: ") and "Traceback" not in err
+    score = ["score", str(events)]
+    refused_before_the_work(
+        monkeypatch,
+        capsys,
+        [(offline, "Replay"), (offline, "run_in_processes")],
+        [
+            [*score, "--out", str(tmp_path)],
+            [*score, "--out", str(a_file / "scores.csv")],
+            [*score, "--out", str(tmp_path / "s.csv"), "--emitted", str(a_file / "e.jsonl")],
+            [*score, "--out", str(tmp_path / "s.csv"), "--partitions", "2", "--jobs", "2",
+             "--dead-letter", str(a_file / "d.jsonl")],
+        ],
+    )  # fmt: skip
     assert not (tmp_path / "s.csv").exists()
 
 
@@ -281,23 +293,20 @@ def test_simulate_and_report_fail_fast_when_an_output_cannot_be_written(
     minutes), `report --out` after reading every score: an unwritable one failed then."""
     from streams import report, simulate
 
-    def work(*args, **kwargs):
-        raise AssertionError("the work started before the outputs were known to be writable")
-
-    monkeypatch.setattr(simulate, "write_simulation", work)
-    monkeypatch.setattr(report, "write_report", work)
     a_file = tmp_path / "a-file"
     a_file.write_bytes(b"")
     scores = tmp_path / "scores.csv"
     scores.write_bytes(b"customer_id\n")
-    for command in (
-        [*SIMULATE, "--out", str(tmp_path / "e.jsonl"), "--truth", str(a_file / "t.csv")],
-        [*SIMULATE, "--out", str(tmp_path)],
-        ["report", "--scores", str(scores), "--out", str(a_file / "r.html")],
-    ):
-        assert main(command) == 2, command
-        err = capsys.readouterr().err
-        assert err.startswith("clvstream: ") and "Traceback" not in err
+    refused_before_the_work(
+        monkeypatch,
+        capsys,
+        [(simulate, "write_simulation"), (report, "write_report")],
+        [
+            [*SIMULATE, "--out", str(tmp_path / "e.jsonl"), "--truth", str(a_file / "t.csv")],
+            [*SIMULATE, "--out", str(tmp_path)],
+            ["report", "--scores", str(scores), "--out", str(a_file / "r.html")],
+        ],
+    )
     assert not (tmp_path / "e.jsonl").exists()
 
 
