@@ -231,7 +231,7 @@ class ScoringEngine(EngineRefits):
                 # A catch-up: what the clock passed before this day is labelled and closed
                 # first, as a clock moving day by day would have (else a snapshot labelled
                 # now is not there to space the next, or one is pushed out unlabelled).
-                self._passed_by(day, watermark, outputs)
+                self._passed(start_of_day(day), outputs)
                 passed_day = day
             day, customer_ids = timers.pop_day()
             for index, customer_id in enumerate(customer_ids):

@@ -287,19 +287,18 @@ class CustomerState:
         >>> s.consent, s.consent_at
         ({'marketing_email': True}, {'marketing_email': 5.0})
         """
-        times = self.consent_at
+        changed: dict[str, float] = {}
         for name, granted in flags:
             if granted is None:
                 continue
             if name == "profiling" and not granted:
                 self.snapshots = ()
-            set_at = times.get(name)
+            set_at = changed.get(name, self.consent_at.get(name))
             if set_at is None or at > set_at or (at == set_at and not granted):
                 self.consent[name] = granted
-                if times is self.consent_at:
-                    times = dict(times)
-                times[name] = at
-        self.consent_at = times
+                changed[name] = at
+        if changed:  # a new dict: copies share the old one
+            self.consent_at = {**self.consent_at, **changed}
 
     # -- serialization ------------------------------------------------------------
     def to_bytes(self) -> bytes:
