@@ -79,9 +79,8 @@ def wait_done(worker: WorkerProcess, events: int, timeout: float = 3600) -> floa
     raise SystemExit("the worker did not finish in time")
 
 
-def dead_lettered(worker: WorkerProcess) -> dict[str, int]:
-    """Inputs the worker dead-lettered, by reason (from its /metrics)."""
-    _, text = worker.get("/metrics", timeout=60)
+def dead_lettered(text: str) -> dict[str, int]:
+    """Inputs the worker dead-lettered, by reason (from its /metrics `text`)."""
     prefix = 'clvstream_dead_lettered_total{reason="'
     counts = {}
     for line in str(text).splitlines():
@@ -95,7 +94,8 @@ def scored_everything(worker: WorkerProcess) -> None:
     """A run whose worker dead-lettered inputs (late, invalid) did less work than
     scoring every event, so its rate would flatter it: refuse it (the file is one that
     `clvstream score` applies in full, as `bench.throughput` checks)."""
-    dead = dead_lettered(worker)
+    _, text = worker.get("/metrics", timeout=60)
+    dead = dead_lettered(text)
     if dead:
         raise SystemExit(f"the worker dead-lettered inputs {dead}: not a measurement")
 
@@ -187,8 +187,8 @@ def latency(
         worker.wait_ready(120, partitions)
         summary = asyncio.run(replay_file(events, settings, rate=rate, show_progress=False))
         wait_done(worker, summary.events)
-        dead = dead_lettered(worker)  # (reported with the figure, not refused)
         _, text = worker.get("/metrics")
+        dead = dead_lettered(text)  # (reported with the figure, not refused)
     finally:
         worker.stop()
     counts = []

@@ -218,7 +218,10 @@ class ScoringEngine(EngineRefits):
         if not self._rescoring:  # (else an earlier piece did it: the rest are re-scored first)
             if self.clock.started and self._refresh(today):
                 self._check_health(outputs)
-            self._passed_by(timers.next_day(), watermark, outputs)
+            first = timers.next_day()  # a catch-up's first day: only what came before it
+            self._passed(
+                start_of_day(first) if first is not None and first < today else watermark, outputs
+            )
             if self.erasures:
                 self._forget_erasures(watermark)
         budget = max_rescores if max_rescores is not None else math.inf
@@ -254,14 +257,6 @@ class ScoringEngine(EngineRefits):
                 outputs.append(Output(Stream.MODEL_HEALTH, None, report))
         self._plan_next_work()
         return outputs
-
-    def _passed_by(self, day: int | None, watermark: float, outputs: list[Output]) -> None:
-        """`_passed` up to the start of `day` when it is before the watermark's day,
-        else up to the watermark."""
-        if day is not None and day < day_of(watermark):
-            self._passed(start_of_day(day), outputs)
-        else:
-            self._passed(watermark, outputs)
 
     def _passed(self, watermark: float, outputs: list[Output]) -> None:
         """Label the churn snapshots and close the programme windows the watermark has
