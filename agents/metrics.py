@@ -129,6 +129,7 @@ class WorkerMetrics:
         self.redis_evicted_keys = 0  # keys Redis evicted (maxmemory) while the worker watched
         self.restored_customers = 0
         self.buffered_high_water = 0  # most records one input has held, waiting to merge
+        self.merge_waits = 0  # polls whose merge waited for a record that may be on its way
         self.latency = Histogram()  # broker timestamp of the input -> score in Redis
         self.partition_counts = HeldPartitionCounts()  # the engines' own, while held here
 
@@ -161,6 +162,7 @@ class WorkerMetrics:
             "clvstream_redis_evicted_keys_total": self.redis_evicted_keys,
             "clvstream_restored_customers_total": self.restored_customers,
             "clvstream_buffered_records_high_water": self.buffered_high_water,
+            "clvstream_merge_waits_total": self.merge_waits,
             **extra,
         }
         for name, value in {**scalars, **process_metrics()}.items():
@@ -211,6 +213,8 @@ HELP = {
     "clvstream_checkpointed_states_total": "Customer states written by checkpoints.",
     "clvstream_restored_customers_total": "Customer states restored from changelogs.",
     "clvstream_buffered_records_high_water": "Most records one input has held for the merge.",
+    "clvstream_merge_waits_total": "Polls whose merge by event time waited for an input with "
+    "nothing buffered, whose records may still be on their way (a fast replay).",
     "clvstream_customers": "Customers held by this worker's partitions.",
     "clvstream_assigned_partitions": "Input partitions assigned to this worker.",
     "clvstream_redis_pending": "Customers whose latest score is not in Redis yet.",

@@ -13,13 +13,14 @@ others back.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import msgpack
 
+from agents.arrival import ArrivalGate
 from agents.disk_states import DiskStates
 from models.checkpoint import checkpoint_bytes, restore_checkpoint
 from models.config import ScoringConfig
@@ -140,6 +141,7 @@ class PartitionScorer:
         publish: Callable[[tuple], None] | None = None,
         event_types: Mapping[str, str] | None = None,
         route: Callable[[str], int] | None = None,
+        in_flight_seconds: float = 0.05,
     ) -> None:
         """`derive` off: the caller exhausts `engine.rebuild_in_steps()` before
         feeding it (to derive the timers from many states in steps). With
@@ -148,12 +150,15 @@ class PartitionScorer:
         (`wrong_topic`, `key_mismatch`): a record keyed otherwise may sit on another
         partition than the customer's other events, whose state it would split. With
         `route` (customer id -> partition, the producers' partitioner) a record must be
-        on its customer's partition, else it is dead-lettered (`wrong_partition`)."""
+        on its customer's partition, else it is dead-lettered (`wrong_partition`).
+        `in_flight_seconds`: how long a record may take from its Kafka timestamp to the
+        broker (see `agents.arrival`)."""
         self.partition = partition
         self.max_rescores = max_rescores  # per clock advance of `follow_wall_clock` / poll
         self.behind = False  # a bounded advance left customers due: `catch_up` goes on
         self.waiting = False  # its next event or clock move waits for a refit's outcome
         self.more = False  # a drain stopped at its limit: records may be ready to go on
+        self.gated = False  # a drain stopped for a record that may be on its way
         self.topics = tuple(topics)
         self.event_types = dict(event_types) if event_types else None
         self.route = route
@@ -179,6 +184,9 @@ class PartitionScorer:
         self.next_offsets = {topic: int(start.get(topic, 0)) for topic in self.topics}
         self._last_at = {topic: float("-inf") for topic in self.topics}
         self.processed_produced_at: list[float] = []
+        lateness = config.allowed_lateness_seconds
+        self.arrival = ArrivalGate(lateness / 2, in_flight_seconds)
+        self.arrival.restart_from(self.engine.clock.max_event_time)
 
     # -- input ----------------------------------------------------------------------
     def add(
@@ -219,19 +227,27 @@ class PartitionScorer:
     def buffered(self) -> int:
         return sum(len(buffer) for buffer in self.buffers.values())
 
-    def drain(self, idle: set[str], limit: int | None = None) -> list[Output]:
+    def drain(
+        self, idle: Mapping[str, float] | Collection[str], limit: int | None = None
+    ) -> list[Output]:
         """Process buffered records in event-time order while every input that is not
         idle has a record buffered (ties: topic order, then offset), at most `limit` of
         them (`more` tells whether it stopped there: the order is the same in chunks).
-        Nothing while a bounded clock advance has customers left due (`behind`): an
-        event would make the engine re-score all of them at once; they go first, as
-        they would have."""
+        `idle` maps each input with nothing left to fetch to when it was last fetched
+        (wall seconds; a plain collection: fetched just now, nothing on its way): records
+        beyond what `arrival` has confirmed wait for a later fetch (`gated`). Nothing
+        while a bounded clock advance has customers left due (`behind`): an event
+        would make the engine re-score all of them at once; they go first, as they
+        would have."""
         outputs: list[Output] = []
-        self.more = False
+        self.more = self.gated = False
         if self.behind:
             return outputs
         self.waiting = False
-        buffers, topics = self.buffers, self.topics
+        buffers, topics, arrival = self.buffers, self.topics, self.arrival
+        if not isinstance(idle, Mapping):
+            idle = dict.fromkeys(idle, float("inf"))
+        complete_until = arrival.complete_until(idle, buffers.__getitem__)
         left = limit if limit is not None else -1
         while True:
             if left == 0:
@@ -252,7 +268,15 @@ class PartitionScorer:
             if self.engine.waiting_for_fit(best.at):
                 self.waiting = True  # a refit due first is not done: go on at the next poll
                 return outputs
-            buffers[best_topic].popleft()
+            if not arrival.allows(best.at, best.produced_at, complete_until):
+                arrival.waits += 1
+                self.gated = True  # another input's record may be on its way: next fetch
+                return outputs
+            buffer = buffers[best_topic]
+            buffer.popleft()
+            if not buffer and best_topic in idle:  # from now on it has nothing buffered
+                complete_until = min(complete_until, idle[best_topic] - arrival.in_flight_seconds)
+            arrival.processed(best.at, best.produced_at, complete_until)
             outputs.extend(self._process(best_topic, best))
             if self.behind:
                 return outputs  # the customers the event made due go first

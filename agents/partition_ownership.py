@@ -367,6 +367,7 @@ class PartitionOwnership:
             publish=self.fits.queue.append if self.fits else None,
             event_types=self.names.event_types,
             route=input_router(self.settings),
+            in_flight_seconds=self.settings.input_in_flight_seconds,
         )
         try:
             for _ in scorer.engine.rebuild_in_steps():

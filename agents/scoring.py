@@ -24,7 +24,7 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -211,7 +211,8 @@ class ScoringService(PartitionOwnership, RedisRepair, Service):
         while not self.should_stop:
             # records left ready by a drain's limit go on at once, with what has arrived
             ready = any(scorer.more for scorer in self.partitions.values())
-            batch = await fetch(self.consumer, 0 if ready else 50, "input")
+            gated = any(scorer.gated for scorer in self.partitions.values())
+            batch = await fetch(self.consumer, 0 if ready else 10 if gated else 50, "input")
             if batch is None:
                 continue
             # Shielded: a stop cancels `_run`, but a batch in progress completes (its
@@ -265,6 +266,7 @@ class ScoringService(PartitionOwnership, RedisRepair, Service):
                     else:  # partition 0's refits stop waiting for its statistics
                         self.fits.watch_follower(partition, quiet, now, scorer.engine)
                 outputs = scorer.drain(idle, self.settings.max_events_per_step)
+                metrics.merge_waits += scorer.gated
                 outputs += self._follow_wall_clock(partition, scorer, idle, now)
             self._pause_or_resume_fetching(partition, scorer)
             if outputs:
@@ -278,18 +280,20 @@ class ScoringService(PartitionOwnership, RedisRepair, Service):
             leader = self.partitions.get(0)
             await self.fits.publish(self.producer, leader.engine if leader is not None else None)
 
-    def _idle_inputs(self, partition: int, scorer: PartitionScorer, now: float) -> set[str]:
-        """Inputs of the partition with nothing left to fetch (as of the last fetch)."""
-        idle = set()
+    def _idle_inputs(self, partition: int, scorer: PartitionScorer, now: float) -> dict[str, float]:
+        """Inputs of the partition with nothing left to fetch (as of the last fetch),
+        each with the wall time of that fetch (`now` for one never fetched)."""
+        idle = {}
         for topic in scorer.topics:
             tp = TopicPartition(topic, partition)
             highwater = self.consumer.highwater(tp)
             fetched = self._fetched_next.get(tp, scorer.next_offsets[topic])
             if highwater is None:
                 if now - self._assigned_at.get(partition, now) > _NOT_SEEN_GRACE_SECONDS:
-                    idle.add(topic)
+                    idle[topic] = now
             elif fetched >= highwater:
-                idle.add(topic)
+                polled = self.consumer.last_poll_timestamp(tp)
+                idle[topic] = polled / 1000 if polled is not None else now
         return idle
 
     def _pause_or_resume_fetching(self, partition: int, scorer: PartitionScorer) -> None:
@@ -309,7 +313,7 @@ class ScoringService(PartitionOwnership, RedisRepair, Service):
                 self._paused.discard(tp)
 
     def _follow_wall_clock(
-        self, partition: int, scorer: PartitionScorer, idle: set[str], now: float
+        self, partition: int, scorer: PartitionScorer, idle: Mapping[str, float], now: float
     ) -> list[Output]:
         after = self.settings.live_clock_idle_seconds
         if after is None or len(idle) < len(scorer.topics) or scorer.buffered():

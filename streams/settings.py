@@ -195,6 +195,16 @@ class Settings(BaseSettings):
         "and each changelog restore take about a second; Apache Kafka answers as soon "
         "as there is data either way",
     )
+    input_in_flight_seconds: float = Field(
+        0.05,
+        ge=0,
+        le=60,
+        description="how long a record may take from its producer (its Kafka timestamp) "
+        "to the broker: linger, network, clock difference. An input with nothing left "
+        "to fetch is known complete up to this long before its last fetch; where event "
+        "time runs faster than the wall clock (a replay), the other inputs' records "
+        "wait for that rather than make its records late",
+    )
     max_buffered_per_input: int = Field(
         5000,
         ge=1,

@@ -203,6 +203,9 @@ class _Consumer:
     def highwater(self, tp) -> int:
         return 0
 
+    def last_poll_timestamp(self, tp) -> None:
+        return None  # (the worker takes its own clock's now)
+
     def pause(self, *tps: TopicPartition) -> None:
         self.paused.update(tps)
         self.was_paused = True

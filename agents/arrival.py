@@ -1,0 +1,83 @@
+"""How far a partition's merge by event time may run ahead of an input that has
+nothing buffered. No I/O here.
+
+An input whose last fetch reached its high-water mark has nothing more on the broker,
+but a record may still be on its way there: in its producer's batch (linger), on the
+network. Such a record, once it comes, must not be behind the partition's clock by
+more than the allowed lateness, or it is dead-lettered as late although nothing is
+wrong with it. Live, event time passes as fast as the wall clock and that never
+happens; in a replay a day of event time can pass in milliseconds.
+
+So a record is known complete ("confirmed") once every input with nothing buffered
+has been fetched at least `in_flight_seconds` after the record was produced (its
+Kafka timestamp): anything still to come on those inputs was produced after it. The
+merge processes records beyond the confirmed event time only up to `slack_seconds`
+ahead of it (half the allowed lateness by default), so a record on its way, dated at
+or after the confirmed time, is never late; further ahead it waits for the next
+fetch. Live, the confirmed time trails by a fraction of a second and nothing waits.
+
+>>> gate = ArrivalGate(slack_seconds=3600.0, in_flight_seconds=0.1)
+>>> complete = gate.complete_until({"interactions": 100.0}, has_records=lambda topic: False)
+>>> complete
+99.9
+>>> gate.allows(at=5_000.0, produced_at=99.95, complete_until=complete)  # nothing confirmed yet
+False
+>>> gate.allows(at=5_000.0, produced_at=99.8, complete_until=complete)  # it is confirmed itself
+True
+>>> gate.processed(at=5_000.0, produced_at=99.8, complete_until=complete)
+>>> gate.allows(at=8_000.0, produced_at=99.95, complete_until=complete)  # within the slack
+True
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping
+
+_KEPT = 100_000  # unconfirmed records remembered; beyond, the oldest are forgotten
+
+
+class ArrivalGate:
+    """The confirmed event time of a partition and the records not yet confirmed."""
+
+    def __init__(self, slack_seconds: float, in_flight_seconds: float) -> None:
+        self.slack_seconds = slack_seconds
+        self.in_flight_seconds = in_flight_seconds
+        self.confirmed_at = float("-inf")  # event time up to which nothing is on its way
+        self.waits = 0  # times the merge stopped for a record on its way
+        # (produced_at, at) of processed records not confirmed yet, in processing order.
+        # Forgetting one only keeps the confirmed time lower: the merge waits, no harm.
+        self._unconfirmed: deque[tuple[float, float]] = deque(maxlen=_KEPT)
+
+    def complete_until(
+        self, idle: Mapping[str, float], has_records: Callable[[str], bool]
+    ) -> float:
+        """Wall time up to which every input that may bring records before the buffered
+        ones has them all: the earliest last fetch (`idle`: input -> when it was last
+        fetched, seconds) of the inputs with nothing buffered, less the time a record
+        may take to reach the broker. Inputs with records buffered keep their place by
+        their own heads."""
+        fetched = [polled for topic, polled in idle.items() if not has_records(topic)]
+        if not fetched:
+            return float("inf")
+        until = min(fetched) - self.in_flight_seconds
+        unconfirmed = self._unconfirmed
+        while unconfirmed and unconfirmed[0][0] <= until:
+            _, at = unconfirmed.popleft()
+            self.confirmed_at = max(self.confirmed_at, at)
+        return until
+
+    def allows(self, at: float, produced_at: float, complete_until: float) -> bool:
+        """Whether a record (its event time, its Kafka timestamp) may be processed now."""
+        return produced_at <= complete_until or at <= self.confirmed_at + self.slack_seconds
+
+    def processed(self, at: float, produced_at: float, complete_until: float) -> None:
+        if produced_at <= complete_until:
+            self.confirmed_at = max(self.confirmed_at, at)
+        else:
+            self._unconfirmed.append((produced_at, at))
+
+    def restart_from(self, at: float) -> None:
+        """What a checkpoint restored was processed before: confirmed."""
+        self.confirmed_at = max(self.confirmed_at, at)
+        self._unconfirmed.clear()
