@@ -101,11 +101,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_level(text: str) -> str:
+    """A log level's name in lower case, `warn` (as Python's logging takes it) for warning.
+
+    >>> _log_level("WARN"), _log_level("Debug")
+    ('warning', 'debug')
+    """
+    level = text.lower()
+    return "warning" if level == "warn" else level
+
+
 def _add_service(commands: argparse._SubParsersAction) -> None:
     worker = commands.add_parser("worker", help="run the streaming worker (Faust)")
     worker.add_argument(
         "--loglevel",
-        type=str.lower,
+        type=_log_level,
         choices=("critical", "error", "warning", "info", "debug"),
         default="info",
         help="(info)",

@@ -34,7 +34,7 @@ class SimulationConfig(BaseModel):
 
     customers: int = Field(ge=1, le=100_000_000)
     days: int = Field(ge=1, le=36_500)
-    seed: int
+    seed: int = Field(ge=0, lt=2**64, description="Generators' seed (64 bits: no two alike).")
     start: date = date(2024, 1, 1)
     acquisition_days: int | None = Field(
         None, ge=1, description="First purchases spread over these first days (days // 2)."

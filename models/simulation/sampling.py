@@ -34,7 +34,7 @@ SUBSTREAMS = {
 
 def substream(seed: int, name: str) -> np.random.Generator:
     """An independent generator per concern: switching interactions off keeps purchases."""
-    return np.random.default_rng([seed % 2**64, SUBSTREAMS[name]])
+    return np.random.default_rng([seed, SUBSTREAMS[name]])
 
 
 def concatenated_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:

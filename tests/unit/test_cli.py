@@ -337,3 +337,4 @@ def test_a_worker_log_level_that_does_not_exist_is_refused_by_the_parser(monkeyp
     assert exit_.value.code == 2 and "--loglevel" in capsys.readouterr().err and not started
     args = build_parser().parse_args(["worker", "--loglevel", "WARNING"])
     assert args.loglevel == "warning"
+    assert build_parser().parse_args(["worker", "--loglevel", "warn"]).loglevel == "warning"

@@ -321,7 +321,10 @@ def test_config_is_strict() -> None:
         SimulationConfig(customers=1, days=10, seed=0, acquisition_days=11)
     with pytest.raises(ValidationError):
         SimulationConfig(customers=0, days=10, seed=0)
-    tiny = simulate(SimulationConfig(customers=1, days=1, seed=-3))
+    for aliased in (-1, 2**64):  # drawn as seed 2**64 - 1 and 0 were, the same files
+        with pytest.raises(ValidationError):
+            SimulationConfig(customers=1, days=1, seed=aliased)
+    tiny = simulate(SimulationConfig(customers=1, days=1, seed=2**64 - 1))
     assert tiny.counts()["customer.profile"] == 1
 
 
