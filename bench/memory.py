@@ -68,7 +68,7 @@ def proportional_kib(smaps_rollup: str) -> int | None:
     return None
 
 
-def _parents() -> dict[int, int]:
+def process_parents() -> dict[int, int]:
     """Process id -> parent process id of every process (Linux /proc)."""
     parents = {}
     for entry in os.listdir("/proc"):
@@ -81,7 +81,7 @@ def _parents() -> dict[int, int]:
     return parents
 
 
-def _memory_bytes(pid: int) -> int:
+def memory_bytes(pid: int) -> int:
     """A process's proportional set size (its resident size where that is not
     readable); 0 once it has gone."""
     try:
@@ -106,8 +106,8 @@ def peak_memory(command: list[str]) -> tuple[int, int]:
         pid, status, usage = os.wait4(child.pid, os.WNOHANG)
         if pid:
             break
-        tree = descendants(_parents(), child.pid)
-        tree_peak = max(tree_peak, sum(_memory_bytes(p) for p in tree))
+        tree = descendants(process_parents(), child.pid)
+        tree_peak = max(tree_peak, sum(memory_bytes(p) for p in tree))
         time.sleep(SAMPLE_SECONDS)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{command} failed")

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from agents.metrics import LATENCY_BUCKETS
 from bench.events import events_file
+from bench.memory import descendants, memory_bytes, process_parents
 from bench.metrics import median_ratio
 from bench.scratch import work_dir
 from streams.devstack import DevStack, free_port
@@ -248,12 +249,19 @@ def _wait_restored(worker: WorkerProcess, customers: int, started: float) -> flo
 
 
 def _memory(worker: WorkerProcess) -> str:
-    """The worker process's resident and peak resident memory (Linux)."""
+    """The worker process's resident and peak resident memory, and the proportional
+    memory of it with the processes it started (its value-model fit process) (Linux)."""
+    pid = worker.process.pid
     fields = {}
-    for line in Path(f"/proc/{worker.process.pid}/status").read_text().splitlines():
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         name, _, value = line.partition(":")
         fields[name] = value.strip()
-    return f"RSS {fields.get('VmRSS', '?')}, peak {fields.get('VmHWM', '?')}"
+    tree = descendants(process_parents(), pid)
+    with_children = sum(memory_bytes(member) for member in tree) / 2**20
+    return (
+        f"RSS {fields.get('VmRSS', '?')}, peak {fields.get('VmHWM', '?')}; with its "
+        f"{len(tree) - 1} child process(es) {with_children:,.0f} MiB (proportional)"
+    )
 
 
 def main() -> int:
