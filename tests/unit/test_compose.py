@@ -20,6 +20,9 @@ import jsonschema
 import pytest
 import yaml
 
+from models.emitted import Stream
+from streams.topics import TopicNames
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 SCHEMA_FILE = ROOT / "tests" / "data" / "compose-spec.json"
@@ -221,10 +224,23 @@ def test_worker_environment_points_at_the_services(compose):
     assert env["CLVSTREAM_REDIS_URL"] == "redis://redis:6379/0"
 
     assert env["CLVSTREAM_TOPIC_PREFIX"] == "clv."
-    # Topics Kafka creates on its own get as many partitions as the worker's, so
-    # co-partitioned topics (inputs, tables, changelogs) stay co-partitioned.
+    # A topic created without a partition count gets as many partitions as the
+    # worker's, so co-partitioned topics (inputs, outputs, changelog) stay so.
     assert int(env["CLVSTREAM_PARTITIONS"]) >= 1
     assert kafka_env["KAFKA_NUM_PARTITIONS"] == env["CLVSTREAM_PARTITIONS"]
+
+
+def test_only_the_worker_creates_the_topics(compose):
+    """The worker creates its topics with their partitions and `cleanup.policy=compact`
+    (`ensure_topics`) and checks only their partition counts afterwards. A broker that
+    creates topics on a first metadata request (a consumer of the scores started before
+    any worker) would make them with `delete`: old states and scores silently gone."""
+    env = _environment(compose["services"]["kafka"])
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    names = TopicNames(_environment(compose["services"]["worker"])["CLVSTREAM_TOPIC_PREFIX"])
+    assert set(names.compacted) == {
+        names.output(Stream.SCORES), names.changelog, names.value_fits
+    }  # fmt: skip
 
 
 # --- the worker image --------------------------------------------------------
