@@ -5,8 +5,10 @@
 
 ARG PYTHON_VERSION=3.11
 
-# Build stage: install the project and its dependencies into a virtualenv. Every
-# dependency ships manylinux wheels for x86_64 and aarch64, so no compiler is needed.
+# Build stage: install the project and its dependencies into a virtualenv. No
+# compiler is needed: on x86_64 every dependency is a manylinux wheel; on aarch64
+# faust-streaming publishes only its source, which then installs as pure Python
+# (its Cython speedups left out: the scoring path does not run through Faust's agents).
 FROM python:${PYTHON_VERSION}-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
