@@ -356,8 +356,16 @@ class ScoringService(PartitionOwnership, RedisRepair, Service):
             await self._send_output_batch(batch, topic, partition)
 
     async def _send_output_batch(self, batch: object, topic: str, partition: int) -> None:
-        delivery = await self.producer.send_batch(batch, topic, partition=partition)
+        if partition in self._refused:
+            return  # its replay from the last checkpoint produces these outputs again
         scorer = self.partitions.get(partition)
+        try:
+            delivery = await self.producer.send_batch(batch, topic, partition=partition)
+        except KafkaError as error:
+            # Not even queued: the broker away for a whole request timeout (the batch
+            # before it not sent, or no metadata). It crashed the worker before.
+            self._refuse(partition, scorer, error)
+            return
         delivery.add_done_callback(functools.partial(self._output_answered, partition, scorer))
         if topic == self._output_topics[Stream.SCORES]:
             delivery.add_done_callback(functools.partial(self._scores_delivered, partition))
@@ -374,8 +382,13 @@ class ScoringService(PartitionOwnership, RedisRepair, Service):
         delivery was cancelled (a stop)."""
         if delivery.cancelled() or delivery.exception() is None:
             return
+        self._refuse(partition, scorer, delivery.exception())
+
+    def _refuse(
+        self, partition: int, scorer: PartitionScorer | None, error: BaseException | None
+    ) -> None:
         self.metrics.output_batches_failed += 1
-        log.error("partition %d: an output batch refused: %s", partition, delivery.exception())
+        log.error("partition %d: an output batch refused: %s", partition, error)
         if scorer is not None and self.partitions.get(partition) is scorer:
             self._refused.add(partition)
 
