@@ -122,6 +122,9 @@ def test_stop_grace_period_outlasts_the_worker_stop_deadline(services):
     )
     needed = timeout + STOP_GRACE_SECONDS + _STOP_MARGIN_SECONDS
     assert _seconds(worker["stop_grace_period"]) >= needed
+    # and SIGTERM reaches it at once: Python as PID 1 ignores it until Faust's
+    # handlers are installed; an init process passes it on and reaps the fit process
+    assert worker.get("init") is True
 
 
 def test_kafka_cluster_id_is_a_kafka_uuid(services):
