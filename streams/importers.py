@@ -46,14 +46,33 @@ def cdnow_event(line_number: int, customer_id: str, day: date, cds: int, dollars
     }
 
 
+def _is_utf8(line: str) -> bool:
+    r"""Whether a line read with `surrogateescape` was valid UTF-8.
+
+    >>> _is_utf8("café"), _is_utf8("caf\udce9")  # (byte 0xE9 kept by surrogateescape)
+    (True, False)
+    """
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def import_cdnow(source: Path, out: Path) -> ImportSummary:
     """Convert CDNOW_master.txt (header line optional) into time-ordered events."""
     summary = ImportSummary()
     rows: list[tuple[date, int, dict]] = []
-    with open(source, encoding="utf-8-sig", errors="replace") as lines:  # BOM or not
+    # Undecodable bytes stay apart (surrogates) so that the row is reported: replacing
+    # them would make distinct ids one ("00\xe91" and "00\xe81" both "00\ufffd1").
+    with open(source, encoding="utf-8-sig", errors="surrogateescape") as lines:  # BOM or not
         for line_number, line in enumerate(lines, start=1):
             fields = line.split()
             if not fields:
+                continue
+            if not _is_utf8(line):
+                summary.rows += 1
+                summary.skipped.append(f"line {line_number}: not UTF-8 text")
                 continue
             if line_number == 1 and not fields[0].isdigit():
                 continue  # header

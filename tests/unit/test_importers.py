@@ -37,3 +37,17 @@ def test_cli_import_reports_skipped_rows(tmp_path, capsys):
     source.write_text("00001 19970101 1 5.0\nbroken row\n")
     assert main(["import", "cdnow", str(source), "--out", str(tmp_path / "e.jsonl")]) == 1
     assert "line 2" in capsys.readouterr().err
+
+
+def test_a_row_that_is_not_utf8_is_reported_not_merged_into_another_customer(tmp_path):
+    """Latin-1 ids "00é1" and "00è1" both decoded to "00\ufffd1" (errors="replace"):
+    two customers silently became one."""
+    source, out = tmp_path / "cdnow.txt", tmp_path / "events.jsonl"
+    source.write_bytes(b"00\xe91 19970101 1 5.00\n00\xe81 19970102 1 6.00\n00002 19970103 1 7.00\n")
+    summary = import_cdnow(source, out)
+    assert (summary.rows, summary.events) == (3, 1)
+    assert [problem.split(":")[0] for problem in summary.skipped] == ["line 1", "line 2"]
+    assert "UTF-8" in summary.skipped[0]
+    assert [orjson.loads(line)["customer_id"] for line in out.read_bytes().splitlines()] == [
+        "00002"
+    ]
