@@ -7,11 +7,18 @@ date (stable: same-day rows keep their file order).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 import orjson
+
+from schemas.parsing import Rejected, parse_event
+
+_DATE = re.compile(r"[0-9]{8}")
+_COUNT = re.compile(r"0*[1-9][0-9]*")
+_DOLLARS = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
 
 
 @dataclass
@@ -46,6 +53,33 @@ def cdnow_event(line_number: int, customer_id: str, day: date, cds: int, dollars
     }
 
 
+def cdnow_row(fields: list[str]) -> tuple[str, date, int, float]:
+    """(customer id, date, CDs, dollars) of a row's fields, or a ValueError saying what
+    is wrong. Numbers are ASCII digits only: `int` and `float` also read "1_0", "+1",
+    "nan", "inf" and other scripts' digits.
+
+    >>> cdnow_row(["00001", "19970101", "2", "29.33"])
+    ('00001', datetime.date(1997, 1, 1), 2, 29.33)
+    >>> cdnow_row(["00001", "19970101", "1", "nan"])
+    Traceback (most recent call last):
+    ValueError: dollars 'nan' is not a decimal number >= 0
+    """
+    if len(fields) != 4:
+        raise ValueError(f"needs 4 fields (customer id, date, CDs, dollars), not {len(fields)}")
+    customer_id, raw_date, raw_cds, raw_dollars = fields
+    if not _DATE.fullmatch(raw_date):
+        raise ValueError(f"date {raw_date!r} is not YYYYMMDD")
+    try:
+        day = date(int(raw_date[:4]), int(raw_date[4:6]), int(raw_date[6:]))
+    except ValueError as error:
+        raise ValueError(f"date {raw_date!r}: {error}") from None
+    if not _COUNT.fullmatch(raw_cds):
+        raise ValueError(f"number of CDs {raw_cds!r} is not a whole number >= 1")
+    if not _DOLLARS.fullmatch(raw_dollars):
+        raise ValueError(f"dollars {raw_dollars!r} is not a decimal number >= 0")
+    return customer_id, day, int(raw_cds), float(raw_dollars)
+
+
 def _is_utf8(line: str) -> bool:
     r"""Whether a line read with `surrogateescape` was valid UTF-8.
 
@@ -78,17 +112,16 @@ def import_cdnow(source: Path, out: Path) -> ImportSummary:
                 continue  # header
             summary.rows += 1
             try:
-                customer_id, raw_date, raw_cds, raw_dollars = fields
-                day = date(int(raw_date[:4]), int(raw_date[4:6]), int(raw_date[6:8]))
-                cds, dollars = int(raw_cds), float(raw_dollars)
-                if len(raw_date) != 8 or cds < 1 or dollars < 0:
-                    raise ValueError("needs an 8-digit date, >= 1 CD and dollars >= 0")
+                customer_id, day, cds, dollars = cdnow_row(fields)
             except ValueError as error:
                 summary.skipped.append(f"line {line_number}: {error}")
                 continue
-            rows.append(
-                (day, line_number, cdnow_event(line_number, customer_id, day, cds, dollars))
-            )
+            event = cdnow_event(line_number, customer_id, day, cds, dollars)
+            checked = parse_event(orjson.dumps(event))
+            if isinstance(checked, Rejected):  # what the scorer would dead-letter
+                summary.skipped.append(f"line {line_number}: {checked.detail}")
+                continue
+            rows.append((day, line_number, event))
     rows.sort(key=lambda row: (row[0], row[1]))
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "wb") as sink:

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from schemas.parsing import Transaction, parse_event
 from streams.cli import main
@@ -51,3 +54,53 @@ def test_a_row_that_is_not_utf8_is_reported_not_merged_into_another_customer(tmp
     assert [orjson.loads(line)["customer_id"] for line in out.read_bytes().splitlines()] == [
         "00002"
     ]
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        "00001 19970101 1 nan",  # was written with "amount": null
+        "00001 19970101 1 inf",
+        "00001 19970101 1_0 5.00",  # int() reads "1_0" as 10
+        "00001 +9970101 1 5.00",  # the year 997
+        "00001 \u0661\u0669\u0669\u0667\u0660\u0661\u0660\u0661 1 5.00",  # Arabic-Indic digits
+        "00001 19970101 1 -0.00",
+        "00001 19970101 1 5.00 extra",
+        "00001 19600101 1 5.00",  # before the contract's earliest time
+        "00001 19970101 1 2000000000.00",  # over the contract's largest amount
+        "00001 19970101 200000 5.00",  # over the contract's largest quantity
+        "c" * 129 + " 19970101 1 5.00",  # not an id of the contract
+        "00\u200b01 19970101 1 5.00",  # an invisible character in the id
+    ],
+)
+def test_a_row_the_contract_would_refuse_is_reported_with_its_line_not_written(tmp_path, row):
+    source, out = tmp_path / "cdnow.txt", tmp_path / "events.jsonl"
+    source.write_text(f"00002 19970101 1 5.00\n{row}\n", encoding="utf-8")
+    summary = import_cdnow(source, out)
+    assert (summary.rows, summary.events) == (2, 1)
+    assert len(summary.skipped) == 1 and summary.skipped[0].startswith("line 2: ")
+    assert len(out.read_bytes().splitlines()) == 1
+
+
+_TOKEN = st.one_of(
+    st.from_regex(r"[0-9]{1,6}", fullmatch=True),
+    st.from_regex(r"(19[0-9]{2}|2[0-9]{3})(0[0-9]|1[0-3])[0-3][0-9]", fullmatch=True),
+    st.from_regex(r"[0-9]{1,4}(\.[0-9]{0,3})?", fullmatch=True),
+    st.sampled_from(["nan", "-inf", "1e5", "0x1", "+1", "-1", "1_0", "\u0663", "\u00b2"]),
+    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=6),
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rows=st.lists(st.lists(_TOKEN, min_size=3, max_size=5), max_size=8))
+def test_every_row_is_either_a_valid_event_or_reported(tmp_path, rows):
+    source, out = tmp_path / "cdnow.txt", tmp_path / "events.jsonl"
+    lines = ["00000 19970101 1 1.00", *(" ".join(fields) for fields in rows)]  # (no header)
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    summary = import_cdnow(source, out)
+    written = out.read_bytes().splitlines()
+    assert all(isinstance(parse_event(line), Transaction) for line in written)
+    assert summary.rows == sum(1 for line in lines if line.split())
+    assert summary.events == len(written) == summary.rows - len(summary.skipped)
