@@ -16,6 +16,7 @@ import orjson
 
 from schemas.parsing import Rejected, parse_event
 
+_DIGITS = frozenset("0123456789")
 _DATE = re.compile(r"[0-9]{8}")
 _COUNT = re.compile(r"0*[1-9][0-9]*")
 _DOLLARS = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
@@ -94,7 +95,8 @@ def _is_utf8(line: str) -> bool:
 
 
 def import_cdnow(source: Path, out: Path) -> ImportSummary:
-    """Convert CDNOW_master.txt (header line optional) into time-ordered events."""
+    """Convert CDNOW_master.txt (header line optional: a first line without digits)
+    into time-ordered events."""
     summary = ImportSummary()
     rows: list[tuple[date, int, dict]] = []
     # Undecodable bytes stay apart (surrogates) so that the row is reported: replacing
@@ -108,8 +110,8 @@ def import_cdnow(source: Path, out: Path) -> ImportSummary:
                 summary.rows += 1
                 summary.skipped.append(f"line {line_number}: not UTF-8 text")
                 continue
-            if line_number == 1 and not fields[0].isdigit():
-                continue  # header
+            if line_number == 1 and not any(c in _DIGITS for c in line):
+                continue  # a header (every row has a date)
             summary.rows += 1
             try:
                 customer_id, day, cds, dollars = cdnow_row(fields)

@@ -104,3 +104,14 @@ def test_every_row_is_either_a_valid_event_or_reported(tmp_path, rows):
     assert all(isinstance(parse_event(line), Transaction) for line in written)
     assert summary.rows == sum(1 for line in lines if line.split())
     assert summary.events == len(written) == summary.rows - len(summary.skipped)
+
+
+def test_a_first_row_whose_id_is_not_all_digits_is_a_row_not_a_header(tmp_path):
+    """Any line 1 whose id was not all digits was taken for a header and dropped
+    without a word; a header is a line without any digit."""
+    source, out = tmp_path / "cdnow.txt", tmp_path / "events.jsonl"
+    source.write_text("A0001 19970101 1 5.00\nA0002 19970101 1 6.00\n")
+    summary = import_cdnow(source, out)
+    assert (summary.rows, summary.events, summary.skipped) == (2, 2, [])
+    source.write_text("customer_id date number_of_cds dollar_value\nA0002 19970101 1 6.00\n")
+    assert (import_cdnow(source, out).rows, len(out.read_bytes().splitlines())) == (1, 1)
