@@ -7,7 +7,9 @@ date (stable: same-day rows keep their file order).
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -125,9 +127,24 @@ def import_cdnow(source: Path, out: Path) -> ImportSummary:
                 continue
             rows.append((day, line_number, event))
     rows.sort(key=lambda row: (row[0], row[1]))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "wb") as sink:
-        for _, _, event in rows:
-            sink.write(orjson.dumps(event) + b"\n")
+    write_whole(out, (orjson.dumps(event) + b"\n" for _, _, event in rows))
     summary.events = len(rows)
     return summary
+
+
+def write_whole(out: Path, lines: Iterable[bytes]) -> None:
+    """Write `lines` to `out` in full or not at all: into a file beside it, moved over
+    it once complete (a failure half-way leaves the previous `out` as it was)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    try:
+        with open(partial, "wb") as sink:
+            for line in lines:
+                sink.write(line)
+        try:
+            os.replace(partial, out)
+        except OSError as error:  # about `out` (a directory, say), not the partial file
+            raise type(error)(error.errno, error.strerror, str(out)) from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import errno
+
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.parsing import Transaction, parse_event
+from streams import importers
 from streams.cli import main
 from streams.importers import import_cdnow
 
@@ -115,3 +118,51 @@ def test_a_first_row_whose_id_is_not_all_digits_is_a_row_not_a_header(tmp_path):
     assert (summary.rows, summary.events, summary.skipped) == (2, 2, [])
     source.write_text("customer_id date number_of_cds dollar_value\nA0002 19970101 1 6.00\n")
     assert (import_cdnow(source, out).rows, len(out.read_bytes().splitlines())) == (1, 1)
+
+
+class _DiskFull:
+    """A file open for writing that takes one write, then fails as a full disk does."""
+
+    def __init__(self, file) -> None:
+        self.file, self.writes = file, 0
+
+    def write(self, data: bytes) -> int:
+        self.writes += 1
+        if self.writes > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self.file.write(data)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
+
+
+def test_an_import_that_fails_while_writing_leaves_the_previous_output_whole(tmp_path, monkeypatch):
+    """The output was opened in place: a failure half-way left it half-written, the
+    previous events file already destroyed."""
+    source, out = tmp_path / "cdnow.txt", tmp_path / "events.jsonl"
+    source.write_text("".join(f"{c:05d} 19970101 1 5.00\n" for c in range(1, 50)))
+    out.write_bytes(b"previous\n")
+
+    def failing_open(path, mode="r", *args, **kwargs):
+        file = open(path, mode, *args, **kwargs)  # noqa: SIM115 (closed by the caller)
+        return _DiskFull(file) if "w" in mode else file
+
+    monkeypatch.setattr(importers, "open", failing_open, raising=False)
+    with pytest.raises(OSError):
+        import_cdnow(source, out)
+    assert out.read_bytes() == b"previous\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cdnow.txt", "events.jsonl"]
+    monkeypatch.undo()
+    assert import_cdnow(source, out).events == 49 == len(out.read_bytes().splitlines())
+
+
+def test_an_output_that_is_a_directory_is_named_as_such(tmp_path, capsys):
+    source, out = tmp_path / "cdnow.txt", tmp_path / "events"
+    source.write_text("00001 19970101 1 5.00\n")
+    out.mkdir()
+    assert main(["import", "cdnow", str(source), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"clvstream: {out}: Is a directory\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cdnow.txt", "events"]
