@@ -2,14 +2,15 @@
 
 CDNOW rows are `customer_id date(YYYYMMDD) cds dollars`. The file is sorted by
 customer; an event log must be in time order, so events are written sorted by
-date (stable: same-day rows keep their file order).
+date (stable: same-day rows keep their file order), in runs on disk when there are
+more than fit in memory.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -17,7 +18,10 @@ from pathlib import Path
 import orjson
 
 from schemas.parsing import Rejected, parse_event
+from streams.sorted_lines import sorted_lines
 
+RUN_LINES = 200_000  # events sorted in memory at once; more are sorted in runs on disk
+_KEY_BYTES = 19  # a date's ordinal (7 digits) and a line number (12), in byte order
 _DIGITS = frozenset("0123456789")
 _DATE = re.compile(r"[0-9]{8}")
 _COUNT = re.compile(r"0*[1-9][0-9]*")
@@ -96,40 +100,44 @@ def _is_utf8(line: str) -> bool:
     return True
 
 
-def import_cdnow(source: Path, out: Path) -> ImportSummary:
+def import_cdnow(source: Path, out: Path, run_lines: int = RUN_LINES) -> ImportSummary:
     """Convert CDNOW_master.txt (header line optional: a first line without digits)
-    into time-ordered events."""
+    into time-ordered events, holding at most `run_lines` of them in memory."""
     summary = ImportSummary()
-    rows: list[tuple[date, int, dict]] = []
     # Undecodable bytes stay apart (surrogates) so that the row is reported: replacing
     # them would make distinct ids one ("00\xe91" and "00\xe81" both "00\ufffd1").
     with open(source, encoding="utf-8-sig", errors="surrogateescape") as lines:  # BOM or not
-        for line_number, line in enumerate(lines, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if not _is_utf8(line):
-                summary.rows += 1
-                summary.skipped.append(f"line {line_number}: not UTF-8 text")
-                continue
-            if line_number == 1 and not any(c in _DIGITS for c in line):
-                continue  # a header (every row has a date)
-            summary.rows += 1
-            try:
-                customer_id, day, cds, dollars = cdnow_row(fields)
-            except ValueError as error:
-                summary.skipped.append(f"line {line_number}: {error}")
-                continue
-            event = cdnow_event(line_number, customer_id, day, cds, dollars)
-            checked = parse_event(orjson.dumps(event))
-            if isinstance(checked, Rejected):  # what the scorer would dead-letter
-                summary.skipped.append(f"line {line_number}: {checked.detail}")
-                continue
-            rows.append((day, line_number, event))
-    rows.sort(key=lambda row: (row[0], row[1]))
-    write_whole(out, (orjson.dumps(event) + b"\n" for _, _, event in rows))
-    summary.events = len(rows)
+        ordered = sorted_lines(_keyed_events(lines, summary), run_lines, out.parent)
+        write_whole(out, (line[_KEY_BYTES:] for line in ordered))
     return summary
+
+
+def _keyed_events(lines: Iterable[str], summary: ImportSummary) -> Iterator[bytes]:
+    """Each valid row's event line behind its sort key (the date, then the line
+    number: same-day rows keep their file order); problems go to `summary`."""
+    for line_number, line in enumerate(lines, start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if not _is_utf8(line):
+            summary.rows += 1
+            summary.skipped.append(f"line {line_number}: not UTF-8 text")
+            continue
+        if line_number == 1 and not any(c in _DIGITS for c in line):
+            continue  # a header (every row has a date)
+        summary.rows += 1
+        try:
+            customer_id, day, cds, dollars = cdnow_row(fields)
+        except ValueError as error:
+            summary.skipped.append(f"line {line_number}: {error}")
+            continue
+        event = orjson.dumps(cdnow_event(line_number, customer_id, day, cds, dollars))
+        checked = parse_event(event)
+        if isinstance(checked, Rejected):  # what the scorer would dead-letter
+            summary.skipped.append(f"line {line_number}: {checked.detail}")
+            continue
+        summary.events += 1
+        yield b"%07d%012d%b\n" % (day.toordinal(), line_number, event)
 
 
 def write_whole(out: Path, lines: Iterable[bytes]) -> None:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import errno
+import tracemalloc
+from datetime import date, timedelta
 
 import orjson
 import pytest
@@ -157,6 +159,58 @@ def test_an_import_that_fails_while_writing_leaves_the_previous_output_whole(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cdnow.txt", "events.jsonl"]
     monkeypatch.undo()
     assert import_cdnow(source, out).events == 49 == len(out.read_bytes().splitlines())
+
+
+def _rows_file(path, count: int) -> None:
+    """`count` rows sorted by customer, as CDNOW is, their dates spread over a year."""
+    path.write_text(
+        "".join(
+            f"{c:05d} {date(1997, 1, 1) + timedelta(days=(c * 7919) % 365):%Y%m%d} 1 5.00\n"
+            for c in range(count)
+        )
+    )
+
+
+def test_a_large_file_is_sorted_without_holding_every_event_in_memory(tmp_path):
+    """Every event was held in memory (as a dict) until the sort; now at most
+    `run_lines` event lines are, the rest in sorted runs on disk."""
+    source, out = tmp_path / "cdnow.txt", tmp_path / "events.jsonl"
+    _rows_file(source, 20_000)
+    tracemalloc.start()
+    try:
+        summary = import_cdnow(source, out, run_lines=500)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert summary.events == 20_000
+    assert peak < 4_000_000  # (all 20,000 held as dicts: about 20 MB)
+    days = [orjson.loads(line)["occurred_at"] for line in out.read_bytes().splitlines()]
+    assert days == sorted(days)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cdnow.txt", "events.jsonl"]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    days=st.lists(st.integers(0, 30), max_size=40),
+    run_lines=st.integers(1, 12),
+)
+def test_the_output_does_not_depend_on_how_many_lines_are_sorted_at_once(tmp_path, days, run_lines):
+    source = tmp_path / "cdnow.txt"
+    source.write_text(
+        "".join(
+            f"{n % 7:05d} {date(1997, 1, 1) + timedelta(days=d):%Y%m%d} 1 5.00\n"
+            for n, d in enumerate(days)
+        )
+    )
+    in_memory, in_runs = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    import_cdnow(source, in_memory)
+    assert import_cdnow(source, in_runs, run_lines=run_lines).events == len(days)
+    assert in_runs.read_bytes() == in_memory.read_bytes()
+    ids = [orjson.loads(line)["event_id"] for line in in_runs.read_bytes().splitlines()]
+    lines = sorted(range(1, len(days) + 1), key=lambda line: (days[line - 1], line))
+    assert ids == [f"cdnow-{line}" for line in lines]
 
 
 def test_an_output_that_is_a_directory_is_named_as_such(tmp_path, capsys):
