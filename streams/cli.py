@@ -99,10 +99,19 @@ def _run_import(args: argparse.Namespace) -> int:
     from streams.importers import import_cdnow
 
     summary = import_cdnow(args.source, args.out)
-    print(f"{summary.rows:,} rows -> {summary.events:,} events in {args.out}")
-    for problem in summary.skipped[:20]:
+    skipped = summary.skipped_rows
+    print(
+        f"{summary.rows:,} rows -> {summary.events:,} events in {args.out}"
+        + (f" ({skipped:,} skipped)" if skipped else "")
+    )
+    for problem in summary.skipped[:_PROBLEMS_SHOWN]:
         print(f"  skipped {problem}", file=sys.stderr)
-    return 0 if not summary.skipped else 1
+    if skipped > _PROBLEMS_SHOWN:
+        print(f"  ... and {skipped - _PROBLEMS_SHOWN:,} more skipped rows", file=sys.stderr)
+    return 0 if not skipped else 1
+
+
+_PROBLEMS_SHOWN = 20
 
 
 def _run_schemas(args: argparse.Namespace) -> int:

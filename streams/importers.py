@@ -22,6 +22,7 @@ from streams.sorted_lines import sorted_lines
 
 RUN_LINES = 200_000  # events sorted in memory at once; more are sorted in runs on disk
 _KEY_BYTES = 19  # a date's ordinal (7 digits) and a line number (12), in byte order
+_KEPT_PROBLEMS = 100  # skipped rows whose problem a summary keeps (all are counted)
 _DIGITS = frozenset("0123456789")
 _DATE = re.compile(r"[0-9]{8}")
 _COUNT = re.compile(r"0*[1-9][0-9]*")
@@ -32,7 +33,14 @@ _DOLLARS = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
 class ImportSummary:
     rows: int = 0
     events: int = 0
-    skipped: list[str] = field(default_factory=list)  # "line N: why"
+    skipped_rows: int = 0
+    skipped: list[str] = field(default_factory=list)  # "line N: why", the first 100
+
+    def skip(self, line_number: int, why: str) -> None:
+        """Count a row that is not imported; keep what is wrong with the first few."""
+        self.skipped_rows += 1
+        if len(self.skipped) < _KEPT_PROBLEMS:
+            self.skipped.append(f"line {line_number}: {why}")
 
 
 def cdnow_event(line_number: int, customer_id: str, day: date, cds: int, dollars: float) -> dict:
@@ -121,7 +129,7 @@ def _keyed_events(lines: Iterable[str], summary: ImportSummary) -> Iterator[byte
             continue
         if not _is_utf8(line):
             summary.rows += 1
-            summary.skipped.append(f"line {line_number}: not UTF-8 text")
+            summary.skip(line_number, "not UTF-8 text")
             continue
         if line_number == 1 and not any(c in _DIGITS for c in line):
             continue  # a header (every row has a date)
@@ -129,12 +137,12 @@ def _keyed_events(lines: Iterable[str], summary: ImportSummary) -> Iterator[byte
         try:
             customer_id, day, cds, dollars = cdnow_row(fields)
         except ValueError as error:
-            summary.skipped.append(f"line {line_number}: {error}")
+            summary.skip(line_number, str(error))
             continue
         event = orjson.dumps(cdnow_event(line_number, customer_id, day, cds, dollars))
         checked = parse_event(event)
         if isinstance(checked, Rejected):  # what the scorer would dead-letter
-            summary.skipped.append(f"line {line_number}: {checked.detail}")
+            summary.skip(line_number, checked.detail)
             continue
         summary.events += 1
         yield b"%07d%012d%b\n" % (day.toordinal(), line_number, event)

@@ -108,7 +108,7 @@ def test_every_row_is_either_a_valid_event_or_reported(tmp_path, rows):
     written = out.read_bytes().splitlines()
     assert all(isinstance(parse_event(line), Transaction) for line in written)
     assert summary.rows == sum(1 for line in lines if line.split())
-    assert summary.events == len(written) == summary.rows - len(summary.skipped)
+    assert summary.events == len(written) == summary.rows - summary.skipped_rows
 
 
 def test_a_first_row_whose_id_is_not_all_digits_is_a_row_not_a_header(tmp_path):
@@ -220,3 +220,18 @@ def test_an_output_that_is_a_directory_is_named_as_such(tmp_path, capsys):
     assert main(["import", "cdnow", str(source), "--out", str(out)]) == 2
     assert capsys.readouterr().err == f"clvstream: {out}: Is a directory\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cdnow.txt", "events"]
+
+
+def test_every_skipped_row_is_counted_and_the_report_says_how_many_it_leaves_out(tmp_path, capsys):
+    """The command printed the first 20 problems and nothing of the rest; the summary
+    kept every problem's text however many (a file of garbage: its size again)."""
+    source, out = tmp_path / "cdnow.txt", tmp_path / "events.jsonl"
+    source.write_text("00001 19970101 1 5.00\n" + "broken row\n" * 150)
+    summary = import_cdnow(source, out)
+    assert (summary.rows, summary.events, summary.skipped_rows) == (151, 1, 150)
+    assert len(summary.skipped) == 100 and summary.skipped[-1].startswith("line 101: ")
+    assert main(["import", "cdnow", str(source), "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "151 rows -> 1 events" in captured.out and "150 skipped" in captured.out
+    err = captured.err.splitlines()
+    assert len(err) == 21 and err[-1] == "  ... and 130 more skipped rows"
