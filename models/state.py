@@ -278,8 +278,9 @@ class CustomerState:
     def update_consent(self, flags: Iterable[tuple[str, bool | None]], at: float) -> None:
         """Set the flags given (None: unchanged) as of event time `at`, unless a flag
         was set later (at the same time a withdrawal wins), whatever order they came
-        in. An objection to profiling also drops the churn snapshots not learned yet,
-        even one a later grant overrides: the model must not learn from them.
+        in. An objection to profiling also drops the churn snapshots not learned yet
+        and the category affinity, even one a later grant overrides: no model learns
+        from them, and what was gathered around an objection is not served later.
 
         >>> s = CustomerState.new(0.0)
         >>> s.update_consent([("marketing_email", True)], at=5.0)
@@ -293,6 +294,7 @@ class CustomerState:
                 continue
             if name == "profiling" and not granted:
                 self.snapshots = ()
+                self.affinity = Affinity()
             set_at = changed.get(name, self.consent_at.get(name))
             if set_at is None or at > set_at or (at == set_at and not granted):
                 self.consent[name] = granted

@@ -124,7 +124,7 @@ def apply_event(
             new.forget_days_before(day_of(max(watermark, 0.0)))
             if new.snapshots:
                 _mark_stayed(new, at, scorer.config.churn_window_days)
-            if event.items:
+            if event.items and _profiled(new):
                 basket = _add_basket(new, event, at, day, amount, scorer.config)
         else:
             new.add_refund(amount)
@@ -132,7 +132,7 @@ def apply_event(
         new.engagement = new.engagement.observe(event.kind, at, event.value)
         if event.kind == "unsubscribe":
             new.update_consent(_UNSUBSCRIBED, at)
-        elif event.kind in _BROWSING:
+        elif event.kind in _BROWSING and _profiled(new):
             category = event.attributes.get("category")
             if is_short_text(category):  # (an attribute: any text, so checked here)
                 new.affinity = new.affinity.view(at, category, scorer.config.needs)
@@ -163,6 +163,12 @@ def apply_event(
 
 
 _UNSUBSCRIBED = (("marketing_email", False),)
+
+
+def _profiled(state: CustomerState) -> bool:
+    """Whether the customer's category affinity may grow (and the needs model learn
+    from their baskets): not while they object to profiling."""
+    return state.consent.get("profiling") is not False
 
 
 def _protects_privacy(event: Event) -> bool:

@@ -12,7 +12,7 @@ from models.engine import ScoringEngine
 from models.needs import Affinity, NeedsModel, popular_categories, top_needs
 from models.state import CustomerState
 from models.value import PRIOR_PARAMS
-from tests.factories import interaction, purchase, raw
+from tests.factories import customer_event, interaction, purchase, raw
 
 CFG = NeedsConfig()
 DAY = 86_400.0
@@ -152,3 +152,38 @@ def test_items_without_a_price_split_the_amount_by_quantity_and_odd_categories_a
     assert spend_a == {"tents": pytest.approx(40.0)}
     assert spend_b["tents"] / spend_b["boots"] == pytest.approx(3.0)  # (decayed alike since)
     assert set(spend_b) == {"tents", "boots", "lamps"}  # not the odd one
+
+
+def test_an_objection_to_profiling_clears_the_affinity_and_nothing_is_learned_while_it_stands():
+    """The affinity kept growing while a customer objected to profiling, the
+    partition's needs model learned their baskets, and a later grant served top needs
+    read from what they bought and browsed while objecting (the churn snapshots, by
+    contrast, were dropped and none taken)."""
+    engine = ScoringEngine(ScoringConfig(churn_model=False), PRIOR_PARAMS, refit=False)
+    events = [
+        purchase("c", 0, items=basket("tents")),
+        customer_event("c", 1, "consent", consent={"profiling": False}),
+        purchase("c", 2, items=basket("lamps")),
+        interaction("c", 3, "page_view", attributes={"category": "maps"}),
+        purchase("c", 4, items=basket("boots")),
+        customer_event("c", 5, "consent", consent={"profiling": True}),
+        purchase("c", 6, items=basket("books")),
+    ]
+    affinities = []
+    for line, event in enumerate(events):
+        engine.process_raw(raw(event), {"source": "file", "file": "t", "line": line})
+        affinities.append(engine.states["c"].affinity)
+    assert [entry[0] for entry in affinities[0].entries] == ["tents"]
+    assert all(affinity == Affinity() for affinity in affinities[1:5])
+    assert [entry[0] for entry in affinities[6].entries] == ["books"]
+    assert affinities[6].prior_basket == ()
+    assert engine.scorer.needs.popularity == {"tents": 1.0, "books": 1.0}
+    assert engine.scorer.needs.next_counts == {}
+
+
+def test_a_late_objection_to_profiling_clears_the_affinity_too():
+    state = CustomerState.new(0.0)
+    state.affinity = Affinity().purchase(10 * DAY, 10, {"books": 10.0}, CFG)
+    state.update_consent([("profiling", True)], at=20 * DAY)
+    state.update_consent([("profiling", False)], at=5 * DAY)  # older: the grant stands
+    assert state.consent["profiling"] is True and state.affinity == Affinity()
