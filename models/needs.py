@@ -1,7 +1,8 @@
 """Customer needs: category affinity per customer and next-best categories.
 
 `Affinity` (immutable, in the customer's state) keeps decayed purchase counts, spend
-and views per category (bounded), and the categories of the last two purchase days.
+and views per category, and the categories of the last two purchase days (both
+bounded).
 `NeedsModel` (partition state) learns online which categories customers buy next
 after which: item-to-item co-occurrence between consecutive purchase days. The next
 best categories blend "what customers who bought this bought next" with the
@@ -28,7 +29,19 @@ from models.timeline import SECONDS_PER_DAY
 
 Entry = tuple[str, float, float, float]  # category, decayed purchases, spend, views
 _ROW_LENGTH = 12  # most likely next categories kept per category in a snapshot
+# Categories a purchase day's basket keeps (those bought for most; the day's first
+# purchases first): a state stays small, and the model learns at most 32 x 32 pairs
+BASKET_CATEGORIES = 32
 _MEMO_LIMIT = 1 << 15  # affinities a snapshot remembers top needs for (cleared when full)
+
+
+def _largest(spend: Mapping[str, float]) -> list[str]:
+    """Categories by spend, largest first, ties by name.
+
+    >>> _largest({"b": 1.0, "c": 5.0, "a": 1.0})
+    ['c', 'a', 'b']
+    """
+    return [c for _, c in sorted([(-s, c) for c, s in spend.items()])]
 
 
 class Affinity:
@@ -55,10 +68,12 @@ class Affinity:
     ) -> Affinity:
         """After a purchase of `spend` per category on `day`."""
         entries = self._added(at, {c: (1.0, s, 0.0) for c, s in spend.items()}, cfg)
-        categories = tuple(sorted(spend))
         if self.basket_day == day:
-            basket = tuple(sorted({*self.basket, *categories}))
+            room = BASKET_CATEGORIES - len(self.basket)
+            added = [c for c in _largest(spend) if c not in self.basket][: max(room, 0)]
+            basket = tuple(sorted([*self.basket, *added]))
             return Affinity(entries[0], entries[1], day, basket, self.prior_basket)
+        categories = tuple(sorted(_largest(spend)[:BASKET_CATEGORIES]))
         if self.basket_day is not None and day < self.basket_day:  # late: history kept
             return Affinity(entries[0], entries[1], self.basket_day, self.basket, self.prior_basket)
         return Affinity(entries[0], entries[1], day, categories, self.basket)

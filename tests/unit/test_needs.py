@@ -5,7 +5,10 @@ from __future__ import annotations
 import pickle
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from models import needs as needs_module
 from models.config import NeedsConfig, ScoringConfig
 from models.emitted import Stream
 from models.engine import ScoringEngine
@@ -187,3 +190,37 @@ def test_a_late_objection_to_profiling_clears_the_affinity_too():
     state.update_consent([("profiling", True)], at=20 * DAY)
     state.update_consent([("profiling", False)], at=5 * DAY)  # older: the grant stands
     assert state.consent["profiling"] is True and state.affinity == Affinity()
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    purchases=st.lists(
+        st.tuples(
+            st.integers(0, 3),
+            st.dictionaries(
+                st.from_regex(r"c[0-9]{1,3}", fullmatch=True), st.floats(0, 100), min_size=1
+            ),
+        ),
+        max_size=12,
+    )
+)
+def test_a_basket_holds_a_bounded_number_of_categories(purchases):
+    """A purchase day's basket held every category bought that day: thousands in a
+    state (each purchase of the day adding more), and the needs model learned every
+    pair of them."""
+    affinity = Affinity()
+    for day, spend in sorted(purchases, key=lambda purchase: purchase[0]):
+        affinity = affinity.purchase(day * DAY, day, spend, CFG)
+        assert len(affinity.basket) <= needs_module.BASKET_CATEGORIES
+        assert len(affinity.prior_basket) <= needs_module.BASKET_CATEGORIES
+        assert list(affinity.basket) == sorted(affinity.basket)
+
+
+def test_a_basket_keeps_the_categories_bought_for_most():
+    spend = {f"c{n:04d}": float(n) for n in range(1000)}
+    affinity = Affinity().purchase(0.0, 0, spend, CFG)
+    assert affinity.basket == tuple(
+        f"c{n:04d}" for n in range(1000 - needs_module.BASKET_CATEGORIES, 1000)
+    )
+    later = affinity.purchase(DAY / 2, 0, {"a": 1.0, "b": 2.0}, CFG)  # the same day: full
+    assert later.basket == affinity.basket
