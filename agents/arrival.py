@@ -17,7 +17,7 @@ or after the confirmed time, is never late; further ahead it waits for the next
 fetch. Live, the confirmed time trails by a fraction of a second and nothing waits.
 
 >>> gate = ArrivalGate(slack_seconds=3600.0, in_flight_seconds=0.1)
->>> complete = gate.complete_until({"interactions": 100.0}, has_records=lambda topic: False)
+>>> complete = gate.complete_until({"interactions": 100.0}, tails={"interactions": None})
 >>> complete
 99.9
 >>> gate.allows(at=5_000.0, produced_at=99.95, complete_until=complete)  # nothing confirmed yet
@@ -32,7 +32,7 @@ True
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 _KEPT = 100_000  # unconfirmed records remembered; beyond, the oldest are forgotten
 
@@ -49,20 +49,30 @@ class ArrivalGate:
         # Forgetting one only keeps the confirmed time lower: the merge waits, no harm.
         self._unconfirmed: deque[tuple[float, float]] = deque(maxlen=_KEPT)
 
-    def complete_until(
-        self, idle: Mapping[str, float], has_records: Callable[[str], bool]
-    ) -> float:
+    def complete_until(self, idle: Mapping[str, float], tails: Mapping[str, float | None]) -> float:
         """Wall time up to which every input that may bring records before the buffered
         ones has them all: the earliest last fetch (`idle`: input -> when it was last
         fetched, seconds) of the inputs with nothing buffered, less the time a record
-        may take to reach the broker. Inputs with records buffered keep their place by
-        their own heads."""
-        fetched = [polled for topic, polled in idle.items() if not has_records(topic)]
-        if not fetched:
-            return float("inf")
-        until = min(fetched) - self.in_flight_seconds
+        may take to reach the broker. Inputs with records buffered (`tails`: every
+        input -> the Kafka timestamp of its last buffered record, None if it has none)
+        keep their place by their own heads.
+
+        Records processed ahead of that are confirmed once every input has all records
+        produced before them, buffered inputs too: a record processed before another
+        input's buffered ones arrived may be newer than what is still on its way
+        behind them."""
+        in_flight = self.in_flight_seconds
+        until = confirmed = float("inf")
+        for topic, tail in tails.items():
+            polled = idle[topic] - in_flight if topic in idle else float("-inf")
+            if tail is None:
+                confirmed = min(confirmed, polled)
+                if topic in idle:
+                    until = min(until, polled)
+            else:  # what comes after its tail was produced after it, and not yet sent if idle
+                confirmed = min(confirmed, max(tail, polled))
         unconfirmed = self._unconfirmed
-        while unconfirmed and unconfirmed[0][0] <= until:
+        while unconfirmed and unconfirmed[0][0] <= confirmed:
             _, at = unconfirmed.popleft()
             self.confirmed_at = max(self.confirmed_at, at)
         return until

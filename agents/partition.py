@@ -247,7 +247,10 @@ class PartitionScorer:
         buffers, topics, arrival = self.buffers, self.topics, self.arrival
         if not isinstance(idle, Mapping):
             idle = dict.fromkeys(idle, float("inf"))
-        complete_until = arrival.complete_until(idle, buffers.__getitem__)
+        tails = {
+            topic: buffer[-1].produced_at if buffer else None for topic, buffer in buffers.items()
+        }
+        complete_until = arrival.complete_until(idle, tails)
         left = limit if limit is not None else -1
         while True:
             if left == 0:

@@ -107,3 +107,46 @@ def test_an_in_order_producer_whose_records_take_up_to_the_allowance_never_has_o
     counters = part.engine.counters.as_dict()
     assert counters["late"] == 0
     assert counters["applied"] + counters["duplicates"] == len(events)
+
+
+def test_a_record_behind_another_inputs_buffered_ones_is_not_confirmed_past_its_own():
+    """Each input's partition on its own broker: one input's fetch response reaches the
+    worker after another's newer one. Records buffered on an input say nothing of
+    what is still on its way behind them, produced before a record processed ahead of
+    them: that record is not confirmed past it (twice confirmed so, the merge ran a
+    day ahead of an interaction still on its way, and dead-lettered it as late)."""
+    part = scorer()
+    fetched = dict.fromkeys(TOPICS, 0.2)
+    part.add(TRANSACTIONS, [record(0, purchase("c0", 0.0), 0.0)])
+    part.drain(dict(fetched))  # day 0 confirmed
+
+    def fetched_now(*fetches: tuple[str, float, list[tuple]], limit: int | None = 1) -> None:
+        for topic, at, records in fetches:
+            fetched[topic] = at
+            part.add(topic, records)
+        part.drain(dict(fetched), limit)
+
+    # One producer in event-time order: interactions of days 0.10-0.14 (the last one
+    # reaches the broker 0.09 s after it was produced), then purchases of days 0.5-1.9.
+    days = (0.10, 0.11, 0.12, 0.13, 0.14)
+    late = [record(i, interaction("c1", day), 1.0 + i * 0.0005) for i, day in enumerate(days)]
+    bought = [
+        record(i + 1, purchase("c2", day), 1.01 + i * 0.01)
+        for i, day in enumerate((0.5, 1.0, 1.5, 1.9))
+    ]
+    fetched_now((TRANSACTIONS, 1.015, bought[:1]), (TOPICS[0], 1.015, []))  # half a day ahead
+    fetched_now((INTERACTIONS, 1.05, late[:2]))
+    fetched_now((INTERACTIONS, 1.07, late[2:3]))
+    fetched_now((TRANSACTIONS, 1.13, bought[1:2]), (TOPICS[0], 1.13, []))
+    part.drain(dict(fetched), 1)
+    fetched_now(
+        (INTERACTIONS, 1.08, late[3:4]),  # (a response older than the others')
+        (TRANSACTIONS, 1.14, bought[2:]),
+        (TOPICS[0], 1.14, []),
+    )
+    for _ in range(3):
+        part.drain(dict(fetched), 1)
+    fetched_now((INTERACTIONS, 1.2, late[4:]), limit=None)
+    part.drain(dict.fromkeys(TOPICS, 2.0))
+    assert part.engine.counters.as_dict()["late"] == 0
+    assert part.next_offsets == {TOPICS[0]: 0, TRANSACTIONS: 5, INTERACTIONS: 5}
