@@ -32,7 +32,22 @@ True
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
+
+
+def produced_at(timestamp_ms: int | None, fetched_at: float) -> float:
+    """A record's Kafka timestamp in seconds, but no later than when it was fetched
+    (wall seconds): a producer's clock ahead of the worker's, or a timestamp set by
+    hand, would hold the merge until the worker's clock reached it. A record without
+    one (-1) counts as produced when it was fetched.
+
+    >>> produced_at(1_500, 10.0), produced_at(60_000, 10.0), produced_at(-1, 10.0)
+    (1.5, 10.0, 10.0)
+    """
+    if timestamp_ms is None or timestamp_ms < 0:
+        return fetched_at
+    return min(timestamp_ms / 1000, fetched_at)
+
 
 _KEPT = 100_000  # unconfirmed records remembered; beyond, the oldest are forgotten
 
@@ -91,3 +106,30 @@ class ArrivalGate:
         """What a checkpoint restored was processed before: confirmed."""
         self.confirmed_at = max(self.confirmed_at, at)
         self._unconfirmed.clear()
+
+
+class FetchStamps:
+    """For each input, a time before the broker answered its last fetch. The client
+    stamps an answer when it reads it (aiokafka's `last_poll_timestamp`), which on a
+    busy event loop may be long after the broker looked; but the fetch was asked for
+    only after the answer before it had been read, so that answer's stamp is a time
+    before it.
+
+    >>> stamps = FetchStamps()
+    >>> stamps.asked_by("t", 1_000)  # one answer: nothing known before it
+    -inf
+    >>> stamps.asked_by("t", 1_000), stamps.asked_by("t", 1_250), stamps.asked_by("t", 1_250)
+    (-inf, 1.0, 1.0)
+    """
+
+    def __init__(self) -> None:
+        self._stamps: dict[Hashable, tuple[int, float]] = {}  # (latest ms, the one before s)
+
+    def asked_by(self, key: Hashable, stamp_ms: int | None) -> float:
+        """Wall seconds before the last answer for `key` whose stamp is `stamp_ms`."""
+        latest, before = self._stamps.get(key, (None, float("-inf")))
+        if stamp_ms is not None and stamp_ms != latest:
+            if latest is not None:
+                before = latest / 1000
+            self._stamps[key] = (stamp_ms, before)
+        return before

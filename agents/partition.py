@@ -78,7 +78,7 @@ class Buffered:
     raw: bytes
     key: bytes | None
     event: object  # the parsed event, or a Rejected
-    produced_at: float  # the record's broker timestamp (seconds), for latency
+    produced_at: float  # its Kafka timestamp (seconds; not after its fetch): latency, merge
 
 
 @dataclass(frozen=True)

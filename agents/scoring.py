@@ -36,6 +36,7 @@ from aiokafka.errors import KafkaError
 from mode import Service
 from redis.exceptions import RedisError
 
+from agents.arrival import FetchStamps, produced_at
 from agents.fit_relay import FitRelay, fetch
 from agents.metrics import WorkerMetrics
 from agents.partition import PartitionScorer
@@ -116,6 +117,7 @@ class ScoringService(PartitionOwnership, RedisRepair, Service):
         self.markers: RedisMarkers | None = None
         self._init_redis_repair()
         self._idle_since: dict[int, float] = {}
+        self._fetch_stamps = FetchStamps()  # when the inputs' last fetches were asked for
         # inputs whose fetching waits: a catch-up or a full buffer (_pause_or_resume_fetching)
         self._paused: set[TopicPartition] = set()
         self._store_dir: Path | None = None  # this worker's RocksDB directory, once made
@@ -250,7 +252,10 @@ class ScoringService(PartitionOwnership, RedisRepair, Service):
             fetched_before = self._fetched_next.get(tp, 0)
             metrics.events_in[tp.topic] += sum(1 for r in records if r.offset >= fetched_before)
             self._fetched_next[tp] = max(fetched_before, records[-1].offset + 1)
-            scorer.add(tp.topic, ((r.offset, r.key, r.value, r.timestamp / 1000) for r in records))
+            scorer.add(
+                tp.topic,
+                ((r.offset, r.key, r.value, produced_at(r.timestamp, now)) for r in records),
+            )
             held = len(scorer.buffers[tp.topic])
             if held > metrics.buffered_high_water:
                 metrics.buffered_high_water = held
@@ -282,7 +287,8 @@ class ScoringService(PartitionOwnership, RedisRepair, Service):
 
     def _idle_inputs(self, partition: int, scorer: PartitionScorer, now: float) -> dict[str, float]:
         """Inputs of the partition with nothing left to fetch (as of the last fetch),
-        each with the wall time of that fetch (`now` for one never fetched)."""
+        each with a wall time by which that fetch had been asked for (`now` for one
+        never fetched)."""
         idle = {}
         for topic in scorer.topics:
             tp = TopicPartition(topic, partition)
@@ -292,8 +298,7 @@ class ScoringService(PartitionOwnership, RedisRepair, Service):
                 if now - self._assigned_at.get(partition, now) > _NOT_SEEN_GRACE_SECONDS:
                     idle[topic] = now
             elif fetched >= highwater:
-                polled = self.consumer.last_poll_timestamp(tp)
-                idle[topic] = polled / 1000 if polled is not None else now
+                idle[topic] = self._fetch_stamps.asked_by(tp, self.consumer.last_poll_timestamp(tp))
         return idle
 
     def _pause_or_resume_fetching(self, partition: int, scorer: PartitionScorer) -> None:
