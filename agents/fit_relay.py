@@ -160,12 +160,20 @@ class FitRelay:
                     log.warning("value-fits tombstone not sent: %s", error)
                     self.book.pruned.append(pruned)
                     break
+        refused_records = [(r, d) for r, d in self.in_flight if d.done() and refused(d)]
+        if refused_records:
+            # Back to the front of the queue now, not at their partition's next
+            # checkpoint: a refused start holds every record behind it, a follower's
+            # statistics too, and a partition being replayed from its checkpoint (an
+            # output batch refused in the same outage) takes no checkpoint: the leader
+            # waited for those statistics and the followers for its refits, for ever.
+            self.settle(refused_records)
         while self.queue:
             if self._start_unacknowledged():
                 # A follower that reads a progress past a refit's install day before its
                 # start never installs it (installs only go forward): nothing goes after
-                # a start until the broker has it (a refused one is put back at the next
-                # checkpoint's `undelivered`, then sent first).
+                # a start until the broker has it (a refused one is put back above, then
+                # sent first).
                 return
             # Taken off before the send, which may wait: a checkpoint writer settling
             # meanwhile puts failed records back at the front (the leader's engine

@@ -209,9 +209,36 @@ def test_nothing_goes_after_a_refit_start_until_the_broker_has_it():
 
     refusing = SlowAcknowledgingProducer(refuse=(b"start:70",))
     fits = asyncio.run(scenario(refusing))
-    assert refusing.sent == [b"progress", b"start:70"]  # not the progress after it
-    assert fits.undelivered() == {0}  # (at the next checkpoint)
-    assert fits.queue == [("start", 70), ("progress", 75)]  # the start first again
+    # refused: sent again first at the next publish, and still not the progress after it
+    assert refusing.sent == [b"progress", b"start:70", b"start:70"]
+    assert fits.queue == [("progress", 75)]
     taking = SlowAcknowledgingProducer()
     fits = asyncio.run(scenario(taking))
     assert taking.sent == [b"progress", b"start:70", b"progress"] and fits.queue == []
+
+
+def test_a_refused_refit_start_goes_again_without_waiting_for_a_checkpoint():
+    """In a broker outage the leader's start was refused, and so was an output batch
+    of partition 0, which is then replayed from its checkpoint and takes none until
+    that is done. The start was put back only by partition 0's next checkpoint, and
+    until then nothing went out, a follower's statistics neither: the leader waited
+    for them, the follower for the leader's refits (a worker stuck for good after a
+    45 s outage). A refused record now goes back to the front at the next publish."""
+
+    async def scenario() -> tuple[FitRelay, SlowAcknowledgingProducer]:
+        fits = relay(30.0)
+        down = SlowAcknowledgingProducer(refuse=(b"start:70",))
+        fits.queue = [("start", 70)]
+        await fits.publish(down, None)
+        await asyncio.sleep(0.1)  # refused
+        fits.queue.append(("stats", 0, 70, 1, "ab12", 1, 2, "..."))  # a follower's
+        back = SlowAcknowledgingProducer()
+        await fits.publish(back, None)  # no checkpoint in between
+        await asyncio.sleep(0.1)
+        await fits.publish(back, None)
+        await asyncio.sleep(0.1)
+        return fits, back
+
+    fits, back = asyncio.run(scenario())
+    assert back.sent == [b"start:70", b"stats:1:0:70:ab12:1"]
+    assert fits.queue == [] and fits.undelivered() == set()
