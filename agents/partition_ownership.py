@@ -18,6 +18,7 @@ set in its `__init__`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -328,7 +329,12 @@ class PartitionOwnership:
             auto_offset_reset="earliest",
             **self.settings.consumer_options(),
         )
-        await reader.start()
+        try:
+            await reader.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await reader.stop()  # (its client and connections: left open, one per try)
+            raise
         try:
             for partition in sorted(partitions):
                 tp = TopicPartition(self.names.changelog, partition)

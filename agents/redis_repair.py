@@ -174,6 +174,8 @@ class RedisRepair:
         try:
             await reader.start()
         except Exception as error:
+            with contextlib.suppress(Exception):
+                await reader.stop()  # (its client and connections: left open, one per try)
             log.warning("scores not read back (tried again): %s", error)
             for read_back in due:
                 self.redis_loss.read_back_failed(read_back.partition)
