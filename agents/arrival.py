@@ -59,15 +59,14 @@ class ArrivalGate:
         self.slack_seconds = slack_seconds
         self.in_flight_seconds = in_flight_seconds
         self.confirmed_at = float("-inf")  # event time up to which nothing is on its way
-        self.waits = 0  # times the merge stopped for a record on its way
         # (produced_at, at) of processed records not confirmed yet, in processing order.
         # Forgetting one only keeps the confirmed time lower: the merge waits, no harm.
         self._unconfirmed: deque[tuple[float, float]] = deque(maxlen=_KEPT)
 
     def complete_until(self, idle: Mapping[str, float], tails: Mapping[str, float | None]) -> float:
         """Wall time up to which every input that may bring records before the buffered
-        ones has them all: the earliest last fetch (`idle`: input -> when it was last
-        fetched, seconds) of the inputs with nothing buffered, less the time a record
+        ones has them all: the earliest last fetch (`idle`: input -> by when its last
+        fetch was asked for, seconds) of the inputs with nothing buffered, less the time a record
         may take to reach the broker. Inputs with records buffered (`tails`: every
         input -> the Kafka timestamp of its last buffered record, None if it has none)
         keep their place by their own heads.

@@ -233,8 +233,8 @@ class PartitionScorer:
         """Process buffered records in event-time order while every input that is not
         idle has a record buffered (ties: topic order, then offset), at most `limit` of
         them (`more` tells whether it stopped there: the order is the same in chunks).
-        `idle` maps each input with nothing left to fetch to when it was last fetched
-        (wall seconds; a plain collection: fetched just now, nothing on its way): records
+        `idle` maps each input with nothing left to fetch to by when its last fetch was
+        asked for (wall seconds; a plain collection: nothing on its way): records
         beyond what `arrival` has confirmed wait for a later fetch (`gated`). Nothing
         while a bounded clock advance has customers left due (`behind`): an event
         would make the engine re-score all of them at once; they go first, as they
@@ -272,7 +272,6 @@ class PartitionScorer:
                 self.waiting = True  # a refit due first is not done: go on at the next poll
                 return outputs
             if not arrival.allows(best.at, best.produced_at, complete_until):
-                arrival.waits += 1
                 self.gated = True  # another input's record may be on its way: next fetch
                 return outputs
             buffer = buffers[best_topic]
