@@ -54,17 +54,25 @@ def _churn_aside(served: dict, expected: dict) -> tuple[dict, dict]:
     they arrive, so the churn model may learn a few labels in another order than
     offline: its probability may differ slightly, and with it the lifecycle and
     segment of a customer on a boundary (at most 1 in 100). Those checked here, the
-    rest is left to compare exactly."""
+    rest is left to compare exactly.
+
+    Most customers' probabilities agree to the served six digits; one whose last score
+    fell between two labels learned in the other order differs by about one learning
+    step (2e-4 seen once in five runs), so the bound is on how many differ beyond the
+    rounding, and on how far."""
     served = {customer_id: dict(row) for customer_id, row in served.items()}
     expected = {customer_id: dict(row) for customer_id, row in expected.items()}
-    moved = 0
+    moved = churn_differs = 0
     for customer_id, row in served.items():
         offline = expected[customer_id]
-        assert abs(float(row.pop("churn_probability")) - offline.pop("churn_probability")) < 1e-4
+        difference = abs(float(row.pop("churn_probability")) - offline.pop("churn_probability"))
+        assert difference < 0.01
+        churn_differs += difference > 1e-5  # beyond the last of the six digits served
         moved += any(row[name] != cell_text(offline[name]) for name in ("lifecycle", "segment"))
         for name in ("lifecycle", "segment"):
             row[name] = cell_text(offline[name])
     assert moved <= len(served) / 100
+    assert churn_differs <= len(served) / 100
     for row in expected.values():
         row["churn_probability"] = 0.0
     for row in served.values():
