@@ -3,7 +3,7 @@
 
     python3 dev.py up       the main job: embedded broker + Redis, a worker, a demo replay
     python3 dev.py demo     score the bundled CDNOW data offline and print a summary
-    python3 dev.py test     every test (lint, unit, integration)
+    python3 dev.py test     every test (lint, unit, integration), in 2-4 processes
     python3 dev.py shell    print how to activate the environment
 
 The virtual environment `.venv` is created on first use and refreshed when
@@ -59,6 +59,23 @@ def run(command: list[str]) -> int:
     return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell says
 
 
+def _parallel(pytest_args: list[str]) -> list[str]:
+    """Two to four test processes (pytest-xdist), each with its own embedded broker and
+    Redis: the integration tests mostly wait on workers they started, so the suite
+    takes about half as long on two cores. Left alone when the caller chooses
+    (`-n 0` runs in one process).
+
+    >>> _parallel([]) == ["-n", str(min(max(os.cpu_count() or 1, 2), 4)), "--dist", "worksteal"]
+    True
+    >>> _parallel(["-n", "0", "tests/unit"])
+    []
+    """
+    if any(arg == "-n" or arg.startswith(("-n", "--numprocesses")) for arg in pytest_args):
+        return []
+    workers = min(max(os.cpu_count() or 1, 2), 4)
+    return ["-n", str(workers), "--dist", "worksteal"]
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("up", "demo", "test", "shell"):
         print(__doc__)
@@ -70,7 +87,7 @@ def main(argv: list[str]) -> int:
     if action == "test":
         lint = run([str(BIN / "ruff"), "check", "."])
         fmt = run([str(BIN / "ruff"), "format", "--check", "--quiet", "."])
-        tests = run([str(BIN / "python"), "-m", "pytest", *rest])
+        tests = run([str(BIN / "python"), "-m", "pytest", *_parallel(rest), *rest])
         return lint or fmt or tests
     print(f"source {BIN / 'activate'}")
     return 0
