@@ -104,6 +104,11 @@ class NeedsConfig(BaseModel):
         "ranking (the rest is the customer's own affinity).",
     )
     top_needs: int = Field(3, ge=1, le=20)
+    next_half_life_days: PositiveDays = Field(
+        365,
+        description="Half-life of what the next-category model learned: it follows what "
+        "customers buy now, and a category nobody buys any more leaves the vocabulary.",
+    )
 
 
 class ScoringConfig(BaseModel):

@@ -385,7 +385,7 @@ class ScoringEngine(EngineRefits):
         that scores read until the next day. True on a new day."""
         if self._refreshed_day is None or day > self._refreshed_day:
             self._refreshed_day = day
-            self.scorer.refresh()
+            self.scorer.refresh(day)
             return True
         return False
 
@@ -405,7 +405,8 @@ class ScoringEngine(EngineRefits):
         old_bins = previous.population_bins if previous is not None else None
         self.scorer.population.move(old_bins, new_bins)
         if step.basket is not None:
-            self.scorer.needs.learn(step.basket.prior, step.basket.bought)
+            basket = step.basket
+            self.scorer.needs.learn(basket.prior, basket.bought, basket.day)
 
     def _plan_next_work(self) -> None:
         """The watermark at which `on_clock` next has something to do (checked per event)."""

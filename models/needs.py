@@ -22,6 +22,7 @@ event-time day, like the population quantiles).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from models.config import NeedsConfig
@@ -32,6 +33,7 @@ _ROW_LENGTH = 12  # most likely next categories kept per category in a snapshot
 # Categories a purchase day's basket keeps (those bought for most; the day's first
 # purchases first): a state stays small, and the model learns at most 32 x 32 pairs
 BASKET_CATEGORIES = 32
+_REBASE_EXPONENT = 400.0  # half-lives past the base day before counts are rebased
 _MEMO_LIMIT = 1 << 15  # affinities a snapshot remembers top needs for (cleared when full)
 
 
@@ -132,39 +134,108 @@ class Affinity:
 
 
 class NeedsModel:
-    """Counts of "bought category b on the purchase day after one with a" (picklable)."""
+    """Counts of "bought category b on the purchase day after one with a" (picklable).
 
-    def __init__(self, max_categories: int) -> None:
+    What it learned fades with a half-life in event-time days, so the next categories
+    follow what customers buy now, and a category nobody buys any more gives its place
+    in the bounded vocabulary to a new one. The counts are kept as of `base_day` (a
+    purchase learned on a later day counts 2 ** (days / half-life) there), which keeps
+    learning O(1) and makes every count a function of the days alone, not of when the
+    clock refreshed the snapshot.
+
+    >>> model = NeedsModel(max_categories=2, half_life_days=30)
+    >>> model.learn((), ("tents",), day=0)
+    >>> model.learn((), ("boots",), day=0)
+    >>> model.learn((), ("maps",), day=0)  # the vocabulary is full of stronger ones
+    >>> sorted(model.popularity)
+    ['boots', 'tents']
+    >>> model.learn((), ("maps",), day=60)  # tents and boots faded below one purchase
+    >>> sorted(model.popularity)  # (of two as weak, the first by name went)
+    ['maps', 'tents']
+    >>> [(c, round(p, 2)) for c, p in model.snapshot(day=60).popular]
+    [('maps', 0.8), ('tents', 0.2)]
+    """
+
+    # (class defaults: a model pickled before forgetting learned its counts as of the
+    # day it next learns; None: no day yet)
+    base_day: int | None = None
+    half_life_days = math.inf
+
+    def __init__(self, max_categories: int, half_life_days: float = math.inf) -> None:
         self.max_categories = max_categories
+        self.half_life_days = half_life_days
+        self.base_day = None
         self.next_counts: dict[str, dict[str, float]] = {}
         self.popularity: dict[str, float] = {}
 
-    def learn(self, prior: tuple[str, ...], bought: tuple[str, ...]) -> None:
-        """One purchase day's categories `bought`, after a purchase day of `prior` ones."""
+    def learn(self, prior: tuple[str, ...], bought: tuple[str, ...], day: int = 0) -> None:
+        """One purchase day's categories `bought` (on `day`), after a purchase day of
+        `prior` ones."""
+        weight = self._weight(day)
         popularity = self.popularity
-        before_known = [c for c in prior if self._admit(c)]
-        known = [c for c in bought if self._admit(c)]
+        basket = {*prior, *bought}  # none of them gives its place to another
+        before_known = [c for c in prior if self._admit(c, weight, basket)]
+        known = [c for c in bought if self._admit(c, weight, basket)]
         for category in known:
-            popularity[category] += 1.0
+            popularity[category] += weight
         if not before_known or not known:
             return
-        share = 1.0 / len(before_known)
+        share = weight / len(before_known)
         for before in before_known:
             row = self.next_counts.setdefault(before, {})
             for category in known:
                 row[category] = row.get(category, 0.0) + share
 
-    def _admit(self, category: str) -> bool:
-        """Whether the category is learned (the vocabulary is bounded: first come)."""
-        if category in self.popularity:
+    def _weight(self, day: int) -> float:
+        """What one purchase on `day` counts as of the base day (rebased when it grows
+        large, at the same learned days whatever the clock does)."""
+        if self.base_day is None:
+            self.base_day = day
+        exponent = (day - self.base_day) / self.half_life_days
+        if exponent > _REBASE_EXPONENT:
+            self._rescale(0.5**exponent)
+            self.base_day, exponent = day, 0.0
+        return 2.0**exponent
+
+    def _rescale(self, factor: float) -> None:
+        self.popularity = {c: n * factor for c, n in self.popularity.items()}
+        self.next_counts = {
+            before: {c: n * factor for c, n in row.items()}
+            for before, row in self.next_counts.items()
+        }
+
+    def _admit(self, category: str, purchase: float, basket: set[str]) -> bool:
+        """Whether the category is learned. The vocabulary is bounded: when it is full,
+        a new category takes the place of the weakest one outside the `basket` if that
+        one counts for less than a single purchase now (`purchase`), else it is not
+        learned."""
+        popularity = self.popularity
+        if category in popularity:
             return True
-        if len(self.popularity) >= self.max_categories:
-            return False
-        self.popularity[category] = 0.0
+        if len(popularity) >= self.max_categories:
+            others = [(n, c) for c, n in popularity.items() if c not in basket]
+            if not others or min(others)[0] >= purchase:
+                return False
+            self._forget(min(others)[1])
+        popularity[category] = 0.0
         return True
 
-    def snapshot(self) -> NeedsSnapshot:
-        return NeedsSnapshot(self.next_counts, self.popularity)
+    def _forget(self, category: str) -> None:
+        del self.popularity[category]
+        next_counts = self.next_counts
+        next_counts.pop(category, None)
+        emptied = []
+        for before, row in next_counts.items():
+            if row.pop(category, None) is not None and not row:
+                emptied.append(before)  # all that came after it is forgotten
+        for before in emptied:
+            del next_counts[before]
+
+    def snapshot(self, day: int | None = None) -> NeedsSnapshot:
+        """The model as of `day` (its counts faded to then; None: as of the base day)."""
+        base = self.base_day
+        scale = 1.0 if day is None or base is None else 0.5 ** ((day - base) / self.half_life_days)
+        return NeedsSnapshot(self.next_counts, self.popularity, scale)
 
 
 class NeedsSnapshot:
@@ -176,7 +247,10 @@ class NeedsSnapshot:
     __slots__ = ("_baskets", "_memo", "next", "popular")
 
     def __init__(
-        self, next_counts: dict[str, dict[str, float]], popularity: dict[str, float]
+        self,
+        next_counts: dict[str, dict[str, float]],
+        popularity: dict[str, float],
+        scale: float = 1.0,  # what a count is worth now (the model's fading)
     ) -> None:
         total = sum(popularity.values()) or 1.0
         # most first, ties by name: (-count, name) pairs sort without a key function
@@ -187,8 +261,10 @@ class NeedsSnapshot:
         prior = dict(self.popular)
         self.next: dict[str, tuple[tuple[str, float], ...]] = {}
         for before, row in next_counts.items():
-            mass = sum(row.values())
-            probabilities = {c: (n + prior.get(c, 0.0)) / (mass + 1.0) for c, n in row.items()}
+            mass = sum(row.values()) * scale
+            probabilities = {
+                c: (n * scale + prior.get(c, 0.0)) / (mass + 1.0) for c, n in row.items()
+            }
             for c, p in prior.items():
                 probabilities.setdefault(c, p / (mass + 1.0))
             best = sorted([(-p, c) for c, p in probabilities.items()])[:_ROW_LENGTH]

@@ -52,7 +52,7 @@ class Scorer:
         if self.churn is not None:
             self.churn.by_version.name(0, params.version)
         self.population = Population()
-        self.needs = NeedsModel(config.needs.max_categories)
+        self.needs = NeedsModel(config.needs.max_categories, config.needs.next_half_life_days)
         self.population_snapshot: PopulationSnapshot = EMPTY_SNAPSHOT
         self.needs_snapshot: NeedsSnapshot = EMPTY_NEEDS
         self.programmes = (
@@ -92,6 +92,7 @@ class Scorer:
         else:  # the blend's policy; the learned model keeps its learning rate
             self.churn.warmup_labels = config.churn_warmup_labels
         self.needs.max_categories = config.needs.max_categories
+        self.needs.half_life_days = config.needs.next_half_life_days
         spend_days = spend_days_for(config.allowed_lateness_seconds)
         if not config.programmes.enabled:
             self.programmes = None
@@ -102,10 +103,11 @@ class Scorer:
         else:
             self.programmes.reconfigure(config.programmes, config.margin_rate, spend_days)
 
-    def refresh(self) -> None:
-        """Freeze the current population quantiles and needs model for the next scores."""
+    def refresh(self, day: int) -> None:
+        """Freeze the current population quantiles and needs model (as of event-time
+        `day`) for the next scores."""
         self.population_snapshot = self.population.snapshot()
-        self.needs_snapshot = self.needs.snapshot()
+        self.needs_snapshot = self.needs.snapshot(day)
 
     def scores_of(self, state: CustomerState, at: float) -> ScoreFields:
         """Scores of `state` as of event time `at` (whole UTC days for the BTYD clock)."""

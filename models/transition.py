@@ -59,6 +59,7 @@ class Basket(NamedTuple):
 
     prior: tuple[str, ...]
     bought: tuple[str, ...]
+    day: int  # the purchase day
 
 
 class Label(NamedTuple):
@@ -298,8 +299,8 @@ def _add_basket(
         return None
     if before.basket_day == day:  # another purchase the same day
         bought = tuple(c for c in after.basket if c not in before.basket)
-        return Basket(after.prior_basket, bought) if bought else None
-    return Basket(after.prior_basket, after.basket)
+        return Basket(after.prior_basket, bought, day) if bought else None
+    return Basket(after.prior_basket, after.basket, day)
 
 
 def due_cause(day: int) -> str:

@@ -128,7 +128,76 @@ def test_scores_carry_top_needs_learnt_from_other_customers():
         outputs += engine.process_raw(raw(event), {"source": "file", "file": "t", "line": line})
     last = [o.value for o in outputs if o.stream is Stream.SCORES and o.key == "new"][-1]
     assert last["top_needs"] == ["boots", "tents", "lamps"]
-    assert engine.scorer.needs.popularity == {"tents": 31.0, "boots": 30.0}
+    popularity = engine.scorer.needs.popularity  # as of the first day learned: later
+    fade = 2 ** (60 / CFG.next_half_life_days)  # purchases count up to this much there
+    assert set(popularity) == {"tents", "boots"}
+    assert 31 < popularity["tents"] < 31 * fade and 30 < popularity["boots"] < 30 * fade
+
+
+def test_what_customers_bought_next_long_ago_fades_behind_what_they_buy_now():
+    """Thirty tents-then-boots two years ago, ten tents-then-maps now: with a half-life
+    of a year the old pattern counts 30 / 4, less than the new one."""
+    model = NeedsModel(max_categories=50, half_life_days=365)
+    for day in range(30):
+        model.learn(("tents",), ("boots",), day)
+    for day in range(730, 740):
+        model.learn(("tents",), ("maps",), day)
+    now = model.snapshot(day=740).next["tents"]
+    assert [c for c, _ in now[:2]] == ["maps", "boots"]
+    never_fading = NeedsModel(max_categories=50)
+    for day in range(30):
+        never_fading.learn(("tents",), ("boots",), day)
+    for day in range(730, 740):
+        never_fading.learn(("tents",), ("maps",), day)
+    assert never_fading.snapshot(day=740).next["tents"][0][0] == "boots"
+
+
+def test_counts_are_rebased_long_after_the_first_day_and_stay_finite():
+    model = NeedsModel(max_categories=50, half_life_days=1)
+    for day in range(0, 2_000, 5):
+        model.learn(("a",), ("b" if day < 1_900 else "c",), day)
+    assert model.base_day > 0
+    assert model.popularity["a"] == 0  # (only ever bought before)
+    assert 0 < model.popularity["b"] < 1e200 and 0 < model.popularity["c"] < 1e200
+    assert model.snapshot(day=2_000).next["a"][0][0] == "c"
+
+
+def test_a_model_pickled_before_it_could_forget_learns_on_as_of_its_next_day():
+    old = NeedsModel(max_categories=50)
+    old.learn(("tents",), ("boots",))
+    del old.__dict__["base_day"], old.__dict__["half_life_days"]  # as pickled then
+    restored = pickle.loads(pickle.dumps(old))
+    restored.half_life_days = 365  # (`Scorer.adopt` sets the current settings)
+    restored.learn(("tents",), ("maps",), 19_000)
+    assert restored.base_day == 19_000
+    assert restored.next_counts["tents"] == {"boots": 1.0, "maps": 1.0}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.sampled_from("abcdefgh"), max_size=3),
+            st.lists(st.sampled_from("abcdefgh"), max_size=3),
+            st.integers(0, 30),
+        ),
+        max_size=40,
+    ),
+    st.integers(1, 5),
+)
+def test_the_vocabulary_never_outgrows_its_bound_and_counts_stay_consistent(learned, bound):
+    model = NeedsModel(max_categories=bound, half_life_days=7)
+    day = 0
+    for prior, bought, gap in learned:
+        day += gap
+        model.learn(tuple(prior), tuple(bought), day)
+        assert len(model.popularity) <= bound
+        assert set(model.next_counts) <= set(model.popularity)
+        for row in model.next_counts.values():
+            assert set(row) <= set(model.popularity) and min(row.values()) > 0
+        assert all(n >= 0 for n in model.popularity.values())
+    snapshot = model.snapshot(day)
+    assert all(0 <= p <= 1 for _, p in snapshot.popular)
 
 
 def test_items_without_a_price_split_the_amount_by_quantity_and_odd_categories_are_ignored():
@@ -180,7 +249,8 @@ def test_an_objection_to_profiling_clears_the_affinity_and_nothing_is_learned_wh
     assert all(affinity == Affinity() for affinity in affinities[1:5])
     assert [entry[0] for entry in affinities[6].entries] == ["books"]
     assert affinities[6].prior_basket == ()
-    assert engine.scorer.needs.popularity == {"tents": 1.0, "books": 1.0}
+    learned = engine.scorer.needs.popularity  # one purchase each (the later one: as of
+    assert learned == {"tents": 1.0, "books": 2 ** (6 / CFG.next_half_life_days)}  # day 0)
     assert engine.scorer.needs.next_counts == {}
 
 
