@@ -34,6 +34,7 @@ _ROW_LENGTH = 12  # most likely next categories kept per category in a snapshot
 # purchases first): a state stays small, and the model learns at most 32 x 32 pairs
 BASKET_CATEGORIES = 32
 _REBASE_EXPONENT = 400.0  # half-lives past the base day before counts are rebased
+_NOTHING_LEFT = 1e-9  # a category's decayed purchases and views below this: dropped
 _MEMO_LIMIT = 1 << 15  # affinities a snapshot remembers top needs for (cleared when full)
 
 
@@ -85,14 +86,44 @@ class Affinity:
         at_, entries = self._added(at, {category: (0.0, 0.0, 1.0)}, cfg)
         return Affinity(at_, entries, self.basket_day, self.basket, self.prior_basket)
 
+    def refund(self, at: float, spend: Mapping[str, float], cfg: NeedsConfig) -> Affinity:
+        """After a refund of `spend` per category: each category loses that spend and
+        the same share of its purchases (a category refunded in full is gone, unless
+        viewed). Categories not kept are left alone.
+
+        >>> cfg = NeedsConfig()
+        >>> a = Affinity().purchase(0.0, 0, {"shoes": 50.0, "socks": 10.0}, cfg)
+        >>> [(c, n, s) for c, n, s, _ in a.refund(0.0, {"shoes": 50.0}, cfg).entries]
+        [('socks', 1.0, 10.0)]
+        >>> [(c, n, s) for c, n, s, _ in a.refund(0.0, {"shoes": 10.0}, cfg).entries]
+        [('shoes', 0.8, 40.0), ('socks', 1.0, 10.0)]
+        """
+        old, new, now = self._decay(at, cfg)
+        entries = []
+        for category, n, s, v in self.entries:
+            n, s, v = n * old, s * old, v * old
+            refunded = spend.get(category, 0.0) * new
+            if refunded > 0 and s > 0:
+                kept = max(1.0 - refunded / s, 0.0)
+                n, s = n * kept, s * kept
+                if n <= _NOTHING_LEFT and v <= _NOTHING_LEFT:
+                    continue
+            entries.append((category, n, s, v))
+        return Affinity(now, tuple(entries), self.basket_day, self.basket, self.prior_basket)
+
+    def _decay(self, at: float, cfg: NeedsConfig) -> tuple[float, float, float]:
+        """Factors for the kept entries and for an event at `at`, and the time both are
+        then decayed to."""
+        half_life = cfg.affinity_half_life_days * SECONDS_PER_DAY
+        if at >= self.at:
+            return 0.5 ** ((at - self.at) / half_life), 1.0, at
+        # a late event counts less, as if decayed to the entries' time
+        return 1.0, 0.5 ** ((self.at - at) / half_life), self.at
+
     def _added(
         self, at: float, updates: dict[str, tuple[float, float, float]], cfg: NeedsConfig
     ) -> tuple[float, tuple[Entry, ...]]:
-        half_life = cfg.affinity_half_life_days * SECONDS_PER_DAY
-        if at >= self.at:
-            old, new, now = 0.5 ** ((at - self.at) / half_life), 1.0, at
-        else:  # a late event counts less, as if decayed to the entries' time
-            old, new, now = 1.0, 0.5 ** ((self.at - at) / half_life), self.at
+        old, new, now = self._decay(at, cfg)
         merged = {c: (n * old, s * old, v * old) for c, n, s, v in self.entries}
         for category, (n, s, v) in updates.items():
             pn, ps, pv = merged.get(category, (0.0, 0.0, 0.0))

@@ -129,6 +129,10 @@ def apply_event(
                 basket = _add_basket(new, event, at, day, amount, scorer.config)
         else:
             new.add_refund(amount)
+            if event.items:  # (an objector's affinity is empty: nothing to take back)
+                new.affinity = new.affinity.refund(
+                    at, _category_spend(event, amount), scorer.config.needs
+                )
     elif event.event_type == "interaction":
         new.engagement = new.engagement.observe(event.kind, at, event.value)
         if event.kind == "unsubscribe":
@@ -279,11 +283,8 @@ def _category_weights(items: Iterable[Item], priced: bool) -> dict[str, float]:
     return weights
 
 
-def _add_basket(
-    state: CustomerState, event: Event, at: float, day: int, amount: float, config: ScoringConfig
-) -> Basket | None:
-    """Count the purchase's categories (spend split by item value, in the base currency)
-    in the customer's affinity; the basket the needs model learns from, if new."""
+def _category_spend(event: Event, amount: float) -> dict[str, float]:
+    """A transaction's amount (in the base currency) split over its items' categories."""
     priced = all(item.unit_price is not None for item in event.items)
     spend = _category_weights(event.items, priced)
     total = sum(spend.values())
@@ -292,7 +293,15 @@ def _add_basket(
         spend = _category_weights(event.items, priced=False)
         total = sum(spend.values())
         scale = amount / total
-    spend = {category: value * scale for category, value in spend.items()}
+    return {category: value * scale for category, value in spend.items()}
+
+
+def _add_basket(
+    state: CustomerState, event: Event, at: float, day: int, amount: float, config: ScoringConfig
+) -> Basket | None:
+    """Count the purchase's categories (spend split by item value, in the base currency)
+    in the customer's affinity; the basket the needs model learns from, if new."""
+    spend = _category_spend(event, amount)
     before = state.affinity
     after = state.affinity = before.purchase(at, day, spend, config.needs)
     if after.basket_day != day:  # a late purchase: history kept, nothing learned

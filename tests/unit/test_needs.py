@@ -15,7 +15,7 @@ from models.engine import ScoringEngine
 from models.needs import Affinity, NeedsModel, popular_categories, top_needs
 from models.state import CustomerState
 from models.value import PRIOR_PARAMS
-from tests.factories import customer_event, interaction, purchase, raw
+from tests.factories import customer_event, interaction, purchase, raw, refund
 
 CFG = NeedsConfig()
 DAY = 86_400.0
@@ -294,3 +294,26 @@ def test_a_basket_keeps_the_categories_bought_for_most():
     )
     later = affinity.purchase(DAY / 2, 0, {"a": 1.0, "b": 2.0}, CFG)  # the same day: full
     assert later.basket == affinity.basket
+
+
+def test_returned_items_no_longer_count_in_the_customers_affinity():
+    """A customer who bought boots and maps and sent the boots back: the boots counted
+    as their strongest need for good (a refund only lowered their value)."""
+    engine = ScoringEngine(ScoringConfig(churn_model=False), PRIOR_PARAMS, refit=False)
+    bought = basket("maps", price=10.0) + basket("boots", price=90.0)
+    events = [
+        purchase("c", 0, amount=100.0, items=bought),
+        refund("c", 3, amount=90.0, items=basket("boots", price=90.0)),
+        refund("d", 3, amount=5.0),  # (no items: the categories are not known)
+    ]
+    for line, event in enumerate(events):
+        engine.process_raw(raw(event), {"source": "file", "file": "t", "line": line})
+    affinity = engine.states["c"].affinity
+    assert [entry[0] for entry in affinity.entries] == ["maps"]
+    assert affinity.basket == ("boots", "maps")  # what they bought that day, still
+    partly = Affinity().purchase(0.0, 0, {"boots": 90.0, "maps": 10.0}, CFG)
+    partly = partly.refund(0.0, {"boots": 45.0}, CFG)
+    assert dict((c, (n, s)) for c, n, s, _ in partly.entries) == {
+        "boots": (0.5, 45.0),
+        "maps": (1.0, 10.0),
+    }
