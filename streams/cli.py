@@ -151,6 +151,11 @@ def _run_simulate(args: argparse.Namespace) -> int:
     if args.start:
         options["start"] = args.start
     effects = _programme_effects(args.programme_effect, args.seed)
+    if args.config is not None and not effects:  # (it was read by nothing, silently)
+        raise ConfigError(
+            "--config is used only with --programme-effect: the scorer's settings "
+            "decide who is treated; nothing else in a simulation reads them"
+        )
     scoring = _settings_of_file(args.config).scoring if effects else None
     _writable(args.out, args.truth)
     summary = write_simulation(

@@ -195,7 +195,12 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
         help="true additional revenue per treated customer of a programme (repeatable); "
         "the events are then run through the scorer to know who is treated",
     )
-    simulate.add_argument("--config", type=Path, help="TOML settings file (with effects)")
+    simulate.add_argument(
+        "--config",
+        type=Path,
+        help="TOML settings file of the scorer that decides who is treated "
+        "(only with --programme-effect)",
+    )
 
 
 def _add_report(commands: argparse._SubParsersAction) -> None:

@@ -378,6 +378,19 @@ def test_a_true_effect_is_a_finite_amount_not_below_zero(effect) -> None:
     assert ProgrammeEffects(effects={"save_offer": 0.0, "win_back": 25.0}).effects["win_back"] == 25
 
 
+def test_a_settings_file_without_programme_effects_is_refused_not_ignored(tmp_path, capsys) -> None:
+    config = tmp_path / "settings.toml"
+    config.write_text("[scoring]\nchurn_window_days = 60\n")
+    out = tmp_path / "events.jsonl"
+    argv = ["simulate", "--customers", "5", "--days", "10", "--out", str(out)]
+    assert main([*argv, "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("clvstream: ") and "--programme-effect" in err and err.count("\n") == 1
+    assert not out.exists()
+    argv += ["--programme-effect", "save_offer=5"]
+    assert main([*argv, "--config", str(config)]) == 0 and out.exists()
+
+
 def test_a_programme_given_two_true_effects_is_refused(tmp_path, capsys) -> None:
     # The second value silently replaced the first.
     out = tmp_path / "events.jsonl"
