@@ -245,9 +245,10 @@ class NeedsModel:
             return True
         if len(popularity) >= self.max_categories:
             others = [(n, c) for c, n in popularity.items() if c not in basket]
-            if not others or min(others)[0] >= purchase:
+            weakest = min(others, default=(math.inf, ""))
+            if weakest[0] >= purchase:
                 return False
-            self._forget(min(others)[1])
+            self._forget(weakest[1])
         popularity[category] = 0.0
         return True
 
