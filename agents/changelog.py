@@ -10,6 +10,16 @@ checkpoint's offsets, so the restored partition replays exactly what it lost.
 With log compaction (Apache Kafka), the checkpointed version of such a customer may
 already be compacted away; the newer version is then kept, and de-duplication by
 event id keeps it from counting the replayed events twice.
+
+A partition has one writer at a time: each restore first writes a fence (its own
+token) and then reads the changelog up to it; every record its worker writes after
+carries that token (`OWNER_HEADER`). A worker that lost the partition without knowing
+it yet (its session expired while it stalled or was cut off from the broker: the
+group gave the partition to another) may still write a checkpoint of its stale
+states; those records, after the new owner's fence and with another token, are left
+out of every later restore (their customers are written again by the next
+checkpoint, so that the owner's version is the latest), where they would have stood
+over what the new owner applied since.
 """
 
 from __future__ import annotations
@@ -21,7 +31,13 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from agents.disk_states import DiskStates
-from agents.partition import CHECKPOINT_KEY, NEW, decode_checkpoint
+from agents.partition import (
+    CHECKPOINT_KEY,
+    FENCE_PREFIX,
+    NEW,
+    OWNER_HEADER,
+    decode_checkpoint,
+)
 from models.state import CustomerState
 
 
@@ -58,6 +74,16 @@ class ChangelogFold:
     >>> fold.add(b"c1", NEW + CustomerState().to_bytes())
     >>> fold.result().states, fold.result().rolled_back_ids
     ({}, {'c1'})
+
+    After a fence only its owner's records count (a former owner's are written again):
+
+    >>> from agents.partition import encode_checkpoint
+    >>> fold = ChangelogFold()
+    >>> fold.add(FENCE_PREFIX + b"b", b"b")
+    >>> fold.add(b"c2", NEW + CustomerState().to_bytes(), owner=b"a")
+    >>> fold.add(CHECKPOINT_KEY, encode_checkpoint({"t": 9}, b""), owner=b"a")
+    >>> fold.result().offsets, fold.result().rolled_back_ids
+    ({}, {'c2'})
     """
 
     def __init__(self, into: DiskStates | None = None) -> None:
@@ -68,9 +94,19 @@ class ChangelogFold:
         self._pending_new: set[str] = set()  # had no state at the last checkpoint
         self._checkpoint: bytes | None = None
         self._records = 0
+        self._owner: bytes | None = None  # the token of the last fence (None: none yet)
+        self._foreign: set[str] = set()  # customers a former owner wrote after it
 
-    def add(self, key: bytes | None, value: bytes | None) -> None:
+    def add(self, key: bytes | None, value: bytes | None, owner: bytes | None = None) -> None:
+        """Fold one record; `owner`: the token its writer put in `OWNER_HEADER`."""
         self._records += 1
+        if key is not None and key.startswith(FENCE_PREFIX):
+            self._owner = key[len(FENCE_PREFIX) :]
+            return
+        if self._owner is not None and owner != self._owner:
+            if key is not None and key != CHECKPOINT_KEY:
+                self._foreign.add(key.decode())
+            return  # written by a worker that had lost the partition
         if key == CHECKPOINT_KEY:
             if value is not None:
                 self._confirm()
@@ -103,6 +139,7 @@ class ChangelogFold:
         states: dict[str, CustomerState] = {}
         for customer_id, value in self._confirmed.items():
             states[customer_id] = CustomerState.from_bytes(value[1:])
+        restored.rolled_back_ids |= self._foreign  # (their owner's version goes last)
         for customer_id, value in self._pending.items():
             if self._was_confirmed(customer_id) or customer_id in self._pending_new:
                 restored.rolled_back_ids.add(customer_id)  # back to the checkpoint's (or none)
@@ -131,8 +168,16 @@ async def read_changelog(
     assigned (group-less) consumer, into memory or `into` a disk store."""
     fold = ChangelogFold(into)
     async for record in records_to_end(consumer, tp, None, no_data_timeout):
-        fold.add(record.key, record.value)
+        fold.add(record.key, record.value, owner_of(record))
     return fold.result()
+
+
+def owner_of(record: ConsumerRecord) -> bytes | None:
+    """The token in a changelog record's `OWNER_HEADER` (None: it has none)."""
+    for name, value in record.headers or ():
+        if name == OWNER_HEADER:
+            return value
+    return None
 
 
 async def records_to_end(

@@ -35,6 +35,14 @@ from schemas.parsing import Event, Rejected, parse_event
 CHECKPOINT_KEY = b"\x00checkpoint"
 """Changelog key of a partition's checkpoint record (customer ids never hold NUL)."""
 
+FENCE_PREFIX = b"\x00owner:"
+"""Changelog key prefix of a fence: written, with the new owner's token after it, by
+each restore before it reads the changelog (`agents.changelog.ChangelogFold`); one key
+per owner, so that compaction keeps every fence."""
+
+OWNER_HEADER = "owner"
+"""Header naming the owner (its fence's token) that wrote a changelog record."""
+
 NEW, UPDATED = b"N", b"U"
 """First byte of a changelog state record: whether the customer had no state in the
 previous checkpoint (restore drops such a customer if the checkpoint never came)."""
@@ -87,6 +95,7 @@ class Checkpoint:
 
     states: list[tuple[bytes, bytes | None]]  # (customer id, flag + state | None)
     record: bytes  # the checkpoint record's value
+    owner: bytes | None = None  # the token of the restore that made the partition's scorer
 
     def past_redis(self, redis_from: int | None) -> Checkpoint:
         """The same, its record naming where Redis may lack scores from (see
@@ -94,7 +103,8 @@ class Checkpoint:
         if redis_from is None:
             return self
         offsets, engine_blob, _ = decode_checkpoint(self.record)
-        return Checkpoint(self.states, encode_checkpoint(offsets, engine_blob, redis_from))
+        record = encode_checkpoint(offsets, engine_blob, redis_from)
+        return Checkpoint(self.states, record, self.owner)
 
 
 class CheckpointRecord(NamedTuple):
@@ -184,6 +194,9 @@ class PartitionScorer:
         self.next_offsets = {topic: int(start.get(topic, 0)) for topic in self.topics}
         self._last_at = {topic: float("-inf") for topic in self.topics}
         self.processed_produced_at: list[float] = []
+        # the token of the fence its restore wrote (`FENCE_PREFIX`): its changelog
+        # records carry it, so a later restore tells them from a former owner's
+        self.owner: bytes | None = None
         lateness = config.allowed_lateness_seconds
         self.arrival = ArrivalGate(lateness / 2, in_flight_seconds)
         self.arrival.restart_from(self.engine.clock.max_event_time)
@@ -351,7 +364,7 @@ class PartitionScorer:
         blob = checkpoint_bytes(self.engine)
         if isinstance(states, DiskStates):
             states.flush()  # bounded work per checkpoint rather than at eviction
-        return Checkpoint(records, encode_checkpoint(self.next_offsets, blob))
+        return Checkpoint(records, encode_checkpoint(self.next_offsets, blob), self.owner)
 
     def write_again(self, customer_ids: set[str]) -> None:
         """Customers whose changelog holds a version no checkpoint confirmed (dropped

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -28,7 +29,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from agents.changelog import Restored, read_changelog
 from agents.deliveries import refused
 from agents.disk_states import DiskStates, worker_store_dir
-from agents.partition import CHECKPOINT_KEY, Checkpoint, PartitionScorer
+from agents.partition import (
+    CHECKPOINT_KEY,
+    FENCE_PREFIX,
+    OWNER_HEADER,
+    Checkpoint,
+    PartitionScorer,
+)
 from models.config import ScoringConfig
 from streams.settings import Settings
 from streams.topics import partition_of
@@ -160,8 +167,9 @@ class PartitionOwnership:
             taken = [(p, c.past_redis(backlog.since(p)), o) for p, c, o in taken]
         sent_states = []
         for partition, checkpoint, _ in taken:
+            headers = owned_by(checkpoint.owner)
             deliveries = [
-                await producer.send(changelog, value, key, partition=partition)
+                await producer.send(changelog, value, key, partition=partition, headers=headers)
                 for key, value in checkpoint.states
             ]
             sent_states.append(deliveries)
@@ -180,7 +188,11 @@ class PartitionOwnership:
                 scorer.not_written(rejected)
             if confirm and not rejected and partition not in self._refused:
                 record = await producer.send(
-                    changelog, checkpoint.record, CHECKPOINT_KEY, partition=partition
+                    changelog,
+                    checkpoint.record,
+                    CHECKPOINT_KEY,
+                    partition=partition,
+                    headers=owned_by(checkpoint.owner),
                 )
                 confirmed.append((partition, len(checkpoint.states), its_offsets, record))
             else:
@@ -340,6 +352,7 @@ class PartitionOwnership:
                 tp = TopicPartition(self.names.changelog, partition)
                 disk = self._disk(partition) if self.settings.store == "rocksdb" else None
                 try:
+                    owner = await self._fence(partition)
                     # (scores Redis may lack, `restored.redis_from` on, are read back in
                     # the background from the partition's Redis marker: `agents.redis_loss`)
                     restored = await read_changelog(reader, tp, into=disk)
@@ -350,15 +363,32 @@ class PartitionOwnership:
                         raise
                     failed[partition] = error
                     continue
-                await self._install(partition, restored)
+                await self._install(partition, restored, owner)
         finally:
             await reader.stop()
         return failed
 
-    async def _install(self, partition: int, restored: Restored) -> None:
-        """Score a newly assigned partition from its restored state and offsets. The
-        timers are derived from the states in steps, with the event loop let in between
-        (heartbeats: a million states on disk take seconds to read)."""
+    async def _fence(self, partition: int) -> bytes:
+        """Write a fence with a new owner token to the partition's changelog and wait
+        for the broker's acknowledgement (raised if refused); read up to it, the
+        changelog then holds everything a former owner wrote before, and a restore
+        leaves out what it writes after (`agents.changelog`)."""
+        token = uuid.uuid4().hex.encode()
+        delivery = await self.producer.send(
+            self.names.changelog,
+            token,
+            FENCE_PREFIX + token,
+            partition=partition,
+            headers=owned_by(token),
+        )
+        await delivery
+        return token
+
+    async def _install(self, partition: int, restored: Restored, owner: bytes) -> None:
+        """Score a newly assigned partition from its restored state and offsets (its
+        changelog records carry `owner`, its fence's token). The timers are derived
+        from the states in steps, with the event loop let in between (heartbeats: a
+        million states on disk take seconds to read)."""
         scorer = PartitionScorer(
             partition,
             self.names.merge_order,
@@ -381,6 +411,7 @@ class PartitionOwnership:
         except BaseException:  # e.g. cancelled mid-way: do not leak the disk store
             scorer.close()
             raise
+        scorer.owner = owner
         scorer.write_again(restored.rolled_back_ids)
         try:
             for topic in self.names.inputs:
@@ -414,6 +445,11 @@ class PartitionOwnership:
         if self._store_dir is None:
             self._store_dir = worker_store_dir(self.settings.store_dir, self.settings.app_id)
         return DiskStates(self._store_dir / f"p{partition}", self.settings.store_cache_customers)
+
+
+def owned_by(owner: bytes | None) -> list[tuple[str, bytes]] | None:
+    """The headers of a changelog record its partition's `owner` writes."""
+    return [(OWNER_HEADER, owner)] if owner is not None else None
 
 
 def partition_config(settings: Settings) -> ScoringConfig:

@@ -13,7 +13,7 @@ from aiokafka import TopicPartition
 
 from agents import partition_ownership
 from agents.changelog import ChangelogFold, Restored
-from agents.partition import CHECKPOINT_KEY, NEW, PartitionScorer
+from agents.partition import CHECKPOINT_KEY, FENCE_PREFIX, NEW, OWNER_HEADER, PartitionScorer
 from agents.scoring import ScoringService
 from models.emitted import Output, Stream
 from models.state import CustomerState
@@ -31,12 +31,17 @@ class HeldProducer:
         self.refuse_keys: set[bytes] = set()  # other records the broker refuses
         self.sent: list[tuple[str, bytes | None, int | None]] = []
         self.written: list[tuple[str, bytes | None, bytes | None, int]] = []  # acknowledged
+        self.owners: list[bytes | None] = []  # of the records written (their owner header)
         self._pending: list[tuple[str, bytes | None, bytes | None, int, asyncio.Future]] = []
+        self._headers: dict[int, list | None] = {}  # by the id of a pending delivery
 
-    async def send(self, topic, value=None, key=None, partition=None):
+    async def send(self, topic, value=None, key=None, partition=None, headers=None):
         delivery = asyncio.get_running_loop().create_future()
         self.sent.append((topic, key, partition))
+        self._headers[id(delivery)] = headers
         self._pending.append((topic, key, value, partition, delivery))
+        if key is not None and key.startswith(FENCE_PREFIX):  # a restore waits for it
+            await self.flush()
         return delivery
 
     async def flush(self) -> None:
@@ -53,14 +58,16 @@ class HeldProducer:
                 continue
             delivery.set_result(None)
             self.written.append((topic, key, value, partition))
+            headers = self._headers.pop(id(delivery), None)
+            self.owners.append(dict(headers)[OWNER_HEADER] if headers else None)
         self._pending = still
 
     def fold(self, changelog: str, partition: int | None = None) -> Restored:
         """What a restore folds from the changelog records the broker acknowledged."""
         fold = ChangelogFold()
-        for topic, key, value, written_to in self.written:
+        for (topic, key, value, written_to), owner in zip(self.written, self.owners, strict=True):
             if topic == changelog and partition in (None, written_to):
-                fold.add(key, value)
+                fold.add(key, value, owner)
         return fold.result()
 
     def restored(self, changelog: str) -> dict:
@@ -283,7 +290,7 @@ class GatedProducer:
         self.sent: list[tuple[str, bytes | None, int | None]] = []
         self._pending: list[asyncio.Future] = []
 
-    async def send(self, topic, value=None, key=None, partition=None):
+    async def send(self, topic, value=None, key=None, partition=None, headers=None):
         delivery = asyncio.get_running_loop().create_future()
         self.sent.append((topic, key, partition))
         if self.opened:
@@ -443,3 +450,47 @@ class NoReader:
 
     async def stop(self) -> None:
         pass
+
+
+def test_what_a_former_owner_writes_after_the_partition_moved_is_left_out_of_restores(
+    monkeypatch,
+):
+    """A worker whose session expired (it stalled, or lost the broker) no longer holds
+    its partitions, but may write one more checkpoint before it learns so. Each restore
+    fences the changelog first: the stale states and checkpoint written after the new
+    owner's fence are left out of later restores (their customers written again), where
+    they stood over what the new owner had applied since."""
+
+    async def scenario() -> None:
+        first, producer = service_with_two_partitions()
+        second, _ = service_with_two_partitions()
+        second.producer = producer
+        first.consumer, second.consumer = Inputs(), Inputs()
+        changelog = first.names.changelog
+
+        async def fold(reader, tp, into=None) -> Restored:
+            return producer.fold(changelog, tp.partition)
+
+        monkeypatch.setattr(partition_ownership, "AIOKafkaConsumer", lambda **_: NoReader())
+        monkeypatch.setattr(partition_ownership, "read_changelog", fold)
+        del first.partitions[1], second.partitions[1]
+        await first._restore({1})
+        held = first.partitions[1]
+        held.states["c1"] = CustomerState()
+        held.next_offsets = dict.fromkeys(held.next_offsets, 5)
+        await first._checkpoint({1})  # c1, inputs from 5
+
+        await second._restore({1})  # the group gave partition 1 to the second worker
+        assert sorted(second.partitions[1].states) == ["c1"]
+        held.states["c1"] = CustomerState.new(1.0)  # the first one, not knowing yet,
+        held.states["c2"] = CustomerState.new(2.0)  # scored on and checkpoints
+        held.next_offsets = dict.fromkeys(held.next_offsets, 9)
+        await first._checkpoint({1})
+        assert checkpointed(producer, changelog) == [1, 1]
+
+        restored = producer.fold(changelog, 1)  # as the second worker restored it
+        assert restored.offsets == dict.fromkeys(held.next_offsets, 5)
+        assert restored.states == {"c1": CustomerState()}
+        assert restored.rolled_back_ids == {"c1", "c2"}  # (written again next time)
+
+    asyncio.run(scenario())
