@@ -121,6 +121,16 @@ class FitRelay:
             self._followers_released.add(partition)
             engine.publish_stats_end()
 
+    def forget(self, partition: int) -> None:
+        """A follower no longer held here (revoked, or to be read again): should it
+        come back quiet, it publishes its statistics again after a whole release time.
+        Meanwhile another worker may have held it and published statistics that close
+        the open ones it published here (it read events): left released, partition 0
+        would wait for its statistics for the next refit, and everyone for partition
+        0, until it reads again."""
+        self._followers_quiet_since.pop(partition, None)
+        self._followers_released.discard(partition)
+
     def queued_by(self, partition: int) -> bool:
         """True while records of `partition` wait to be sent (a send failed)."""
         return any(_partition_of(r) == partition for r in self.queue)

@@ -248,6 +248,8 @@ class PartitionOwnership:
             self._idle_since.pop(partition, None)
             self.redis_backlog.forget(partition)
             self.redis_loss.forget(partition)
+            if self.fits is not None:
+                self.fits.forget(partition)
         self._fetched_next = {
             tp: n for tp, n in self._fetched_next.items() if tp.partition not in partitions
         }

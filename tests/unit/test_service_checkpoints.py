@@ -494,3 +494,39 @@ def test_what_a_former_owner_writes_after_the_partition_moved_is_left_out_of_res
         assert restored.rolled_back_ids == {"c1", "c2"}  # (written again next time)
 
     asyncio.run(scenario())
+
+
+class QuietFollower:
+    """Stands in for a follower's engine: counts its open snapshots."""
+
+    def __init__(self) -> None:
+        self.published = 0
+
+    def publish_stats_end(self) -> None:
+        self.published += 1
+
+
+def test_a_follower_back_from_another_worker_quiet_publishes_its_statistics_again():
+    """Partition 1, quiet here, published its statistics for every later refit (an
+    open snapshot), then moved to another worker, which read events and published
+    statistics that close the open ones. Back here and quiet again, it publishes them
+    again once quiet for the release time: left marked as published, partition 0
+    waited for its statistics for the next refit, and the others for partition 0,
+    until it read again."""
+
+    async def scenario() -> None:
+        service, _ = service_with_two_partitions()
+        fits, before = service.fits, QuietFollower()
+        fits.watch_follower(1, quiet=True, now=0.0, engine=before)
+        fits.watch_follower(1, quiet=True, now=30.0, engine=before)
+        assert before.published == 1
+        await service.release({1})  # to the other worker
+
+        back = QuietFollower()  # restored here again, nothing to read from the start
+        fits.watch_follower(1, quiet=True, now=500.0, engine=back)
+        fits.watch_follower(1, quiet=True, now=529.0, engine=back)
+        assert back.published == 0  # its quiet time starts again
+        fits.watch_follower(1, quiet=True, now=530.0, engine=back)
+        assert back.published == 1
+
+    asyncio.run(scenario())
