@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 _FIT_RECORDS_RETRY_SECONDS = 0.2  # a checkpoint, while its value-fits records are out
 _REPLAY_BACKOFF_CAP_SECONDS = 60.0  # between replays of a partition whose outputs fail
 _COMMIT_SECONDS = 5.0  # an offset commit after a checkpoint (monitoring only) at most
+_FENCE_SECONDS = 5.0  # a restore's fence (`_fence`): queued, then acknowledged, at most
 
 
 class PartitionOwnership:
@@ -258,34 +259,51 @@ class PartitionOwnership:
         }
         self._refused -= partitions
         self._unrestored -= partitions
+        self.restoring -= partitions  # (assigned, revoked before its restore)
 
     async def acquire(self, partitions: set[int]) -> None:
-        """Restore newly assigned partitions, each on its own: one whose restore fails
-        (the broker away, its changelog unreadable in time) has its inputs paused and
-        is tried again after a backoff (`_replay_refused`); an exception here would
-        only be logged by the consumer, leaving the partition assigned and unscored.
-        `/health` says not ready until they are restored (or failed)."""
+        """Newly assigned partitions: their inputs are paused until the scoring loop
+        has restored them (`restore_assigned`), not here: the consumer sends no
+        heartbeats while this callback runs, and a restore longer than the session
+        timeout (6 s: a large partition, or several) had the group take the
+        partitions away again, at every rebalance. `/health` says not ready until they
+        are restored (or failed)."""
         self.assigned = True
-        self.restoring |= partitions - set(self.partitions)
-        try:
-            await self._acquire(partitions)
-        finally:
-            self.restoring -= partitions
-
-    async def _acquire(self, partitions: set[int]) -> None:
         async with self._lock:
             new = partitions - set(self.partitions)
-            try:
-                failed = await self._restore(new, each_on_its_own=True)
-            except Exception as error:  # (the changelog reader did not start)
-                failed = dict.fromkeys(new, error)
-            for partition, error in sorted(failed.items()):
-                log.warning("partition %d: restore failed, tried again: %s", partition, error)
-                inputs = [TopicPartition(topic, partition) for topic in self.names.inputs]
-                assigned = self.consumer.assignment()
-                self.consumer.pause(*(tp for tp in inputs if tp in assigned))
-                self._unrestored.add(partition)
-                self._replay_at[partition] = time.monotonic() + 2.0
+            self.restoring |= new
+            assigned = self.consumer.assignment()
+            inputs = [TopicPartition(t, p) for p in new for t in self.names.inputs]
+            self.consumer.pause(*(tp for tp in inputs if tp in assigned))
+
+    async def restore_assigned(self) -> None:
+        """Restore the partitions assigned since the last call, each on its own: one
+        whose restore fails (the broker away, its changelog unreadable in time) keeps
+        its inputs paused and is tried again after a backoff (`_replay_refused`).
+        Call with the lock held."""
+        new = self.restoring - set(self.partitions)
+        if not new:
+            return
+        assigned = self.consumer.assignment()
+        gone = {p for p in new if TopicPartition(self.names.inputs[0], p) not in assigned}
+        self.restoring -= gone
+        new -= gone
+        try:
+            failed = await self._restore(new, each_on_its_own=True)
+        except Exception as error:  # (the changelog reader did not start)
+            failed = dict.fromkeys(new, error)
+        finally:
+            self.restoring -= new
+        for partition in sorted(new):
+            inputs = [TopicPartition(topic, partition) for topic in self.names.inputs]
+            if partition not in failed:
+                self.consumer.resume(*inputs)
+                continue
+            log.warning(
+                "partition %d: restore failed, tried again: %s", partition, failed[partition]
+            )
+            self._unrestored.add(partition)
+            self._replay_at[partition] = time.monotonic() + 2.0
 
     async def _replay_refused(self) -> None:
         """Partitions with an output batch the broker refused (after the producer's
@@ -372,18 +390,24 @@ class PartitionOwnership:
 
     async def _fence(self, partition: int) -> bytes:
         """Write a fence with a new owner token to the partition's changelog and wait
-        for the broker's acknowledgement (raised if refused); read up to it, the
+        for the broker's acknowledgement (raised if refused or not within a few
+        seconds: the restore is tried again later); read up to it, the
         changelog then holds everything a former owner wrote before, and a restore
         leaves out what it writes after (`agents.changelog`)."""
         token = uuid.uuid4().hex.encode()
-        delivery = await self.producer.send(
+        sending = self.producer.send(
             self.names.changelog,
             token,
             FENCE_PREFIX + token,
             partition=partition,
             headers=owned_by(token),
         )
-        await delivery
+        # bounded as the changelog's read is: the group's heartbeats wait meanwhile
+        delivery = await asyncio.wait_for(sending, _FENCE_SECONDS)
+        done, _ = await asyncio.wait({delivery}, timeout=_FENCE_SECONDS)
+        if not done:
+            raise TimeoutError(f"partition {partition}: the changelog fence not acknowledged")
+        delivery.result()  # (refused: raised)
         return token
 
     async def _install(self, partition: int, restored: Restored, owner: bytes) -> None:

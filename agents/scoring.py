@@ -225,6 +225,7 @@ class ScoringService(PartitionOwnership, RedisRepair, Service):
         async with self._lock:
             if self._stop_deadline:
                 return  # fetched as the stop began: read again by the next owner
+            await self.restore_assigned()
             await self._handle(batch)
             await self._replay_refused()
             due = self._checkpoint_due(time.monotonic())

@@ -84,6 +84,9 @@ class Consumer:
     def pause(self, *tps: TopicPartition) -> None:
         self.paused |= set(tps)
 
+    def resume(self, *tps: TopicPartition) -> None:
+        self.paused -= set(tps)
+
 
 def test_a_partition_whose_restore_fails_on_assignment_is_paused_and_tried_again():
     """The consumer only logs what its rebalance listener raises: the partition stayed
@@ -99,8 +102,10 @@ def test_a_partition_whose_restore_fails_on_assignment_is_paused_and_tried_again
             return {1: TimeoutError("no changelog data within 5 s")}
 
         service._restore = restore
-        await service.acquire({0, 1})
-        assert service._unrestored == {1}
+        await service.acquire({0, 1})  # (restored by the scoring loop, inputs paused)
+        assert service.restoring == {0, 1} and len(service.consumer.paused) == 2 * len(inputs)
+        await service.restore_assigned()
+        assert service._unrestored == {1} and service.restoring == set()
         assert service.consumer.paused == {TopicPartition(t, 1) for t in inputs}
         assert service._replay_at[1] > time.monotonic()  # after a backoff
 

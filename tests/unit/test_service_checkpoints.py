@@ -530,3 +530,36 @@ def test_a_follower_back_from_another_worker_quiet_publishes_its_statistics_agai
         assert back.published == 1
 
     asyncio.run(scenario())
+
+
+def test_the_rebalance_callback_does_not_wait_for_the_restore_of_its_partitions(monkeypatch):
+    """aiokafka sends no heartbeats while the assignment callback runs: a restore in it
+    longer than the session timeout (a large partition) had the group take the
+    partitions away again, at every rebalance. The callback pauses their inputs; the
+    scoring loop restores them, then resumes them."""
+
+    async def scenario() -> None:
+        service, producer = service_with_two_partitions()
+        service.consumer = inputs = Inputs()
+        del service.partitions[1]
+        changelog_read = asyncio.Event()
+
+        async def slow_fold(reader, tp, into=None) -> Restored:
+            await changelog_read.wait()  # a large changelog
+            return producer.fold(service.names.changelog, tp.partition)
+
+        monkeypatch.setattr(partition_ownership, "AIOKafkaConsumer", lambda **_: NoReader())
+        monkeypatch.setattr(partition_ownership, "read_changelog", slow_fold)
+        await asyncio.wait_for(service.acquire({0, 1}), 1.0)  # at once
+        assert service.status()["restoring"] == [1]
+        assert inputs.paused == {(topic, 1) for topic in service.names.inputs}
+
+        restoring = asyncio.create_task(service.restore_assigned())  # the loop's next poll
+        await asyncio.sleep(0.01)
+        assert not restoring.done() and 1 not in service.partitions
+        changelog_read.set()
+        await restoring
+        assert 1 in service.partitions and service.status()["restoring"] == []
+        assert inputs.paused == set()
+
+    asyncio.run(scenario())
