@@ -114,8 +114,12 @@ async def read_to_end(
     consumer: AIOKafkaConsumer, topics: list[str], handle: Handler, timeout: float = 10.0
 ) -> int:
     """Every record of `topics` (those that exist), from the beginning to the end as of
-    now, with an assigned (group-less) consumer. The end is the high watermark of the
-    fetch responses (Tansu answers ListOffsets with the wrong end offset)."""
+    now, with an assigned (group-less) consumer; returns the records read.
+
+    The end of each partition is fixed when it is first known, so records written
+    while it is read (a running worker) are left out: the read is one cut, and it
+    ends even when the writer is faster than the reader. The end is the high watermark
+    of the fetch responses (Tansu answers ListOffsets with the wrong end offset)."""
     from aiokafka import TopicPartition
 
     existing = await consumer.topics()
@@ -129,16 +133,21 @@ async def read_to_end(
         return 0
     consumer.assign(partitions)
     await consumer.seek_to_beginning(*partitions)
+    ends: dict[TopicPartition, int] = {}
     open_partitions, records, last_data = set(partitions), 0, time.monotonic()
     while open_partitions:
         batches = await consumer.getmany(*open_partitions, timeout_ms=200)
+        for tp in open_partitions:
+            highwater = consumer.highwater(tp)
+            if tp not in ends and highwater is not None:
+                ends[tp] = highwater
         for tp, batch in batches.items():
             for record in batch:
-                handle(tp.topic, record.key, record.value)
-            records += len(batch)
+                if record.offset < ends.get(tp, record.offset + 1):
+                    handle(tp.topic, record.key, record.value)
+                    records += 1
         for tp in list(open_partitions):
-            highwater = consumer.highwater(tp)
-            if highwater is not None and await consumer.position(tp) >= highwater:
+            if tp in ends and await consumer.position(tp) >= ends[tp]:
                 open_partitions.discard(tp)
                 consumer.pause(tp)
         if any(batches.values()):
