@@ -87,6 +87,21 @@ class ReportBuilder:
         lifecycle, value_tier."""
         self._customers.add(row)
 
+    def add_current_score(self, value: Any, key: str | None) -> None:
+        """A record of the live `scores` topic: a point of the customer's history and,
+        the latest read, their current score; a null value is an erasure (of `key`).
+        An unreadable record changes nothing and counts as skipped."""
+        if value is None:
+            self.add_event("scores", None, key)
+            return
+        try:
+            customer_id, current = CustomerValues.read(value)
+            self._add_score(value)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            self.skipped += 1
+            return
+        self._customers.put(customer_id, current)
+
     def remove_customer(self, customer_id: str) -> None:
         """An erased customer: no figures of theirs remain."""
         self._customers.remove(customer_id)

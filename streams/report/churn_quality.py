@@ -79,9 +79,8 @@ class ChurnQuality:
         if customer_id in self._erased:
             return
         probability = value.get("churn_probability")
-        self._history[customer_id].append(
-            (at, None if probability is None else float(probability), int(value["frequency"]))
-        )
+        point = (at, None if probability is None else float(probability), int(value["frequency"]))
+        self._history[customer_id].append(point)
 
     def remove(self, customer_id: str) -> None:
         """An erased customer: their history goes, and later scores are ignored."""

@@ -12,6 +12,7 @@ customers, in all and by lifecycle and value tier, and the period the report cov
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -51,12 +52,21 @@ class CustomerValues:
     def add(self, row: Mapping[str, Any]) -> None:
         """A customer's current score: customer_id, clv (None for prospects),
         lifecycle, value_tier."""
+        self.put(*self.read(row))
+
+    @staticmethod
+    def read(row: Mapping[str, Any]) -> tuple[str, tuple[float, str, str]]:
+        """The customer id and (clv, lifecycle, tier) of a score, not kept (segment
+        names interned: one string per name, not one per customer)."""
         clv = row.get("clv")
-        self._customers[row["customer_id"]] = (
+        return str(row["customer_id"]), (
             float(clv) if clv not in (None, "") else 0.0,
-            row.get("lifecycle") or "prospect",
-            row.get("value_tier") or NO_TIER,
+            _name(row.get("lifecycle"), "prospect"),
+            _name(row.get("value_tier"), NO_TIER),
         )
+
+    def put(self, customer_id: str, current: tuple[float, str, str]) -> None:
+        self._customers[customer_id] = current
 
     def remove(self, customer_id: str) -> None:
         self._customers.pop(customer_id, None)
@@ -75,6 +85,15 @@ class CustomerValues:
             "by_lifecycle": _segments(customers, 1, lifecycles, equity),
             "by_tier": _segments(customers, 2, tier_names, equity),
         }
+
+
+def _name(value: Any, default: str) -> str:
+    """A segment name (interned), `default` when empty; anything else is an error."""
+    if not value:
+        return default
+    if not isinstance(value, str):
+        raise TypeError(f"not a segment name: {value!r}")
+    return sys.intern(value)
 
 
 def _segments(

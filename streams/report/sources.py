@@ -10,7 +10,7 @@ import csv
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -68,8 +68,10 @@ Handler = Callable[[str, bytes | None, bytes | None], None]  # topic, key, value
 
 async def read_service(settings: Settings, builder: ReportBuilder, timeout: float = 10.0) -> int:
     """Read every output topic of the configured broker from its beginning to its
-    current end; the latest value per key of the compacted `scores` topic are the
-    current scores (a null value: the customer was erased). Returns the records read."""
+    end as of the start (`read_to_end`); the latest value per key of the compacted
+    `scores` topic are the current scores (a null value: the customer was erased).
+    Each record is folded as it is read: memory grows with the customers and their
+    history, not with the records' size. Returns the records read."""
     from aiokafka import AIOKafkaConsumer
     from aiokafka.errors import KafkaError
 
@@ -80,7 +82,6 @@ async def read_service(settings: Settings, builder: ReportBuilder, timeout: floa
         raise ClvError("no broker configured: set CLVSTREAM_KAFKA_URL (or kafka_url)")
     names = TopicNames(settings.topic_prefix)
     streams = {names.output(stream): stream.value for stream in Stream}
-    current: dict[str, Any] = {}
 
     def handle(topic: str, key: bytes | None, value: bytes | None) -> None:
         stream = streams[topic]
@@ -90,9 +91,10 @@ async def read_service(settings: Settings, builder: ReportBuilder, timeout: floa
         except orjson.JSONDecodeError:
             builder.skipped += 1
             return
-        if stream == "scores" and customer is not None:
-            current[customer] = event
-        builder.add_event(stream, event, customer)
+        if stream == "scores":
+            builder.add_current_score(event, customer)
+        else:
+            builder.add_event(stream, event, customer)
 
     consumer = AIOKafkaConsumer(
         enable_auto_commit=False, auto_offset_reset="earliest", **settings.consumer_options()
@@ -104,9 +106,6 @@ async def read_service(settings: Settings, builder: ReportBuilder, timeout: floa
         raise ClvError(f"cannot read the output topics at {settings.kafka_url}: {error}") from error
     finally:
         await consumer.stop()
-    for event in current.values():
-        if event is not None:
-            builder.add_customer(event)
     return records
 
 
