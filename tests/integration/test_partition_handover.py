@@ -4,16 +4,15 @@ comes back must not write over what the partitions' new owner has done since."""
 
 from __future__ import annotations
 
-import io
 import signal
 import time
 from pathlib import Path
 
-from streams.partitioned import Job, Replay, Sinks
 from streams.settings import Settings
 from tests.integration.worker_harness import (
     changelog_states,
     fresh_settings,
+    offline_replay,
     replay,
     simulated_file,
     wait_until_scored,
@@ -23,15 +22,7 @@ from tests.integration.worker_harness import (
 
 def offline_states(events: Path, settings: Settings) -> dict[str, bytes]:
     """Every customer's state at the end of an offline run cut as the stream is."""
-    partitions = settings.partitions
-    job = Job(
-        events_path=events, partitions=partitions, owned=tuple(range(partitions)),
-        config=settings.scoring, until=None, as_of_day=None, final_refit=False,
-        future_limit=time.time() + settings.scoring.max_future_seconds,
-        partitioner=settings.partitioner,
-    )  # fmt: skip
-    offline = Replay(job, Sinks(io.BytesIO(), None, tagged=False))
-    offline.run(lambda done, read: None)
+    offline = offline_replay(events, settings)
     return {
         customer_id: state.to_bytes()
         for engine in offline.engines.values()

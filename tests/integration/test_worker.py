@@ -16,7 +16,6 @@ import redis
 
 from models.emitted import Stream
 from streams.offline import SCORE_COLUMNS, cell_text
-from streams.partitioned import Job, Replay, Sinks
 from streams.settings import Settings
 from streams.topics import TopicNames, partition_of
 from tests.integration.own_redis import OwnRedis
@@ -24,6 +23,7 @@ from tests.integration.worker_harness import (
     changelog_states,
     fresh_settings,
     metric,
+    offline_replay,
     produce,
     redis_scores,
     replay,
@@ -47,16 +47,8 @@ def offline_stream_scores(events: Path, settings: Settings) -> tuple[dict[str, d
     partitions, and the clock left at the last event's watermark. (`clvstream score`
     then advances each partition to the end of the as-of day and re-scores the silent
     customers due by then, a time the worker has not reached.)"""
-    partitions = settings.partitions
-    job = Job(
-        events_path=events, partitions=partitions, owned=tuple(range(partitions)),
-        config=settings.scoring, until=None, as_of_day=None, final_refit=False,
-        future_limit=time.time() + settings.scoring.max_future_seconds,
-        partitioner=settings.partitioner,
-    )  # fmt: skip
     emitted = io.BytesIO()
-    offline = Replay(job, Sinks(emitted, None, tagged=False))
-    offline.run(lambda done, read: None)  # and no `finish`: no advance to the day's end
+    offline = offline_replay(events, settings, emitted)
     last: dict[str, dict] = {}
     for line in emitted.getvalue().splitlines():
         envelope = orjson.loads(line)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import time
@@ -16,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from agents.changelog import read_changelog
 from models.simulation import SimulationConfig
 from streams.kafka_admin import bootstrap_servers
+from streams.partitioned import Job, Replay, Sinks
 from streams.replay import replay_file
 from streams.report.sources import read_to_end
 from streams.settings import Settings, load_settings
@@ -180,3 +182,20 @@ def topic_values(settings: Settings, topic: str, timeout: float = 30.0) -> list[
         return values
 
     return asyncio.run(read())
+
+
+def offline_replay(events: Path, settings: Settings, emitted: io.BytesIO | None = None) -> Replay:
+    """An offline run of `events` cut as the stream is: the worker's partitions, and the
+    clock left at the last event's watermark (no `finish`: `clvstream score` then
+    advances each partition to the end of the as-of day, a time the worker has not
+    reached). Its outputs go to `emitted`, if given."""
+    partitions = settings.partitions
+    job = Job(
+        events_path=events, partitions=partitions, owned=tuple(range(partitions)),
+        config=settings.scoring, until=None, as_of_day=None, final_refit=False,
+        future_limit=time.time() + settings.scoring.max_future_seconds,
+        partitioner=settings.partitioner,
+    )  # fmt: skip
+    offline = Replay(job, Sinks(emitted or io.BytesIO(), None, tagged=False))
+    offline.run(lambda done, read: None)
+    return offline
