@@ -70,7 +70,7 @@ def _parallel(pytest_args: list[str]) -> list[str]:
     >>> _parallel(["-n", "0", "tests/unit"])
     []
     """
-    if any(arg == "-n" or arg.startswith(("-n", "--numprocesses")) for arg in pytest_args):
+    if any(arg.startswith(("-n", "--numprocesses")) for arg in pytest_args):
         return []
     workers = min(max(os.cpu_count() or 1, 2), 4)
     return ["-n", str(workers), "--dist", "worksteal"]

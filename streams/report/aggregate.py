@@ -63,6 +63,10 @@ class Report:
     skipped: int  # events that could not be read
 
 
+# what reading a foreign or malformed record raises: it is skipped and counted
+UNREADABLE = (KeyError, TypeError, ValueError, AttributeError)
+
+
 class ReportBuilder:
     """Folds current scores and output events into a `Report`."""
 
@@ -97,7 +101,7 @@ class ReportBuilder:
         try:
             customer_id, current = CustomerValues.read(value)
             self._add_score(value)
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except UNREADABLE:
             self.skipped += 1
             return
         self._customers.put(customer_id, current)
@@ -114,7 +118,7 @@ class ReportBuilder:
         """One output event as emitted on `stream` (a null score is an erasure)."""
         try:
             self._add(stream, value, key)
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except UNREADABLE:
             self.skipped += 1
 
     def _add(self, stream: str, value: Mapping[str, Any] | None, key: str | None) -> None:
@@ -150,9 +154,9 @@ class ReportBuilder:
     def _add_score(self, value: Mapping[str, Any]) -> None:
         customer_id = value["customer_id"]
         at = timestamp(value["scored_at"])
+        self._quality.add_score(customer_id, at, value)  # (first: it may find it unreadable)
         self._first, self._last = min(self._first, at), max(self._last, at)
         self._last_score = max(self._last_score, at)
-        self._quality.add_score(customer_id, at, value)
 
     # the report
     def build(self) -> Report:

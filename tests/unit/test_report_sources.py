@@ -195,6 +195,16 @@ def test_an_unreadable_latest_score_is_skipped_and_counted(monkeypatch, value):
     assert (count, report.customers, report.equity, report.skipped) == (2, 1, 12.0, 1)
 
 
+def test_an_unreadable_score_does_not_move_the_reports_times(monkeypatch):
+    """A score that fails part-way (no `frequency` for the calibration history) is
+    skipped whole: its time does not become the time the scores are as of."""
+    late = {k: v for k, v in score("c1", 20).items() if k != "frequency"}
+    log = {TopicPartition(SCORES, 0): records([("c1", score("c1", 1)), ("c1", orjson.dumps(late))])}
+    _, builder, _ = read(monkeypatch, log)
+    report = builder.build()
+    assert report.skipped == 1 and report.scores_as_of.day == 1
+
+
 def test_scores_read_after_an_erasure_and_before(monkeypatch):
     tp = TopicPartition(SCORES, 0)
     log = {
